@@ -1,0 +1,386 @@
+//! The client: API version, request building, status handling and timeouts.
+//!
+//! [`Docker`] turns an endpoint call into a [`Request`] for its
+//! [`Transport`], sorts the answer's status into [`Error`] variants and reads
+//! bodies with bounds. The endpoint methods themselves live one module per
+//! resource in [`crate::endpoints`].
+//!
+//! Timeouts are per call and cover what a call waits for: the response head,
+//! and for buffered answers the whole body. A followed stream (logs, events,
+//! stats, wait's body) has no total timeout once its head is here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::OnceCell;
+
+use crate::error::{DecodeError, Error, Result};
+use crate::host::Endpoint;
+use crate::query::Query;
+use crate::transport::{Body, Duplex, Request, RequestBody, Response, SocketTransport, Transport, Upgrade};
+use crate::version::{self, ApiVersion};
+
+/// Default bound on how long a call waits for the daemon.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Error bodies are read up to this many bytes (the Go client's bound).
+pub const MAX_ERROR_BODY: usize = 1024 * 1024;
+/// Buffered JSON answers (inspect, list) are read up to this many bytes.
+pub const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
+
+/// A Docker Engine API client. Cloning is cheap and shares the connection
+/// pool and the negotiated version.
+#[derive(Clone)]
+pub struct Docker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    transport: Arc<dyn Transport>,
+    version: OnceCell<ApiVersion>,
+    timeout: Duration,
+}
+
+/// What a call accepts besides 2xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Accept {
+    Success,
+    /// `304 Not Modified` means "already so" (start, stop, pause…).
+    SuccessOrNotModified,
+}
+
+impl std::fmt::Debug for Docker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Docker")
+            .field("version", &self.inner.version.get())
+            .field("timeout", &self.inner.timeout)
+            .finish()
+    }
+}
+
+impl Docker {
+    /// A client for the daemon named by `DOCKER_HOST` (default: the local socket).
+    /// An API version in `DOCKER_API_VERSION` is used as is, without negotiation.
+    pub fn from_env() -> Result<Docker> {
+        let docker = Docker::new(SocketTransport::new(Endpoint::from_env()?));
+        match std::env::var("DOCKER_API_VERSION") {
+            Ok(v) if !v.is_empty() => {
+                let v: ApiVersion = v.parse().map_err(version::VersionError::from)?;
+                Ok(docker.with_version(v))
+            }
+            _ => Ok(docker),
+        }
+    }
+
+    /// A client over any transport (a socket, a replay, a fault injector).
+    pub fn new(transport: impl Transport) -> Docker {
+        Docker::from_transport(Arc::new(transport))
+    }
+
+    pub fn from_transport(transport: Arc<dyn Transport>) -> Docker {
+        Docker { inner: Arc::new(Inner { transport, version: OnceCell::new(), timeout: DEFAULT_TIMEOUT }) }
+    }
+
+    /// The same client with another per-call timeout.
+    pub fn with_timeout(self, timeout: Duration) -> Docker {
+        let version = self.inner.version.get().copied();
+        Docker {
+            inner: Arc::new(Inner {
+                transport: self.inner.transport.clone(),
+                version: OnceCell::new_with(version),
+                timeout,
+            }),
+        }
+    }
+
+    /// The same client pinned to `version`, skipping negotiation.
+    pub fn with_version(self, version: ApiVersion) -> Docker {
+        Docker {
+            inner: Arc::new(Inner {
+                transport: self.inner.transport.clone(),
+                version: OnceCell::new_with(Some(version)),
+                timeout: self.inner.timeout,
+            }),
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The API version in use, negotiated with the daemon on first use (once
+    /// per client, however many calls race for it).
+    pub async fn api_version(&self) -> Result<ApiVersion> {
+        self.inner
+            .version
+            .get_or_try_init(|| async {
+                let request = Request {
+                    method: Method::GET,
+                    target: "/version".into(),
+                    headers: HeaderMap::new(),
+                    body: RequestBody::Empty,
+                };
+                let res = self.exchange(request, self.inner.timeout).await?;
+                let res = self.check(res, Accept::Success, "GET /version").await?;
+                let v: crate::models::SystemVersion = self.read_json(res, "GET /version").await?;
+                let daemon = v.api_version.ok_or_else(|| {
+                    Error::decode("GET /version", DecodeError::Header { name: "ApiVersion", reason: "missing".into() })
+                })?;
+                let negotiated = version::negotiate(&daemon)?;
+                tracing::debug!(%daemon, %negotiated, "negotiated the Engine API version");
+                Ok(negotiated)
+            })
+            .await
+            .copied()
+    }
+
+    /// Sends one request, bounded by `limit` up to the response head.
+    async fn exchange(&self, request: Request, limit: Duration) -> Result<Response> {
+        let what = format!("{} {}", request.method, request.target);
+        match tokio::time::timeout(limit, self.inner.transport.send(request)).await {
+            Ok(res) => Ok(res?),
+            Err(_) => Err(Error::Timeout { what, after: limit }),
+        }
+    }
+
+    async fn request(&self, call: Call) -> Result<(Request, String, Duration, Accept)> {
+        let v = self.api_version().await?;
+        let what = format!("{} {}", call.method, call.path);
+        let target = format!("/v{v}{}{}", call.path, call.query.encode());
+        let limit = self.inner.timeout + call.extra_time;
+        Ok((Request { method: call.method, target, headers: call.headers, body: call.body }, what, limit, call.accept))
+    }
+
+    /// Sends a call and returns the response once its status is acceptable.
+    pub(crate) async fn send(&self, call: Call) -> Result<Response> {
+        let (request, what, limit, accept) = self.request(call).await?;
+        let res = self.exchange(request, limit).await?;
+        self.check(res, accept, &what).await
+    }
+
+    /// Sends a call and decodes its JSON answer.
+    pub(crate) async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
+        let what = format!("{} {}", call.method, call.path);
+        let res = self.send(call).await?;
+        self.read_json(res, &what).await
+    }
+
+    /// Sends a call whose answer carries nothing but its status, and drains it
+    /// so the connection goes back to the pool.
+    pub(crate) async fn empty(&self, call: Call) -> Result<StatusCode> {
+        let what = format!("{} {}", call.method, call.path);
+        let res = self.send(call).await?;
+        let status = res.status;
+        self.read_bytes(res.body, MAX_ERROR_BODY, &what).await?;
+        Ok(status)
+    }
+
+    /// Sends a call as an upgrade request and returns the duplex stream.
+    pub(crate) async fn upgrade(&self, call: Call) -> Result<(HeaderMap, Box<dyn Duplex>)> {
+        let (request, what, limit, _) = self.request(call).await?;
+        let upgrade = match tokio::time::timeout(limit, self.inner.transport.upgrade(request)).await {
+            Ok(res) => res?,
+            Err(_) => return Err(Error::Timeout { what, after: limit }),
+        };
+        match upgrade {
+            Upgrade::Upgraded { headers, io } => Ok((headers, io)),
+            Upgrade::Refused(res) if res.status.is_success() => {
+                Err(Error::NotUpgraded { what, status: res.status.as_u16() })
+            }
+            Upgrade::Refused(res) => Err(self.error_from(res, &what).await),
+        }
+    }
+
+    /// Sorts an answer by status: acceptable ones pass, others become errors
+    /// carrying the daemon's message.
+    async fn check(&self, res: Response, accept: Accept, what: &str) -> Result<Response> {
+        let ok = res.status.is_success()
+            || (accept == Accept::SuccessOrNotModified && res.status == StatusCode::NOT_MODIFIED);
+        if ok {
+            return Ok(res);
+        }
+        Err(self.error_from(res, what).await)
+    }
+
+    async fn error_from(&self, res: Response, what: &str) -> Error {
+        let status = res.status.as_u16();
+        let is_json = res
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let body = match tokio::time::timeout(self.inner.timeout, collect_capped(res.body, MAX_ERROR_BODY, true)).await
+        {
+            Ok(Ok(body)) => body,
+            Ok(Err(e)) => return e,
+            Err(_) => Bytes::new(),
+        };
+        Error::from_status(status, error_message(status, &body, is_json, what))
+    }
+
+    /// Reads a whole body (bounded in size and time) and parses it as JSON.
+    pub(crate) async fn read_json<T: DeserializeOwned>(&self, res: Response, what: &str) -> Result<T> {
+        let bytes = self.read_bytes(res.body, MAX_JSON_BODY, what).await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::decode(what, DecodeError::json(e, &bytes)))
+    }
+
+    /// Reads a whole body, bounded by `limit` bytes and by the call timeout.
+    pub(crate) async fn read_bytes(&self, body: Body, limit: usize, what: &str) -> Result<Bytes> {
+        match tokio::time::timeout(self.inner.timeout, collect_capped(body, limit, false)).await {
+            Ok(res) => res,
+            Err(_) => Err(Error::Timeout { what: format!("the body of {what}"), after: self.inner.timeout }),
+        }
+    }
+}
+
+/// One endpoint call, before the client versions and sends it.
+pub(crate) struct Call {
+    method: Method,
+    path: String,
+    query: Query,
+    headers: HeaderMap,
+    body: RequestBody,
+    accept: Accept,
+    extra_time: Duration,
+}
+
+impl Call {
+    pub fn new(method: Method, path: impl Into<String>) -> Call {
+        Call {
+            method,
+            path: path.into(),
+            query: Query::new(),
+            headers: HeaderMap::new(),
+            body: RequestBody::Empty,
+            accept: Accept::Success,
+            extra_time: Duration::ZERO,
+        }
+    }
+
+    pub fn get(path: impl Into<String>) -> Call {
+        Call::new(Method::GET, path)
+    }
+
+    pub fn post(path: impl Into<String>) -> Call {
+        Call::new(Method::POST, path)
+    }
+
+    pub fn delete(path: impl Into<String>) -> Call {
+        Call::new(Method::DELETE, path)
+    }
+
+    pub fn query(mut self, query: Query) -> Call {
+        self.query = query;
+        self
+    }
+
+    /// A JSON body.
+    pub fn json<B: Serialize>(self, body: &B) -> Result<Call> {
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::decode("a request body", DecodeError::json(e, b"")))?;
+        Ok(self.body(RequestBody::Full(Bytes::from(bytes)), "application/json"))
+    }
+
+    pub fn body(mut self, body: RequestBody, content_type: &'static str) -> Call {
+        self.body = body;
+        self.headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        self
+    }
+
+    pub fn accept_not_modified(mut self) -> Call {
+        self.accept = Accept::SuccessOrNotModified;
+        self
+    }
+
+    /// Time the daemon legitimately needs beyond the call timeout (a stop's grace period).
+    pub fn extra_time(mut self, extra: Duration) -> Call {
+        self.extra_time = extra;
+        self
+    }
+}
+
+/// Reads a small body that may take any time to come (a wait's exit).
+pub(crate) async fn collect_small(body: Body) -> Result<Bytes> {
+    collect_capped(body, MAX_ERROR_BODY, false).await
+}
+
+/// Reads a body up to `limit` bytes. With `truncate` the rest is dropped
+/// (error bodies); without, a longer body is an error.
+async fn collect_capped(mut body: Body, limit: usize, truncate: bool) -> Result<Bytes> {
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
+        if held + chunk.len() > limit {
+            if truncate {
+                let room = limit - held;
+                buf.extend_from_slice(first.take().as_deref().unwrap_or_default());
+                buf.extend_from_slice(&chunk[..room]);
+                return Ok(buf.freeze());
+            }
+            return Err(Error::decode("a response body", DecodeError::TooLarge { limit }));
+        }
+        // One chunk is returned as is, without a copy.
+        match first.take() {
+            None if buf.is_empty() => first = Some(chunk),
+            prev => {
+                buf.extend_from_slice(prev.as_deref().unwrap_or_default());
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| buf.freeze()))
+}
+
+/// The daemon's message from an error body: `{"message": …}` when JSON,
+/// the text otherwise, and a description of the status when empty.
+fn error_message(status: u16, body: &[u8], is_json: bool, what: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        message: String,
+    }
+    if is_json || body.first() == Some(&b'{') {
+        if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
+            return e.message;
+        }
+    }
+    let text = String::from_utf8_lossy(body).trim().to_owned();
+    if text.is_empty() {
+        format!("{what} returned {status} with no message")
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_come_from_json_text_or_the_status() {
+        assert_eq!(
+            error_message(404, br#"{"message":"No such container: x"}"#, true, "GET /x"),
+            "No such container: x"
+        );
+        assert_eq!(error_message(500, b"page not found\n", false, "GET /x"), "page not found");
+        assert_eq!(error_message(503, b"", false, "GET /x"), "GET /x returned 503 with no message");
+    }
+
+    #[tokio::test]
+    async fn collecting_a_body_respects_the_bound() {
+        let chunks = || {
+            Body::from_stream(futures_util::stream::iter(vec![
+                Ok(Bytes::from_static(b"abcd")),
+                Ok(Bytes::from_static(b"efgh")),
+            ]))
+        };
+        assert_eq!(&collect_capped(chunks(), 100, false).await.unwrap()[..], b"abcdefgh");
+        assert_eq!(&collect_capped(chunks(), 6, true).await.unwrap()[..], b"abcdef");
+        assert!(collect_capped(chunks(), 6, false).await.is_err());
+    }
+}

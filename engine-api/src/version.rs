@@ -1,0 +1,96 @@
+//! Engine API versions and their negotiation.
+//!
+//! The client speaks every version from [`MIN_API_VERSION`] to
+//! [`MAX_API_VERSION`]. Negotiation is a pure function of what the daemon
+//! reports in `GET /version`: the lower of our maximum and the daemon's
+//! `ApiVersion`, and a typed error when the daemon is below our minimum.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// An Engine API version such as `1.47`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ApiVersion {
+    pub major: u16,
+    pub minor: u16,
+}
+
+impl ApiVersion {
+    pub const fn new(major: u16, minor: u16) -> Self {
+        ApiVersion { major, minor }
+    }
+}
+
+/// The oldest API this client speaks (Docker 20.10).
+pub const MIN_API_VERSION: ApiVersion = ApiVersion::new(1, 41);
+/// The newest API this client knows.
+pub const MAX_API_VERSION: ApiVersion = ApiVersion::new(1, 51);
+
+impl fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an API version: {0:?}")]
+pub struct ParseVersionError(pub String);
+
+impl FromStr for ApiVersion {
+    type Err = ParseVersionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ParseVersionError(s.to_owned());
+        let (major, minor) = s.trim().trim_start_matches('v').split_once('.').ok_or_else(bad)?;
+        Ok(ApiVersion { major: major.parse().map_err(|_| bad())?, minor: minor.parse().map_err(|_| bad())? })
+    }
+}
+
+/// Why no version could be agreed on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    #[error("the daemon speaks API {daemon}, below the minimum {minimum} this client supports")]
+    DaemonTooOld { daemon: ApiVersion, minimum: ApiVersion },
+    #[error(transparent)]
+    Parse(#[from] ParseVersionError),
+}
+
+/// Picks the version to speak with a daemon that reports `daemon`.
+pub fn negotiate(daemon: &str) -> Result<ApiVersion, VersionError> {
+    let daemon: ApiVersion = daemon.parse()?;
+    if daemon < MIN_API_VERSION {
+        return Err(VersionError::DaemonTooOld { daemon, minimum: MIN_API_VERSION });
+    }
+    Ok(daemon.min(MAX_API_VERSION))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_daemon_is_spoken_to_at_our_maximum() {
+        assert_eq!(negotiate("1.99").unwrap(), MAX_API_VERSION);
+    }
+
+    #[test]
+    fn an_older_daemon_within_range_is_spoken_to_at_its_own_version() {
+        assert_eq!(negotiate("1.43").unwrap(), ApiVersion::new(1, 43));
+        assert_eq!(negotiate("1.41").unwrap(), MIN_API_VERSION);
+    }
+
+    #[test]
+    fn a_daemon_below_the_minimum_is_a_typed_error() {
+        assert_eq!(
+            negotiate("1.40"),
+            Err(VersionError::DaemonTooOld { daemon: ApiVersion::new(1, 40), minimum: MIN_API_VERSION })
+        );
+    }
+
+    #[test]
+    fn versions_compare_numerically_not_as_text() {
+        assert!(ApiVersion::new(1, 9) < ApiVersion::new(1, 41));
+        assert!(negotiate("garbage").is_err());
+        assert!(negotiate("1.").is_err());
+    }
+}
