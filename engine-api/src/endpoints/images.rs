@@ -56,6 +56,11 @@ impl Docker {
         self.json(Call::delete(format!("/images/{}", image_ref(name))).query(q)).await
     }
 
+    /// Exports images as a `docker save` tar stream (the input of [`Docker::load_images`]).
+    pub async fn export_image(&self, name: &str) -> Result<crate::transport::Body> {
+        Ok(self.send(Call::get(format!("/images/{}/get", image_ref(name)))).await?.body)
+    }
+
     /// Loads images from a `docker save` tar stream.
     pub async fn load_images(
         &self,
@@ -93,6 +98,18 @@ pub fn split_tag(reference: &str) -> (&str, Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_error_detail_line_inside_a_200_is_a_stream_error() {
+        let lines: &'static [u8] = b"{\"status\":\"Pulling fs layer\",\"id\":\"a\"}\r\n\
+            {\"errorDetail\":{\"message\":\"unexpected EOF\"},\"error\":\"unexpected EOF\"}\r\n";
+        let body =
+            crate::transport::Body::from_stream(futures_util::stream::iter([Ok(bytes::Bytes::from_static(lines))]));
+        let items: Vec<_> = progress(JsonStream::new(body, "pull progress")).collect().await;
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].as_ref().unwrap().status.as_deref(), Some("Pulling fs layer"));
+        assert!(matches!(&items[1], Err(Error::Stream { message, .. }) if message == "unexpected EOF"));
+    }
 
     #[test]
     fn tags_are_split_without_mistaking_a_registry_port_for_one() {
