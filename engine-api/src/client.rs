@@ -126,7 +126,7 @@ impl Docker {
                     body: RequestBody::Empty,
                 };
                 let res = self.exchange(request, self.inner.timeout).await?;
-                let res = self.check(res, Accept::Success, "GET /version").await?;
+                let res = self.check(res, Accept::Success, &Method::GET, "/version").await?;
                 let v: crate::models::SystemVersion = self.read_json(res, "GET /version").await?;
                 let daemon = v.api_version.ok_or_else(|| {
                     Error::decode("GET /version", DecodeError::Header { name: "ApiVersion", reason: "missing".into() })
@@ -139,75 +139,98 @@ impl Docker {
             .copied()
     }
 
-    /// Sends one request, bounded by `limit` up to the response head.
-    async fn exchange(&self, request: Request, limit: Duration) -> Result<Response> {
-        let what = format!("{} {}", request.method, request.target);
-        match tokio::time::timeout(limit, self.inner.transport.send(request)).await {
-            Ok(res) => Ok(res?),
-            Err(_) => Err(Error::Timeout { what, after: limit }),
+    /// Runs `work` within `limit`, naming the call in the timeout error.
+    async fn bounded<T>(
+        &self,
+        limit: Duration,
+        method: &Method,
+        path: &str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, work).await {
+            Ok(res) => res,
+            Err(_) => Err(Error::Timeout { what: format!("{method} {path}"), after: limit }),
         }
     }
 
-    async fn request(&self, call: Call) -> Result<(Request, String, Duration, Accept)> {
+    async fn exchange(&self, request: Request, limit: Duration) -> Result<Response> {
+        let (method, target) = (request.method.clone(), request.target.clone());
+        self.bounded(limit, &method, &target, async { Ok(self.inner.transport.send(request).await?) }).await
+    }
+
+    fn limit(&self, call: &Call) -> Duration {
+        self.inner.timeout + call.extra_time
+    }
+
+    /// Versions a call and sends it; the caller bounds the time.
+    async fn send_unbounded(&self, call: Call) -> Result<Response> {
         let v = self.api_version().await?;
-        let what = format!("{} {}", call.method, call.path);
         let target = format!("/v{v}{}{}", call.path, call.query.encode());
-        let limit = self.inner.timeout + call.extra_time;
-        Ok((Request { method: call.method, target, headers: call.headers, body: call.body }, what, limit, call.accept))
+        let request = Request { method: call.method.clone(), target, headers: call.headers, body: call.body };
+        let res = self.inner.transport.send(request).await?;
+        self.check(res, call.accept, &call.method, &call.path).await
     }
 
     /// Sends a call and returns the response once its status is acceptable.
+    /// Only the wait for the response head is bounded: a streamed body is not.
     pub(crate) async fn send(&self, call: Call) -> Result<Response> {
-        let (request, what, limit, accept) = self.request(call).await?;
-        let res = self.exchange(request, limit).await?;
-        self.check(res, accept, &what).await
+        let (limit, method, path) = (self.limit(&call), call.method.clone(), call.path.clone());
+        self.bounded(limit, &method, &path, self.send_unbounded(call)).await
     }
 
-    /// Sends a call and decodes its JSON answer.
+    /// Sends a call and decodes its JSON answer, all within the call's time.
     pub(crate) async fn json<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
-        let what = format!("{} {}", call.method, call.path);
-        let res = self.send(call).await?;
-        self.read_json(res, &what).await
+        let (limit, method, path) = (self.limit(&call), call.method.clone(), call.path.clone());
+        self.bounded(limit, &method, &path, async {
+            let res = self.send_unbounded(call).await?;
+            let bytes = collect_capped(res.body, MAX_JSON_BODY, false).await?;
+            serde_json::from_slice(&bytes)
+                .map_err(|e| Error::decode(format!("{method} {path}"), DecodeError::json(e, &bytes)))
+        })
+        .await
     }
 
     /// Sends a call whose answer carries nothing but its status, and drains it
     /// so the connection goes back to the pool.
     pub(crate) async fn empty(&self, call: Call) -> Result<StatusCode> {
-        let what = format!("{} {}", call.method, call.path);
-        let res = self.send(call).await?;
-        let status = res.status;
-        self.read_bytes(res.body, MAX_ERROR_BODY, &what).await?;
-        Ok(status)
+        let (limit, method, path) = (self.limit(&call), call.method.clone(), call.path.clone());
+        self.bounded(limit, &method, &path, async {
+            let res = self.send_unbounded(call).await?;
+            collect_capped(res.body, MAX_ERROR_BODY, false).await?;
+            Ok(res.status)
+        })
+        .await
     }
 
     /// Sends a call as an upgrade request and returns the duplex stream.
     pub(crate) async fn upgrade(&self, call: Call) -> Result<(HeaderMap, Box<dyn Duplex>)> {
-        let (request, what, limit, _) = self.request(call).await?;
-        let upgrade = match tokio::time::timeout(limit, self.inner.transport.upgrade(request)).await {
-            Ok(res) => res?,
-            Err(_) => return Err(Error::Timeout { what, after: limit }),
-        };
+        let (limit, method, path) = (self.limit(&call), call.method.clone(), call.path.clone());
+        let v = self.api_version().await?;
+        let target = format!("/v{v}{}{}", call.path, call.query.encode());
+        let request = Request { method: call.method, target, headers: call.headers, body: call.body };
+        let upgrade =
+            self.bounded(limit, &method, &path, async { Ok(self.inner.transport.upgrade(request).await?) }).await?;
         match upgrade {
             Upgrade::Upgraded { headers, io } => Ok((headers, io)),
             Upgrade::Refused(res) if res.status.is_success() => {
-                Err(Error::NotUpgraded { what, status: res.status.as_u16() })
+                Err(Error::NotUpgraded { what: format!("{method} {path}"), status: res.status.as_u16() })
             }
-            Upgrade::Refused(res) => Err(self.error_from(res, &what).await),
+            Upgrade::Refused(res) => Err(self.error_from(res, &method, &path).await),
         }
     }
 
     /// Sorts an answer by status: acceptable ones pass, others become errors
     /// carrying the daemon's message.
-    async fn check(&self, res: Response, accept: Accept, what: &str) -> Result<Response> {
+    async fn check(&self, res: Response, accept: Accept, method: &Method, path: &str) -> Result<Response> {
         let ok = res.status.is_success()
             || (accept == Accept::SuccessOrNotModified && res.status == StatusCode::NOT_MODIFIED);
         if ok {
             return Ok(res);
         }
-        Err(self.error_from(res, what).await)
+        Err(self.error_from(res, method, path).await)
     }
 
-    async fn error_from(&self, res: Response, what: &str) -> Error {
+    async fn error_from(&self, res: Response, method: &Method, path: &str) -> Error {
         let status = res.status.as_u16();
         let is_json = res
             .headers
@@ -220,7 +243,7 @@ impl Docker {
             Ok(Err(e)) => return e,
             Err(_) => Bytes::new(),
         };
-        Error::from_status(status, error_message(status, &body, is_json, what))
+        Error::from_status(status, error_message(status, &body, is_json, &format!("{method} {path}")))
     }
 
     /// Reads a whole body (bounded in size and time) and parses it as JSON.

@@ -83,16 +83,17 @@ impl SocketTransport {
         self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    async fn checkout(&self) -> Result<Sender, TransportError> {
+    /// An idle connection from the pool (`reused`), or a new one.
+    async fn checkout(&self) -> Result<(Sender, bool), TransportError> {
         while let Some(mut sender) = self.pool.take() {
             if sender.is_closed() {
                 continue;
             }
             if sender.ready().await.is_ok() {
-                return Ok(sender);
+                return Ok((sender, true));
             }
         }
-        self.connect().await
+        Ok((self.connect().await?, false))
     }
 
     async fn connect(&self) -> Result<Sender, TransportError> {
@@ -143,9 +144,33 @@ where
 impl Transport for SocketTransport {
     fn send(&self, request: Request) -> BoxFuture<'_, Result<Response, TransportError>> {
         Box::pin(async move {
-            let req = self.to_http(request)?;
-            let mut sender = self.checkout().await?;
-            let res = sender.send_request(req).await.map_err(|e| TransportError::Http(Box::new(e)))?;
+            // A kept-alive connection may have been closed by the daemon while
+            // idle (dockerd closes the connection of a finished `wait`, for one)
+            // before this side noticed. Such a request never reached the daemon,
+            // so it is sent once more on a fresh connection when its body can be
+            // sent again. A streamed body always takes a fresh connection.
+            let replay = match &request.body {
+                RequestBody::Empty => Some(RequestBody::Empty),
+                RequestBody::Full(bytes) => Some(RequestBody::Full(bytes.clone())),
+                RequestBody::Stream(_) => None,
+            };
+            let head = (request.method.clone(), request.target.clone(), request.headers.clone());
+            let (mut sender, reused) = match replay {
+                Some(_) => self.checkout().await?,
+                None => (self.connect().await?, false),
+            };
+            let result = sender.send_request(self.to_http(request)?).await;
+            let res = match (result, replay) {
+                (Ok(res), _) => res,
+                (Err(err), Some(body)) if reused && stale_connection(&err) => {
+                    tracing::debug!(%err, "kept-alive connection was closed by the daemon; sending again");
+                    let (method, target, headers) = head;
+                    sender = self.connect().await?;
+                    let retry = self.to_http(Request { method, target, headers, body })?;
+                    sender.send_request(retry).await.map_err(|e| TransportError::Http(Box::new(e)))?
+                }
+                (Err(err), _) => return Err(TransportError::Http(Box::new(err))),
+            };
             let (parts, incoming) = res.into_parts();
             let body = PooledBody::new(incoming, sender, self.pool.clone());
             Ok(Response { status: parts.status, headers: parts.headers, body: Body::from_stream(body) })
@@ -174,6 +199,27 @@ impl Transport for SocketTransport {
             Ok(Upgrade::Upgraded { headers, io: Box::new(TokioIo::new(upgraded)) })
         })
     }
+}
+
+/// Whether a failed exchange on a reused connection means the daemon had
+/// already closed it: nothing of a response came back.
+fn stale_connection(err: &hyper::Error) -> bool {
+    if err.is_canceled() || err.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// A response body that gives its connection back to the pool at its end.
@@ -221,5 +267,67 @@ impl Stream for PooledBody {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixListener;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A peer that answers one request per connection and then closes it,
+    /// without saying so in its answer, as a server dropping idle
+    /// connections does.
+    fn one_answer_per_connection(path: std::path::PathBuf, connections: usize) -> std::thread::JoinHandle<usize> {
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..connections {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let mut stream = stream;
+                stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK").unwrap();
+                // Close a moment later, when the client has filed the connection as idle.
+                std::thread::sleep(Duration::from_millis(20));
+                drop(stream);
+            }
+            connections
+        })
+    }
+
+    fn ping() -> Request {
+        Request {
+            method: http::Method::GET,
+            target: "/_ping".into(),
+            headers: Default::default(),
+            body: RequestBody::Empty,
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_pooled_connection_closed_by_the_peer_is_replaced_and_the_request_sent_again() {
+        let dir = std::env::temp_dir().join(format!("berth-socket-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("peer.sock");
+        let _ = std::fs::remove_file(&path);
+        let peer = one_answer_per_connection(path.clone(), 2);
+        let transport = SocketTransport::new(Endpoint::Unix(path.clone()));
+        for _ in 0..2 {
+            let res = transport.send(ping()).await.unwrap();
+            assert_eq!(res.status, http::StatusCode::OK);
+            let body: Vec<Bytes> =
+                futures_util::StreamExt::collect::<Vec<_>>(res.body).await.into_iter().map(Result::unwrap).collect();
+            assert_eq!(body.concat(), b"OK");
+            // Let the close arrive while this runtime is not looking.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(peer.join().unwrap(), 2, "the second request went out on a second connection");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
