@@ -226,9 +226,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn decode_all(chunks: &[&[u8]]) -> (Vec<(StreamKind, Vec<u8>)>, Result<(), MuxError>) {
+    /// Output per stream run, in order.
+    type Runs = Vec<(StreamKind, Vec<u8>)>;
+
+    fn decode_all(chunks: &[&[u8]]) -> (Runs, Result<(), MuxError>) {
         let mut d = Demuxer::new();
-        let mut out: Vec<(StreamKind, Vec<u8>)> = Vec::new();
+        let mut out: Runs = Vec::new();
         for chunk in chunks {
             d.push(Bytes::copy_from_slice(chunk));
             loop {
@@ -328,7 +331,7 @@ mod tests {
         #[test]
         fn any_chunking_decodes_to_the_same_frames(frames in frames(), cuts in prop::collection::vec(any::<usize>(), 0..40)) {
             let mut body = Vec::new();
-            let mut expected: Vec<(StreamKind, Vec<u8>)> = Vec::new();
+            let mut expected: Runs = Vec::new();
             for (s, p) in &frames {
                 encode_frame(*s, p, &mut body);
                 if p.is_empty() { continue; }

@@ -236,3 +236,25 @@ async fn list_and_prune_select_by_label() {
     let pruned = docker.prune_containers(&filters).await.unwrap();
     assert_eq!(pruned.containers_deleted, vec![id]);
 }
+
+#[tokio::test]
+async fn tty_output_without_a_newline_arrives_while_the_container_still_runs() {
+    // Through attach: the daemon's log drivers hold a partial line until its
+    // newline, attach hands on the terminal's bytes as they come.
+    let docker = docker().await;
+    let test = "tty-prompt";
+    let mut config = sh(test, "sleep 0.2; printf 'prompt> '; sleep 30");
+    config.tty = Some(true);
+    config.open_stdin = Some(true);
+    let id = docker.create_container(Some(&unique(test)), &config).await.unwrap().id;
+    let mut attached = docker.attach_container(&id, true).await.unwrap();
+    docker.start_container(&id).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), attached.output.next())
+        .await
+        .expect("the prompt came before exit");
+    let first = first.unwrap().unwrap();
+    assert_eq!(first.stream, engine_api::StreamKind::Console);
+    assert_eq!(&first.data[..], b"prompt> ");
+    assert!(docker.inspect_container(&id).await.unwrap().state.running);
+    cleanup(&docker, test).await;
+}

@@ -79,7 +79,7 @@ async fn volumes_are_created_listed_and_removed() {
         engine_api::models::VolumeConfig { name: name.clone(), labels: labels("volume"), ..Default::default() };
     assert_eq!(docker.create_volume(&config).await.unwrap().name, name);
     let listed = docker.list_volumes(&Filters::new().add("name", name.clone())).await.unwrap();
-    assert!(listed.volumes.iter().any(|v| v.name == name && v.labels.get(TEST_LABEL).is_some()));
+    assert!(listed.volumes.iter().any(|v| v.name == name && v.labels.contains_key(TEST_LABEL)));
     docker.remove_volume(&name, false).await.unwrap();
     assert!(docker.remove_volume(&name, false).await.unwrap_err().is_not_found());
 }

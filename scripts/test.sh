@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# berth's one test command: provisions the engine and runs every tier.
+#
+#   1. provisioning (scripts/provision.sh): dockerd, local images, loopback registry;
+#   2. unit + property tests and the real-engine tier (cargo test --workspace);
+#      the real-engine tier fails, never skips, when the daemon is unreachable;
+#   3. the benchmark binary in quick mode, so it keeps working (numbers in README.md
+#      come from a full run: cargo bench -p engine-api --bench engine);
+#   4. every fuzz target for a bounded time (BERTH_FUZZ_SECONDS, default 30).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "provisioning the engine"
+bash scripts/provision.sh
+
+step "unit, property and real-engine tests"
+cargo test --workspace --all-targets
+
+step "benchmark (quick mode)"
+BERTH_BENCH_QUICK=1 cargo bench -p engine-api --bench engine
+
+step "fuzzing (${BERTH_FUZZ_SECONDS:-30} s per target)"
+bash scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-30}"
+
+step "all tiers passed"
