@@ -147,15 +147,18 @@ impl Stats {
 
     /// Total bytes received and sent over all networks.
     pub fn network_io(&self) -> (u64, u64) {
-        self.networks.values().fold((0, 0), |(rx, tx), n| (rx + n.rx_bytes, tx + n.tx_bytes))
+        // Counters come from the daemon: a sum that would overflow saturates.
+        self.networks
+            .values()
+            .fold((0u64, 0u64), |(rx, tx), n| (rx.saturating_add(n.rx_bytes), tx.saturating_add(n.tx_bytes)))
     }
 
     /// Total bytes read from and written to block devices.
     pub fn block_io(&self) -> (u64, u64) {
         self.blkio_stats.io_service_bytes_recursive.iter().fold((0, 0), |(r, w), e| {
             match e.op.to_ascii_lowercase().as_str() {
-                "read" => (r + e.value, w),
-                "write" => (r, w + e.value),
+                "read" => (r.saturating_add(e.value), w),
+                "write" => (r, w.saturating_add(e.value)),
                 _ => (r, w),
             }
         })
@@ -195,6 +198,18 @@ mod tests {
         assert_eq!(s.cpu_percent(None), None);
         let prev = sample(1_000, 1_000, 0, 0).cpu_stats;
         assert_eq!(s.cpu_percent(Some(&prev)), Some(100.0));
+    }
+
+    #[test]
+    fn io_totals_saturate_instead_of_overflowing_on_hostile_counters() {
+        let s: Stats = serde_json::from_str(
+            r#"{"networks":{"a":{"rx_bytes":18446744073709551615},"b":{"rx_bytes":1,"tx_bytes":2}},
+                "blkio_stats":{"io_service_bytes_recursive":[
+                    {"op":"read","value":18446744073709551615},{"op":"Read","value":1},{"op":"write","value":5}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.network_io(), (u64::MAX, 2));
+        assert_eq!(s.block_io(), (u64::MAX, 5));
     }
 
     #[test]
