@@ -4,9 +4,11 @@
 #   1. provisioning (scripts/provision.sh): dockerd, local images, loopback registry;
 #   2. unit + property tests and the real-engine tier (cargo test --workspace);
 #      the real-engine tier fails, never skips, when the daemon is unreachable;
-#   3. the benchmark binary in quick mode, so it keeps working (numbers in README.md
+#   3. the hermetic tier again with DOCKER_HOST pointing at nothing, over the
+#      committed recordings and over a fresh recording made just now (freshness);
+#   4. the benchmark binary in quick mode, so it keeps working (numbers in README.md
 #      come from a full run: cargo bench -p engine-api --bench engine);
-#   4. every fuzz target for a bounded time (BERTH_FUZZ_SECONDS, default 30).
+#   5. every fuzz target for a bounded time (BERTH_FUZZ_SECONDS, default 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,16 @@ bash scripts/provision.sh
 
 step "unit, property and real-engine tests"
 cargo test --workspace --all-targets
+
+no_daemon=unix:///nonexistent/berth-no-daemon.sock
+step "hermetic tier with no daemon reachable (committed fixtures)"
+DOCKER_HOST=$no_daemon cargo test -p engine-api --test hermetic
+
+step "fixture freshness: re-record every scenario, then replay the fresh recordings"
+fresh=$(mktemp -d /tmp/berth-fixtures.XXXXXX)
+trap 'rm -rf "$fresh"' EXIT
+bash scripts/record-fixtures.sh "$fresh"
+BERTH_FIXTURES_DIR=$fresh DOCKER_HOST=$no_daemon cargo test -p engine-api --test hermetic
 
 step "benchmark (quick mode)"
 BERTH_BENCH_QUICK=1 cargo bench -p engine-api --bench engine

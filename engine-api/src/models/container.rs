@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -21,7 +21,7 @@ pub struct ContainerConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attach_stderr: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub exposed_ports: Option<HashMap<String, EmptyObject>>,
+    pub exposed_ports: Option<BTreeMap<String, EmptyObject>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tty: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,7 +41,7 @@ pub struct ContainerConfig {
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::null_default", default)]
     pub entrypoint: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::null_default", default)]
-    pub labels: Option<HashMap<String, String>>,
+    pub labels: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,7 +103,7 @@ pub struct HostConfig {
     pub readonly_rootfs: Option<bool>,
     /// Mount point → options, e.g. `{"/tmp": "rw,noexec,nosuid,size=65536k"}`.
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::null_default", default)]
-    pub tmpfs: Option<HashMap<String, String>>,
+    pub tmpfs: Option<BTreeMap<String, String>>,
     /// `host-path:container-path[:options]`.
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::null_default", default)]
     pub binds: Option<Vec<String>>,
@@ -112,7 +112,7 @@ pub struct HostConfig {
     pub network_mode: Option<String>,
     /// `"8080/tcp"` → host bindings.
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::null_default", default)]
-    pub port_bindings: Option<HashMap<String, Vec<PortBinding>>>,
+    pub port_bindings: Option<BTreeMap<String, Vec<PortBinding>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::null_default", default)]
@@ -164,7 +164,7 @@ pub struct RestartPolicy {
 #[serde(rename_all = "PascalCase")]
 pub struct NetworkingConfig {
     #[serde(default, deserialize_with = "lenient::null_default")]
-    pub endpoints_config: HashMap<String, EndpointSettings>,
+    pub endpoints_config: BTreeMap<String, EndpointSettings>,
 }
 
 /// A container's attachment to one network.
@@ -282,7 +282,7 @@ impl ContainerInspect {
         self.config.as_ref().and_then(|c| c.tty).unwrap_or(false)
     }
 
-    pub fn labels(&self) -> Option<&HashMap<String, String>> {
+    pub fn labels(&self) -> Option<&BTreeMap<String, String>> {
         self.config.as_ref().and_then(|c| c.labels.as_ref())
     }
 }
@@ -345,9 +345,9 @@ pub struct HealthLog {
 #[serde(rename_all = "PascalCase")]
 pub struct NetworkSettings {
     #[serde(default, deserialize_with = "lenient::null_default")]
-    pub networks: HashMap<String, EndpointSettings>,
+    pub networks: BTreeMap<String, EndpointSettings>,
     #[serde(default, deserialize_with = "lenient::null_default")]
-    pub ports: HashMap<String, Option<Vec<PortBinding>>>,
+    pub ports: BTreeMap<String, Option<Vec<PortBinding>>>,
 }
 
 /// One entry of `GET /containers/json`.
@@ -368,7 +368,7 @@ pub struct ContainerSummary {
     #[serde(default)]
     pub status: String,
     #[serde(default, deserialize_with = "lenient::null_default")]
-    pub labels: HashMap<String, String>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Answer to `POST /containers/{id}/wait`.

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +41,7 @@ pub struct ImageConfig {
     #[serde(default)]
     pub working_dir: Option<String>,
     #[serde(default, deserialize_with = "lenient::null_default")]
-    pub labels: HashMap<String, String>,
+    pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub healthcheck: Option<HealthConfig>,
 }
@@ -61,7 +61,7 @@ pub struct ImageSummary {
     #[serde(default, deserialize_with = "lenient::opt_i64")]
     pub size: Option<i64>,
     #[serde(default, deserialize_with = "lenient::null_default")]
-    pub labels: HashMap<String, String>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One line of pull, import or load progress. A failure arrives as a line

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,8 +16,8 @@ pub struct NetworkConfig {
     pub internal: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attachable: Option<bool>,
-    #[serde(skip_serializing_if = "HashMap::is_empty")]
-    pub labels: HashMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,10 +46,10 @@ pub struct Network {
     #[serde(default)]
     pub attachable: bool,
     #[serde(default, deserialize_with = "lenient::null_default")]
-    pub labels: HashMap<String, String>,
+    pub labels: BTreeMap<String, String>,
     /// Attached containers by id (filled by inspect, empty in lists).
     #[serde(default, deserialize_with = "lenient::null_default")]
-    pub containers: HashMap<String, NetworkMember>,
+    pub containers: BTreeMap<String, NetworkMember>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +28,7 @@ pub struct Stats {
     #[serde(default)]
     pub memory_stats: MemoryStats,
     #[serde(default, deserialize_with = "lenient::null_default")]
-    pub networks: HashMap<String, NetworkStats>,
+    pub networks: BTreeMap<String, NetworkStats>,
     #[serde(default)]
     pub blkio_stats: BlkioStats,
 }
@@ -74,7 +74,7 @@ pub struct MemoryStats {
     pub limit: Option<u64>,
     /// Keys differ between cgroup v1 (`total_inactive_file`, `cache`) and v2 (`inactive_file`).
     #[serde(default, deserialize_with = "lenient::null_default")]
-    pub stats: HashMap<String, u64>,
+    pub stats: BTreeMap<String, u64>,
     #[serde(default)]
     pub failcnt: Option<u64>,
 }

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -68,5 +68,5 @@ pub struct EventActor {
     #[serde(rename = "ID", alias = "id", default)]
     pub id: String,
     #[serde(rename = "Attributes", default, deserialize_with = "lenient::null_default")]
-    pub attributes: HashMap<String, String>,
+    pub attributes: BTreeMap<String, String>,
 }

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,8 +11,8 @@ pub struct VolumeConfig {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
-    #[serde(skip_serializing_if = "HashMap::is_empty")]
-    pub labels: HashMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -24,7 +24,7 @@ pub struct Volume {
     #[serde(default)]
     pub mountpoint: String,
     #[serde(default, deserialize_with = "lenient::null_default")]
-    pub labels: HashMap<String, String>,
+    pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub created_at: Option<String>,
 }

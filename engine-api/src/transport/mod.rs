@@ -10,6 +10,10 @@
 //! A transport knows nothing of API versions, error bodies or decoding: the
 //! status code is data here, interpreted by [`crate::client`].
 
+pub mod cassette;
+pub mod fault;
+pub mod record;
+pub mod replay;
 mod socket;
 
 use std::fmt;
@@ -23,6 +27,9 @@ use futures_util::Stream;
 use http::{HeaderMap, Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub use fault::{Fault, FaultyTransport};
+pub use record::RecordingTransport;
+pub use replay::{ReplayError, ReplayTransport};
 pub use socket::SocketTransport;
 
 /// Any error a transport wraps.

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ async fn create_applies_every_host_config_field_the_policy_needs() {
         cap_drop: Some(vec!["ALL".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
         readonly_rootfs: Some(true),
-        tmpfs: Some(HashMap::from([("/tmp".to_owned(), "rw,size=1m".to_owned())])),
+        tmpfs: Some(BTreeMap::from([("/tmp".to_owned(), "rw,size=1m".to_owned())])),
         network_mode: Some("none".into()),
         init: Some(true),
         ulimits: Some(vec![Ulimit { name: "nofile".into(), soft: 256, hard: 256 }]),

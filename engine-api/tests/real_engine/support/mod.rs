@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
@@ -33,8 +33,8 @@ pub fn unique(prefix: &str) -> String {
     format!("berth-test-{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-pub fn labels(test: &str) -> HashMap<String, String> {
-    HashMap::from([(TEST_LABEL.to_owned(), test.to_owned())])
+pub fn labels(test: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(TEST_LABEL.to_owned(), test.to_owned())])
 }
 
 /// A busybox container config running `sh -c script`.
