@@ -1,7 +1,22 @@
 //! berth: a container orchestrator for AI agents and their tools.
 //!
-//! This crate will hold orchestration (agents, runs, relics, sessions), its
-//! backends, the store and the HTTP API. It reaches the engine only through
-//! the `engine-api` crate.
+//! The orchestration core: what the five seed systems do with containers,
+//! done once, safely, behind the [`backend::Backend`] trait. Nothing here
+//! sees an HTTP type of either side; the engine is reached only through a
+//! backend (the docker one speaks the Engine API through `engine-api`).
+//!
+//! - [`policy`] turns requests into [`spec::ContainerSpec`]s or refuses them;
+//! - [`runs`] executes tool and code runs to completion and keeps their records;
+//! - [`store`] keeps what the engine cannot (records, audit trail);
+//! - [`ids`] makes ids and tells time, injectably, for replayable scenarios.
+
+pub mod backend;
+pub mod ids;
+pub mod output;
+pub mod policy;
+pub mod runs;
+pub mod spec;
+pub mod store;
+pub mod units;
 
 pub use engine_api;

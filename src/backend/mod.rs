@@ -1,0 +1,193 @@
+//! The backend trait: the operations orchestration needs from an engine,
+//! in berth's own terms (not the Engine API one to one).
+//!
+//! Implementations: [`docker::DockerBackend`] over engine-api (which is also
+//! the fixture backend when its client runs over a replay), and later the
+//! OCI dry-run backend. Orchestration holds an `Arc<dyn Backend>` and never
+//! sees an engine type.
+
+pub mod docker;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{ContainerId, ContainerSpec};
+
+/// Why a backend operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The engine refused the request as invalid.
+    #[error("refused by the engine: {0}")]
+    Invalid(String),
+    /// The engine could not be reached or did not answer in time.
+    #[error("engine unavailable: {0}")]
+    Unavailable(String),
+    #[error("engine error: {0}")]
+    Engine(String),
+}
+
+/// What a container is doing, as orchestration needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerState {
+    /// `created`, `running`, `exited`, … as the engine says.
+    pub status: String,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    /// `starting`, `healthy`, `unhealthy`, or `None` without a health check.
+    pub health: Option<String>,
+    /// The last health-check outputs, newest last.
+    pub health_log: Vec<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub name: String,
+}
+
+/// A container berth manages, as listed by labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    pub id: ContainerId,
+    pub name: String,
+    pub status: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// A network berth manages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub id: String,
+    pub name: String,
+    pub internal: bool,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Containers attached now.
+    pub containers: usize,
+}
+
+/// Resource use of a container, in numbers a person reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Percent of one CPU; `None` when there was no pair of samples to compare.
+    pub cpu_percent: Option<f64>,
+    /// CPU time used so far.
+    pub cpu_time_ns: u64,
+    pub memory_used: Option<u64>,
+    /// Highest memory use the engine reports (cgroup v1), or the highest seen.
+    pub memory_peak: Option<u64>,
+    pub memory_limit: Option<u64>,
+    pub net_rx: u64,
+    pub net_tx: u64,
+    pub block_read: u64,
+    pub block_write: u64,
+    pub pids: Option<u64>,
+}
+
+/// Which stream a line of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    /// Output of a container with a TTY.
+    Console,
+}
+
+/// A piece of a container's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    pub stream: Stream,
+    pub data: bytes::Bytes,
+}
+
+/// Which logs to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogRequest {
+    pub follow: bool,
+    pub tail: Option<u64>,
+    /// Unix seconds.
+    pub since: Option<i64>,
+    pub timestamps: bool,
+}
+
+pub type LogStream = BoxStream<'static, Result<LogChunk, BackendError>>;
+
+/// The exit of a started container, awaited from before it started.
+pub type ExitWatch = BoxFuture<'static, Result<i64, BackendError>>;
+
+/// A command to run in a running container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+}
+
+/// The buffered outcome of an exec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// `docker`, `oci-dry-run`, …
+    fn name(&self) -> &'static str;
+
+    async fn ping(&self) -> Result<(), BackendError>;
+
+    /// Makes sure `image` is there, pulling it when it is not.
+    async fn ensure_image(&self, image: &str) -> Result<(), BackendError>;
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, BackendError>;
+
+    /// Starts a created container.
+    async fn start(&self, id: &ContainerId) -> Result<(), BackendError>;
+
+    /// Starts a created container with its exit already awaited, so even an
+    /// instant exit is seen.
+    async fn start_watched(&self, id: &ContainerId) -> Result<ExitWatch, BackendError>;
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), BackendError>;
+
+    async fn kill(&self, id: &ContainerId) -> Result<(), BackendError>;
+
+    /// Removes a container; `force` kills a running one first.
+    async fn remove(&self, id: &ContainerId, force: bool) -> Result<(), BackendError>;
+
+    async fn state(&self, id: &ContainerId) -> Result<ContainerState, BackendError>;
+
+    async fn logs(&self, id: &ContainerId, request: &LogRequest) -> Result<LogStream, BackendError>;
+
+    /// One sample of resource use, with CPU percent.
+    async fn usage(&self, id: &ContainerId) -> Result<Usage, BackendError>;
+
+    /// Samples about once a second until the container ends or the stream is dropped.
+    async fn usage_stream(&self, id: &ContainerId) -> Result<BoxStream<'static, Usage>, BackendError>;
+
+    /// Runs a command to completion, keeping at most `cap` bytes of each output.
+    async fn exec(&self, id: &ContainerId, request: &ExecRequest, cap: usize) -> Result<ExecOutput, BackendError>;
+
+    /// Containers carrying all of `labels` (`key=value`, or `key` for any value).
+    async fn list(&self, labels: &[String]) -> Result<Vec<ContainerInfo>, BackendError>;
+
+    async fn create_network(
+        &self,
+        name: &str,
+        internal: bool,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<String, BackendError>;
+
+    async fn remove_network(&self, id_or_name: &str) -> Result<(), BackendError>;
+
+    async fn list_networks(&self, labels: &[String]) -> Result<Vec<NetworkInfo>, BackendError>;
+}

@@ -1,0 +1,517 @@
+//! Runs: one execution to completion of a tool image or a code snippet.
+//!
+//! A run is admitted by policy (nothing is created when it is refused),
+//! recorded, created, started with its exit awaited from before the start,
+//! and raced against its deadline and its cancellation. Its outcome (exit
+//! code, capped stdout and stderr, the JSON result when the output is JSON,
+//! resource use, and a [`RunStatus`]) is stored and outlives the container,
+//! which is removed when the request asks for cleanup.
+//!
+//! Parameters reach the workload two ways: each as an environment variable
+//! `PARAM_<NAME>` (the name upper-cased, anything but letters, digits and
+//! `_` turned into `_`; strings as they are, other values as JSON), and all
+//! together as one JSON document in `BERTH_PARAMETERS`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{Backend, BackendError, LogRequest, Stream, Usage};
+use crate::ids::{Clock, IdSource};
+use crate::output::CappedOutput;
+use crate::policy::{ContainerRequest, Policy, PolicyViolation};
+use crate::spec::{labels, ContainerId, Kind};
+use crate::store::{AuditEntry, Store, StoreError};
+use crate::units::{ByteSize, CpuLimit};
+
+/// berth's id of a run: `run_` and 12 hex characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub String);
+
+/// Where a run stands. The last five are terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    /// Killed at its deadline.
+    TimedOut,
+    /// Killed by the kernel for going over its memory limit.
+    OomKilled,
+    /// Stopped on request.
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::OomKilled => "oom_killed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RunStatus::Pending | RunStatus::Running)
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Workload {
+    /// A tool image, with its own command or the image's.
+    Tool { image: String, command: Option<Vec<String>> },
+    /// A snippet in a language of the configured table.
+    Code { language: String, code: String },
+}
+
+/// A request for a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    pub tenant: String,
+    pub session: Option<String>,
+    /// A name for people (Cortex's `tool_name`).
+    pub name: Option<String>,
+    pub workload: Workload,
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+    pub env: BTreeMap<String, String>,
+    pub memory: Option<ByteSize>,
+    pub cpu: Option<CpuLimit>,
+    pub timeout: Option<Duration>,
+    /// Remove the container when the run is over (the record stays).
+    pub cleanup: bool,
+}
+
+impl RunRequest {
+    pub fn new(tenant: &str, workload: Workload) -> Self {
+        RunRequest {
+            tenant: tenant.into(),
+            session: None,
+            name: None,
+            workload,
+            parameters: Default::default(),
+            env: Default::default(),
+            memory: None,
+            cpu: None,
+            timeout: None,
+            cleanup: true,
+        }
+    }
+}
+
+/// Resource use of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunUsage {
+    /// From start to exit.
+    pub wall_ms: u64,
+    /// CPU time, from the last stats sample before the exit (sampled about once
+    /// a second, so a very short run may have none).
+    pub cpu_ms: Option<u64>,
+    pub peak_memory_bytes: Option<u64>,
+}
+
+/// A run's record, kept in the store after its container is gone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub tenant: String,
+    pub session: Option<String>,
+    pub name: Option<String>,
+    pub image: String,
+    pub status: RunStatus,
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    /// The output parsed, when it is JSON.
+    pub result: Option<serde_json::Value>,
+    pub usage: RunUsage,
+    pub container_id: Option<String>,
+    pub container_name: String,
+    pub container_removed: bool,
+    /// Why a run failed without an exit code, or what went wrong around it.
+    pub error: Option<String>,
+    /// `cold` (its own container) or `pooled` (a warm sandbox).
+    pub path: String,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A language of the code table: the image and the command the code is appended to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Language {
+    pub image: String,
+    pub command: Vec<String>,
+}
+
+/// The default languages: `python` (python:3.11-slim, `python3 -c`) and `sh`
+/// (busybox:1.35, `sh -c`).
+pub fn default_languages() -> BTreeMap<String, Language> {
+    BTreeMap::from([
+        (
+            "python".to_owned(),
+            Language { image: "python:3.11-slim".into(), command: vec!["python3".into(), "-c".into()] },
+        ),
+        ("sh".to_owned(), Language { image: "busybox:1.35".into(), command: vec!["sh".into(), "-c".into()] }),
+    ])
+}
+
+/// The largest snippet accepted (it travels as one argument).
+pub const MAX_CODE_BYTES: usize = 100 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Policy(#[from] PolicyViolation),
+    #[error("unknown language {0:?} (known: {1})")]
+    UnknownLanguage(String, String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no such run: {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Executes runs.
+pub struct Runs {
+    backend: Arc<dyn Backend>,
+    policy: Policy,
+    store: Arc<Store>,
+    ids: Arc<dyn IdSource>,
+    clock: Arc<dyn Clock>,
+    languages: BTreeMap<String, Language>,
+    active: Mutex<HashMap<RunId, CancellationToken>>,
+    slots: Semaphore,
+}
+
+/// How a run ended, before it is written down.
+enum Ending {
+    Exited(i64),
+    TimedOut,
+    Cancelled,
+    Broken(String),
+}
+
+impl Runs {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        policy: Policy,
+        store: Arc<Store>,
+        ids: Arc<dyn IdSource>,
+        clock: Arc<dyn Clock>,
+        max_concurrent: usize,
+    ) -> Self {
+        Runs {
+            backend,
+            policy,
+            store,
+            ids,
+            clock,
+            languages: default_languages(),
+            active: Mutex::new(HashMap::new()),
+            slots: Semaphore::new(max_concurrent.max(1)),
+        }
+    }
+
+    pub fn with_languages(mut self, languages: BTreeMap<String, Language>) -> Self {
+        self.languages = languages;
+        self
+    }
+
+    pub fn get(&self, tenant: &str, id: &RunId) -> Result<RunRecord, RunError> {
+        self.store.get_run(tenant, id)?.ok_or_else(|| RunError::NotFound(id.0.clone()))
+    }
+
+    /// Cancels a run in progress; false when it is not running (any more).
+    pub fn cancel(&self, tenant: &str, id: &RunId) -> Result<bool, RunError> {
+        let run = self.get(tenant, id)?;
+        if run.status.is_terminal() {
+            return Ok(false);
+        }
+        let token = self.active.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+        Ok(token.map(|t| t.cancel()).is_some())
+    }
+
+    fn audit(&self, tenant: &str, action: &str, target: &str, outcome: &str) {
+        let entry = AuditEntry {
+            at: self.clock.now().to_rfc3339(),
+            tenant: tenant.into(),
+            action: action.into(),
+            target: target.into(),
+            outcome: outcome.into(),
+        };
+        if let Err(e) = self.store.audit(&entry) {
+            tracing::warn!(%e, "audit entry not written");
+        }
+    }
+
+    /// Admits a request and turns it into a container request, without creating anything.
+    fn prepare(&self, req: &RunRequest, name: &str) -> Result<(ContainerRequest, Duration), RunError> {
+        let (kind, image, cmd) = match &req.workload {
+            Workload::Tool { image, command } => (Kind::Tool, image.clone(), command.clone()),
+            Workload::Code { language, code } => {
+                let lang = self.languages.get(language).ok_or_else(|| {
+                    RunError::UnknownLanguage(
+                        language.clone(),
+                        self.languages.keys().cloned().collect::<Vec<_>>().join(", "),
+                    )
+                })?;
+                if code.len() > MAX_CODE_BYTES {
+                    return Err(RunError::BadRequest(format!("code: {} bytes exceed {MAX_CODE_BYTES}", code.len())));
+                }
+                if code.contains('\0') {
+                    return Err(RunError::BadRequest("code: contains a NUL byte".into()));
+                }
+                let mut cmd = lang.command.clone();
+                cmd.push(code.clone());
+                (Kind::Code, lang.image.clone(), Some(cmd))
+            }
+        };
+        let timeout = self.policy.timeout(kind, req.timeout)?;
+        let mut env = req.env.clone();
+        for (key, value) in &req.parameters {
+            let var =
+                param_var(key).ok_or_else(|| RunError::BadRequest(format!("parameters: {key:?} is not a name")))?;
+            let value = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            env.insert(var, value);
+        }
+        env.insert("BERTH_PARAMETERS".into(), serde_json::Value::Object(req.parameters.clone()).to_string());
+        let mut creq = ContainerRequest::new(kind, name, image);
+        creq.cmd = cmd;
+        creq.env = env;
+        creq.memory = req.memory;
+        creq.cpu = req.cpu;
+        Ok((creq, timeout))
+    }
+
+    /// Runs a request to completion and returns its stored record.
+    pub async fn execute(&self, req: RunRequest) -> Result<RunRecord, RunError> {
+        let hex = self.ids.next_hex();
+        let id = RunId(format!("run_{hex}"));
+        let name = format!("berth-run-{hex}");
+        let (creq, timeout) = self.prepare(&req, &name)?;
+        let mut spec = self.policy.admit(creq)?;
+        spec.labels.insert(labels::OBJECT.into(), id.0.clone());
+        spec.labels.insert(labels::TENANT.into(), req.tenant.clone());
+        if let Some(session) = &req.session {
+            spec.labels.insert(labels::SESSION.into(), session.clone());
+        }
+        self.backend.ensure_image(&spec.image).await?;
+
+        let mut record = RunRecord {
+            id: id.clone(),
+            tenant: req.tenant.clone(),
+            session: req.session.clone(),
+            name: req.name.clone(),
+            image: spec.image.clone(),
+            status: RunStatus::Pending,
+            exit_code: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            result: None,
+            usage: RunUsage::default(),
+            container_id: None,
+            container_name: name.clone(),
+            container_removed: false,
+            error: None,
+            path: "cold".into(),
+            created_at: self.clock.now(),
+            finished_at: None,
+        };
+        self.store.put_run(&record)?;
+        let token = CancellationToken::new();
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), token.clone());
+        let _slot = self.slots.acquire().await.map_err(|_| RunError::BadRequest("berth is shutting down".into()))?;
+
+        let outcome = self.drive(&spec, timeout, &token, &mut record).await;
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        if let Err(e) = outcome {
+            record.status = RunStatus::Failed;
+            record.error = Some(e.to_string());
+        }
+        if req.cleanup {
+            if let Some(cid) = &record.container_id {
+                match self.backend.remove(&ContainerId(cid.clone()), true).await {
+                    Ok(()) | Err(BackendError::NotFound(_)) => record.container_removed = true,
+                    Err(e) => {
+                        record.error.get_or_insert(format!("the container was not removed: {e}"));
+                    }
+                }
+            }
+        }
+        record.finished_at = Some(self.clock.now());
+        self.store.put_run(&record)?;
+        self.audit(&record.tenant, "run", &record.id.0, record.status.as_str());
+        Ok(record)
+    }
+
+    /// Creates, starts and watches the container; fills in the record.
+    async fn drive(
+        &self,
+        spec: &crate::spec::ContainerSpec,
+        timeout: Duration,
+        token: &CancellationToken,
+        record: &mut RunRecord,
+    ) -> Result<(), BackendError> {
+        let cid = self.backend.create(spec).await?;
+        record.container_id = Some(cid.0.clone());
+        record.status = RunStatus::Running;
+        if let Err(e) = self.store.put_run(record) {
+            tracing::warn!(%e, "run record not updated");
+        }
+        let started = Instant::now();
+        let exit = self.backend.start_watched(&cid).await?;
+        // The sample stream is opened (its head awaited) before the race, so
+        // the same requests go out however quickly the run ends.
+        let last_usage: Arc<Mutex<Option<Usage>>> = Arc::default();
+        let samples = self.backend.usage_stream(&cid).await.ok();
+        let sampler = {
+            let last = last_usage.clone();
+            tokio::spawn(async move {
+                if let Some(mut samples) = samples {
+                    while let Some(u) = samples.next().await {
+                        *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(u);
+                    }
+                }
+            })
+        };
+        let mut exit = exit;
+        let ending = tokio::select! {
+            code = &mut exit => match code {
+                Ok(code) => Ending::Exited(code),
+                Err(e) => Ending::Broken(e.to_string()),
+            },
+            _ = tokio::time::sleep(timeout) => Ending::TimedOut,
+            _ = token.cancelled() => Ending::Cancelled,
+        };
+        let wall = started.elapsed();
+        let exit_code = match ending {
+            Ending::Exited(code) => Some(code),
+            Ending::TimedOut | Ending::Cancelled => {
+                self.backend.kill(&cid).await?;
+                tokio::time::timeout(Duration::from_secs(10), exit).await.ok().and_then(Result::ok)
+            }
+            Ending::Broken(_) => None,
+        };
+        sampler.abort();
+        let state = self.backend.state(&cid).await?;
+        record.exit_code = exit_code.or(state.exit_code);
+        record.status = match ending {
+            Ending::Cancelled => RunStatus::Cancelled,
+            Ending::TimedOut => RunStatus::TimedOut,
+            _ if state.oom_killed => RunStatus::OomKilled,
+            Ending::Exited(0) => RunStatus::Succeeded,
+            Ending::Exited(_) => RunStatus::Failed,
+            Ending::Broken(ref why) => {
+                record.error = Some(why.clone());
+                RunStatus::Failed
+            }
+        };
+
+        let cap = self.policy.config.output_cap;
+        let (mut out, mut err) = (CappedOutput::new(cap), CappedOutput::new(cap));
+        let mut logs = self.backend.logs(&cid, &LogRequest::default()).await?;
+        while let Some(chunk) = logs.next().await {
+            let chunk = chunk?;
+            match chunk.stream {
+                Stream::Stderr => err.push(&chunk.data),
+                Stream::Stdout | Stream::Console => out.push(&chunk.data),
+            }
+        }
+        record.stdout_truncated = out.truncated();
+        record.stderr_truncated = err.truncated();
+        record.stdout = out.into_text();
+        record.stderr = err.into_text();
+        record.result = if record.stdout_truncated { None } else { parse_result(&record.stdout) };
+        let usage = last_usage.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        record.usage = RunUsage {
+            wall_ms: wall.as_millis() as u64,
+            cpu_ms: usage.as_ref().map(|u| u.cpu_time_ns / 1_000_000),
+            peak_memory_bytes: usage.and_then(|u| u.memory_peak),
+        };
+        Ok(())
+    }
+}
+
+/// `PARAM_<NAME>` for a parameter name, or `None` for an empty one.
+pub fn param_var(key: &str) -> Option<String> {
+    if key.is_empty() {
+        return None;
+    }
+    let name: String =
+        key.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    Some(format!("PARAM_{name}"))
+}
+
+/// The run's result: its whole output when that is JSON, else its last
+/// non-empty line when that is.
+pub fn parse_result(stdout: &str) -> Option<serde_json::Value> {
+    let trimmed = stdout.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    serde_json::from_str(trimmed).ok().or_else(|| {
+        trimmed.lines().rev().find(|l| !l.trim().is_empty()).and_then(|l| serde_json::from_str(l.trim()).ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_names_become_upper_case_variables() {
+        assert_eq!(param_var("file").as_deref(), Some("PARAM_FILE"));
+        assert_eq!(param_var("max-pages.v2").as_deref(), Some("PARAM_MAX_PAGES_V2"));
+        assert_eq!(param_var(""), None);
+    }
+
+    #[test]
+    fn a_result_is_the_json_output_or_its_last_json_line() {
+        assert_eq!(parse_result("{\"a\":1}\n"), Some(serde_json::json!({"a":1})));
+        assert_eq!(parse_result("working...\n{\"ok\":true}\n"), Some(serde_json::json!({"ok":true})));
+        assert_eq!(parse_result("plain text\n"), None);
+        assert_eq!(parse_result(""), None);
+    }
+
+    #[test]
+    fn terminal_statuses_are_the_five_endings() {
+        let terminal: Vec<_> = [
+            RunStatus::Pending,
+            RunStatus::Running,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::TimedOut,
+            RunStatus::OomKilled,
+            RunStatus::Cancelled,
+        ]
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .collect();
+        assert_eq!(terminal.len(), 5);
+        assert_eq!(serde_json::to_string(&RunStatus::TimedOut).unwrap(), "\"timed_out\"");
+    }
+}

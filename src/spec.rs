@@ -1,0 +1,137 @@
+//! berth's own description of a container: what orchestration asks a backend
+//! to create. It carries only what berth decides (image, command, limits,
+//! security, network, mounts, labels); how an engine spells it is the
+//! backend's business. Specs are built by [`crate::policy`], which is the
+//! only way a request becomes a spec, so every spec has its limits set.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::{ByteSize, CpuLimit};
+
+/// A container id as the engine knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContainerId(pub String);
+
+impl fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a container is for; decides its policy defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A long-lived agent container.
+    Agent,
+    /// A tool image run to completion.
+    Tool,
+    /// Untrusted code run to completion in a sandbox.
+    Code,
+    /// A session-scoped service.
+    Relic,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Agent => "agent",
+            Kind::Tool => "tool",
+            Kind::Code => "code",
+            Kind::Relic => "relic",
+        }
+    }
+}
+
+/// The labels berth puts on everything it creates, so that the engine is the
+/// source of truth for what exists and berth can rebuild its view after a restart.
+pub mod labels {
+    pub const MANAGED: &str = "io.berth.managed";
+    pub const KIND: &str = "io.berth.kind";
+    /// berth's id of the object (run, agent, relic) the container serves.
+    pub const OBJECT: &str = "io.berth.object";
+    pub const SESSION: &str = "io.berth.session";
+    pub const TENANT: &str = "io.berth.tenant";
+    pub const EXPIRES_AT: &str = "io.berth.expires-at";
+}
+
+/// Which network a container joins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// No interface but loopback.
+    None,
+    /// The engine's default bridge.
+    Bridge,
+    /// A named network, with aliases the container is known by on it.
+    Named { name: String, aliases: Vec<String> },
+}
+
+/// A host path mounted into the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bind {
+    pub host: String,
+    pub container: String,
+    pub read_only: bool,
+}
+
+/// A container port published on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub container: u16,
+    pub host: u16,
+}
+
+/// The engine's own health check, run inside the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// Run by the container's shell; exit 0 is healthy.
+    pub command: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub start_period: Duration,
+}
+
+/// Resource limits; every spec has all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub memory: ByteSize,
+    pub cpu: CpuLimit,
+    pub pids: u32,
+}
+
+/// Everything berth asks of one container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub kind: Kind,
+    pub image: String,
+    /// Replaces the image's entrypoint when set.
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<String>,
+    /// `uid[:gid]` or a user name; `None` keeps the image's user.
+    pub user: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub limits: Limits,
+    /// Capabilities added back after all are dropped.
+    pub cap_add: Vec<String>,
+    pub read_only_root: bool,
+    /// Mount point → size of a tmpfs there.
+    pub tmpfs: BTreeMap<String, ByteSize>,
+    pub binds: Vec<Bind>,
+    pub network: Network,
+    pub ports: Vec<PortMapping>,
+    pub health: Option<HealthCheck>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    /// A tiny init as process 1 (reaps zombies, forwards signals).
+    pub init: bool,
+}
