@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Re-records every engine-api scenario against the real daemon.
+# Re-records every scenario against the real daemon.
 #
-#   scripts/record-fixtures.sh [DIR]     (default: fixtures/engine-api)
+#   scripts/record-fixtures.sh [ROOT]     (default: fixtures)
 #
-# Runs the hermetic scenarios (engine-api/tests/hermetic/scenarios.rs) with
-# BERTH_RECORD_FIXTURES=DIR: the same flows, over a recording transport
-# wrapped around the real one. This is the only way fixtures are written.
+# Runs the hermetic scenarios with BERTH_RECORD_FIXTURES=ROOT: the same flows,
+# over a recording transport wrapped around the real one, written to
+# ROOT/<suite>/<scenario>.json. This is the only way fixtures are written.
+#   suite engine-api: engine-api/tests/hermetic/scenarios.rs
+#   suite berth:      tests/hermetic.rs
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=${1:-fixtures/engine-api}
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
-echo "recording engine-api scenarios into $dir"
-BERTH_RECORD_FIXTURES="$dir" cargo test -q -p engine-api --test hermetic -- scenarios:: --test-threads=1
-ls "$dir"
+root=${1:-fixtures}
+mkdir -p "$root"
+root=$(cd "$root" && pwd)
+echo "recording scenarios into $root"
+export BERTH_RECORD_FIXTURES="$root"
+cargo test -q -p engine-api --test hermetic -- scenarios:: --test-threads=1
+cargo test -q -p berth --test hermetic -- --test-threads=1
+find "$root" -name '*.json' | sort

@@ -14,6 +14,7 @@ pub mod cassette;
 pub mod fault;
 pub mod record;
 pub mod replay;
+pub mod scenario;
 mod socket;
 
 use std::fmt;

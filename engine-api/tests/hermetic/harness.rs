@@ -1,55 +1,38 @@
 use std::path::PathBuf;
 
 use engine_api::transport::cassette::Cassette;
-use engine_api::transport::{RecordingTransport, ReplayTransport, SocketTransport};
-use engine_api::{Docker, Endpoint};
+use engine_api::Docker;
 
-/// Where recordings are read from.
+/// The repository's committed `fixtures/`.
+pub fn committed_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures"))
+}
+
+/// Where this suite's recordings are read from.
 pub fn fixtures_dir() -> PathBuf {
     match std::env::var_os("BERTH_FIXTURES_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/engine-api")),
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("engine-api"),
+        _ => committed_root().join("engine-api"),
     }
 }
 
 /// A scenario's client: replaying, or recording when `BERTH_RECORD_FIXTURES` is set.
 pub struct Scenario {
     pub docker: Docker,
-    mode: Mode,
-}
-
-enum Mode {
-    Record(RecordingTransport, PathBuf),
-    Replay(ReplayTransport),
+    inner: engine_api::transport::scenario::Scenario,
 }
 
 pub fn scenario(name: &str) -> Scenario {
-    match std::env::var_os("BERTH_RECORD_FIXTURES") {
-        Some(dir) if !dir.is_empty() => {
-            let endpoint = Endpoint::from_env().expect("DOCKER_HOST names the daemon to record");
-            let recorder = RecordingTransport::new(SocketTransport::new(endpoint), name);
-            let path = PathBuf::from(dir).join(format!("{name}.json"));
-            Scenario { docker: Docker::new(recorder.clone()), mode: Mode::Record(recorder, path) }
-        }
-        _ => {
-            let path = fixtures_dir().join(format!("{name}.json"));
-            let replay = ReplayTransport::load(&path)
-                .unwrap_or_else(|e| panic!("{e}\n(recordings are made by scripts/record-fixtures.sh)"));
-            Scenario { docker: Docker::new(replay.clone()), mode: Mode::Replay(replay) }
-        }
-    }
+    let inner = engine_api::transport::scenario::Scenario::open(&committed_root(), "engine-api", name)
+        .unwrap_or_else(|e| panic!("{e}\n(recordings are made by scripts/record-fixtures.sh)"));
+    Scenario { docker: Docker::from_transport(inner.transport()), inner }
 }
 
 impl Scenario {
     /// Saves the recording, or checks that the replay went exactly as recorded.
     pub fn finish(self) {
-        match self.mode {
-            Mode::Record(recorder, path) => recorder.save(&path).expect("the recording is written"),
-            Mode::Replay(replay) => {
-                if let Err(e) = replay.finish() {
-                    panic!("{e}")
-                }
-            }
+        if let Err(e) = self.inner.finish() {
+            panic!("{e}")
         }
     }
 }
