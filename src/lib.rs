@@ -10,6 +10,7 @@
 //! - [`store`] keeps what the engine cannot (records, audit trail);
 //! - [`ids`] makes ids and tells time, injectably, for replayable scenarios.
 
+pub mod agents;
 pub mod backend;
 pub mod ids;
 pub mod output;

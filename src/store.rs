@@ -22,7 +22,8 @@ pub enum StoreError {
 }
 
 /// Schema changes, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE runs (
         id TEXT PRIMARY KEY,
         tenant TEXT NOT NULL,
         session TEXT,
@@ -38,7 +39,24 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
         action TEXT NOT NULL,
         target TEXT NOT NULL,
         outcome TEXT NOT NULL
-     );"];
+     );",
+    "CREATE TABLE ports (
+        port INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL
+     );
+     CREATE TABLE objects (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        session TEXT,
+        record TEXT NOT NULL
+     );
+     CREATE INDEX objects_by_tenant ON objects (tenant, kind);
+     CREATE TABLE renewals (
+        id TEXT PRIMARY KEY,
+        expires_at TEXT NOT NULL
+     );",
+];
 
 /// One line of the audit trail: who did what to what, when, and how it went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +146,94 @@ impl Store {
         Ok(out)
     }
 
+    /// Takes `count` free ports of `[first, last]` for `owner`, lowest first,
+    /// all or none. A port taken is never given again until released.
+    pub fn allocate_ports(&self, owner: &str, count: usize, first: u16, last: u16) -> Result<Vec<u16>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let taken: std::collections::BTreeSet<u16> = {
+            let mut stmt = tx.prepare("SELECT port FROM ports WHERE port BETWEEN ?1 AND ?2")?;
+            let rows = stmt.query_map(params![first, last], |r| r.get::<_, u16>(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let free: Vec<u16> = (first..=last).filter(|p| !taken.contains(p)).take(count).collect();
+        if free.len() < count {
+            return Ok(Vec::new());
+        }
+        for port in &free {
+            tx.execute("INSERT INTO ports (port, owner) VALUES (?1, ?2)", params![port, owner])?;
+        }
+        tx.commit()?;
+        Ok(free)
+    }
+
+    /// Frees every port of `owner`.
+    pub fn release_ports(&self, owner: &str) -> Result<usize, StoreError> {
+        Ok(self.conn().execute("DELETE FROM ports WHERE owner = ?1", params![owner])?)
+    }
+
+    /// Stores any record (agents, sessions, relics) as JSON under its id.
+    pub fn put_object<T: Serialize>(
+        &self,
+        id: &str,
+        kind: &str,
+        tenant: &str,
+        session: Option<&str>,
+        record: &T,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record)?;
+        self.conn().execute(
+            "INSERT INTO objects (id, kind, tenant, session, record) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET record = excluded.record, session = excluded.session",
+            params![id, kind, tenant, session, json],
+        )?;
+        Ok(())
+    }
+
+    /// A record of `kind` and `tenant`; another tenant's is as absent as a missing one.
+    pub fn get_object<T: for<'de> Deserialize<'de>>(
+        &self,
+        kind: &str,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let json: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT record FROM objects WHERE id = ?1 AND kind = ?2 AND tenant = ?3",
+                params![id, kind, tenant],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+    }
+
+    /// Records of `kind` of `tenant` (and of `session`, when given), in id order.
+    pub fn list_objects<T: for<'de> Deserialize<'de>>(
+        &self,
+        kind: &str,
+        tenant: &str,
+        session: Option<&str>,
+    ) -> Result<Vec<T>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT record FROM objects WHERE kind = ?1 AND tenant = ?2 AND (?3 IS NULL OR session = ?3) ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![kind, tenant, session], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(serde_json::from_str(&row?)?);
+        }
+        Ok(out)
+    }
+
+    pub fn delete_object(&self, kind: &str, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM objects WHERE id = ?1 AND kind = ?2 AND tenant = ?3", params![id, kind, tenant])?;
+        Ok(n > 0)
+    }
+
     pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO audit (at, tenant, action, target, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -152,5 +258,36 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_never_given_twice_and_come_back_when_released() {
+        let store = Store::in_memory().unwrap();
+        assert_eq!(store.allocate_ports("a", 2, 9000, 9003).unwrap(), vec![9000, 9001]);
+        assert_eq!(store.allocate_ports("b", 1, 9000, 9003).unwrap(), vec![9002]);
+        assert!(store.allocate_ports("c", 2, 9000, 9003).unwrap().is_empty(), "all or none");
+        assert_eq!(store.release_ports("a").unwrap(), 2);
+        assert_eq!(store.allocate_ports("c", 2, 9000, 9003).unwrap(), vec![9000, 9001]);
+    }
+
+    #[test]
+    fn records_survive_reopening_the_file_and_stay_within_their_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.db");
+        {
+            let store = Store::open(&path).unwrap();
+            store.put_object("s1", "session", "t1", None, &serde_json::json!({"id": "s1"})).unwrap();
+            store.allocate_ports("agent-1", 1, 9000, 9500).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let got: Option<serde_json::Value> = store.get_object("session", "t1", "s1").unwrap();
+        assert_eq!(got, Some(serde_json::json!({"id": "s1"})));
+        assert!(store.get_object::<serde_json::Value>("session", "t2", "s1").unwrap().is_none());
+        assert_eq!(store.allocate_ports("agent-2", 1, 9000, 9500).unwrap(), vec![9001], "persisted allocation");
     }
 }
