@@ -202,7 +202,7 @@ impl Agents {
             None => None,
         };
         let cid = match existing {
-            Some((cid, state)) if state.running => return Ok(self.saved(record, cid)?),
+            Some((cid, state)) if state.running => return self.saved(record, cid),
             Some((cid, _)) => cid,
             None => self.create_container(&mut record).await?,
         };
