@@ -112,7 +112,8 @@ async fn an_agent_is_created_on_start_runs_its_mounted_code_and_is_removed_with_
     assert!(agents.state("t1", &id).await.unwrap().running);
 
     agents.remove("t1", &id).await.unwrap();
-    assert!(matches!(backend.state(&ContainerId(again.container_id.unwrap())).await, Err(_)));
+    let gone = backend.state(&ContainerId(again.container_id.unwrap())).await;
+    assert!(matches!(gone, Err(berth::backend::BackendError::NotFound(_))), "{gone:?}");
     assert_eq!(store.allocate_ports("probe", 10, 19400, 19409).unwrap().len(), 10, "every port came back");
 }
 
