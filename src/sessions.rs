@@ -1,0 +1,131 @@
+//! Sessions: a group of agents, runs and relics with an optional private
+//! network. Ending a session stops and removes every container labelled with
+//! it and its network; a sweep removes every berth network no longer in use.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, BackendError};
+use crate::spec::{labels, ContainerId};
+
+/// The name of a session's private network.
+pub fn network_name(session: &str) -> String {
+    format!("berth-session-{session}")
+}
+
+/// What ending a session removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCleanup {
+    pub containers_removed: Vec<String>,
+    pub networks_removed: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("session {session} still has running containers ({running}); end it with force")]
+    Running { session: String, running: usize },
+    #[error("{0:?} is not a session id ([a-zA-Z0-9_.-], at most 64)")]
+    BadId(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+pub fn check_session_id(id: &str) -> Result<(), SessionError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SessionError::BadId(id.into()))
+    }
+}
+
+pub struct Sessions {
+    backend: Arc<dyn Backend>,
+}
+
+impl Sessions {
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Sessions { backend }
+    }
+
+    /// The session's private (internal) network, created on first use.
+    pub async fn ensure_network(&self, tenant: &str, session: &str) -> Result<String, SessionError> {
+        check_session_id(session)?;
+        let name = network_name(session);
+        let mine = [format!("{}={session}", labels::SESSION), format!("{}={tenant}", labels::TENANT)];
+        if let Some(n) = self.backend.list_networks(&mine).await?.into_iter().find(|n| n.name == name) {
+            return Ok(n.id);
+        }
+        let net_labels = BTreeMap::from([
+            (labels::MANAGED.to_owned(), "true".to_owned()),
+            (labels::KIND.to_owned(), "session-network".to_owned()),
+            (labels::SESSION.to_owned(), session.to_owned()),
+            (labels::TENANT.to_owned(), tenant.to_owned()),
+        ]);
+        match self.backend.create_network(&name, true, &net_labels).await {
+            Ok(id) => Ok(id),
+            // Two relics of one session racing: the other one made it.
+            Err(BackendError::Conflict(_)) => {
+                let found = self.backend.list_networks(&mine).await?;
+                found.into_iter().find(|n| n.name == name).map(|n| n.id).ok_or_else(|| {
+                    SessionError::Backend(BackendError::Conflict(format!("network {name} is taken by another tenant")))
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Ends a session: removes its containers (running ones only with
+    /// `force`) and its network.
+    pub async fn end(&self, tenant: &str, session: &str, force: bool) -> Result<SessionCleanup, SessionError> {
+        check_session_id(session)?;
+        let mine = [format!("{}={session}", labels::SESSION), format!("{}={tenant}", labels::TENANT)];
+        let containers = self.backend.list(&mine).await?;
+        let running = containers.iter().filter(|c| c.status == "running").count();
+        if running > 0 && !force {
+            return Err(SessionError::Running { session: session.into(), running });
+        }
+        let mut cleanup = SessionCleanup::default();
+        for c in containers {
+            match self.backend.remove(&c.id, true).await {
+                Ok(()) | Err(BackendError::NotFound(_)) => cleanup.containers_removed.push(c.name),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for n in self.backend.list_networks(&mine).await? {
+            match self.backend.remove_network(&n.id).await {
+                Ok(()) | Err(BackendError::NotFound(_)) => cleanup.networks_removed.push(n.name),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(cleanup)
+    }
+
+    /// Removes every berth network that no container uses any more.
+    pub async fn sweep_networks(&self) -> Result<Vec<String>, SessionError> {
+        let mut removed = Vec::new();
+        for n in self.backend.list_networks(&[labels::MANAGED.to_owned()]).await? {
+            if n.containers == 0 {
+                match self.backend.remove_network(&n.id).await {
+                    Ok(()) | Err(BackendError::NotFound(_)) => removed.push(n.name),
+                    // In use after all (a container joined since the list).
+                    Err(BackendError::Conflict(_)) | Err(BackendError::Engine(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Stops and removes one container of a session (a relic), as the session's tenant.
+    pub async fn remove_container(&self, id: &ContainerId) -> Result<(), SessionError> {
+        match self.backend.remove(id, true).await {
+            Ok(()) | Err(BackendError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The network sweep, alone in its binary: it removes every idle berth
+//! network, so it must not run beside tests that create them.
+
+use std::sync::Arc;
+
+use berth::backend::docker::DockerBackend;
+use berth::backend::Backend;
+use berth::sessions::Sessions;
+
+#[tokio::test]
+async fn the_sweep_removes_berth_networks_no_longer_in_use() {
+    let backend = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let sessions = Sessions::new(backend.clone());
+    let session = format!("sess-sweep-{}", std::process::id());
+    let net = sessions.ensure_network("t1", &session).await.unwrap();
+    assert_eq!(sessions.ensure_network("t1", &session).await.unwrap(), net, "created once");
+    let removed = sessions.sweep_networks().await.unwrap();
+    assert!(removed.contains(&format!("berth-session-{session}")), "{removed:?}");
+    assert!(backend.list_networks(&[format!("io.berth.session={session}")]).await.unwrap().is_empty());
+}
