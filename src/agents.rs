@@ -151,6 +151,9 @@ impl Agents {
         if self.store.get_object::<AgentRecord>(KIND, &def.tenant, &def.id)?.is_some() {
             return Err(AgentError::Exists(def.id));
         }
+        if let Some(t) = def.expires_at {
+            self.policy.expiry(self.clock.now(), t)?;
+        }
         let name = def.container_name.clone().unwrap_or_else(|| format!("berth-agent-{}", def.id));
         // Admit once without ports to refuse a bad definition early.
         self.policy.admit(self.request(&def, &name, &[]))?;

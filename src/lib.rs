@@ -15,6 +15,8 @@ pub mod backend;
 pub mod ids;
 pub mod output;
 pub mod policy;
+pub mod reaper;
+pub mod recovery;
 pub mod relics;
 pub mod runs;
 pub mod sessions;

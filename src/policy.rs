@@ -54,6 +54,9 @@ pub struct PolicyConfig {
     pub max_cpu: CpuLimit,
     pub max_pids: u32,
     pub max_timeout: Duration,
+    /// The longest an agent, relic or session may live before it is reaped
+    /// (a later expiry, or a renewal past it, is refused).
+    pub max_lifetime: Duration,
     /// Capabilities a request may add back (names without `CAP_`, upper case).
     pub cap_allowlist: Vec<String>,
     /// Bind mounts are allowed only below these host directories.
@@ -83,6 +86,7 @@ impl Default for PolicyConfig {
             max_cpu: CpuLimit(4_000_000_000),
             max_pids: 4096,
             max_timeout: Duration::from_secs(3600),
+            max_lifetime: Duration::from_secs(7 * 24 * 3600),
             cap_allowlist: vec!["NET_BIND_SERVICE".into(), "CHOWN".into(), "SETUID".into(), "SETGID".into()],
             bind_roots: vec![],
             sandbox_user: "65534:65534".into(),
@@ -196,6 +200,22 @@ impl Policy {
             )),
             Some(t) => Ok(t),
         }
+    }
+
+    /// Checks an expiry: in the future, and within the maximum lifetime from `now`.
+    pub fn expiry(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<chrono::DateTime<chrono::Utc>, PolicyViolation> {
+        let limit = now + chrono::Duration::from_std(self.config.max_lifetime).unwrap_or(chrono::Duration::MAX);
+        if expires_at <= now {
+            return Err(refuse("expires_at", format!("{expires_at} is in the past")));
+        }
+        if expires_at > limit {
+            return Err(refuse("expires_at", format!("{expires_at} is past the maximum lifetime (until {limit})")));
+        }
+        Ok(expires_at)
     }
 
     /// Turns a request into a spec, or refuses it naming the field.

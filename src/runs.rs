@@ -236,6 +236,11 @@ impl Runs {
         self
     }
 
+    /// The id of this berth instance (kept in its store), labelled on every run container.
+    pub fn instance(&self) -> Result<String, RunError> {
+        Ok(self.store.instance_id(|| self.ids.next_hex())?)
+    }
+
     pub fn get(&self, tenant: &str, id: &RunId) -> Result<RunRecord, RunError> {
         self.store.get_run(tenant, id)?.ok_or_else(|| RunError::NotFound(id.0.clone()))
     }
@@ -307,6 +312,7 @@ impl Runs {
 
     /// Runs a request to completion and returns its stored record.
     pub async fn execute(&self, req: RunRequest) -> Result<RunRecord, RunError> {
+        let instance = self.instance()?;
         let hex = self.ids.next_hex();
         let id = RunId(format!("run_{hex}"));
         let name = format!("berth-run-{hex}");
@@ -314,6 +320,7 @@ impl Runs {
         let mut spec = self.policy.admit(creq)?;
         spec.labels.insert(labels::OBJECT.into(), id.0.clone());
         spec.labels.insert(labels::TENANT.into(), req.tenant.clone());
+        spec.labels.insert(labels::INSTANCE.into(), instance);
         if let Some(session) = &req.session {
             spec.labels.insert(labels::SESSION.into(), session.clone());
         }

@@ -58,6 +58,8 @@ pub mod labels {
     pub const SESSION: &str = "io.berth.session";
     pub const TENANT: &str = "io.berth.tenant";
     pub const EXPIRES_AT: &str = "io.berth.expires-at";
+    /// The berth instance (its store) that made the container.
+    pub const INSTANCE: &str = "io.berth.instance";
 }
 
 /// Which network a container joins.

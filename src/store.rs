@@ -56,6 +56,10 @@ const MIGRATIONS: &[&str] = &[
         id TEXT PRIMARY KEY,
         expires_at TEXT NOT NULL
      );",
+    "CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+     );",
 ];
 
 /// One line of the audit trail: who did what to what, when, and how it went.
@@ -76,9 +80,9 @@ impl Store {
     /// Opens (creating and migrating) the store at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         Store::migrated(conn)
     }
 
@@ -87,8 +91,10 @@ impl Store {
     }
 
     fn migrated(mut conn: Connection) -> Result<Store, StoreError> {
-        let applied: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let tx = conn.transaction()?;
+        // The version is read under the write lock, so processes opening a
+        // new store at once apply each migration exactly once.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let applied: usize = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", i + 1)?;
@@ -232,6 +238,38 @@ impl Store {
             .conn()
             .execute("DELETE FROM objects WHERE id = ?1 AND kind = ?2 AND tenant = ?3", params![id, kind, tenant])?;
         Ok(n > 0)
+    }
+
+    /// This store's instance id, made on first use: berth labels its run
+    /// containers with it, so recovery touches only its own.
+    pub fn instance_id(&self, fresh: impl FnOnce() -> String) -> Result<String, StoreError> {
+        let conn = self.conn();
+        let known: Option<String> =
+            conn.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0)).optional()?;
+        if let Some(id) = known {
+            return Ok(id);
+        }
+        let fresh = fresh();
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', ?1)", params![fresh])?;
+        Ok(conn.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0))?)
+    }
+
+    /// Records a new expiry for an object (labels cannot change on a running container).
+    pub fn renew(&self, id: &str, expires_at: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO renewals (id, expires_at) VALUES (?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
+            params![id, expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// The latest renewal of an object, if it was ever renewed.
+    pub fn renewal(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT expires_at FROM renewals WHERE id = ?1", params![id], |r| r.get(0))
+            .optional()?)
     }
 
     pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {

@@ -47,7 +47,7 @@ async fn a_tool_run_with_parameters_succeeds_with_its_json_result() {
     req.parameters = serde_json::json!({"file": "doc.pdf"}).as_object().unwrap().clone();
     let run = f.runs.execute(req).await.unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
-    assert_eq!(run.id.0, "run_000000000001");
+    assert_eq!(run.id.0, "run_000000000002", "after the instance id");
     assert_eq!(run.result, Some(serde_json::json!({"got": "doc.pdf"})));
     assert!(run.container_removed);
     f.finish();

@@ -1,0 +1,100 @@
+//! The reaper: removes what has expired, from the engine's labels and the
+//! store's renewals, so it works the same after berth restarts.
+//!
+//! Containers carry `io.berth.expires-at` from their creation; a renewal
+//! (labels cannot change on a running container) is kept in the store under
+//! the object's id and wins over the label. A sweep removes every managed
+//! container whose expiry has passed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::backend::{Backend, BackendError};
+use crate::ids::Clock;
+use crate::spec::labels;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReaperError {
+    #[error("expires_at {requested} is past the maximum lifetime (until {limit})")]
+    TooLong { requested: DateTime<Utc>, limit: DateTime<Utc> },
+    #[error("expires_at {0} is in the past")]
+    Past(DateTime<Utc>),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Reaper {
+    backend: Arc<dyn Backend>,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    max_lifetime: Duration,
+}
+
+impl Reaper {
+    pub fn new(backend: Arc<dyn Backend>, store: Arc<Store>, clock: Arc<dyn Clock>, max_lifetime: Duration) -> Self {
+        Reaper { backend, store, clock, max_lifetime }
+    }
+
+    /// Checks an expiry against now and the maximum lifetime.
+    pub fn check(&self, expires_at: DateTime<Utc>) -> Result<DateTime<Utc>, ReaperError> {
+        let now = self.clock.now();
+        let limit = now + chrono::Duration::from_std(self.max_lifetime).unwrap_or(chrono::Duration::MAX);
+        if expires_at <= now {
+            return Err(ReaperError::Past(expires_at));
+        }
+        if expires_at > limit {
+            return Err(ReaperError::TooLong { requested: expires_at, limit });
+        }
+        Ok(expires_at)
+    }
+
+    /// Moves an object's expiry (checked like a new one).
+    pub fn renew(&self, object: &str, expires_at: DateTime<Utc>) -> Result<DateTime<Utc>, ReaperError> {
+        let t = self.check(expires_at)?;
+        self.store.renew(object, &t.to_rfc3339())?;
+        Ok(t)
+    }
+
+    /// Removes every managed container past its expiry; returns their names.
+    pub async fn sweep(&self) -> Result<Vec<String>, ReaperError> {
+        let now = self.clock.now();
+        let mut removed = Vec::new();
+        for c in self.backend.list(&[labels::EXPIRES_AT.to_owned(), labels::MANAGED.to_owned()]).await? {
+            let renewed = match c.labels.get(labels::OBJECT) {
+                Some(object) => self.store.renewal(object)?,
+                None => None,
+            };
+            let expiry = renewed.as_deref().or(c.labels.get(labels::EXPIRES_AT).map(String::as_str));
+            let Some(expiry) = expiry.and_then(|e| DateTime::parse_from_rfc3339(e).ok()) else {
+                continue;
+            };
+            if expiry.with_timezone(&Utc) <= now {
+                match self.backend.remove(&c.id, true).await {
+                    Ok(()) | Err(BackendError::NotFound(_)) => removed.push(c.name),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Sweeps every `interval` until the returned task is aborted.
+    pub fn spawn(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                match self.sweep().await {
+                    Ok(removed) if !removed.is_empty() => tracing::info!(?removed, "reaped expired containers"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(%e, "reaper sweep failed"),
+                }
+            }
+        })
+    }
+}

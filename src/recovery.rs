@@ -1,0 +1,90 @@
+//! Restart safety: on start-up berth rebuilds its view from the engine's
+//! labels and the store. A run that was in flight when berth stopped cannot
+//! be driven on (its deadline and cancellation lived in the old process):
+//! its container is removed and the run marked failed with the reason. Run
+//! containers the store does not know are orphans and are removed.
+//! Agents and relics outlive berth by design and are left as they are.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, BackendError};
+use crate::ids::Clock;
+use crate::runs::RunStatus;
+use crate::spec::{labels, ContainerId};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryReport {
+    /// Runs marked failed, with the reason.
+    pub runs_failed: Vec<(String, String)>,
+    /// Containers removed: those of interrupted runs and orphans.
+    pub containers_removed: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub async fn recover(
+    backend: &Arc<dyn Backend>,
+    store: &Store,
+    ids: &Arc<dyn crate::ids::IdSource>,
+    clock: &Arc<dyn Clock>,
+) -> Result<RecoveryReport, RecoveryError> {
+    let instance = store.instance_id(|| ids.next_hex())?;
+    let mut report = RecoveryReport::default();
+    let mut known = HashSet::new();
+    for mut run in store.unfinished_runs()? {
+        known.insert(run.id.0.clone());
+        let reason = match &run.container_id {
+            Some(cid) => match backend.remove(&ContainerId(cid.clone()), true).await {
+                Ok(()) => {
+                    report.containers_removed.push(run.container_name.clone());
+                    run.container_removed = true;
+                    "berth restarted during the run; its container was stopped and removed"
+                }
+                Err(BackendError::NotFound(_)) => "the run's container vanished while berth was down",
+                Err(e) => return Err(e.into()),
+            },
+            None => "berth restarted before the run's container was created",
+        };
+        run.status = RunStatus::Failed;
+        run.error = Some(reason.to_owned());
+        run.finished_at = Some(clock.now());
+        store.put_run(&run)?;
+        report.runs_failed.push((run.id.0.clone(), reason.to_owned()));
+    }
+    for kind in ["tool", "code"] {
+        let filter = [
+            labels::MANAGED.to_owned(),
+            format!("{}={kind}", labels::KIND),
+            format!("{}={instance}", labels::INSTANCE),
+        ];
+        for c in backend.list(&filter).await? {
+            let Some(run_id) = c.labels.get(labels::OBJECT) else { continue };
+            if known.contains(run_id) {
+                continue;
+            }
+            let tenant = c.labels.get(labels::TENANT).map(String::as_str).unwrap_or("");
+            let stored = store.get_run(tenant, &crate::runs::RunId(run_id.clone()))?;
+            // A finished run's container is kept only while its record says so;
+            // one the store has never heard of is an orphan.
+            if stored.is_none()
+                || c.status != "running" && stored.is_some_and(|r| r.status.is_terminal() && r.container_removed)
+            {
+                match backend.remove(&c.id, true).await {
+                    Ok(()) | Err(BackendError::NotFound(_)) => report.containers_removed.push(c.name),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(report)
+}

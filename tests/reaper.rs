@@ -1,0 +1,84 @@
+//! Lifetimes: expired agents are reaped from their labels, renewals in the
+//! store win over the labels, and expiries are capped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth::agents::{AgentDefinition, Agents, PortRange};
+use berth::backend::docker::DockerBackend;
+use berth::ids::{Clock, FixedClock, RandomIds};
+use berth::policy::Policy;
+use berth::reaper::{Reaper, ReaperError};
+use berth::store::Store;
+
+fn definition(id: &str, expires_at: chrono::DateTime<chrono::Utc>) -> AgentDefinition {
+    AgentDefinition {
+        id: id.into(),
+        tenant: "t1".into(),
+        session: None,
+        image: "busybox:1.35".into(),
+        cmd: Some(vec!["sleep".into(), "600".into()]),
+        code_dir: None,
+        worktree: None,
+        env: BTreeMap::new(),
+        network: None,
+        ports: vec![],
+        memory: None,
+        cpu: None,
+        expires_at: Some(expires_at),
+        labels: BTreeMap::new(),
+        container_name: None,
+    }
+}
+
+#[tokio::test]
+async fn expired_agents_are_reaped_and_renewed_ones_are_kept() {
+    let backend = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let store = Arc::new(Store::in_memory().unwrap());
+    let clock = Arc::new(FixedClock::at(chrono::Utc::now()));
+    let agents = Agents::new(
+        backend.clone(),
+        Policy::default(),
+        store.clone(),
+        Arc::new(RandomIds),
+        clock.clone(),
+        PortRange::default(),
+    );
+    let reaper = Reaper::new(backend.clone(), store.clone(), clock.clone(), Duration::from_secs(24 * 3600));
+
+    let pid = std::process::id();
+    let soon = clock.now() + chrono::Duration::minutes(10);
+    let (short, renewed) = (format!("reap-short-{pid}"), format!("reap-renewed-{pid}"));
+    for id in [&short, &renewed] {
+        agents.define(definition(id, soon)).unwrap();
+        agents.start("t1", id).await.unwrap();
+    }
+    assert!(reaper.sweep().await.unwrap().iter().all(|n| !n.contains(&pid.to_string())), "nothing expired yet");
+
+    reaper.renew(&renewed, clock.now() + chrono::Duration::hours(2)).unwrap();
+    clock.advance(chrono::Duration::minutes(30));
+    let removed = reaper.sweep().await.unwrap();
+    assert!(removed.contains(&format!("berth-agent-{short}")), "{removed:?}");
+    assert!(!removed.contains(&format!("berth-agent-{renewed}")), "{removed:?}");
+    assert!(agents.state("t1", &renewed).await.unwrap().running);
+    agents.remove("t1", &renewed).await.unwrap();
+    agents.remove("t1", &short).await.unwrap();
+
+    assert!(matches!(
+        reaper.renew(&renewed, clock.now() + chrono::Duration::days(30)),
+        Err(ReaperError::TooLong { .. })
+    ));
+    assert!(matches!(reaper.renew(&renewed, clock.now() - chrono::Duration::seconds(1)), Err(ReaperError::Past(_))));
+}
+
+#[tokio::test]
+async fn an_agent_that_would_outlive_the_maximum_lifetime_is_refused() {
+    let backend = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let store = Arc::new(Store::in_memory().unwrap());
+    let clock = Arc::new(FixedClock::at(chrono::Utc::now()));
+    let agents =
+        Agents::new(backend, Policy::default(), store, Arc::new(RandomIds), clock.clone(), PortRange::default());
+    let err = agents.define(definition("too-long", clock.now() + chrono::Duration::days(365))).unwrap_err();
+    assert!(matches!(err, berth::agents::AgentError::Policy(ref v) if v.field == "expires_at"), "{err:?}");
+}

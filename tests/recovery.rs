@@ -1,0 +1,63 @@
+//! Restart safety: `kill -9` the berth process in the middle of runs, then
+//! recover: no container is leaked and every run ends in a terminal status.
+//! Alone in its binary, since recovery removes this instance's orphans.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth::backend::docker::DockerBackend;
+use berth::backend::Backend;
+use berth::runs::RunStatus;
+use berth::spec::labels;
+use berth::store::Store;
+
+#[tokio::test]
+async fn runs_interrupted_by_a_killed_berth_end_failed_and_leave_no_container() {
+    let data = tempfile::tempdir().unwrap();
+    let mut children: Vec<_> = (0..3)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_berth"))
+                .args(["run", "--language", "sh", "--code", &format!("echo started {i}; sleep 60")])
+                .arg("--data")
+                .arg(data.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let store = Store::open(&data.path().join("berth.db")).unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+
+    // Wait until all three run, then kill -9 every berth process.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let running = store.unfinished_runs().unwrap().iter().filter(|r| r.status == RunStatus::Running).count();
+        if running == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "runs never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for child in &mut children {
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let instance = store.instance_id(|| panic!("the runs made the instance id")).unwrap();
+    let mine = [format!("{}={instance}", labels::INSTANCE)];
+    assert_eq!(backend.list(&mine).await.unwrap().len(), 3, "the killed runs left their containers");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_berth")).arg("recover").arg("--data").arg(data.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["runs_failed"].as_array().unwrap().len(), 3, "{report}");
+
+    assert!(backend.list(&mine).await.unwrap().is_empty(), "no container leaked");
+    let runs = store.list_runs("cli", 10).unwrap();
+    assert_eq!(runs.len(), 3);
+    for run in runs {
+        assert_eq!(run.status, RunStatus::Failed);
+        assert!(run.error.unwrap().contains("berth restarted during the run"));
+    }
+}
