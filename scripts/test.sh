@@ -6,8 +6,9 @@
 #      the real-engine tier fails, never skips, when the daemon is unreachable;
 #   3. the hermetic tier again with DOCKER_HOST pointing at nothing, over the
 #      committed recordings and over a fresh recording made just now (freshness);
-#   4. the benchmark binary in quick mode, so it keeps working (numbers in README.md
-#      come from a full run: cargo bench -p engine-api --bench engine);
+#   4. the benchmark binaries in quick mode, so they keep working (numbers in
+#      README.md come from full runs: cargo bench -p engine-api --bench engine,
+#      cargo bench -p berth --bench orchestration);
 #   5. every fuzz target for a bounded time (BERTH_FUZZ_SECONDS, default 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,8 +33,9 @@ bash scripts/record-fixtures.sh "$fresh"
 BERTH_FIXTURES_DIR=$fresh DOCKER_HOST=$no_daemon cargo test -p engine-api --test hermetic
 BERTH_FIXTURES_DIR=$fresh DOCKER_HOST=$no_daemon cargo test -p berth --test hermetic
 
-step "benchmark (quick mode)"
+step "benchmarks (quick mode)"
 BERTH_BENCH_QUICK=1 cargo bench -p engine-api --bench engine
+BERTH_BENCH_QUICK=1 cargo bench -p berth --bench orchestration
 
 step "fuzzing (${BERTH_FUZZ_SECONDS:-30} s per target)"
 bash scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-30}"

@@ -199,7 +199,11 @@ pub struct Runs {
     clock: Arc<dyn Clock>,
     languages: BTreeMap<String, Language>,
     active: Mutex<HashMap<RunId, CancellationToken>>,
+    /// Runs in flight at once, over all tenants.
     slots: Semaphore,
+    /// Runs in flight at once per tenant.
+    per_tenant: usize,
+    tenant_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 /// How a run ended, before it is written down.
@@ -228,7 +232,20 @@ impl Runs {
             languages: default_languages(),
             active: Mutex::new(HashMap::new()),
             slots: Semaphore::new(max_concurrent.max(1)),
+            per_tenant: max_concurrent.max(1),
+            tenant_slots: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Bounds the runs one tenant may have in flight (default: the global bound).
+    pub fn with_per_tenant_limit(mut self, limit: usize) -> Self {
+        self.per_tenant = limit.max(1);
+        self
+    }
+
+    fn tenant_slots(&self, tenant: &str) -> Arc<Semaphore> {
+        let mut slots = self.tenant_slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(tenant.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.per_tenant))).clone()
     }
 
     pub fn with_languages(mut self, languages: BTreeMap<String, Language>) -> Self {
@@ -351,7 +368,11 @@ impl Runs {
         self.store.put_run(&record)?;
         let token = CancellationToken::new();
         self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), token.clone());
-        let _slot = self.slots.acquire().await.map_err(|_| RunError::BadRequest("berth is shutting down".into()))?;
+        // A tenant's own bound first, so one tenant's queue never holds global slots.
+        let tenant_slots = self.tenant_slots(&req.tenant);
+        let closed = |_| RunError::BadRequest("berth is shutting down".into());
+        let _tenant_slot = tenant_slots.acquire().await.map_err(closed)?;
+        let _slot = self.slots.acquire().await.map_err(closed)?;
 
         let outcome = self.drive(&spec, timeout, &token, &mut record).await;
         self.active.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);

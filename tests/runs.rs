@@ -194,3 +194,31 @@ async fn a_fork_bomb_stops_at_the_pids_limit() {
         run.stdout.trim().lines().last().and_then(|l| l.strip_prefix("forked ")).unwrap().parse().unwrap();
     assert!(forked > 0 && forked < 32, "forked {forked}");
 }
+
+#[tokio::test]
+async fn a_tenant_never_has_more_runs_in_flight_than_its_bound() {
+    let docker = berth::engine_api::Docker::from_env().expect("DOCKER_HOST");
+    let backend = Arc::new(DockerBackend::new(docker));
+    let store = Arc::new(Store::in_memory().unwrap());
+    let runs = Runs::new(backend, Policy::default(), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock), 8)
+        .with_per_tenant_limit(1);
+    let runs = Arc::new(runs);
+    let tasks: Vec<_> = (0..3)
+        .map(|_| {
+            let runs = runs.clone();
+            let mut req = sh("sleep 0.5");
+            req.tenant = "t-bound".into();
+            tokio::spawn(async move { runs.execute(req).await })
+        })
+        .collect();
+    let mut most = 0;
+    while !tasks.iter().all(|t| t.is_finished()) {
+        let running = store.list_runs("t-bound", 10).unwrap().iter().filter(|r| r.status == RunStatus::Running).count();
+        most = most.max(running);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().status, RunStatus::Succeeded);
+    }
+    assert_eq!(most, 1, "one run at a time for this tenant");
+}
