@@ -6,9 +6,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use berth::agents::{AgentDefinition, Agents, PortRange};
 use berth::backend::docker::DockerBackend;
-use berth::ids::{FixedClock, SequentialIds};
-use berth::policy::Policy;
+use berth::backend::ExecRequest;
+use berth::ids::{Clock, FixedClock, IdSource, SequentialIds};
+use berth::policy::{Policy, PolicyConfig};
+use berth::relics::{RelicRequest, RelicStatus, Relics};
 use berth::runs::{RunRequest, RunStatus, Runs, Workload};
 use berth::store::Store;
 use berth::units::ByteSize;
@@ -16,19 +19,32 @@ use engine_api::transport::scenario::Scenario;
 
 struct Flow {
     runs: Runs,
+    agents: Agents,
+    relics: Relics,
     scenario: Scenario,
 }
 
-/// The runs service over scenario `name`, recorded or replayed.
+/// The orchestration services over scenario `name`, recorded or replayed.
 fn flow(name: &str) -> Flow {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"));
     let scenario = Scenario::open(&root, "berth", name)
         .unwrap_or_else(|e| panic!("{e}\n(recordings are made by scripts/record-fixtures.sh)"));
-    let backend = Arc::new(DockerBackend::over(scenario.transport()));
-    let clock = Arc::new(FixedClock::at("2026-01-01T00:00:00Z".parse().unwrap()));
+    let backend: Arc<dyn berth::backend::Backend> = Arc::new(DockerBackend::over(scenario.transport()));
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock::at("2026-01-01T00:00:00Z".parse().unwrap()));
     let store = Arc::new(Store::in_memory().unwrap());
-    let runs = Runs::new(backend, Policy::default(), store, Arc::new(SequentialIds::default()), clock, 4);
-    Flow { runs, scenario }
+    let ids: Arc<dyn IdSource> = Arc::new(SequentialIds::default());
+    let policy = Policy::new(PolicyConfig { bind_roots: vec!["/tmp".into()], ..Default::default() });
+    let runs = Runs::new(backend.clone(), policy.clone(), store.clone(), ids.clone(), clock.clone(), 4);
+    let agents = Agents::new(
+        backend.clone(),
+        policy.clone(),
+        store.clone(),
+        ids.clone(),
+        clock.clone(),
+        PortRange { first: 19500, last: 19509 },
+    );
+    let relics = Relics::new(backend, policy, store, ids, clock);
+    Flow { runs, agents, relics, scenario }
 }
 
 impl Flow {
@@ -72,5 +88,70 @@ async fn a_python_memory_hog_is_oom_killed() {
     req.memory = Some(ByteSize::mib(32));
     let run = f.runs.execute(req).await.unwrap();
     assert_eq!(run.status, RunStatus::OomKilled);
+    f.finish();
+}
+
+#[tokio::test]
+async fn an_agent_is_created_on_start_exec_stopped_restarted_and_removed() {
+    let f = flow("agent_lifecycle");
+    let def = AgentDefinition {
+        id: "fx-agent".into(),
+        tenant: "tenant-a".into(),
+        session: None,
+        image: "busybox:1.35".into(),
+        cmd: Some(vec!["sh".into(), "-c".into(), "echo up; exec sleep 600".into()]),
+        code_dir: None,
+        worktree: None,
+        env: [("ROLE".to_owned(), "fixture".to_owned())].into(),
+        network: None,
+        ports: vec![8080],
+        memory: None,
+        cpu: None,
+        expires_at: None,
+        labels: Default::default(),
+        container_name: None,
+    };
+    f.agents.define(def).unwrap();
+    let started = f.agents.start("tenant-a", "fx-agent").await.unwrap();
+    assert_eq!(started.published[0].host, 19500);
+    assert!(f.agents.state("tenant-a", "fx-agent").await.unwrap().running);
+    let exec = ExecRequest { cmd: vec!["sh".into(), "-c".into(), "echo $ROLE; exit 4".into()], ..Default::default() };
+    let out = f.agents.exec("tenant-a", "fx-agent", &exec).await.unwrap();
+    assert_eq!((out.exit_code, out.stdout.as_str()), (4, "fixture\n"));
+    f.agents.stop("tenant-a", "fx-agent", std::time::Duration::from_secs(1)).await.unwrap();
+    assert!(!f.agents.state("tenant-a", "fx-agent").await.unwrap().running);
+    let again = f.agents.start("tenant-a", "fx-agent").await.unwrap();
+    assert_eq!(again.container_id, started.container_id, "the same container, started again");
+    f.agents.remove("tenant-a", "fx-agent").await.unwrap();
+    f.finish();
+}
+
+#[tokio::test]
+async fn a_relic_turns_healthy_on_its_session_network_and_the_session_ends() {
+    let f = flow("relic_session");
+    let req = RelicRequest {
+        tenant: "tenant-a".into(),
+        relic_name: "cache".into(),
+        session_id: "fx-session".into(),
+        image: "busybox:1.35".into(),
+        cmd: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "mkdir -p /tmp/www && echo ok > /tmp/www/health && exec httpd -f -p 8000 -h /tmp/www".into(),
+        ]),
+        memory: None,
+        cpu: None,
+        create_private_network: true,
+        health_check_endpoint: Some("/health".into()),
+        health_check_timeout: std::time::Duration::from_secs(20),
+        port: 8000,
+        env: Default::default(),
+    };
+    let relic = f.relics.start(req).await.unwrap();
+    assert_eq!((relic.status, relic.healthy), (RelicStatus::Running, true));
+    assert_eq!(relic.internal_url, "http://relic_cache_fx-session_00000000:8000");
+    let cleanup = f.relics.end_session("tenant-a", "fx-session", true).await.unwrap();
+    assert_eq!(cleanup.networks_removed, vec!["berth-session-fx-session".to_owned()]);
+    assert_eq!(f.relics.get("tenant-a", &relic.relic_id).unwrap().status, RelicStatus::Stopped);
     f.finish();
 }
