@@ -15,8 +15,8 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 
 use super::{
-    Backend, BackendError, ContainerInfo, ContainerState, ExecOutput, ExecRequest, ExitWatch, LogChunk, LogRequest,
-    LogStream, NetworkInfo, Stream, Usage,
+    Backend, BackendError, ContainerEvent, ContainerInfo, ContainerState, ExecOutput, ExecRequest, ExecSession,
+    ExitWatch, LogChunk, LogRequest, LogStream, NetworkInfo, Stream, Usage,
 };
 use crate::output::CappedOutput;
 use crate::spec::{ContainerId, ContainerSpec, Network};
@@ -311,6 +311,50 @@ impl Backend for DockerBackend {
         let inspect = self.docker.inspect_exec(&exec).await.map_err(engine_err)?;
         let exit_code = inspect.exit_code.ok_or_else(|| BackendError::Engine("the exec has no exit code".into()))?;
         Ok(ExecOutput { exit_code, stdout: out.into_text(), stderr: err.into_text() })
+    }
+
+    async fn exec_interactive(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecSession, BackendError> {
+        let config = ExecConfig {
+            attach_stdin: true,
+            attach_stdout: true,
+            attach_stderr: true,
+            cmd: request.cmd.clone(),
+            env: Some(request.env.clone()).filter(|e| !e.is_empty()),
+            working_dir: request.working_dir.clone(),
+            user: request.user.clone(),
+            ..Default::default()
+        };
+        let exec = self.docker.create_exec(&id.0, &config).await.map_err(engine_err)?.id;
+        let attached = self.docker.start_exec_attached(&exec, false).await.map_err(engine_err)?;
+        let output = attached
+            .output
+            .map(|item| {
+                let out = item.map_err(engine_err)?;
+                let stream = if out.stream == StreamKind::Stderr { Stream::Stderr } else { Stream::Stdout };
+                Ok(LogChunk { stream, data: out.data })
+            })
+            .boxed();
+        let docker = self.docker.clone();
+        let exit = Box::pin(async move {
+            let inspect = docker.inspect_exec(&exec).await.map_err(engine_err)?;
+            inspect.exit_code.ok_or_else(|| BackendError::Engine("the exec is still running".into()))
+        });
+        Ok(ExecSession { output, stdin: Box::pin(attached.stdin), exit })
+    }
+
+    async fn events(
+        &self,
+        labels: &[String],
+    ) -> Result<BoxStream<'static, Result<ContainerEvent, BackendError>>, BackendError> {
+        let filters = label_filters(labels).add("type", "container");
+        let options = engine_api::EventsOptions { since: None, until: None, filters };
+        let events = self.docker.events(&options).await.map_err(engine_err)?;
+        Ok(events
+            .map(|e| {
+                let e = e.map_err(engine_err)?;
+                Ok(ContainerEvent { id: ContainerId(e.actor.id), action: e.action, attributes: e.actor.attributes })
+            })
+            .boxed())
     }
 
     async fn list(&self, labels: &[String]) -> Result<Vec<ContainerInfo>, BackendError> {

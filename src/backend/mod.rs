@@ -137,6 +137,24 @@ pub struct ExecOutput {
     pub stderr: String,
 }
 
+/// An interactive exec: write its stdin (end it with `shutdown`), read its
+/// output to the end, then await its exit code.
+pub struct ExecSession {
+    pub output: LogStream,
+    pub stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    pub exit: BoxFuture<'static, Result<i64, BackendError>>,
+}
+
+/// Something that happened to a container berth manages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerEvent {
+    pub id: ContainerId,
+    /// `create`, `start`, `die`, `oom`, `destroy`, `health_status: healthy`, …
+    pub action: String,
+    /// The container's labels (and the engine's attributes, such as `exitCode`).
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// `docker`, `oci-dry-run`, …
@@ -176,6 +194,15 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Runs a command to completion, keeping at most `cap` bytes of each output.
     async fn exec(&self, id: &ContainerId, request: &ExecRequest, cap: usize) -> Result<ExecOutput, BackendError>;
+
+    /// Starts a command with its stdin open over an upgraded connection.
+    async fn exec_interactive(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecSession, BackendError>;
+
+    /// Follows events of containers carrying all of `labels`, from now on.
+    async fn events(
+        &self,
+        labels: &[String],
+    ) -> Result<BoxStream<'static, Result<ContainerEvent, BackendError>>, BackendError>;
 
     /// Containers carrying all of `labels` (`key=value`, or `key` for any value).
     async fn list(&self, labels: &[String]) -> Result<Vec<ContainerInfo>, BackendError>;

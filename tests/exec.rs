@@ -1,0 +1,79 @@
+//! Exec through the backend: buffered with caps, and interactive with stdin;
+//! and the container events the backend follows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth::backend::docker::DockerBackend;
+use berth::backend::{Backend, ExecRequest, Stream};
+use berth::policy::{ContainerRequest, Policy};
+use berth::spec::{labels, ContainerId, Kind};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+async fn running(backend: &DockerBackend, test: &str) -> ContainerId {
+    let mut req =
+        ContainerRequest::new(Kind::Agent, format!("berth-exec-{test}-{}", std::process::id()), "busybox:1.35");
+    req.cmd = Some(vec!["sleep".into(), "60".into()]);
+    req.labels = [("io.berth-test.case".to_owned(), format!("{test}-{}", std::process::id()))].into();
+    let spec = Policy::default().admit(req).unwrap();
+    let _ = backend.remove(&ContainerId(spec.name.clone()), true).await;
+    let id = backend.create(&spec).await.unwrap();
+    backend.start(&id).await.unwrap();
+    id
+}
+
+fn backend() -> DockerBackend {
+    DockerBackend::new(berth::engine_api::Docker::from_env().unwrap())
+}
+
+#[tokio::test]
+async fn an_interactive_exec_reads_stdin_to_its_end_and_reports_its_exit() {
+    let backend = backend();
+    let id = running(&backend, "interactive").await;
+    let req =
+        ExecRequest { cmd: vec!["sh".into(), "-c".into(), "cat; echo done >&2; exit 5".into()], ..Default::default() };
+    let mut session = backend.exec_interactive(&id, &req).await.unwrap();
+    session.stdin.write_all(b"line one\nline two\n").await.unwrap();
+    session.stdin.shutdown().await.unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    while let Some(chunk) = session.output.next().await {
+        let chunk = chunk.unwrap();
+        match chunk.stream {
+            Stream::Stderr => err.extend_from_slice(&chunk.data),
+            _ => out.extend_from_slice(&chunk.data),
+        }
+    }
+    assert_eq!(out, b"line one\nline two\n");
+    assert_eq!(err, b"done\n");
+    assert_eq!(session.exit.await.unwrap(), 5);
+    backend.remove(&id, true).await.unwrap();
+}
+
+#[tokio::test]
+async fn buffered_exec_output_is_capped_with_a_marker() {
+    let backend = backend();
+    let id = running(&backend, "capped").await;
+    let req = ExecRequest { cmd: vec!["sh".into(), "-c".into(), "yes | head -c 5000".into()], ..Default::default() };
+    let out = backend.exec(&id, &req, 100).await.unwrap();
+    assert_eq!(out.exit_code, 0);
+    assert!(out.stdout.ends_with("[berth: output truncated, 4900 more bytes dropped]\n"), "{}", out.stdout);
+    backend.remove(&id, true).await.unwrap();
+}
+
+#[tokio::test]
+async fn events_of_managed_containers_are_followed() {
+    let backend = Arc::new(backend());
+    let case = format!("io.berth-test.case=events-{}", std::process::id());
+    let mut events = backend.events(&[labels::MANAGED.to_owned(), case]).await.unwrap();
+    let id = running(&backend, "events").await;
+    backend.kill(&id).await.unwrap();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|a: &String| a == "die") {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(e.id, id);
+        seen.push(e.action);
+    }
+    assert!(seen.contains(&"create".to_owned()) && seen.contains(&"start".to_owned()), "{seen:?}");
+    backend.remove(&id, true).await.unwrap();
+}
