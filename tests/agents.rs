@@ -125,3 +125,35 @@ async fn an_agent_whose_code_lies_outside_the_bind_roots_is_refused_before_anyth
     assert!(matches!(err, AgentError::Policy(ref v) if v.field == "binds"), "{err:?}");
     assert!(agents.list("t1").unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_worktree_agent_runs_as_its_uid_and_gid_in_its_worktree() {
+    use std::os::unix::fs::MetadataExt;
+    let root = tempfile::tempdir().unwrap();
+    let worktree = root.path().join("tidepool-abc");
+    std::fs::create_dir_all(&worktree).unwrap();
+    std::os::unix::fs::chown(&worktree, Some(1000), Some(1000)).unwrap();
+    let (agents, ..) = setup(root.path(), PortRange { first: 19410, last: 19419 });
+    let id = format!("worktree-{}", std::process::id());
+    let mut def = definition(&id, "t1", root.path());
+    def.code_dir = None;
+    def.cmd = Some(vec!["sleep".into(), "60".into()]);
+    def.ports = vec![];
+    def.worktree = Some(berth::agents::Worktree {
+        host_path: worktree.display().to_string(),
+        mount_at: "/workspace".into(),
+        uid: 1000,
+        gid: 1000,
+    });
+    agents.define(def).unwrap();
+    agents.start("t1", &id).await.unwrap();
+    let req = ExecRequest {
+        cmd: vec!["sh".into(), "-c".into(), "echo $(id -u):$(id -g) $(pwd); echo hi > made-here".into()],
+        ..Default::default()
+    };
+    let out = agents.exec("t1", &id, &req).await.unwrap();
+    assert_eq!((out.exit_code, out.stdout.as_str()), (0, "1000:1000 /workspace\n"), "{out:?}");
+    let made = std::fs::metadata(worktree.join("made-here")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (1000, 1000));
+    agents.remove("t1", &id).await.unwrap();
+}
