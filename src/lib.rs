@@ -12,6 +12,7 @@
 
 pub mod agents;
 pub mod backend;
+pub mod http;
 pub mod ids;
 pub mod output;
 pub mod policy;

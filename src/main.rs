@@ -41,6 +41,18 @@ enum Command {
         #[arg(long, default_value = "cli")]
         tenant: String,
     },
+    /// Serve the native HTTP API (runs, health, OpenAPI) on the docker backend.
+    Serve {
+        /// A TOML file: `listen`, `data` and a `[tokens]` table of token = tenant.
+        #[arg(long, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on (default 127.0.0.1:8787).
+        #[arg(long, env = "BERTH_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        /// Folder of berth's store (default berth-data).
+        #[arg(long, env = "BERTH_DATA")]
+        data: Option<PathBuf>,
+    },
     /// Recover after a crash: fail interrupted runs and remove their containers and orphans.
     Recover {
         #[arg(long, env = "BERTH_DATA", default_value = "berth-data")]
@@ -86,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
             let record = runs.execute(req).await?;
             println!("{}", serde_json::to_string_pretty(&record)?);
         }
+        Command::Serve { config, listen, data } => serve(config, listen, data).await?,
         Command::Recover { data } => {
             let store = open_store(&data)?;
             let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
@@ -95,4 +108,83 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `berth serve`'s configuration file; flags and `BERTH_*` variables override it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<std::net::SocketAddr>,
+    data: Option<PathBuf>,
+    #[serde(default)]
+    tokens: std::collections::BTreeMap<String, String>,
+}
+
+async fn serve(
+    config: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    data: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let file: FileConfig = match &config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("{} is not a valid configuration", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let listen = listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8787".parse().expect("a valid address"));
+    let data = data.or(file.data).unwrap_or_else(|| PathBuf::from("berth-data"));
+    let mut tokens = file.tokens;
+    if let Ok(env) = std::env::var("BERTH_TOKENS") {
+        for pair in env.split(',').filter(|p| !p.trim().is_empty()) {
+            let (token, tenant) = pair.split_once('=').context("BERTH_TOKENS is token=tenant[,token=tenant...]")?;
+            tokens.insert(token.trim().to_owned(), tenant.trim().to_owned());
+        }
+    }
+    if tokens.is_empty() && !listen.ip().is_loopback() {
+        anyhow::bail!("refusing to listen on {listen} without tokens: configure [tokens] (or BERTH_TOKENS), or listen on loopback");
+    }
+    let store = open_store(&data)?;
+    let backend = docker_backend()?;
+    let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match backend.ping().await {
+        Ok(()) => {
+            let report = berth::recovery::recover(&backend, &store, &ids, &clock).await?;
+            tracing::info!(
+                runs_failed = report.runs_failed.len(),
+                removed = report.containers_removed.len(),
+                "recovered"
+            );
+            eprintln!("berth: docker backend, engine reachable");
+        }
+        Err(e) => eprintln!("berth: docker backend, engine not reachable yet ({e})"),
+    }
+    let policy = Policy::default();
+    let reaper =
+        Arc::new(berth::reaper::Reaper::new(backend.clone(), store.clone(), clock.clone(), policy.config.max_lifetime));
+    let reaping = reaper.spawn(Duration::from_secs(30));
+    let runs = Arc::new(Runs::new(backend.clone(), policy, store, ids, clock, 32));
+    let state = berth::http::AppState { runs, backend, tokens: Arc::new(berth::http::Tokens(tokens)) };
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    eprintln!("berth: listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, berth::http::app(state)).with_graceful_shutdown(shutdown()).await?;
+    reaping.abort();
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish the requests in flight.
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }

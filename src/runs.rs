@@ -262,6 +262,11 @@ impl Runs {
         self.store.get_run(tenant, id)?.ok_or_else(|| RunError::NotFound(id.0.clone()))
     }
 
+    /// Runs of `tenant`, newest first.
+    pub fn list(&self, tenant: &str, limit: usize) -> Result<Vec<RunRecord>, RunError> {
+        Ok(self.store.list_runs(tenant, limit)?)
+    }
+
     /// Cancels a run in progress; false when it is not running (any more).
     pub fn cancel(&self, tenant: &str, id: &RunId) -> Result<bool, RunError> {
         let run = self.get(tenant, id)?;

@@ -1,0 +1,180 @@
+//! The native HTTP API, in-process over the real engine, plus one real socket.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use berth::backend::docker::DockerBackend;
+use berth::http::{app, AppState, Tokens};
+use berth::ids::{RandomIds, SystemClock};
+use berth::policy::Policy;
+use berth::runs::Runs;
+use berth::store::Store;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn state(tokens: &[(&str, &str)]) -> AppState {
+    let backend = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let store = Arc::new(Store::in_memory().unwrap());
+    let runs =
+        Arc::new(Runs::new(backend.clone(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock), 8));
+    let tokens: BTreeMap<String, String> = tokens.iter().map(|(t, n)| (t.to_string(), n.to_string())).collect();
+    AppState { runs, backend, tokens: Arc::new(Tokens(tokens)) }
+}
+
+async fn call(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value, Option<String>) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let res = app(state.clone()).oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = res.status();
+    let request_id = res.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, json, request_id)
+}
+
+#[tokio::test]
+async fn a_code_run_is_created_read_and_listed_with_a_request_id_on_every_answer() {
+    let s = state(&[]);
+    let (status, run, rid) =
+        call(&s, "POST", "/v1/runs", None, Some(json!({"language": "sh", "code": "echo '{\"ok\":1}'"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    assert!(rid.is_some_and(|r| !r.is_empty()));
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["result"], json!({"ok": 1}));
+    let id = run["id"].as_str().unwrap();
+    let (status, got, _) = call(&s, "GET", &format!("/v1/runs/{id}"), None, None).await;
+    assert_eq!((status, &got["id"]), (StatusCode::OK, &run["id"]));
+    let (_, list, _) = call(&s, "GET", "/v1/runs?limit=5", None, None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (status, cancelled, _) = call(&s, "POST", &format!("/v1/runs/{id}/cancel"), None, None).await;
+    assert_eq!((status, cancelled), (StatusCode::OK, json!({"cancelled": false})));
+}
+
+#[tokio::test]
+async fn tenants_see_only_their_own_runs_and_a_missing_token_is_refused() {
+    let s = state(&[("tok-a", "tenant-a"), ("tok-b", "tenant-b")]);
+    let (status, run, _) =
+        call(&s, "POST", "/v1/runs", Some("tok-a"), Some(json!({"language": "sh", "code": "true"}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = run["id"].as_str().unwrap();
+    let (status, body, _) = call(&s, "GET", &format!("/v1/runs/{id}"), Some("tok-b"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not_found");
+    let (_, list, _) = call(&s, "GET", "/v1/runs", Some("tok-b"), None).await;
+    assert_eq!(list, json!([]));
+    let (status, _, _) = call(&s, "POST", &format!("/v1/runs/{id}/cancel"), Some("tok-b"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for token in [None, Some("wrong")] {
+        let (status, body, _) = call(&s, "GET", "/v1/runs", token, None).await;
+        assert_eq!((status, &body["error"]["code"]), (StatusCode::UNAUTHORIZED, &json!("unauthorized")));
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_in_the_one_error_shape_and_changes_nothing() {
+    let s = state(&[]);
+    let cases = [
+        (json!({"language": "sh"}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+        (
+            json!({"image": "busybox:1.35", "language": "sh", "code": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            json!({"language": "sh", "code": "true", "memory": "lots"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            json!({"language": "sh", "code": "true", "memory": "100g"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy_violation",
+        ),
+        (json!({"language": "cobol", "code": "x"}), StatusCode::BAD_REQUEST, "bad_request"),
+        (json!({"language": "sh", "code": "true", "surprise": 1}), StatusCode::UNPROCESSABLE_ENTITY, "bad_request"),
+    ];
+    for (body, status, code) in cases {
+        let (got, err, _) = call(&s, "POST", "/v1/runs", None, Some(body.clone())).await;
+        assert_eq!((got, &err["error"]["code"]), (status, &json!(code)), "{body} → {err}");
+        assert!(err["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (status, err, _) = call(&s, "GET", "/v1/nowhere", None, None).await;
+    assert_eq!((status, &err["error"]["code"]), (StatusCode::NOT_FOUND, &json!("not_found")));
+    let (_, list, _) = call(&s, "GET", "/v1/runs", None, None).await;
+    assert_eq!(list, json!([]), "nothing was run");
+}
+
+#[tokio::test]
+async fn health_readiness_and_the_openapi_document_cover_every_route() {
+    let s = state(&[]);
+    let (status, health, _) = call(&s, "GET", "/v1/health", None, None).await;
+    assert_eq!((status, health), (StatusCode::OK, json!({"status": "ok", "backend": "docker"})));
+    let (status, ready, _) = call(&s, "GET", "/v1/ready", None, None).await;
+    assert_eq!((status, &ready["engine"]), (StatusCode::OK, &json!("up")));
+    let (_, doc, _) = call(&s, "GET", "/openapi.json", None, None).await;
+    let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(paths, vec!["/v1/health", "/v1/ready", "/v1/runs", "/v1/runs/{id}", "/v1/runs/{id}/cancel"]);
+}
+
+#[test]
+fn berth_serve_answers_on_a_real_socket_and_refuses_a_public_address_without_tokens() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let data = tempfile::tempdir().unwrap();
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
+        .arg(data.path())
+        .env_remove("BERTH_TOKENS")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refusing to listen on 0.0.0.0:0 without tokens"));
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = None;
+    for _ in 0..10 {
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        if let Some(a) = line.trim().strip_prefix("berth: listening on http://") {
+            addr = Some(a.to_owned());
+            break;
+        }
+    }
+    let addr = addr.expect("berth says where it listens");
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.write_all(b"GET /v1/health HTTP/1.1\r\nhost: berth\r\nconnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("x-request-id"), "{answer}");
+    // SIGTERM: a graceful shutdown, and a clean exit.
+    std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(child.wait().unwrap().success());
+}
