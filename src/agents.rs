@@ -18,7 +18,7 @@ use crate::backend::{Backend, BackendError, ContainerState, ExecOutput, ExecRequ
 use crate::ids::{Clock, IdSource};
 use crate::policy::{ContainerRequest, NetworkRequest, Policy, PolicyViolation};
 use crate::spec::{labels, Bind, ContainerId, Kind, PortMapping};
-use crate::store::{AuditEntry, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
 
 const KIND: &str = "agent";
@@ -121,17 +121,7 @@ impl Agents {
     }
 
     fn audit(&self, tenant: &str, action: &str, target: &str, outcome: &str) {
-        let at = self.clock.now().to_rfc3339();
-        let entry = AuditEntry {
-            at,
-            tenant: tenant.into(),
-            action: action.into(),
-            target: target.into(),
-            outcome: outcome.into(),
-        };
-        if let Err(e) = self.store.audit(&entry) {
-            tracing::warn!(%e, "audit entry not written");
-        }
+        self.store.note(self.clock.now(), tenant, action, target, outcome);
     }
 
     pub fn get(&self, tenant: &str, id: &str) -> Result<AgentRecord, AgentError> {

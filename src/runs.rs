@@ -27,7 +27,7 @@ use crate::ids::{Clock, IdSource};
 use crate::output::CappedOutput;
 use crate::policy::{ContainerRequest, Policy, PolicyViolation};
 use crate::spec::{labels, ContainerId, Kind};
-use crate::store::{AuditEntry, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
 
 /// berth's id of a run: `run_` and 12 hex characters.
@@ -278,16 +278,7 @@ impl Runs {
     }
 
     fn audit(&self, tenant: &str, action: &str, target: &str, outcome: &str) {
-        let entry = AuditEntry {
-            at: self.clock.now().to_rfc3339(),
-            tenant: tenant.into(),
-            action: action.into(),
-            target: target.into(),
-            outcome: outcome.into(),
-        };
-        if let Err(e) = self.store.audit(&entry) {
-            tracing::warn!(%e, "audit entry not written");
-        }
+        self.store.note(self.clock.now(), tenant, action, target, outcome);
     }
 
     /// Admits a request and turns it into a container request, without creating anything.

@@ -272,6 +272,21 @@ impl Store {
             .optional()?)
     }
 
+    /// Writes an audit line now; a failure to write is logged, never fatal to
+    /// the action it describes.
+    pub fn note(&self, at: chrono::DateTime<chrono::Utc>, tenant: &str, action: &str, target: &str, outcome: &str) {
+        let entry = AuditEntry {
+            at: at.to_rfc3339(),
+            tenant: tenant.into(),
+            action: action.into(),
+            target: target.into(),
+            outcome: outcome.into(),
+        };
+        if let Err(e) = self.audit(&entry) {
+            tracing::warn!(%e, "audit entry not written");
+        }
+    }
+
     pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO audit (at, tenant, action, target, outcome) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -143,6 +143,20 @@ pub fn container_config(spec: &ContainerSpec, publish_ip: &str) -> ContainerConf
     }
 }
 
+/// The Engine API form of an exec, with or without stdin.
+fn exec_config(request: &ExecRequest, stdin: bool) -> ExecConfig {
+    ExecConfig {
+        attach_stdin: stdin,
+        attach_stdout: true,
+        attach_stderr: true,
+        cmd: request.cmd.clone(),
+        env: Some(request.env.clone()).filter(|e| !e.is_empty()),
+        working_dir: request.working_dir.clone(),
+        user: request.user.clone(),
+        ..Default::default()
+    }
+}
+
 fn label_filters(labels: &[String]) -> Filters {
     labels.iter().fold(Filters::new(), |f, l| f.label(l.clone()))
 }
@@ -289,16 +303,7 @@ impl Backend for DockerBackend {
     }
 
     async fn exec(&self, id: &ContainerId, request: &ExecRequest, cap: usize) -> Result<ExecOutput, BackendError> {
-        let config = ExecConfig {
-            attach_stdout: true,
-            attach_stderr: true,
-            cmd: request.cmd.clone(),
-            env: Some(request.env.clone()).filter(|e| !e.is_empty()),
-            working_dir: request.working_dir.clone(),
-            user: request.user.clone(),
-            ..Default::default()
-        };
-        let exec = self.docker.create_exec(&id.0, &config).await.map_err(engine_err)?.id;
+        let exec = self.docker.create_exec(&id.0, &exec_config(request, false)).await.map_err(engine_err)?.id;
         let mut stream = self.docker.start_exec(&exec, false).await.map_err(engine_err)?;
         let (mut out, mut err) = (CappedOutput::new(cap), CappedOutput::new(cap));
         while let Some(item) = stream.next().await {
@@ -314,17 +319,7 @@ impl Backend for DockerBackend {
     }
 
     async fn exec_interactive(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecSession, BackendError> {
-        let config = ExecConfig {
-            attach_stdin: true,
-            attach_stdout: true,
-            attach_stderr: true,
-            cmd: request.cmd.clone(),
-            env: Some(request.env.clone()).filter(|e| !e.is_empty()),
-            working_dir: request.working_dir.clone(),
-            user: request.user.clone(),
-            ..Default::default()
-        };
-        let exec = self.docker.create_exec(&id.0, &config).await.map_err(engine_err)?.id;
+        let exec = self.docker.create_exec(&id.0, &exec_config(request, true)).await.map_err(engine_err)?.id;
         let attached = self.docker.start_exec_attached(&exec, false).await.map_err(engine_err)?;
         let output = attached
             .output
