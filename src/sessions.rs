@@ -105,11 +105,15 @@ impl Sessions {
         Ok(cleanup)
     }
 
-    /// Removes every berth network that no container uses any more.
-    pub async fn sweep_networks(&self) -> Result<Vec<String>, SessionError> {
+    /// Removes every berth network that no container uses any more and that
+    /// is older than `min_age` (a younger one may be about to get its first
+    /// relic).
+    pub async fn sweep_networks(&self, min_age: std::time::Duration) -> Result<Vec<String>, SessionError> {
         let mut removed = Vec::new();
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
         for n in self.backend.list_networks(&[labels::MANAGED.to_owned()]).await? {
-            if n.containers == 0 {
+            let old_enough = n.created.is_none_or(|c| c <= cutoff);
+            if n.containers == 0 && old_enough {
                 match self.backend.remove_network(&n.id).await {
                     Ok(()) | Err(BackendError::NotFound(_)) => removed.push(n.name),
                     // In use after all (a container joined since the list).

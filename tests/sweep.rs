@@ -14,7 +14,9 @@ async fn the_sweep_removes_berth_networks_no_longer_in_use() {
     let session = format!("sess-sweep-{}", std::process::id());
     let net = sessions.ensure_network("t1", &session).await.unwrap();
     assert_eq!(sessions.ensure_network("t1", &session).await.unwrap(), net, "created once");
-    let removed = sessions.sweep_networks().await.unwrap();
+    let kept = sessions.sweep_networks(std::time::Duration::from_secs(600)).await.unwrap();
+    assert!(!kept.contains(&format!("berth-session-{session}")), "a network just made is left alone: {kept:?}");
+    let removed = sessions.sweep_networks(std::time::Duration::ZERO).await.unwrap();
     assert!(removed.contains(&format!("berth-session-{session}")), "{removed:?}");
     assert!(backend.list_networks(&[format!("io.berth.session={session}")]).await.unwrap().is_empty());
 }

@@ -386,12 +386,14 @@ impl Backend for DockerBackend {
         for n in list {
             // Lists leave Containers empty: inspect tells who is attached.
             let members = self.docker.inspect_network(&n.id).await.map(|i| i.containers.len()).unwrap_or(0);
+            let created = n.created.as_deref().and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok());
             out.push(NetworkInfo {
                 id: n.id,
                 name: n.name,
                 internal: n.internal,
                 labels: n.labels,
                 containers: members,
+                created: created.map(|c| c.to_utc()),
             });
         }
         Ok(out)

@@ -68,6 +68,7 @@ pub struct NetworkInfo {
     pub labels: std::collections::BTreeMap<String, String>,
     /// Containers attached now.
     pub containers: usize,
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Resource use of a container, in numbers a person reads.

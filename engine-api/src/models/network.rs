@@ -41,6 +41,9 @@ pub struct Network {
     pub driver: String,
     #[serde(default)]
     pub scope: String,
+    /// RFC 3339 creation time.
+    #[serde(default)]
+    pub created: Option<String>,
     #[serde(default)]
     pub internal: bool,
     #[serde(default)]
