@@ -1,35 +1,20 @@
 //! Lifetimes: expired agents are reaped from their labels, renewals in the
 //! store win over the labels, and expiries are capped.
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth::agents::{AgentDefinition, Agents, PortRange};
+use berth::agents::{Agents, PortRange};
 use berth::backend::docker::DockerBackend;
 use berth::ids::{Clock, FixedClock, RandomIds};
 use berth::policy::Policy;
 use berth::reaper::{Reaper, ReaperError};
 use berth::store::Store;
 
-fn definition(id: &str, expires_at: chrono::DateTime<chrono::Utc>) -> AgentDefinition {
-    AgentDefinition {
-        id: id.into(),
-        tenant: "t1".into(),
-        session: None,
-        image: "busybox:1.35".into(),
-        cmd: Some(vec!["sleep".into(), "600".into()]),
-        code_dir: None,
-        worktree: None,
-        env: BTreeMap::new(),
-        network: None,
-        ports: vec![],
-        memory: None,
-        cpu: None,
-        expires_at: Some(expires_at),
-        labels: BTreeMap::new(),
-        container_name: None,
-    }
+fn definition(id: &str, expires_at: chrono::DateTime<chrono::Utc>) -> berth::agents::AgentDefinition {
+    berth::agents::AgentDefinition { expires_at: Some(expires_at), ..support::sleeping_agent(id) }
 }
 
 #[tokio::test]
