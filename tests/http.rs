@@ -178,3 +178,28 @@ fn berth_serve_answers_on_a_real_socket_and_refuses_a_public_address_without_tok
     std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+#[tokio::test]
+async fn a_run_goes_on_to_its_end_when_its_client_hangs_up() {
+    let s = state(&[]);
+    let client = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            call(&s, "POST", "/v1/runs", None, Some(json!({"language": "sh", "code": "sleep 1; echo done"}))).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    client.abort();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, list, _) = call(&s, "GET", "/v1/runs", None, None).await;
+        let run = list.as_array().and_then(|l| l.first()).cloned();
+        if let Some(run) = run.filter(|r| r["status"] != "pending" && r["status"] != "running") {
+            assert_eq!((&run["status"], &run["stdout"]), (&json!("succeeded"), &json!("done\n")));
+            assert_eq!(run["container_removed"], json!(true));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run never finished");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -184,7 +184,12 @@ async fn create_run(
     Body(body): Body<RunBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let req = run_request(tenant, body)?;
-    let record = s.runs.execute(req).await?;
+    // The run goes on in its own task: a client that hangs up does not
+    // abandon a container half-way; the record is there to fetch later.
+    let runs = s.runs.clone();
+    let record = tokio::spawn(async move { runs.execute(req).await })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     Ok((StatusCode::CREATED, Json(RunView::from(record))))
 }
 
