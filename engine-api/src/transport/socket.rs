@@ -301,6 +301,30 @@ mod tests {
         })
     }
 
+    #[tokio::test(flavor = "current_thread")]
+    async fn tcp_endpoints_carry_requests_too_with_the_address_as_host() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut line, mut head) = (String::new(), String::new());
+            while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                head.push_str(&line);
+                line.clear();
+            }
+            let mut stream = stream;
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK").unwrap();
+            head
+        });
+        let transport = SocketTransport::new(Endpoint::Tcp(addr.to_string()));
+        let res = transport.send(ping()).await.unwrap();
+        assert_eq!(res.status, http::StatusCode::OK);
+        let head = peer.join().unwrap();
+        assert!(head.starts_with("GET /_ping HTTP/1.1\r\n"), "{head}");
+        assert!(head.to_ascii_lowercase().contains(&format!("host: {addr}")), "{head}");
+    }
+
     fn ping() -> Request {
         Request {
             method: http::Method::GET,
