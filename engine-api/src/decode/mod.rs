@@ -65,12 +65,25 @@ impl Framing {
     /// bodies that way too: then the TTY flag decides, and `None` means the
     /// caller must find the flag (by inspecting) before decoding.
     pub fn choose(content_type: Option<&str>, tty: Option<bool>) -> Option<Framing> {
-        let media = content_type.map(|ct| ct.split(';').next().unwrap_or("").trim()).unwrap_or("");
-        if media.eq_ignore_ascii_case(MULTIPLEXED_CONTENT_TYPE) {
+        if is_multiplexed(content_type) {
             return Some(Framing::Multiplexed);
         }
-        tty.map(|tty| if tty { Framing::Raw } else { Framing::Multiplexed })
+        tty.map(|tty| Framing::with_tty(content_type, tty))
     }
+
+    /// [`Framing::choose`] for a body whose TTY flag is known.
+    pub fn with_tty(content_type: Option<&str>, tty: bool) -> Framing {
+        if tty && !is_multiplexed(content_type) {
+            Framing::Raw
+        } else {
+            Framing::Multiplexed
+        }
+    }
+}
+
+fn is_multiplexed(content_type: Option<&str>) -> bool {
+    let media = content_type.map(|ct| ct.split(';').next().unwrap_or("").trim()).unwrap_or("");
+    media.eq_ignore_ascii_case(MULTIPLEXED_CONTENT_TYPE)
 }
 
 /// Error of an output decoder.

@@ -3,12 +3,11 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use http::header::CONTENT_TYPE;
 use http::StatusCode;
 
 use crate::client::Call;
 use crate::decode::{Framing, OutputDecoder};
-use crate::endpoints::Attached;
+use crate::endpoints::{content_type, Attached};
 use crate::error::{DecodeError, Error, Result};
 use crate::models::{
     ContainerConfig, ContainerCreated, ContainerInspect, ContainerSummary, ContainersPruned, PathStat, Stats, WaitExit,
@@ -201,12 +200,12 @@ impl Docker {
             q.push("tail", n);
         }
         let res = self.send(Call::get(path(id, "/logs")).query(q)).await?;
-        let content_type = res.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let content_type = content_type(&res.headers).map(str::to_owned);
         let framing = match Framing::choose(content_type.as_deref(), options.tty) {
             Some(f) => f,
             None => {
                 let tty = self.inspect_container(id).await?.tty();
-                Framing::choose(content_type.as_deref(), Some(tty)).unwrap_or(Framing::Multiplexed)
+                Framing::with_tty(content_type.as_deref(), tty)
             }
         };
         Ok(OutputStream::new(res.body, OutputDecoder::new(framing)))
@@ -217,8 +216,7 @@ impl Docker {
         let mut q = Query::new();
         q.push("stream", "true").push("stdin", "true").push("stdout", "true").push("stderr", "true");
         let (headers, io) = self.upgrade(Call::post(path(id, "/attach")).query(q)).await?;
-        let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let framing = Framing::choose(content_type, Some(tty)).unwrap_or(Framing::Multiplexed);
+        let framing = Framing::with_tty(content_type(&headers), tty);
         Ok(Attached::new(io, framing))
     }
 

@@ -2,7 +2,7 @@
 
 use crate::client::Call;
 use crate::decode::{Framing, OutputDecoder};
-use crate::endpoints::Attached;
+use crate::endpoints::{content_type, Attached};
 use crate::error::Result;
 use crate::models::{ExecConfig, ExecCreated, ExecInspect, ExecStart};
 use crate::query::{segment, Query};
@@ -26,8 +26,7 @@ impl Docker {
     pub async fn start_exec(&self, exec: &str, tty: bool) -> Result<OutputStream> {
         let body = ExecStart { detach: false, tty };
         let res = self.send(Call::post(format!("/exec/{}/start", segment(exec))).json(&body)?).await?;
-        let content_type = res.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let framing = Framing::choose(content_type, Some(tty)).unwrap_or(Framing::Multiplexed);
+        let framing = Framing::with_tty(content_type(&res.headers), tty);
         Ok(OutputStream::new(res.body, OutputDecoder::new(framing)))
     }
 
@@ -36,8 +35,7 @@ impl Docker {
     pub async fn start_exec_attached(&self, exec: &str, tty: bool) -> Result<Attached> {
         let body = ExecStart { detach: false, tty };
         let (headers, io) = self.upgrade(Call::post(format!("/exec/{}/start", segment(exec))).json(&body)?).await?;
-        let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let framing = Framing::choose(content_type, Some(tty)).unwrap_or(Framing::Multiplexed);
+        let framing = Framing::with_tty(content_type(&headers), tty);
         Ok(Attached::new(io, framing))
     }
 

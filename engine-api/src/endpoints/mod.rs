@@ -22,6 +22,11 @@ use crate::decode::{Framing, OutputDecoder};
 use crate::stream::OutputStream;
 use crate::transport::{Duplex, TransportError};
 
+/// The media type a response names, if it names one readably.
+pub(crate) fn content_type(headers: &http::HeaderMap) -> Option<&str> {
+    headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+}
+
 /// The read side of an upgraded connection as a stream of chunks.
 pub struct UpgradedReader {
     io: ReadHalf<Box<dyn Duplex>>,
