@@ -291,6 +291,16 @@ impl Agents {
         Ok(())
     }
 
+    /// Records a renewed expiry (the reaper keeps the renewal that counts).
+    pub fn set_expiry(&self, tenant: &str, id: &str, expires_at: DateTime<Utc>) -> Result<AgentRecord, AgentError> {
+        let mut record = self.get(tenant, id)?;
+        record.definition.expires_at = Some(expires_at);
+        let d = &record.definition;
+        self.store.put_object(&d.id, KIND, &d.tenant, d.session.as_deref(), &record)?;
+        self.audit(tenant, "agent.renew", id, &expires_at.to_rfc3339());
+        Ok(record)
+    }
+
     fn container(&self, tenant: &str, id: &str) -> Result<ContainerId, AgentError> {
         let record = self.get(tenant, id)?;
         record.container_id.map(ContainerId).ok_or_else(|| AgentError::NotFound(format!("{id} has no container yet")))

@@ -14,6 +14,7 @@ pub mod agents;
 pub mod backend;
 pub mod http;
 pub mod ids;
+pub mod orchestrator;
 pub mod output;
 pub mod policy;
 pub mod reaper;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use berth::backend::docker::DockerBackend;
 use berth::backend::Backend;
 use berth::ids::{Clock, IdSource, RandomIds, SystemClock};
+use berth::orchestrator::{Options, Orchestrator};
 use berth::policy::Policy;
 use berth::runs::{RunRequest, Runs, Workload};
 use berth::store::Store;
@@ -160,12 +161,9 @@ async fn serve(
         }
         Err(e) => eprintln!("berth: docker backend, engine not reachable yet ({e})"),
     }
-    let policy = Policy::default();
-    let reaper =
-        Arc::new(berth::reaper::Reaper::new(backend.clone(), store.clone(), clock.clone(), policy.config.max_lifetime));
-    let reaping = reaper.spawn(Duration::from_secs(30));
-    let runs = Arc::new(Runs::new(backend.clone(), policy, store, ids, clock, 32));
-    let state = berth::http::AppState { runs, backend, tokens: Arc::new(berth::http::Tokens(tokens)) };
+    let core = Arc::new(Orchestrator::new(backend, Policy::default(), store, ids, clock, Options::default()));
+    let reaping = core.reaper.clone().spawn(Duration::from_secs(30));
+    let state = berth::http::AppState::new(core, berth::http::Tokens(tokens));
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     eprintln!("berth: listening on http://{}", listener.local_addr()?);
     axum::serve(listener, berth::http::app(state)).with_graceful_shutdown(shutdown()).await?;

@@ -1,28 +1,11 @@
 //! The native HTTP API, in-process over the real engine, plus one real socket.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+mod support;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use berth::backend::docker::DockerBackend;
-use berth::http::{app, AppState, Tokens};
-use berth::ids::{RandomIds, SystemClock};
-use berth::policy::Policy;
-use berth::runs::Runs;
-use berth::store::Store;
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
+use berth::http::{app, AppState};
 use serde_json::{json, Value};
-use tower::ServiceExt;
-
-fn state(tokens: &[(&str, &str)]) -> AppState {
-    let backend = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
-    let store = Arc::new(Store::in_memory().unwrap());
-    let runs =
-        Arc::new(Runs::new(backend.clone(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock), 8));
-    let tokens: BTreeMap<String, String> = tokens.iter().map(|(t, n)| (t.to_string(), n.to_string())).collect();
-    AppState { runs, backend, tokens: Arc::new(Tokens(tokens)) }
-}
+use support::api::{send, state};
 
 async fn call(
     state: &AppState,
@@ -31,27 +14,9 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, Value, Option<String>) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let body = match body {
-        Some(v) => {
-            req = req.header("content-type", "application/json");
-            Body::from(v.to_string())
-        }
-        None => Body::empty(),
-    };
-    let res = app(state.clone()).oneshot(req.body(body).unwrap()).await.unwrap();
-    let status = res.status();
-    let request_id = res.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let json = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
-    };
-    (status, json, request_id)
+    let a = send(&app(state.clone()), method, uri, token, body).await;
+    let request_id = a.headers.get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
+    (a.status, a.json, request_id)
 }
 
 #[tokio::test]
@@ -135,7 +100,39 @@ async fn health_readiness_and_the_openapi_document_cover_every_route() {
     assert_eq!((status, &ready["engine"]), (StatusCode::OK, &json!("up")));
     let (_, doc, _) = call(&s, "GET", "/openapi.json", None, None).await;
     let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(paths, vec!["/v1/health", "/v1/ready", "/v1/runs", "/v1/runs/{id}", "/v1/runs/{id}/cancel"]);
+    // Every route the router serves under /v1 is in the document.
+    let served = [
+        "/v1/agents",
+        "/v1/agents/{id}",
+        "/v1/agents/{id}/exec",
+        "/v1/agents/{id}/exec/ws",
+        "/v1/agents/{id}/logs",
+        "/v1/agents/{id}/renew",
+        "/v1/agents/{id}/restart",
+        "/v1/agents/{id}/start",
+        "/v1/agents/{id}/stats",
+        "/v1/agents/{id}/stop",
+        "/v1/audit",
+        "/v1/health",
+        "/v1/ready",
+        "/v1/relics",
+        "/v1/relics/{id}",
+        "/v1/relics/{id}/logs",
+        "/v1/relics/{id}/stats",
+        "/v1/relics/{id}/stop",
+        "/v1/runs",
+        "/v1/runs/{id}",
+        "/v1/runs/{id}/cancel",
+        "/v1/runs/{id}/logs",
+        "/v1/sessions",
+        "/v1/sessions/{id}",
+    ];
+    assert_eq!(paths, served);
+    // …and every documented path is served (the fallback answers "no such route").
+    for path in served {
+        let (_, body, _) = call(&s, "GET", &path.replace("{id}", "x"), None, None).await;
+        assert_ne!(body["error"]["message"], "no such route", "{path}");
+    }
 }
 
 #[test]
@@ -202,4 +199,46 @@ async fn a_run_goes_on_to_its_end_when_its_client_hangs_up() {
         assert!(std::time::Instant::now() < deadline, "the run never finished");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn a_running_runs_output_is_followed_to_an_exit_event_with_its_status() {
+    let s = state(&[]);
+    let api = app(s.clone());
+    let submit = {
+        let api = api.clone();
+        let code = "echo first; sleep 1; echo second; exit 2";
+        tokio::spawn(async move {
+            send(&api, "POST", "/v1/runs", None, Some(json!({"language": "sh", "code": code}))).await
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let id = loop {
+        let (_, list, _) = call(&s, "GET", "/v1/runs", None, None).await;
+        if let Some(run) = list.as_array().and_then(|l| l.first()).filter(|r| r["status"] == "running") {
+            break run["id"].as_str().unwrap().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "the run never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let followed = send(&api, "GET", &format!("/v1/runs/{id}/logs?follow=true"), None, None).await;
+    let events: Vec<Value> = followed.text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out: String = events.iter().filter(|e| e["event"] == "log").map(|e| e["data"].as_str().unwrap()).collect();
+    assert_eq!(out, "first\nsecond\n");
+    assert_eq!(
+        events.last().unwrap(),
+        &json!({"event": "exit", "status": "failed", "exit_code": 2, "oom_killed": false})
+    );
+    assert_eq!(submit.await.unwrap().json["status"], "failed");
+    // Once it has ended, its logs come from the record, and the same way.
+    let again = send(&api, "GET", &format!("/v1/runs/{id}/logs?follow=true&format=sse"), None, None).await;
+    assert!(again
+        .text
+        .contains("event: log\ndata: {\"event\":\"log\",\"stream\":\"stdout\",\"data\":\"first\\nsecond\\n\"}"));
+    assert!(again.text.ends_with("\"exit_code\":2,\"oom_killed\":false}\n\n"), "{}", again.text);
+    let read = send(&api, "GET", &format!("/v1/runs/{id}/logs"), None, None).await;
+    assert_eq!(
+        (read.json["stdout"].as_str(), read.json["truncated"].as_bool()),
+        (Some("first\nsecond\n"), Some(false))
+    );
 }

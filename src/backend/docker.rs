@@ -288,7 +288,12 @@ impl Backend for DockerBackend {
         let mut previous: Option<engine_api::models::CpuStats> = None;
         let mut peak = 0u64;
         Ok(stream
-            .take_while(|s| std::future::ready(s.is_ok()))
+            // Once the container has stopped, the engine goes on sending
+            // empty samples read at the zero time, once a second, for ever.
+            .take_while(|s| {
+                let live = s.as_ref().is_ok_and(|s| !s.read.as_deref().is_some_and(|r| r.starts_with("0001-")));
+                std::future::ready(live)
+            })
             .filter_map(move |s| {
                 let usage = s.ok().map(|stats| {
                     let mut usage = usage_of(&stats, previous.as_ref());

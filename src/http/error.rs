@@ -6,7 +6,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::agents::AgentError;
+use crate::backend::BackendError;
+use crate::policy::PolicyViolation;
+use crate::reaper::ReaperError;
+use crate::relics::RelicError;
 use crate::runs::RunError;
+use crate::sessions::SessionError;
+use crate::store::StoreError;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -35,6 +42,14 @@ impl ApiError {
 
     pub fn not_found(what: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
     }
 }
 
@@ -68,23 +83,84 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "engine_not_found", m),
+            BackendError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            BackendError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "engine_refused", m),
+            BackendError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable", m),
+            BackendError::Engine(m) => ApiError::new(StatusCode::BAD_GATEWAY, "engine_error", m),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", e.to_string())
+    }
+}
+
+fn policy(v: PolicyViolation) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_violation", v.to_string())
+}
+
 impl From<RunError> for ApiError {
     fn from(e: RunError) -> Self {
-        use crate::backend::BackendError as B;
         match e {
-            RunError::Policy(v) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_violation", v.to_string()),
-            RunError::UnknownLanguage(..) | RunError::BadRequest(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
-            }
+            RunError::Policy(v) => policy(v),
+            RunError::UnknownLanguage(..) | RunError::BadRequest(_) => ApiError::bad_request(e.to_string()),
             RunError::NotFound(id) => ApiError::not_found(format!("no such run: {id}")),
-            RunError::Backend(B::NotFound(m)) => ApiError::new(StatusCode::NOT_FOUND, "engine_not_found", m),
-            RunError::Backend(B::Conflict(m)) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
-            RunError::Backend(B::Invalid(m)) => ApiError::new(StatusCode::BAD_REQUEST, "engine_refused", m),
-            RunError::Backend(B::Unavailable(m)) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable", m)
+            RunError::Backend(b) => b.into(),
+            RunError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<AgentError> for ApiError {
+    fn from(e: AgentError) -> Self {
+        match e {
+            AgentError::NotFound(_) => ApiError::not_found(e.to_string()),
+            AgentError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "exists", e.to_string()),
+            AgentError::NoPorts(..) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_ports", e.to_string()),
+            AgentError::Policy(v) => policy(v),
+            AgentError::Backend(b) => b.into(),
+            AgentError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Running { .. } => ApiError::new(StatusCode::CONFLICT, "session_running", e.to_string()),
+            SessionError::BadId(_) => ApiError::bad_request(e.to_string()),
+            SessionError::Backend(b) => b.into(),
+        }
+    }
+}
+
+impl From<RelicError> for ApiError {
+    fn from(e: RelicError) -> Self {
+        match e {
+            RelicError::NotFound(_) => ApiError::not_found(e.to_string()),
+            RelicError::BadRequest(m) => ApiError::bad_request(m),
+            RelicError::Policy(v) => policy(v),
+            RelicError::Session(s) => s.into(),
+            RelicError::Backend(b) => b.into(),
+            RelicError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<ReaperError> for ApiError {
+    fn from(e: ReaperError) -> Self {
+        match e {
+            ReaperError::TooLong { .. } | ReaperError::Past(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_violation", e.to_string())
             }
-            RunError::Backend(B::Engine(m)) => ApiError::new(StatusCode::BAD_GATEWAY, "engine_error", m),
-            RunError::Store(s) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", s.to_string()),
+            ReaperError::Backend(b) => b.into(),
+            ReaperError::Store(s) => s.into(),
         }
     }
 }

@@ -1,4 +1,8 @@
 //! Shared pieces of berth's integration tests.
+//! Each test binary uses a part of them.
+#![allow(dead_code)]
+
+pub mod api;
 
 use std::collections::BTreeMap;
 
