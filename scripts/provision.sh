@@ -307,6 +307,36 @@ full_checks() {
     docker network rm "$CHECK_NET" >/dev/null || die "docker network rm failed"
 }
 
+# ---------------------------------------------------------------------------
+# Seed images: the images the seeds' own examples name, made from the local
+# ones, so every example of every seed runs here as written.
+# ---------------------------------------------------------------------------
+# seed_image NAME BASE CMD_JSON [SCRIPT]: SCRIPT (if any) becomes /tool.
+seed_image() {
+    local name=$1 base=$2 cmd=$3 script=${4:-} tmp=berth-provision-seed
+    image_exists "$name" && return 0
+    docker rm -f "$tmp" >/dev/null 2>&1 || true
+    if [ -n "$script" ]; then
+        printf '%s\n' "$script" | docker run -i --name "$tmp" "$base" sh -c 'cat > /tool && chmod 0755 /tool' \
+            || die "cannot write the tool of $name"
+    else
+        docker create --name "$tmp" "$base" >/dev/null || die "cannot create a container of $base"
+    fi
+    docker commit -m "berth provision: seed example image" --change "CMD $cmd" "$tmp" "$name" >/dev/null \
+        || die "cannot commit $name"
+    docker rm -f "$tmp" >/dev/null
+    log "built seed image $name from $base"
+}
+seed_image cortex/tool-pdf-extractor:latest "$BUSYBOX_IMAGE" '["/tool"]' \
+    '#!/bin/sh
+printf "{\"tool\": \"pdf_extractor\", \"file\": \"%s\", \"pages\": 1}\n" "$PARAM_FILE"'
+seed_image cortex/relic-research-cache:latest "$PYTHON_IMAGE" \
+    '["sh", "-c", "mkdir -p /tmp/www && echo ok > /tmp/www/health && exec python3 -m http.server 8000 --directory /tmp/www"]'
+seed_image warder/agent:latest "$BUSYBOX_IMAGE" '["sh", "-c", "echo warder agent up; echo TEST_VAR=$TEST_VAR; exec sleep 86400"]'
+seed_image tidepool-agent:latest "$BUSYBOX_IMAGE" '["sleep", "86400"]'
+seed_image laias/agent-runner:latest "$BUSYBOX_IMAGE" \
+    '["sh", "-c", "echo agent-runner: starting; ls /app/agent; exec sleep 86400"]'
+
 readonly STAMP=/run/berth-provision.checked
 stamp="$(cat /proc/sys/kernel/random/boot_id) $(cat /var/run/docker.pid 2>/dev/null) \
 $(docker image inspect --format '{{.Id}}' "$BUSYBOX_IMAGE" "$PYTHON_IMAGE" | tr '\n' ' ')"

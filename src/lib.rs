@@ -12,6 +12,8 @@
 
 pub mod agents;
 pub mod backend;
+pub mod config;
+pub mod dialects;
 pub mod http;
 pub mod ids;
 pub mod orchestrator;

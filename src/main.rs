@@ -7,9 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use berth::backend::docker::DockerBackend;
 use berth::backend::Backend;
+use berth::config::{BackendChoice, FileConfig, Flags, ServeConfig};
 use berth::ids::{Clock, IdSource, RandomIds, SystemClock};
 use berth::orchestrator::{Options, Orchestrator};
-use berth::policy::Policy;
+use berth::policy::{Policy, PolicyConfig};
 use berth::runs::{RunRequest, Runs, Workload};
 use berth::store::Store;
 use clap::{Parser, Subcommand};
@@ -42,17 +43,23 @@ enum Command {
         #[arg(long, default_value = "cli")]
         tenant: String,
     },
-    /// Serve the native HTTP API (runs, health, OpenAPI) on the docker backend.
+    /// Serve the native HTTP API and the enabled seed dialects.
     Serve {
-        /// A TOML file: `listen`, `data` and a `[tokens]` table of token = tenant.
+        /// A TOML file (see README.md, "Configuration").
         #[arg(long, env = "BERTH_CONFIG")]
         config: Option<PathBuf>,
-        /// Address to listen on (default 127.0.0.1:8787).
+        /// Address of the native API (default 127.0.0.1:8787).
         #[arg(long, env = "BERTH_LISTEN")]
         listen: Option<std::net::SocketAddr>,
         /// Folder of berth's store (default berth-data).
         #[arg(long, env = "BERTH_DATA")]
         data: Option<PathBuf>,
+        /// auto (docker when an engine answers, else oci-dry-run), docker or oci-dry-run.
+        #[arg(long, env = "BERTH_BACKEND")]
+        backend: Option<BackendChoice>,
+        /// A seed dialect to serve, NAME[=ADDR]: lais, cortex, warder, spawner, coderunner (repeatable).
+        #[arg(long = "dialect", value_name = "NAME[=ADDR]")]
+        dialects: Vec<String>,
     },
     /// Recover after a crash: fail interrupted runs and remove their containers and orphans.
     Recover {
@@ -99,7 +106,9 @@ async fn main() -> anyhow::Result<()> {
             let record = runs.execute(req).await?;
             println!("{}", serde_json::to_string_pretty(&record)?);
         }
-        Command::Serve { config, listen, data } => serve(config, listen, data).await?,
+        Command::Serve { config, listen, data, backend, dialects } => {
+            serve(config, Flags { listen, data, backend, dialects }).await?
+        }
         Command::Recover { data } => {
             let store = open_store(&data)?;
             let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
@@ -111,44 +120,23 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `berth serve`'s configuration file; flags and `BERTH_*` variables override it.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<std::net::SocketAddr>,
-    data: Option<PathBuf>,
-    #[serde(default)]
-    tokens: std::collections::BTreeMap<String, String>,
-}
-
-async fn serve(
-    config: Option<PathBuf>,
-    listen: Option<std::net::SocketAddr>,
-    data: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let file: FileConfig = match &config {
+async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
+    let file = match &config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("{} is not a valid configuration", path.display()))?
+            FileConfig::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not a valid configuration: {e}", path.display()))?
         }
         None => FileConfig::default(),
     };
-    let listen = listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8787".parse().expect("a valid address"));
-    let data = data.or(file.data).unwrap_or_else(|| PathBuf::from("berth-data"));
-    let mut tokens = file.tokens;
-    if let Ok(env) = std::env::var("BERTH_TOKENS") {
-        for pair in env.split(',').filter(|p| !p.trim().is_empty()) {
-            let (token, tenant) = pair.split_once('=').context("BERTH_TOKENS is token=tenant[,token=tenant...]")?;
-            tokens.insert(token.trim().to_owned(), tenant.trim().to_owned());
-        }
-    }
-    if tokens.is_empty() && !listen.ip().is_loopback() {
-        anyhow::bail!("refusing to listen on {listen} without tokens: configure [tokens] (or BERTH_TOKENS), or listen on loopback");
-    }
-    let store = open_store(&data)?;
-    let backend = docker_backend()?;
+    let config = ServeConfig::resolve(file, &std::env::vars().collect(), flags).map_err(|e| anyhow::anyhow!(e))?;
+    let store = open_store(&config.data)?;
     let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let backend = match config.backend {
+        BackendChoice::Docker | BackendChoice::Auto => docker_backend()?,
+        BackendChoice::OciDryRun => anyhow::bail!("the oci-dry-run backend is not built yet"),
+    };
     match backend.ping().await {
         Ok(()) => {
             let report = berth::recovery::recover(&backend, &store, &ids, &clock).await?;
@@ -161,12 +149,46 @@ async fn serve(
         }
         Err(e) => eprintln!("berth: docker backend, engine not reachable yet ({e})"),
     }
-    let core = Arc::new(Orchestrator::new(backend, Policy::default(), store, ids, clock, Options::default()));
+    let policy = Policy::new(PolicyConfig { bind_roots: config.bind_roots.clone(), ..Default::default() });
+    let options =
+        Options { ports: config.ports, max_runs: config.max_runs, max_runs_per_tenant: config.max_runs_per_tenant };
+    let core = Arc::new(Orchestrator::new(backend, policy, store, ids, clock, options));
     let reaping = core.reaper.clone().spawn(Duration::from_secs(30));
-    let state = berth::http::AppState::new(core, berth::http::Tokens(tokens));
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    eprintln!("berth: listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, berth::http::app(state)).with_graceful_shutdown(shutdown()).await?;
+    let state = berth::http::AppState::new(core, berth::http::Tokens(config.tokens.clone()));
+
+    // Bind every listener before serving any, so a taken port fails the start.
+    let mut servers = Vec::new();
+    let native = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    eprintln!("berth: listening on http://{}", native.local_addr()?);
+    servers.push((native, berth::http::app(state.clone())));
+    let seeds = Arc::new(config.seeds.clone());
+    for (dialect, addr) in &config.dialects {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("dialect {dialect}: cannot listen on {addr}"))?;
+        eprintln!("berth: dialect {dialect} listening on http://{}", listener.local_addr()?);
+        servers.push((listener, dialect.router(state.clone(), seeds.clone())));
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (listener, router) in servers {
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        });
+    }
+    shutdown().await;
+    eprintln!("berth: shutting down, finishing the requests in flight");
+    let _ = stop_tx.send(true);
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
     reaping.abort();
     Ok(())
 }

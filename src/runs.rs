@@ -253,6 +253,11 @@ impl Runs {
         self
     }
 
+    /// The languages of the code table, by name.
+    pub fn languages(&self) -> Vec<String> {
+        self.languages.keys().cloned().collect()
+    }
+
     /// The id of this berth instance (kept in its store), labelled on every run container.
     pub fn instance(&self) -> Result<String, RunError> {
         Ok(self.store.instance_id(|| self.ids.next_hex())?)

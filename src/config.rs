@@ -1,0 +1,262 @@
+//! `berth serve`'s configuration: defaults, then the TOML file, then
+//! `BERTH_*` variables and flags (which clap reads as one), and the seeds'
+//! own variables where they mean something to berth.
+//!
+//! It owns merging and checking only (a public address without tokens is
+//! refused here, before anything listens); it starts nothing.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::agents::PortRange;
+use crate::dialects::{parse_dialect_flag, Dialect, SeedEnv};
+
+/// Which backend serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendChoice {
+    /// docker when an engine answers at start-up, else oci-dry-run.
+    #[default]
+    Auto,
+    Docker,
+    OciDryRun,
+}
+
+impl FromStr for BackendChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(BackendChoice::Auto),
+            "docker" => Ok(BackendChoice::Docker),
+            "oci-dry-run" => Ok(BackendChoice::OciDryRun),
+            other => Err(format!("unknown backend {other:?}: one of auto, docker, oci-dry-run")),
+        }
+    }
+}
+
+/// A dialect in the file: `lais = true` (its seed's port on loopback) or
+/// `lais = "0.0.0.0:8000"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DialectEntry {
+    On(bool),
+    At(String),
+}
+
+/// The configuration file. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data: Option<PathBuf>,
+    pub backend: Option<BackendChoice>,
+    /// token = tenant.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, String>,
+    /// Dialects to serve, each on its own listener.
+    #[serde(default)]
+    pub dialects: BTreeMap<String, DialectEntry>,
+    /// Host folders under which agents' code and worktrees may be mounted.
+    #[serde(default)]
+    pub bind_roots: Vec<PathBuf>,
+    /// Host ports published for agents: `[first, last]`.
+    pub ports: Option<(u16, u16)>,
+    /// Runs in flight at once, in all and per tenant.
+    pub max_runs: Option<usize>,
+    pub max_runs_per_tenant: Option<usize>,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str) -> Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+/// What the command line gives (flags, or their `BERTH_*` variables).
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    pub listen: Option<SocketAddr>,
+    pub data: Option<PathBuf>,
+    pub backend: Option<BackendChoice>,
+    /// `NAME[=ADDR]`, as given.
+    pub dialects: Vec<String>,
+}
+
+/// Everything `serve` needs, merged and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    pub backend: BackendChoice,
+    pub tokens: BTreeMap<String, String>,
+    pub dialects: BTreeMap<Dialect, SocketAddr>,
+    pub bind_roots: Vec<PathBuf>,
+    pub ports: PortRange,
+    pub max_runs: usize,
+    pub max_runs_per_tenant: usize,
+    pub seeds: SeedEnv,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+
+impl ServeConfig {
+    /// Merges defaults, the file, the variables (`vars`: the process's, or a
+    /// test's) and the flags, in that order of precedence from low to high.
+    pub fn resolve(file: FileConfig, vars: &BTreeMap<String, String>, flags: Flags) -> Result<ServeConfig, String> {
+        let mut tokens = file.tokens;
+        if let Some(env) = vars.get("BERTH_TOKENS") {
+            for pair in env.split(',').filter(|p| !p.trim().is_empty()) {
+                let (token, tenant) =
+                    pair.split_once('=').ok_or("BERTH_TOKENS is token=tenant[,token=tenant...]".to_owned())?;
+                tokens.insert(token.trim().to_owned(), tenant.trim().to_owned());
+            }
+        }
+        let mut dialects = BTreeMap::new();
+        for (name, entry) in file.dialects {
+            let flag = match entry {
+                DialectEntry::On(false) => continue,
+                DialectEntry::On(true) => name,
+                DialectEntry::At(addr) => format!("{name}={addr}"),
+            };
+            let (d, addr) = parse_dialect_flag(&flag)?;
+            dialects.insert(d, addr);
+        }
+        let from_vars = vars.get("BERTH_DIALECTS").map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>());
+        for flag in from_vars.unwrap_or_default().iter().chain(&flags.dialects).filter(|f| !f.trim().is_empty()) {
+            let (d, addr) = parse_dialect_flag(flag.trim())?;
+            dialects.insert(d, addr);
+        }
+        let mut bind_roots = file.bind_roots;
+        if let Some(roots) = vars.get("BERTH_BIND_ROOTS") {
+            bind_roots.extend(roots.split(':').filter(|r| !r.is_empty()).map(PathBuf::from));
+        }
+        if let Some(bad) = bind_roots.iter().find(|r| !r.is_absolute()) {
+            return Err(format!("bind root {} is not an absolute path", bad.display()));
+        }
+        // Warder's variables name the agents' port pool.
+        let number = |k: &str| -> Result<Option<u16>, String> {
+            vars.get(k).map(|v| v.trim().parse::<u16>().map_err(|e| format!("{k}={v:?}: {e}"))).transpose()
+        };
+        let (mut first, mut last) = file.ports.unwrap_or((PortRange::default().first, PortRange::default().last));
+        first = number("AGENT_PORT_RANGE_START")?.unwrap_or(first);
+        last = number("AGENT_PORT_RANGE_END")?.unwrap_or(last);
+        if first == 0 || first > last {
+            return Err(format!("port range {first}–{last} is empty"));
+        }
+        let config = ServeConfig {
+            listen: flags.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid address")),
+            data: flags.data.or(file.data).unwrap_or_else(|| PathBuf::from("berth-data")),
+            backend: flags.backend.or(file.backend).unwrap_or_default(),
+            tokens,
+            dialects,
+            bind_roots,
+            ports: PortRange { first, last },
+            max_runs: file.max_runs.unwrap_or(32).max(1),
+            max_runs_per_tenant: file.max_runs_per_tenant.unwrap_or(8).max(1),
+            seeds: SeedEnv::from_vars(vars)?,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Refuses a listener off loopback without tokens, and two listeners on one address.
+    fn check(&self) -> Result<(), String> {
+        let mut seen = BTreeMap::from([(self.listen, "the native API".to_owned())]);
+        for (d, addr) in &self.dialects {
+            if addr.port() != 0 {
+                if let Some(other) = seen.insert(*addr, format!("dialect {d}")) {
+                    return Err(format!("dialect {d} and {other} would both listen on {addr}"));
+                }
+            }
+        }
+        if self.tokens.is_empty() {
+            let all = std::iter::once(self.listen).chain(self.dialects.values().copied());
+            if let Some(public) = all.into_iter().find(|a| !a.ip().is_loopback()) {
+                return Err(format!(
+                    "refusing to listen on {public} without tokens: configure [tokens] (or BERTH_TOKENS), or listen on loopback"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_hold_when_nothing_is_given() {
+        let c = ServeConfig::resolve(FileConfig::default(), &vars(&[]), Flags::default()).unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!((c.backend, c.ports, c.dialects.len()), (BackendChoice::Auto, PortRange::default(), 0));
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_defaults() {
+        let file = FileConfig::parse(
+            "listen = \"127.0.0.1:9999\"\nbackend = \"docker\"\nports = [7000, 7010]\n[dialects]\ncortex = true\nlais = \"127.0.0.1:18000\"\nwarder = false\n",
+        )
+        .unwrap();
+        let flags = Flags {
+            listen: Some("127.0.0.1:1234".parse().unwrap()),
+            backend: Some(BackendChoice::OciDryRun),
+            dialects: vec!["lais=127.0.0.1:28000".into(), "spawner".into()],
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(file, &vars(&[]), flags).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1234".parse().unwrap());
+        assert_eq!(c.backend, BackendChoice::OciDryRun);
+        assert_eq!(c.ports, PortRange { first: 7000, last: 7010 });
+        let expected = BTreeMap::from([
+            (Dialect::Lais, "127.0.0.1:28000".parse().unwrap()),
+            (Dialect::Cortex, "127.0.0.1:8086".parse().unwrap()),
+            (Dialect::Spawner, "127.0.0.1:7435".parse().unwrap()),
+        ]);
+        assert_eq!(c.dialects, expected);
+    }
+
+    #[test]
+    fn seed_and_berth_variables_are_read() {
+        let v = vars(&[
+            ("BERTH_TOKENS", "t1=alice, t2=bob"),
+            ("BERTH_DIALECTS", "coderunner"),
+            ("BERTH_BIND_ROOTS", "/srv/agents:/worktrees"),
+            ("AGENT_PORT_RANGE_START", "9100"),
+            ("AGENT_PORT_RANGE_END", "9199"),
+            ("TIDEPOOL_NETWORK", "tidepool-internal"),
+        ]);
+        let c = ServeConfig::resolve(FileConfig::default(), &v, Flags::default()).unwrap();
+        assert_eq!(c.tokens.get("t2").map(String::as_str), Some("bob"));
+        assert!(c.dialects.contains_key(&Dialect::Coderunner));
+        assert_eq!(c.bind_roots, vec![PathBuf::from("/srv/agents"), PathBuf::from("/worktrees")]);
+        assert_eq!(c.ports, PortRange { first: 9100, last: 9199 });
+        assert_eq!(c.seeds.tidepool_network, "tidepool-internal");
+    }
+
+    #[test]
+    fn a_public_listener_without_tokens_and_clashing_listeners_are_refused() {
+        let public = Flags { dialects: vec!["cortex=0.0.0.0:8086".into()], ..Default::default() };
+        let e = ServeConfig::resolve(FileConfig::default(), &vars(&[]), public.clone()).unwrap_err();
+        assert!(e.starts_with("refusing to listen on 0.0.0.0:8086 without tokens"), "{e}");
+        assert!(ServeConfig::resolve(FileConfig::default(), &vars(&[("BERTH_TOKENS", "t=a")]), public).is_ok());
+        let clash = Flags { dialects: vec!["cortex=127.0.0.1:8787".into()], ..Default::default() };
+        assert!(ServeConfig::resolve(FileConfig::default(), &vars(&[]), clash).unwrap_err().contains("both listen"));
+        assert!(ServeConfig::resolve(
+            FileConfig::default(),
+            &vars(&[("AGENT_PORT_RANGE_START", "x")]),
+            Flags::default()
+        )
+        .is_err());
+        assert!(FileConfig::parse("surprise = 1").is_err());
+    }
+}
