@@ -24,14 +24,14 @@ cargo test --workspace --all-targets
 no_daemon=unix:///nonexistent/berth-no-daemon.sock
 step "hermetic tier with no daemon reachable (committed fixtures)"
 DOCKER_HOST=$no_daemon cargo test -p engine-api --test hermetic
-DOCKER_HOST=$no_daemon cargo test -p berth --test hermetic
+DOCKER_HOST=$no_daemon cargo test -p berth --test hermetic --test hermetic_http
 
 step "fixture freshness: re-record every scenario, then replay the fresh recordings"
 fresh=$(mktemp -d /tmp/berth-fixtures.XXXXXX)
 trap 'rm -rf "$fresh"' EXIT
 bash scripts/record-fixtures.sh "$fresh"
 BERTH_FIXTURES_DIR=$fresh DOCKER_HOST=$no_daemon cargo test -p engine-api --test hermetic
-BERTH_FIXTURES_DIR=$fresh DOCKER_HOST=$no_daemon cargo test -p berth --test hermetic
+BERTH_FIXTURES_DIR=$fresh DOCKER_HOST=$no_daemon cargo test -p berth --test hermetic --test hermetic_http
 
 step "benchmarks (quick mode)"
 BERTH_BENCH_QUICK=1 cargo bench -p engine-api --bench engine

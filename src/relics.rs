@@ -101,6 +101,15 @@ fn probe(port: u16, endpoint: &str) -> String {
     )
 }
 
+/// The word for a relic's status, as records and APIs show it.
+pub fn status_word(s: RelicStatus) -> &'static str {
+    match s {
+        RelicStatus::Running => "running",
+        RelicStatus::Stopped => "stopped",
+        RelicStatus::Failed => "failed",
+    }
+}
+
 impl Relics {
     pub fn new(
         backend: Arc<dyn Backend>,
@@ -197,7 +206,12 @@ impl Relics {
             },
         }
         self.save(&record)?;
+        self.audit(&record.tenant, "relic.start", &record.relic_id, status_word(record.status));
         Ok(record)
+    }
+
+    fn audit(&self, tenant: &str, action: &str, target: &str, outcome: &str) {
+        self.store.note(self.clock.now(), tenant, action, target, outcome);
     }
 
     /// Polls the engine's health status until healthy, unhealthy, exited or `timeout`.
@@ -242,6 +256,7 @@ impl Relics {
         record.status = RelicStatus::Stopped;
         record.healthy = false;
         self.save(&record)?;
+        self.audit(tenant, "relic.stop", relic_id, "ok");
         Ok(record)
     }
 
@@ -251,6 +266,7 @@ impl Relics {
             self.sessions.remove_container(&ContainerId(cid.clone())).await?;
         }
         self.store.delete_object(KIND, tenant, relic_id)?;
+        self.audit(tenant, "relic.delete", relic_id, "ok");
         Ok(())
     }
 
@@ -267,6 +283,12 @@ impl Relics {
             r.healthy = false;
             self.save(&r)?;
         }
+        let outcome = format!(
+            "{} containers, {} networks removed",
+            cleanup.containers_removed.len(),
+            cleanup.networks_removed.len()
+        );
+        self.audit(tenant, "session.end", session, &outcome);
         Ok(cleanup)
     }
 

@@ -20,8 +20,7 @@ use serde_json::{json, Value};
 
 use super::{find_container, mib, Caller, Detail, DialectState, Form, Params};
 use crate::backend::Usage;
-use crate::http::relics::status_word;
-use crate::relics::{RelicRecord, RelicRequest};
+use crate::relics::{status_word, RelicRecord, RelicRequest};
 use crate::runs::{RunId, RunRecord, RunRequest, RunStatus, Workload};
 use crate::spec::labels;
 use crate::units::{ByteSize, CpuLimit};

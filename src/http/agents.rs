@@ -479,7 +479,7 @@ async fn exec_over(
                 Err(e) => FollowEvent::Error { message: e.to_string() },
             };
             if tx.send(event(&ev)).await.is_err() {
-                return Err("the client went away".to_string());
+                return Err("the client went away".to_owned());
             }
         }
         let ev = match exit.await {
@@ -487,13 +487,17 @@ async fn exec_over(
             Err(e) => FollowEvent::Error { message: e.to_string() },
         };
         let _ = tx.send(event(&ev)).await;
-        let _ = tx.send(Message::Close(None)).await;
-        Ok(())
+        Ok(tx)
     };
-    let feeding = tokio::spawn(feed);
-    let result = drain.await;
-    feeding.abort();
-    result
+    let mut feeding = tokio::spawn(feed);
+    let mut tx = drain.await?;
+    // Input the client sent before the end still reaches the command; a
+    // client that never ends its input is cut off after a moment.
+    if tokio::time::timeout(Duration::from_secs(1), &mut feeding).await.is_err() {
+        feeding.abort();
+    }
+    let _ = tx.send(Message::Close(None)).await;
+    Ok(())
 }
 
 /// A new expiry.

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ErrorBody};
 use super::observe::{self, LogQuery, LogsView, StatsQuery, UsageView};
 use super::{AppState, Body, Path, Query, Tenant};
-use crate::relics::{RelicRecord, RelicRequest, RelicStatus};
+use crate::relics::{status_word, RelicRecord, RelicRequest};
 use crate::spec::ContainerId;
 use crate::units::{ByteSize, CpuLimit};
 
@@ -71,14 +71,6 @@ pub struct RelicView {
     /// Why it failed, with its last logs.
     pub error: Option<String>,
     pub created_at: String,
-}
-
-pub fn status_word(s: RelicStatus) -> &'static str {
-    match s {
-        RelicStatus::Running => "running",
-        RelicStatus::Stopped => "stopped",
-        RelicStatus::Failed => "failed",
-    }
 }
 
 impl From<RelicRecord> for RelicView {

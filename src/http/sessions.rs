@@ -153,6 +153,5 @@ pub async fn end_session(
     Query(q): Query<EndQuery>,
 ) -> Result<Json<CleanupView>, ApiError> {
     let cleanup = s.core.relics.end_session(&tenant, &id, q.force).await?;
-    s.core.store.note(s.core.clock.now(), &tenant, "session.end", &id, "ok");
     Ok(Json(cleanup.into()))
 }
