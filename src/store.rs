@@ -120,10 +120,10 @@ impl Store {
 
     /// A run of `tenant`; another tenant's run is as absent as a missing one.
     pub fn get_run(&self, tenant: &str, id: &RunId) -> Result<Option<RunRecord>, StoreError> {
-        let json: Option<String> = self
-            .conn()
-            .query_row("SELECT record FROM runs WHERE id = ?1 AND tenant = ?2", params![id.0, tenant], |r| r.get(0))
-            .optional()?;
+        // The hot read of the API: its statement is prepared once per connection.
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT record FROM runs WHERE id = ?1 AND tenant = ?2")?;
+        let json: Option<String> = stmt.query_row(params![id.0, tenant], |r| r.get(0)).optional()?;
         Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
     }
 

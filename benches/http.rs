@@ -1,0 +1,204 @@
+//! The native API's read path against its floor, in the same run; prints a
+//! Markdown table (the one in README.md). Needs no daemon.
+//! `BERTH_BENCH_QUICK=1` shrinks every measurement.
+//!
+//! `GET /v1/runs/{id}` of berth (auth, tenant lookup in SQLite, request id,
+//! access log layer, JSON of the record) beside a bare axum handler that
+//! answers the same bytes from memory, each served on loopback by a
+//! current-thread runtime on its own thread (as `berth serve` runs), each
+//! driven by the same client: p50/p99 of one request at a time on a
+//! keep-alive connection, and requests per second over 4 connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::Router;
+use berth::backend::docker::DockerBackend;
+use berth::backend::Backend;
+use berth::http::{app, AppState, Tokens};
+use berth::ids::{RandomIds, SystemClock};
+use berth::orchestrator::{Options, Orchestrator};
+use berth::policy::Policy;
+use berth::runs::{RunId, RunRecord, RunStatus, RunUsage};
+use berth::store::Store;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+
+fn quick() -> bool {
+    std::env::var("BERTH_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+const TOKEN: &str = "bench-token";
+
+fn record() -> RunRecord {
+    RunRecord {
+        id: RunId("run_0123456789ab".into()),
+        tenant: "bench".into(),
+        session: Some("session_bench".into()),
+        name: Some("pdf_extractor".into()),
+        image: "busybox:1.35".into(),
+        status: RunStatus::Succeeded,
+        exit_code: Some(0),
+        stdout: "{\"pages\": 12, \"text\": \"".to_owned() + &"lorem ipsum ".repeat(30) + "\"}\n",
+        stderr: String::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        result: Some(serde_json::json!({"pages": 12})),
+        usage: RunUsage { wall_ms: 412, cpu_ms: Some(31), peak_memory_bytes: Some(3 << 20) },
+        container_id: Some("f".repeat(64)),
+        container_name: "berth-run-0123456789ab".into(),
+        container_removed: true,
+        error: None,
+        path: "cold".into(),
+        created_at: chrono::Utc::now(),
+        finished_at: Some(chrono::Utc::now()),
+    }
+}
+
+/// Serves `router` on a loopback port from a current-thread runtime on a thread of its own.
+fn serve(router: Router) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, router).await.unwrap();
+        })
+    });
+    addr
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Sender {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+async fn get_once(sender: &mut Sender, path: &str) -> usize {
+    sender.ready().await.unwrap();
+    let req = hyper::Request::get(path)
+        .header("host", "bench")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Empty::new())
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.into_body().collect().await.unwrap().to_bytes().len()
+}
+
+struct Measured {
+    p50_ms: f64,
+    p99_ms: f64,
+    rps: f64,
+}
+
+fn measure(addr: SocketAddr, path: &'static str) -> Measured {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let (warm, samples, window) =
+            if quick() { (50, 300, Duration::from_millis(300)) } else { (500, 5000, Duration::from_secs(3)) };
+        let mut one = connect(addr).await;
+        for _ in 0..warm {
+            get_once(&mut one, path).await;
+        }
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let t = Instant::now();
+            get_once(&mut one, path).await;
+            times.push(t.elapsed());
+        }
+        times.sort_unstable();
+        let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)].as_secs_f64() * 1e3;
+        let (p50_ms, p99_ms) = (at(0.5), at(0.99));
+
+        let deadline = Instant::now() + window;
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let mut sender = connect(addr).await;
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    get_once(&mut sender, path).await;
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let start = Instant::now();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        Measured { p50_ms, p99_ms, rps: total as f64 / start.elapsed().as_secs_f64() }
+    })
+}
+
+fn main() {
+    let rec = record();
+    let store = Arc::new(Store::in_memory().unwrap());
+    store.put_run(&rec).unwrap();
+    // A daemon is never asked: reading a run touches only the store.
+    let backend: Arc<dyn Backend> =
+        Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().expect("a DOCKER_HOST that parses")));
+    let core = Arc::new(Orchestrator::new(
+        backend,
+        Policy::default(),
+        store,
+        Arc::new(RandomIds),
+        Arc::new(SystemClock),
+        Options::default(),
+    ));
+    let tokens = Tokens([(TOKEN.to_owned(), "bench".to_owned())].into());
+    let berth = serve(app(AppState::new(core, tokens)));
+
+    // The floor: the same body, from memory, with nothing around it.
+    let body = {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async { measure_body(berth).await })
+    };
+    let bare = serve(Router::new().route(
+        "/v1/runs/{id}",
+        get(move || {
+            let body = body.clone();
+            async move { ([("content-type", "application/json")], body) }
+        }),
+    ));
+
+    let path = "/v1/runs/run_0123456789ab";
+    let b = measure(berth, path);
+    let f = measure(bare, path);
+    println!("| measurement | berth | bare axum handler | ratio |");
+    println!("| --- | --- | --- | --- |");
+    println!("| `GET /v1/runs/{{id}}` p50 | {:.3} ms | {:.3} ms | {:.2}x |", b.p50_ms, f.p50_ms, b.p50_ms / f.p50_ms);
+    println!("| `GET /v1/runs/{{id}}` p99 | {:.3} ms | {:.3} ms | {:.2}x |", b.p99_ms, f.p99_ms, b.p99_ms / f.p99_ms);
+    println!("| requests per second, 4 connections | {:.0} | {:.0} | {:.2} of bare |", b.rps, f.rps, b.rps / f.rps);
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
+    println!();
+    println!(
+        "targets: p50 under 1 ms: {}; at least half the bare rate: {}",
+        verdict(b.p50_ms < 1.0),
+        verdict(b.rps >= f.rps / 2.0)
+    );
+}
+
+/// What berth answers for the run: the floor serves exactly these bytes.
+async fn measure_body(addr: SocketAddr) -> Bytes {
+    let mut sender = connect(addr).await;
+    sender.ready().await.unwrap();
+    let req = hyper::Request::get("/v1/runs/run_0123456789ab")
+        .header("host", "bench")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Empty::new())
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    res.into_body().collect().await.unwrap().to_bytes()
+}
