@@ -36,6 +36,7 @@ BERTH_FIXTURES_DIR=$fresh DOCKER_HOST=$no_daemon cargo test -p berth --test herm
 step "benchmarks (quick mode)"
 BERTH_BENCH_QUICK=1 cargo bench -p engine-api --bench engine
 BERTH_BENCH_QUICK=1 cargo bench -p berth --bench orchestration
+BERTH_BENCH_QUICK=1 cargo bench -p berth --bench http
 
 step "fuzzing (${BERTH_FUZZ_SECONDS:-30} s per target)"
 bash scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-30}"
