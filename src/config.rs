@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::agents::PortRange;
 use crate::dialects::{parse_dialect_flag, Dialect, SeedEnv};
+use crate::recovery::Orphans;
 
 /// Which backend serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -69,6 +70,8 @@ pub struct FileConfig {
     /// Runs in flight at once, in all and per tenant.
     pub max_runs: Option<usize>,
     pub max_runs_per_tenant: Option<usize>,
+    /// Run containers the store does not know, at start-up: `remove` or `keep`.
+    pub orphans: Option<Orphans>,
 }
 
 impl FileConfig {
@@ -99,6 +102,7 @@ pub struct ServeConfig {
     pub ports: PortRange,
     pub max_runs: usize,
     pub max_runs_per_tenant: usize,
+    pub orphans: Orphans,
     pub seeds: SeedEnv,
 }
 
@@ -158,6 +162,10 @@ impl ServeConfig {
             ports: PortRange { first, last },
             max_runs: file.max_runs.unwrap_or(32).max(1),
             max_runs_per_tenant: file.max_runs_per_tenant.unwrap_or(8).max(1),
+            orphans: match vars.get("BERTH_ORPHANS") {
+                Some(v) => v.parse()?,
+                None => file.orphans.unwrap_or_default(),
+            },
             seeds: SeedEnv::from_vars(vars)?,
         };
         config.check()?;
@@ -241,6 +249,8 @@ mod tests {
         assert_eq!(c.bind_roots, vec![PathBuf::from("/srv/agents"), PathBuf::from("/worktrees")]);
         assert_eq!(c.ports, PortRange { first: 9100, last: 9199 });
         assert_eq!(c.seeds.tidepool_network, "tidepool-internal");
+        let keep = ServeConfig::resolve(FileConfig::default(), &vars(&[("BERTH_ORPHANS", "keep")]), Flags::default());
+        assert_eq!(keep.unwrap().orphans, Orphans::Keep);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use berth::config::{BackendChoice, FileConfig, Flags, ServeConfig};
 use berth::ids::{Clock, IdSource, RandomIds, SystemClock};
 use berth::orchestrator::{Options, Orchestrator};
 use berth::policy::{Policy, PolicyConfig};
+use berth::recovery::Orphans;
 use berth::runs::{RunRequest, Runs, Workload};
 use berth::store::Store;
 use clap::{Parser, Subcommand};
@@ -65,6 +66,9 @@ enum Command {
     Recover {
         #[arg(long, env = "BERTH_DATA", default_value = "berth-data")]
         data: PathBuf,
+        /// What to do with run containers the store does not know: remove or keep.
+        #[arg(long, env = "BERTH_ORPHANS", default_value = "remove")]
+        orphans: Orphans,
     },
 }
 
@@ -109,11 +113,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { config, listen, data, backend, dialects } => {
             serve(config, Flags { listen, data, backend, dialects }).await?
         }
-        Command::Recover { data } => {
+        Command::Recover { data, orphans } => {
             let store = open_store(&data)?;
             let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-            let report = berth::recovery::recover(&docker_backend()?, &store, &ids, &clock).await?;
+            let report = berth::recovery::recover(&docker_backend()?, &store, &ids, &clock, orphans).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
@@ -139,7 +143,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     };
     match backend.ping().await {
         Ok(()) => {
-            let report = berth::recovery::recover(&backend, &store, &ids, &clock).await?;
+            let report = berth::recovery::recover(&backend, &store, &ids, &clock, config.orphans).await?;
             tracing::info!(
                 runs_failed = report.runs_failed.len(),
                 removed = report.containers_removed.len(),

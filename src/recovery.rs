@@ -2,7 +2,9 @@
 //! labels and the store. A run that was in flight when berth stopped cannot
 //! be driven on (its deadline and cancellation lived in the old process):
 //! its container is removed and the run marked failed with the reason. Run
-//! containers the store does not know are orphans and are removed.
+//! containers the store does not know are orphans: removed, or kept where
+//! configured (for an operator to look at; the reaper still ends them at
+//! their expiry).
 //! Agents and relics outlive berth by design and are left as they are.
 
 use std::collections::HashSet;
@@ -16,12 +18,36 @@ use crate::runs::RunStatus;
 use crate::spec::{labels, ContainerId};
 use crate::store::{Store, StoreError};
 
+/// What recovery does with run containers the store does not know.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Orphans {
+    #[default]
+    Remove,
+    /// Leave them running, reported.
+    Keep,
+}
+
+impl std::str::FromStr for Orphans {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "remove" => Ok(Orphans::Remove),
+            "keep" => Ok(Orphans::Keep),
+            other => Err(format!("orphans: {other:?} is neither `remove` nor `keep`")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecoveryReport {
     /// Runs marked failed, with the reason.
     pub runs_failed: Vec<(String, String)>,
     /// Containers removed: those of interrupted runs and orphans.
     pub containers_removed: Vec<String>,
+    /// Orphans left in place (`Orphans::Keep`).
+    pub orphans_kept: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +63,7 @@ pub async fn recover(
     store: &Store,
     ids: &Arc<dyn crate::ids::IdSource>,
     clock: &Arc<dyn Clock>,
+    orphans: Orphans,
 ) -> Result<RecoveryReport, RecoveryError> {
     let instance = store.instance_id(|| ids.next_hex())?;
     let mut report = RecoveryReport::default();
@@ -76,8 +103,12 @@ pub async fn recover(
             let stored = store.get_run(tenant, &crate::runs::RunId(run_id.clone()))?;
             // A finished run's container is kept only while its record says so;
             // one the store has never heard of is an orphan.
-            if stored.is_none()
-                || c.status != "running" && stored.is_some_and(|r| r.status.is_terminal() && r.container_removed)
+            let orphan = stored.is_none();
+            if orphan && orphans == Orphans::Keep {
+                report.orphans_kept.push(c.name);
+                continue;
+            }
+            if orphan || c.status != "running" && stored.is_some_and(|r| r.status.is_terminal() && r.container_removed)
             {
                 match backend.remove(&c.id, true).await {
                     Ok(()) | Err(BackendError::NotFound(_)) => report.containers_removed.push(c.name),

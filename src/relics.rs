@@ -39,6 +39,9 @@ pub struct RelicRequest {
     /// The port the service listens on inside the container.
     pub port: u16,
     pub env: std::collections::BTreeMap<String, String>,
+    /// When the reaper removes it (within the policy's maximum lifetime).
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +68,8 @@ pub struct RelicRecord {
     /// Why it failed, with its last logs.
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +149,9 @@ impl Relics {
             }
         }
         let timeout = self.policy.timeout(Kind::Relic, Some(req.health_check_timeout))?;
+        if let Some(t) = req.expires_at {
+            self.policy.expiry(self.clock.now(), t)?;
+        }
         let hex = self.ids.next_hex();
         let relic_id = format!("relic_{hex}");
         let container_name = format!("relic_{}_{}_{}", req.relic_name, req.session_id, &hex[..8]);
@@ -167,6 +175,9 @@ impl Relics {
         spec.labels.insert(labels::OBJECT.into(), relic_id.clone());
         spec.labels.insert(labels::TENANT.into(), req.tenant.clone());
         spec.labels.insert(labels::SESSION.into(), req.session_id.clone());
+        if let Some(t) = req.expires_at {
+            spec.labels.insert(labels::EXPIRES_AT.into(), t.to_rfc3339());
+        }
 
         let network_id = if req.create_private_network {
             Some(self.sessions.ensure_network(&req.tenant, &req.session_id).await?)
@@ -187,6 +198,7 @@ impl Relics {
             healthy: false,
             error: None,
             created_at: self.clock.now(),
+            expires_at: req.expires_at,
         };
         let cid = self.backend.create(&spec).await?;
         record.container_id = Some(cid.0.clone());

@@ -85,6 +85,12 @@ async fn cortex_tool_relic_stats_and_cleanup_examples_work_as_documented() {
     let name = r["container_name"].as_str().unwrap();
     assert!(name.starts_with("relic_research_cache_session_abc123_"), "{name}");
     assert_eq!(r["internal_url"], json!(format!("http://{name}:8000")));
+    let expires: chrono::DateTime<chrono::Utc> = r["expires_at"].as_str().unwrap().parse().unwrap();
+    let lifetime = expires - chrono::Utc::now();
+    assert!(
+        lifetime > chrono::Duration::seconds(500) && lifetime <= chrono::Duration::seconds(600),
+        "timeout_seconds is its lifetime"
+    );
     let rid = r["relic_id"].as_str().unwrap().to_owned();
 
     let one = send(&api, "GET", &format!("/containers/relic/{rid}"), None, None).await;

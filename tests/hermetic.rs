@@ -146,6 +146,7 @@ async fn a_relic_turns_healthy_on_its_session_network_and_the_session_ends() {
         health_check_timeout: std::time::Duration::from_secs(20),
         port: 8000,
         env: Default::default(),
+        expires_at: None,
     };
     let relic = f.relics.start(req).await.unwrap();
     assert_eq!((relic.status, relic.healthy), (RelicStatus::Running, true));

@@ -61,3 +61,37 @@ async fn runs_interrupted_by_a_killed_berth_end_failed_and_leave_no_container() 
         assert!(run.error.unwrap().contains("berth restarted during the run"));
     }
 }
+
+#[tokio::test]
+async fn an_orphan_run_container_is_kept_when_configured_and_removed_by_default() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(&data.path().join("berth.db")).unwrap();
+    let instance = store.instance_id(|| format!("{:012x}", std::process::id())).unwrap();
+    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let name = format!("berth-orphan-{instance}");
+    let mut req = berth::policy::ContainerRequest::new(berth::spec::Kind::Code, name.clone(), "busybox:1.35");
+    req.cmd = Some(vec!["sleep".into(), "60".into()]);
+    let mut spec = berth::policy::Policy::default().admit(req).unwrap();
+    spec.labels.insert(labels::INSTANCE.into(), instance.clone());
+    spec.labels.insert(labels::OBJECT.into(), "run_unknown00000".into());
+    spec.labels.insert(labels::TENANT.into(), "cli".into());
+    let id = backend.create(&spec).await.unwrap();
+    backend.start(&id).await.unwrap();
+    let recover = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("recover")
+            .arg("--data")
+            .arg(data.path())
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let kept = recover(&["--orphans", "keep"]);
+    assert_eq!(kept["orphans_kept"], serde_json::json!([name]), "{kept}");
+    assert!(backend.state(&id).await.unwrap().running, "left running");
+    let removed = recover(&[]);
+    assert_eq!(removed["containers_removed"], serde_json::json!([name]), "{removed}");
+    assert!(backend.state(&id).await.is_err(), "removed");
+}

@@ -39,6 +39,7 @@ fn web(session: &str, name: &str, endpoint: &str) -> RelicRequest {
         health_check_timeout: Duration::from_secs(20),
         port: 8000,
         env: Default::default(),
+        expires_at: None,
     }
 }
 

@@ -225,6 +225,7 @@ fn relic_view(r: RelicRecord) -> Value {
         "healthy": r.healthy,
         "error": r.error,
         "created_at": r.created_at.to_rfc3339(),
+        "expires_at": r.expires_at.map(|t| t.to_rfc3339()),
     })
 }
 
@@ -247,6 +248,11 @@ async fn start_relic(
         health_check_timeout: Duration::from_secs(body.health_check_timeout_seconds.unwrap_or(30)),
         port: body.port.unwrap_or(8000),
         env: body.env,
+        // Cortex's relic timeout is its lifetime: the reaper ends it then.
+        expires_at: body
+            .resource_limits
+            .timeout_seconds
+            .map(|t| s.app.core.clock.now() + chrono::Duration::seconds(t.min(i64::MAX as u64) as i64)),
     };
     Ok(Json(relic_view(crate::http::relics::start(&s.app, req).await?)))
 }

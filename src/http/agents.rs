@@ -130,7 +130,7 @@ pub async fn status_of(core: &Orchestrator, r: &AgentRecord) -> Option<String> {
     core.backend.state(&ContainerId(cid.clone())).await.ok().map(|s| s.status)
 }
 
-fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| ApiError::unprocessable(format!("{field}: not an RFC 3339 time ({e})")))

@@ -52,6 +52,8 @@ pub struct RelicBody {
     pub port: Option<u16>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// RFC 3339: the reaper removes it then (within the policy's maximum lifetime).
+    pub expires_at: Option<String>,
 }
 
 /// A relic as berth reports it.
@@ -71,6 +73,7 @@ pub struct RelicView {
     /// Why it failed, with its last logs.
     pub error: Option<String>,
     pub created_at: String,
+    pub expires_at: Option<String>,
 }
 
 impl From<RelicRecord> for RelicView {
@@ -87,6 +90,7 @@ impl From<RelicRecord> for RelicView {
             healthy: r.healthy,
             error: r.error,
             created_at: r.created_at.to_rfc3339(),
+            expires_at: r.expires_at.map(|t| t.to_rfc3339()),
         }
     }
 }
@@ -116,6 +120,7 @@ fn request(tenant: &str, b: RelicBody) -> Result<RelicRequest, ApiError> {
         health_check_timeout: Duration::from_secs(b.health_check_timeout_seconds.unwrap_or(30)),
         port: b.port.unwrap_or(8000),
         env: b.env,
+        expires_at: b.expires_at.as_deref().map(|t| super::agents::parse_time("expires_at", t)).transpose()?,
     })
 }
 
