@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth::backend::docker::DockerBackend;
+use berth::backend::oci::OciDryRun;
 use berth::backend::Backend;
 use berth::ids::{Clock, IdSource, RandomIds, SystemClock};
 use berth::policy::Policy;
@@ -41,8 +42,28 @@ enum Command {
         #[arg(long, default_value = "cli")]
         tenant: String,
     },
-    /// Serve the native HTTP API (runs, health, OpenAPI) on the docker backend.
+    /// Print the OCI bundle's config.json that `berth run` with the same arguments would render; nothing runs.
+    Plan {
+        /// A language of the code table (python, sh).
+        #[arg(long, default_value = "sh")]
+        language: String,
+        /// The code the plan is for.
+        #[arg(long)]
+        code: String,
+        /// Seconds before the run would be killed (checked by policy).
+        #[arg(long)]
+        timeout: Option<u64>,
+        #[arg(long, default_value = "cli")]
+        tenant: String,
+        /// Also write the whole bundle (config.json, its files, the note) into this folder.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
+    /// Serve the native HTTP API (runs, health, OpenAPI).
     Serve {
+        /// `docker`, `oci-dry-run`, or `auto`: docker when its engine answers, else the dry run.
+        #[arg(long, env = "BERTH_BACKEND", default_value = "auto")]
+        backend: BackendChoice,
         /// A TOML file: `listen`, `data` and a `[tokens]` table of token = tenant.
         #[arg(long, env = "BERTH_CONFIG")]
         config: Option<PathBuf>,
@@ -58,6 +79,13 @@ enum Command {
         #[arg(long, env = "BERTH_DATA", default_value = "berth-data")]
         data: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendChoice {
+    Auto,
+    Docker,
+    OciDryRun,
 }
 
 fn open_store(data: &std::path::Path) -> anyhow::Result<Arc<Store>> {
@@ -98,7 +126,20 @@ async fn main() -> anyhow::Result<()> {
             let record = runs.execute(req).await?;
             println!("{}", serde_json::to_string_pretty(&record)?);
         }
-        Command::Serve { config, listen, data } => serve(config, listen, data).await?,
+        Command::Plan { language, code, timeout, tenant, bundle } => {
+            // Nothing is created: the dry run only lends Runs a backend.
+            let backend = Arc::new(OciDryRun::new(std::env::temp_dir()));
+            let store = Arc::new(Store::in_memory()?);
+            let runs = Runs::new(backend, Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock), 1);
+            let mut req = RunRequest::new(&tenant, Workload::Code { language, code });
+            req.timeout = timeout.map(Duration::from_secs);
+            let plan = berth::backend::oci::plan(&runs.container_spec(&req)?, None)?;
+            if let Some(dir) = bundle {
+                berth::backend::oci::bundle::write(&dir, &plan)?;
+            }
+            println!("{}", serde_json::to_string_pretty(&plan.config)?);
+        }
+        Command::Serve { backend, config, listen, data } => serve(backend, config, listen, data).await?,
         Command::Recover { data } => {
             let store = open_store(&data)?;
             let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
@@ -121,6 +162,7 @@ struct FileConfig {
 }
 
 async fn serve(
+    choice: BackendChoice,
     config: Option<PathBuf>,
     listen: Option<std::net::SocketAddr>,
     data: Option<PathBuf>,
@@ -145,7 +187,15 @@ async fn serve(
         anyhow::bail!("refusing to listen on {listen} without tokens: configure [tokens] (or BERTH_TOKENS), or listen on loopback");
     }
     let store = open_store(&data)?;
-    let backend = docker_backend()?;
+    let dry_run = || -> Arc<dyn Backend> { Arc::new(OciDryRun::new(data.join("bundles"))) };
+    let backend = match choice {
+        BackendChoice::OciDryRun => dry_run(),
+        BackendChoice::Docker => docker_backend()?,
+        BackendChoice::Auto => match docker_backend() {
+            Ok(docker) if docker.ping().await.is_ok() => docker,
+            Ok(_) | Err(_) => dry_run(),
+        },
+    };
     let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match backend.ping().await {
@@ -156,7 +206,13 @@ async fn serve(
                 removed = report.containers_removed.len(),
                 "recovered"
             );
-            eprintln!("berth: docker backend, engine reachable");
+            match backend.name() {
+                berth::backend::oci::NAME => eprintln!(
+                    "berth: oci-dry-run backend{}: nothing runs; runs end dry_run with the OCI bundle they would run",
+                    if choice == BackendChoice::Auto { " (no engine reachable)" } else { "" }
+                ),
+                _ => eprintln!("berth: docker backend, engine reachable"),
+            }
         }
         Err(e) => eprintln!("berth: docker backend, engine not reachable yet ({e})"),
     }

@@ -323,3 +323,67 @@ async fn the_dry_run_is_always_reachable_and_says_what_it_is() {
     d.backend.ping().await.unwrap();
     d.backend.ensure_image("never-pulled:latest").await.unwrap();
 }
+
+fn berth() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+}
+
+#[test]
+fn berth_plan_prints_the_config_json_a_run_would_render_and_can_write_the_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bundle");
+    let out = berth()
+        .args(["plan", "--language", "sh", "--code", "echo planned", "--bundle"])
+        .arg(&dir)
+        .env("DOCKER_HOST", "unix:///nonexistent/berth-no-daemon.sock")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["ociVersion"], "1.0.2");
+    assert_eq!(config["process"]["args"], serde_json::json!(["sh", "-c", "echo planned"]));
+    assert_eq!(config["annotations"][labels::KIND], "code");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(written, config);
+    assert!(dir.join(NOTE_FILE).is_file() && dir.join("rootfs").is_dir());
+
+    let refused = berth().args(["plan", "--language", "cobol", "--code", "x"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown language"));
+}
+
+#[test]
+fn berth_serve_with_no_reachable_engine_comes_up_on_the_dry_run_and_says_so() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let data = tempfile::tempdir().unwrap();
+    let mut child = berth()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/berth-no-daemon.sock")
+        .env_remove("BERTH_BACKEND")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let (mut said, mut addr) = (String::new(), None);
+    for _ in 0..10 {
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        said.push_str(&line);
+        if let Some(a) = line.trim().strip_prefix("berth: listening on http://") {
+            addr = Some(a.to_owned());
+            break;
+        }
+    }
+    assert!(said.contains("oci-dry-run backend (no engine reachable)"), "{said}");
+    let addr = addr.expect("berth says where it listens");
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.write_all(b"GET /v1/ready HTTP/1.1\r\nhost: berth\r\nconnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""backend":"oci-dry-run""#), "{answer}");
+}
