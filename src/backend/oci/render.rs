@@ -29,8 +29,12 @@ pub const ROOTFS: &str = "rootfs";
 /// `PATH` when neither the spec nor the image sets one (the engine's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Open files allowed to the process, soft and hard.
-pub const NOFILE_LIMIT: u64 = 1_048_576;
+/// Open files allowed to the process, soft and hard: the runtime's own
+/// default (`runc spec`). A bundle only lowers limits, since raising one
+/// above its runner's hard limit fails where the runner lacks
+/// `CAP_SYS_RESOURCE`; dockerd sets none and its containers inherit the
+/// daemon's.
+pub const NOFILE_LIMIT: u64 = 1024;
 
 /// The CFS period the engine uses for a CPU limit, in microseconds.
 pub const CPU_PERIOD_US: u64 = 100_000;
