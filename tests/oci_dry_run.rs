@@ -357,15 +357,26 @@ fn berth_plan_prints_the_config_json_a_run_would_render_and_can_write_the_bundle
 fn berth_serve_with_no_reachable_engine_comes_up_on_the_dry_run_and_says_so() {
     use std::io::{BufRead, BufReader, Read, Write};
     let data = tempfile::tempdir().unwrap();
-    let mut child = berth()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data.path())
-        .env("DOCKER_HOST", "unix:///nonexistent/berth-no-daemon.sock")
-        .env_remove("BERTH_BACKEND")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    /// Ends the server however the test ends.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Server(
+        berth()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .env("DOCKER_HOST", "unix:///nonexistent/berth-no-daemon.sock")
+            .env_remove("BERTH_BACKEND")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(server.0.stderr.take().unwrap());
     let (mut said, mut addr) = (String::new(), None);
     for _ in 0..10 {
         let mut line = String::new();
@@ -382,8 +393,8 @@ fn berth_serve_with_no_reachable_engine_comes_up_on_the_dry_run_and_says_so() {
     conn.write_all(b"GET /v1/ready HTTP/1.1\r\nhost: berth\r\nconnection: close\r\n\r\n").unwrap();
     let mut answer = String::new();
     conn.read_to_string(&mut answer).unwrap();
-    std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
-    assert!(child.wait().unwrap().success());
+    std::process::Command::new("kill").arg("-TERM").arg(server.0.id().to_string()).status().unwrap();
+    assert!(server.0.wait().unwrap().success());
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(r#""backend":"oci-dry-run""#), "{answer}");
 }
