@@ -115,8 +115,8 @@ impl OciDryRun {
     fn end(&self, id: &ContainerId, code: i64) -> Result<(), BackendError> {
         let ended = {
             let mut inner = self.inner();
-            let spec = inner.state.container(&id.0)?.spec.clone();
-            let cid = inner.state.container(&id.0)?.id.clone();
+            let c = inner.state.container(&id.0)?;
+            let (cid, spec) = (c.id.clone(), c.spec.clone());
             inner.state.exit(&id.0, code)?.then_some((cid, spec))
         };
         if let Some((cid, spec)) = ended {
