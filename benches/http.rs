@@ -53,6 +53,7 @@ fn record() -> RunRecord {
         container_removed: true,
         error: None,
         path: "cold".into(),
+        plan: None,
         created_at: chrono::Utc::now(),
         finished_at: Some(chrono::Utc::now()),
     }

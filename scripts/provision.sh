@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Provision a Debian 12 (bookworm) machine for berth's integration tests:
-#   1. Debian packages (docker.io, busybox-static, docker-registry, mmdebstrap, ...)
+#   1. Debian packages (docker.io, runc, busybox-static, docker-registry, mmdebstrap, ...)
 #   2. a running dockerd on /var/run/docker.sock
 #   3. locally built images busybox:1.35 and python:3.11-slim (no registry needed)
 #   4. a local registry on 127.0.0.1:5000 holding 127.0.0.1:5000/berth/busybox:1.35
@@ -21,7 +21,7 @@ readonly DOCKERD_LOG=/var/log/berth-dockerd.log
 readonly REGISTRY_LOG=/var/log/berth-registry.log
 readonly DEFAULT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # iptables: dockerd bridge/NAT/isolation rules; iproute2: ss; procps: pgrep.
-readonly PACKAGES=(docker.io busybox-static docker-registry mmdebstrap curl iptables iproute2 procps mount)
+readonly PACKAGES=(docker.io runc busybox-static docker-registry mmdebstrap curl iptables iproute2 procps mount)
 
 # Always talk to the local daemon this script manages, whatever the caller's env says.
 export DOCKER_HOST=unix:///var/run/docker.sock

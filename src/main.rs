@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth::backend::docker::DockerBackend;
+use berth::backend::oci::OciDryRun;
 use berth::backend::Backend;
 use berth::config::{BackendChoice, FileConfig, Flags, ServeConfig};
 use berth::ids::{Clock, IdSource, RandomIds, SystemClock};
@@ -43,6 +44,23 @@ enum Command {
         timeout: Option<u64>,
         #[arg(long, default_value = "cli")]
         tenant: String,
+    },
+    /// Print the OCI bundle's config.json that `berth run` with the same arguments would render; nothing runs.
+    Plan {
+        /// A language of the code table (python, sh).
+        #[arg(long, default_value = "sh")]
+        language: String,
+        /// The code the plan is for.
+        #[arg(long)]
+        code: String,
+        /// Seconds before the run would be killed (checked by policy).
+        #[arg(long)]
+        timeout: Option<u64>,
+        #[arg(long, default_value = "cli")]
+        tenant: String,
+        /// Also write the whole bundle (config.json, its files, the note) into this folder.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
     },
     /// Serve the native HTTP API and the enabled seed dialects.
     Serve {
@@ -110,6 +128,19 @@ async fn main() -> anyhow::Result<()> {
             let record = runs.execute(req).await?;
             println!("{}", serde_json::to_string_pretty(&record)?);
         }
+        Command::Plan { language, code, timeout, tenant, bundle } => {
+            // Nothing is created: the dry run only lends Runs a backend.
+            let backend = Arc::new(OciDryRun::new(std::env::temp_dir()));
+            let store = Arc::new(Store::in_memory()?);
+            let runs = Runs::new(backend, Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock), 1);
+            let mut req = RunRequest::new(&tenant, Workload::Code { language, code });
+            req.timeout = timeout.map(Duration::from_secs);
+            let plan = berth::backend::oci::plan(&runs.container_spec(&req)?, None)?;
+            if let Some(dir) = bundle {
+                berth::backend::oci::bundle::write(&dir, &plan)?;
+            }
+            println!("{}", serde_json::to_string_pretty(&plan.config)?);
+        }
         Command::Serve { config, listen, data, backend, dialects } => {
             serve(config, Flags { listen, data, backend, dialects }).await?
         }
@@ -135,12 +166,17 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     };
     let config = ServeConfig::resolve(file, &std::env::vars().collect(), flags).map_err(|e| anyhow::anyhow!(e))?;
     let store = open_store(&config.data)?;
+    let dry_run = || -> Arc<dyn Backend> { Arc::new(OciDryRun::new(config.data.join("bundles"))) };
+    let backend = match config.backend {
+        BackendChoice::OciDryRun => dry_run(),
+        BackendChoice::Docker => docker_backend()?,
+        BackendChoice::Auto => match docker_backend() {
+            Ok(docker) if docker.ping().await.is_ok() => docker,
+            Ok(_) | Err(_) => dry_run(),
+        },
+    };
     let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let backend = match config.backend {
-        BackendChoice::Docker | BackendChoice::Auto => docker_backend()?,
-        BackendChoice::OciDryRun => anyhow::bail!("the oci-dry-run backend is not built yet"),
-    };
     match backend.ping().await {
         Ok(()) => {
             let report = berth::recovery::recover(&backend, &store, &ids, &clock, config.orphans).await?;
@@ -149,7 +185,13 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
                 removed = report.containers_removed.len(),
                 "recovered"
             );
-            eprintln!("berth: docker backend, engine reachable");
+            match backend.name() {
+                berth::backend::oci::NAME => eprintln!(
+                    "berth: oci-dry-run backend{}: nothing runs; runs end dry_run with the OCI bundle they would run",
+                    if config.backend == BackendChoice::Auto { " (no engine reachable)" } else { "" }
+                ),
+                _ => eprintln!("berth: docker backend, engine reachable"),
+            }
         }
         Err(e) => eprintln!("berth: docker backend, engine not reachable yet ({e})"),
     }

@@ -26,7 +26,7 @@ use crate::backend::{Backend, BackendError, LogRequest, Stream, Usage};
 use crate::ids::{Clock, IdSource};
 use crate::output::CappedOutput;
 use crate::policy::{ContainerRequest, Policy, PolicyViolation};
-use crate::spec::{labels, ContainerId, Kind};
+use crate::spec::{labels, ContainerId, ContainerSpec, Kind};
 use crate::store::{Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
 
@@ -35,7 +35,7 @@ use crate::units::{ByteSize, CpuLimit};
 #[serde(transparent)]
 pub struct RunId(pub String);
 
-/// Where a run stands. The last five are terminal.
+/// Where a run stands. All but the first two are terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -49,6 +49,8 @@ pub enum RunStatus {
     OomKilled,
     /// Stopped on request.
     Cancelled,
+    /// Nothing ran: the backend renders plans (the OCI dry run); the record carries the plan.
+    DryRun,
 }
 
 impl RunStatus {
@@ -61,6 +63,7 @@ impl RunStatus {
             RunStatus::TimedOut => "timed_out",
             RunStatus::OomKilled => "oom_killed",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::DryRun => "dry_run",
         }
     }
 
@@ -148,6 +151,10 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// `cold` (its own container) or `pooled` (a warm sandbox).
     pub path: String,
+    /// What would have run, when nothing ran (status `dry_run`): the backend's
+    /// rendered plan (for the OCI dry run, the bundle with its `config.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
 }
@@ -328,13 +335,14 @@ impl Runs {
         Ok((creq, timeout))
     }
 
-    /// Runs a request to completion and returns its stored record.
-    pub async fn execute(&self, req: RunRequest) -> Result<RunRecord, RunError> {
+    /// The container spec a request runs as, under a fresh run id and name:
+    /// admitted by policy and labelled, nothing created.
+    fn admit(&self, req: &RunRequest) -> Result<(RunId, String, ContainerSpec, Duration), RunError> {
         let instance = self.instance()?;
         let hex = self.ids.next_hex();
         let id = RunId(format!("run_{hex}"));
         let name = format!("berth-run-{hex}");
-        let (creq, timeout) = self.prepare(&req, &name)?;
+        let (creq, timeout) = self.prepare(req, &name)?;
         let mut spec = self.policy.admit(creq)?;
         spec.labels.insert(labels::OBJECT.into(), id.0.clone());
         spec.labels.insert(labels::TENANT.into(), req.tenant.clone());
@@ -342,6 +350,18 @@ impl Runs {
         if let Some(session) = &req.session {
             spec.labels.insert(labels::SESSION.into(), session.clone());
         }
+        Ok((id, name, spec, timeout))
+    }
+
+    /// The container spec a request would run as (a fresh run id), or the
+    /// refusal; nothing is created or recorded. What `berth plan` renders.
+    pub fn container_spec(&self, req: &RunRequest) -> Result<ContainerSpec, RunError> {
+        Ok(self.admit(req)?.2)
+    }
+
+    /// Runs a request to completion and returns its stored record.
+    pub async fn execute(&self, req: RunRequest) -> Result<RunRecord, RunError> {
+        let (id, name, spec, timeout) = self.admit(&req)?;
         self.backend.ensure_image(&spec.image).await?;
 
         let mut record = RunRecord {
@@ -363,6 +383,7 @@ impl Runs {
             container_removed: false,
             error: None,
             path: "cold".into(),
+            plan: None,
             created_at: self.clock.now(),
             finished_at: None,
         };
@@ -400,7 +421,7 @@ impl Runs {
     /// Creates, starts and watches the container; fills in the record.
     async fn drive(
         &self,
-        spec: &crate::spec::ContainerSpec,
+        spec: &ContainerSpec,
         timeout: Duration,
         token: &CancellationToken,
         record: &mut RunRecord,
@@ -459,6 +480,11 @@ impl Runs {
                 RunStatus::Failed
             }
         };
+        // A backend that renders plans ran nothing: the run ends with its plan.
+        if let Some(plan) = self.backend.plan(&cid).await? {
+            record.status = RunStatus::DryRun;
+            record.plan = Some(plan);
+        }
 
         let cap = self.policy.config.output_cap;
         let (mut out, mut err) = (CappedOutput::new(cap), CappedOutput::new(cap));
@@ -527,7 +553,7 @@ mod tests {
     }
 
     #[test]
-    fn terminal_statuses_are_the_five_endings() {
+    fn terminal_statuses_are_the_six_endings() {
         let terminal: Vec<_> = [
             RunStatus::Pending,
             RunStatus::Running,
@@ -536,11 +562,13 @@ mod tests {
             RunStatus::TimedOut,
             RunStatus::OomKilled,
             RunStatus::Cancelled,
+            RunStatus::DryRun,
         ]
         .into_iter()
         .filter(|s| s.is_terminal())
         .collect();
-        assert_eq!(terminal.len(), 5);
+        assert_eq!(terminal.len(), 6);
         assert_eq!(serde_json::to_string(&RunStatus::TimedOut).unwrap(), "\"timed_out\"");
+        assert_eq!(serde_json::to_string(&RunStatus::DryRun).unwrap(), format!("\"{}\"", RunStatus::DryRun.as_str()));
     }
 }

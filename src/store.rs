@@ -329,6 +329,45 @@ mod tests {
     }
 
     #[test]
+    fn a_dry_run_record_round_trips_with_its_plan_and_is_finished() {
+        use crate::runs::{RunStatus, RunUsage};
+        let store = Store::in_memory().unwrap();
+        let run = RunRecord {
+            id: RunId("run_1".into()),
+            tenant: "t1".into(),
+            session: None,
+            name: None,
+            image: "busybox:1.35".into(),
+            status: RunStatus::DryRun,
+            exit_code: Some(0),
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            result: None,
+            usage: RunUsage::default(),
+            container_id: None,
+            container_name: "berth-run-1".into(),
+            container_removed: true,
+            error: None,
+            path: "cold".into(),
+            plan: Some(serde_json::json!({"config": {"ociVersion": "1.0.2"}})),
+            created_at: chrono::Utc::now(),
+            finished_at: Some(chrono::Utc::now()),
+        };
+        store.put_run(&run).unwrap();
+        assert_eq!(store.get_run("t1", &run.id).unwrap().unwrap(), run);
+        let status: String =
+            store.conn().query_row("SELECT status FROM runs WHERE id = 'run_1'", [], |r| r.get(0)).unwrap();
+        assert_eq!(status, "dry_run");
+        assert!(store.unfinished_runs().unwrap().is_empty(), "dry_run is an end");
+        // A record written before plans existed still decodes.
+        let mut old = serde_json::to_value(&run).unwrap();
+        old.as_object_mut().unwrap().remove("plan");
+        assert_eq!(serde_json::from_value::<RunRecord>(old).unwrap().plan, None);
+    }
+
+    #[test]
     fn records_survive_reopening_the_file_and_stay_within_their_tenant() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.db");

@@ -2,11 +2,13 @@
 //! in berth's own terms (not the Engine API one to one).
 //!
 //! Implementations: [`docker::DockerBackend`] over engine-api (which is also
-//! the fixture backend when its client runs over a replay), and later the
-//! OCI dry-run backend. Orchestration holds an `Arc<dyn Backend>` and never
-//! sees an engine type.
+//! the fixture backend when its client runs over a replay), and
+//! [`oci::OciDryRun`], which runs nothing and renders the OCI bundle each
+//! container would run as. Orchestration holds an `Arc<dyn Backend>` and
+//! never sees an engine type.
 
 pub mod docker;
+pub mod oci;
 
 use std::time::Duration;
 
@@ -218,4 +220,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn remove_network(&self, id_or_name: &str) -> Result<(), BackendError>;
 
     async fn list_networks(&self, labels: &[String]) -> Result<Vec<NetworkInfo>, BackendError>;
+
+    /// The rendered plan of a container that nothing runs (the dry run): the
+    /// bundle it would run as. `None` from a backend whose containers run.
+    async fn plan(&self, id: &ContainerId) -> Result<Option<serde_json::Value>, BackendError> {
+        let _ = id;
+        Ok(None)
+    }
 }

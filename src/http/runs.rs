@@ -81,6 +81,10 @@ pub struct RunView {
     pub container_removed: bool,
     pub error: Option<String>,
     pub path: String,
+    /// What would have run, for a `dry_run` (the OCI bundle, with its `config.json`).
+    #[schema(value_type = Option<Object>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<serde_json::Value>,
     pub created_at: String,
     pub finished_at: Option<String>,
 }
@@ -106,6 +110,7 @@ impl From<RunRecord> for RunView {
             container_removed: r.container_removed,
             error: r.error,
             path: r.path,
+            plan: r.plan,
             created_at: r.created_at.to_rfc3339(),
             finished_at: r.finished_at.map(|t| t.to_rfc3339()),
         }
