@@ -9,7 +9,9 @@
 #   4. the benchmark binaries in quick mode, so they keep working (numbers in
 #      README.md come from full runs: cargo bench -p engine-api --bench engine,
 #      cargo bench -p berth --bench orchestration);
-#   5. every fuzz target for a bounded time (BERTH_FUZZ_SECONDS, default 30).
+#   5. schemathesis against the native API's OpenAPI on the oci-dry-run backend
+#      (BERTH_API_FUZZ_SECONDS, default 60): no 5xx, no crash;
+#   6. every fuzz target for a bounded time (BERTH_FUZZ_SECONDS, default 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +39,9 @@ step "benchmarks (quick mode)"
 BERTH_BENCH_QUICK=1 cargo bench -p engine-api --bench engine
 BERTH_BENCH_QUICK=1 cargo bench -p berth --bench orchestration
 BERTH_BENCH_QUICK=1 cargo bench -p berth --bench http
+
+step "API fuzzing: schemathesis against berth serve on the oci-dry-run backend (${BERTH_API_FUZZ_SECONDS:-60} s)"
+bash scripts/api-fuzz.sh "${BERTH_API_FUZZ_SECONDS:-60}"
 
 step "fuzzing (${BERTH_FUZZ_SECONDS:-30} s per target)"
 bash scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-30}"
