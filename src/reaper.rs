@@ -33,11 +33,38 @@ pub struct Reaper {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     max_lifetime: Duration,
+    retention: Retention,
+}
+
+/// How long the store keeps what only grows: finished runs' records, and
+/// the audit trail (by count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub runs: Duration,
+    pub audit_entries: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { runs: Duration::from_secs(30 * 24 * 3600), audit_entries: 100_000 }
+    }
 }
 
 impl Reaper {
     pub fn new(backend: Arc<dyn Backend>, store: Arc<Store>, clock: Arc<dyn Clock>, max_lifetime: Duration) -> Self {
-        Reaper { backend, store, clock, max_lifetime }
+        Reaper { backend, store, clock, max_lifetime, retention: Retention::default() }
+    }
+
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Forgets finished runs past their retention and the oldest audit entries.
+    pub fn prune(&self) -> Result<(usize, usize), ReaperError> {
+        let keep = chrono::Duration::from_std(self.retention.runs).unwrap_or(chrono::Duration::MAX);
+        let before = self.clock.now().checked_sub_signed(keep).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        Ok(self.store.prune(before, self.retention.audit_entries)?)
     }
 
     /// Checks an expiry against now and the maximum lifetime.
@@ -93,6 +120,11 @@ impl Reaper {
                     Ok(removed) if !removed.is_empty() => tracing::info!(?removed, "reaped expired containers"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(%e, "reaper sweep failed"),
+                }
+                match self.prune() {
+                    Ok((runs, audit)) if runs + audit > 0 => tracing::info!(runs, audit, "pruned the store"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(%e, "store pruning failed"),
                 }
             }
         })

@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -295,6 +296,22 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets what has grown past its retention: finished runs created
+    /// before `runs_before`, and audit entries beyond the newest `audit_keep`.
+    /// Returns how many runs and entries went.
+    pub fn prune(&self, runs_before: DateTime<Utc>, audit_keep: usize) -> Result<(usize, usize), StoreError> {
+        let conn = self.conn();
+        let runs = conn.execute(
+            "DELETE FROM runs WHERE status NOT IN ('pending', 'running') AND created_at < ?1",
+            params![runs_before.to_rfc3339()],
+        )?;
+        let audit = conn.execute(
+            "DELETE FROM audit WHERE seq <= (SELECT MAX(seq) FROM audit) - ?1",
+            params![audit_keep.min(i64::MAX as usize) as i64],
+        )?;
+        Ok((runs, audit))
+    }
+
     /// The newest `limit` audit entries of `tenant`, newest first.
     pub fn audit_trail(&self, tenant: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.conn();
@@ -317,6 +334,39 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pruning_forgets_old_finished_runs_and_the_oldest_audit_entries_only() {
+        use crate::runs::{RunId, RunRecord, RunStatus};
+        let store = Store::in_memory().unwrap();
+        let old: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let new: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+        let run = |id: &str, status: RunStatus, at: DateTime<Utc>| {
+            let mut r: RunRecord = serde_json::from_value(serde_json::json!({
+                "id": id, "tenant": "t", "session": null, "name": null, "image": "i", "status": "pending",
+                "exit_code": null, "stdout": "", "stderr": "", "stdout_truncated": false, "stderr_truncated": false,
+                "result": null, "usage": {"wall_ms": 0, "cpu_ms": null, "peak_memory_bytes": null},
+                "container_id": null, "container_name": "c", "container_removed": true, "error": null,
+                "path": "cold", "created_at": at, "finished_at": null
+            }))
+            .unwrap();
+            r.status = status;
+            r
+        };
+        store.put_run(&run("run_old_done", RunStatus::Succeeded, old)).unwrap();
+        store.put_run(&run("run_old_running", RunStatus::Running, old)).unwrap();
+        store.put_run(&run("run_new_done", RunStatus::Failed, new)).unwrap();
+        for i in 0..5 {
+            store.note(new, "t", "x", &format!("{i}"), "ok");
+        }
+        let cutoff: DateTime<Utc> = "2026-02-01T00:00:00Z".parse().unwrap();
+        assert_eq!(store.prune(cutoff, 3).unwrap(), (1, 2));
+        let left: Vec<String> = store.list_runs("t", 10).unwrap().into_iter().map(|r| r.id.0).collect();
+        assert_eq!(left, vec!["run_new_done", "run_old_running"]);
+        let trail: Vec<String> = store.audit_trail("t", 10).unwrap().into_iter().map(|e| e.target).collect();
+        assert_eq!(trail, vec!["4", "3", "2"]);
+        assert!(store.get_run("t", &RunId("run_old_done".into())).unwrap().is_none());
+    }
 
     #[test]
     fn ports_are_never_given_twice_and_come_back_when_released() {
