@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{find_container, mib, Caller, Detail, DialectState, Form, Params};
+use super::{find_container, mib, usage_numbers, Caller, Detail, DialectState, Form, Params};
 use crate::backend::Usage;
 use crate::relics::{status_word, RelicRecord, RelicRequest};
 use crate::runs::{RunId, RunRecord, RunRequest, RunStatus, Workload};
@@ -298,27 +298,14 @@ async fn delete_relic(
 
 /// One container's stats in the Python seeds' numbers.
 fn stats_view(c: &crate::backend::ContainerInfo, u: &Usage) -> Value {
-    let percent = match (u.memory_used, u.memory_limit) {
-        (Some(used), Some(limit)) if limit > 0 => Some(((used as f64 / limit as f64) * 10000.0).round() / 100.0),
-        _ => None,
-    };
-    json!({
-        "container_id": c.id.0,
-        "container_name": c.name,
-        "kind": c.labels.get(labels::KIND),
-        "object_id": c.labels.get(labels::OBJECT),
-        "session_id": c.labels.get(labels::SESSION),
-        "status": c.status,
-        "cpu_percent": u.cpu_percent.map(|p| (p * 100.0).round() / 100.0),
-        "memory_usage_mb": u.memory_used.map(mib),
-        "memory_limit_mb": u.memory_limit.map(mib),
-        "memory_percent": percent,
-        "network_rx_bytes": u.net_rx,
-        "network_tx_bytes": u.net_tx,
-        "block_read_bytes": u.block_read,
-        "block_write_bytes": u.block_write,
-        "pids": u.pids,
-    })
+    let mut v = usage_numbers(u);
+    v.insert("container_id".into(), json!(c.id.0));
+    v.insert("container_name".into(), json!(c.name));
+    v.insert("kind".into(), json!(c.labels.get(labels::KIND)));
+    v.insert("object_id".into(), json!(c.labels.get(labels::OBJECT)));
+    v.insert("session_id".into(), json!(c.labels.get(labels::SESSION)));
+    v.insert("status".into(), json!(c.status));
+    Value::Object(v)
 }
 
 /// Stats are sampled this many containers at a time.

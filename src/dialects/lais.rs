@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{find_agent, mib, Caller, Detail, DialectState, Form, Params};
+use super::{find_agent, usage_numbers, Caller, Detail, DialectState, Form, Params};
 use crate::agents::{AgentDefinition, AgentRecord};
 use crate::backend::LogRequest;
 use crate::http::agents::status_of;
@@ -185,22 +185,9 @@ async fn metrics(
 ) -> Result<Json<Value>, Detail> {
     let r = find_agent(&s, &tenant, &id)?;
     let u = s.app.core.backend.usage(&container_of(&r)?).await?;
-    let percent = match (u.memory_used, u.memory_limit) {
-        (Some(used), Some(limit)) if limit > 0 => Some(((used as f64 / limit as f64) * 10000.0).round() / 100.0),
-        _ => None,
-    };
-    Ok(Json(json!({
-        "id": r.definition.id,
-        "cpu_percent": u.cpu_percent.map(|p| (p * 100.0).round() / 100.0),
-        "memory_usage_mb": u.memory_used.map(mib),
-        "memory_limit_mb": u.memory_limit.map(mib),
-        "memory_percent": percent,
-        "network_rx_bytes": u.net_rx,
-        "network_tx_bytes": u.net_tx,
-        "block_read_bytes": u.block_read,
-        "block_write_bytes": u.block_write,
-        "pids": u.pids,
-    })))
+    let mut v = usage_numbers(&u);
+    v.insert("id".into(), json!(r.definition.id));
+    Ok(Json(Value::Object(v)))
 }
 
 #[derive(Debug, Deserialize)]

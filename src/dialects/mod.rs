@@ -316,6 +316,30 @@ pub async fn ensure_named_network(state: &DialectState, name: &str) -> Result<()
     }
 }
 
+/// A container's resource use in the Python seeds' numbers (MiB and
+/// percents with two places), for the caller to add its own fields to.
+pub fn usage_numbers(u: &crate::backend::Usage) -> serde_json::Map<String, serde_json::Value> {
+    let two = |x: f64| (x * 100.0).round() / 100.0;
+    let percent = match (u.memory_used, u.memory_limit) {
+        (Some(used), Some(limit)) if limit > 0 => Some(two(used as f64 / limit as f64 * 100.0)),
+        _ => None,
+    };
+    let serde_json::Value::Object(map) = serde_json::json!({
+        "cpu_percent": u.cpu_percent.map(two),
+        "memory_usage_mb": u.memory_used.map(mib),
+        "memory_limit_mb": u.memory_limit.map(mib),
+        "memory_percent": percent,
+        "network_rx_bytes": u.net_rx,
+        "network_tx_bytes": u.net_tx,
+        "block_read_bytes": u.block_read,
+        "block_write_bytes": u.block_write,
+        "pids": u.pids,
+    }) else {
+        unreachable!("a JSON object literal")
+    };
+    map
+}
+
 /// Bytes as MiB, rounded to two places, as the Python seeds print them.
 pub fn mib(bytes: u64) -> f64 {
     (bytes as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0
