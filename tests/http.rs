@@ -242,3 +242,38 @@ async fn a_running_runs_output_is_followed_to_an_exit_event_with_its_status() {
         (Some("first\nsecond\n"), Some(false))
     );
 }
+
+#[test]
+fn a_graceful_shutdown_finishes_the_request_in_flight_before_exiting() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--backend", "docker", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "berth ended before listening");
+        if let Some(a) = line.trim().strip_prefix("berth: listening on http://") {
+            break a.to_owned();
+        }
+    };
+    let body = r#"{"language": "sh", "code": "sleep 2; echo done"}"#;
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        conn,
+        "POST /v1/runs HTTP/1.1\r\nhost: berth\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(answer.contains(r#""stdout":"done\n""#), "{answer}");
+    assert!(child.wait().unwrap().success(), "a clean exit after the request was answered");
+}
