@@ -6,8 +6,9 @@
 //! `BERTH_BENCH_QUICK=1` shrinks every measurement.
 //!
 //! Pooled latency is measured while the pool keeps up: before each timed
-//! run the bench waits (untimed) until a member is ready, since a pool that
-//! is empty sends the run down the cold path. The throughput part fills the
+//! run the bench waits (untimed) until the pool is at rest (refilled to its
+//! minimum, the last member removed), since a pool that is empty sends the
+//! run down the cold path. The throughput part fills the
 //! pool with as many members as it runs, then lets refilling go on as it
 //! would in service.
 
@@ -134,6 +135,33 @@ fn main() {
     let mut verdicts: Vec<String> = Vec::new();
 
     rt.block_on(async {
+        // The pooled path's floor: the bare exec sequence (create, start with
+        // output, inspect) into a running sandbox, nothing else.
+        let mut req = berth::policy::ContainerRequest::new(
+            berth::spec::Kind::Code,
+            format!("berth-bench-exec-{}", std::process::id()),
+            "busybox:1.35",
+        );
+        req.cmd = Some(vec!["sleep".into(), "600".into()]);
+        let sandbox = backend.create(&Policy::default().admit(req).unwrap()).await.unwrap();
+        backend.start(&sandbox).await.unwrap();
+        let echo = berth::backend::ExecRequest { cmd: vec!["echo".into(), "hi".into()], ..Default::default() };
+        let mut floor = vec![];
+        for _ in 0..n + 1 {
+            let t = Instant::now();
+            assert_eq!(backend.exec(&sandbox, &echo, 1024).await.unwrap().stdout, "hi\n");
+            floor.push(t.elapsed());
+        }
+        backend.remove(&sandbox, true).await.unwrap();
+        let (f50, f99) = pct(floor[1..].to_vec());
+        rows.push([
+            format!("floor of the pooled path: a bare exec of `echo hi` into a running sandbox ({n} execs)"),
+            format!("{f50:.0} / {f99:.0} ms"),
+            "".into(),
+            "".into(),
+            "".into(),
+        ]);
+
         let (pooled, pools) = pooled_runs(&backend, &store, 2);
         for case in CASES {
             // Warm-up of each path.
@@ -143,7 +171,9 @@ fn main() {
             cli_run(case);
             let (mut p, mut c, mut d) = (vec![], vec![], vec![]);
             for _ in 0..n {
-                ready(&pools, case.language, 1).await;
+                // A request arriving at a pool at rest: refilled, the last member removed.
+                ready(&pools, case.language, 2).await;
+                pools.settle().await;
                 let t = Instant::now();
                 let path = run(&pooled, case).await;
                 p.push(t.elapsed());

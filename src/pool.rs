@@ -93,7 +93,8 @@ pub struct PoolConfig {
     pub idle_lifetime: Duration,
     /// Members × their memory limit, over all pools, must fit in this.
     pub memory_budget: ByteSize,
-    /// Members being made at once, over all pools.
+    /// Background engine operations at once (members made and removed),
+    /// over all pools, so refilling never crowds out the runs themselves.
     pub refill_concurrency: usize,
 }
 
@@ -186,7 +187,8 @@ pub struct Pools {
     clock: Arc<dyn Clock>,
     config: PoolConfig,
     pools: Mutex<BTreeMap<String, Pool>>,
-    creates: Semaphore,
+    /// Bounds background engine work: creations and removals.
+    background: Arc<Semaphore>,
     closed: AtomicBool,
     /// Background tasks (creations, removals) in flight.
     tasks: AtomicUsize,
@@ -237,7 +239,7 @@ impl Pools {
             store,
             ids,
             clock,
-            creates: Semaphore::new(config.refill_concurrency.max(1)),
+            background: Arc::new(Semaphore::new(config.refill_concurrency.max(1))),
             config,
             pools: Mutex::new(pools),
             closed: AtomicBool::new(false),
@@ -304,9 +306,17 @@ impl Pools {
         self.remove_later(member.id);
     }
 
+    /// Whether pool `name` has a member ready for a run whose spec has `key`.
+    pub fn has_ready(&self, name: &str, key: &PoolKey) -> bool {
+        let now = self.clock.now();
+        self.lock().get(name).is_some_and(|p| p.key == *key && p.idle.iter().any(|m| m.expires_at > now))
+    }
+
     fn remove_later(self: &Arc<Self>, id: ContainerId) {
         let backend = self.backend.clone();
+        let background = self.background.clone();
         self.spawn(async move {
+            let _permit = background.acquire().await;
             match backend.remove(&id, true).await {
                 Ok(()) | Err(BackendError::NotFound(_)) => {}
                 // The reaper removes it at its expiry.
@@ -356,10 +366,10 @@ impl Pools {
     }
 
     async fn make(self: Arc<Self>, name: String) {
-        let permit = self.creates.acquire().await;
+        let permit = self.background.acquire().await;
         let started = Instant::now();
         let made = match permit {
-            Ok(_) if !self.closed.load(Ordering::SeqCst) => Some(self.create_member(&name).await),
+            Ok(_permit) if !self.closed.load(Ordering::SeqCst) => Some(self.create_member(&name).await),
             _ => None,
         };
         let elapsed = started.elapsed().as_millis() as u64;

@@ -427,7 +427,18 @@ impl Runs {
     /// Runs a request to completion and returns its stored record.
     pub async fn execute(&self, req: RunRequest) -> Result<RunRecord, RunError> {
         let (id, name, spec, timeout) = self.admit(&req)?;
-        self.backend.ensure_image(&spec.image).await?;
+        // The pool that may serve the run: only code runs that fit it, whose
+        // container would go anyway (a kept container is the run's own).
+        let pool = match (&self.pools, &req.workload, PoolKey::of(&spec)) {
+            (Some(pools), Workload::Code { language, .. }, Some(key)) if req.cleanup => Some((pools, language, key)),
+            _ => None,
+        };
+        // A ready member's image is there: the check is the cold path's.
+        let mut image_checked = false;
+        if !pool.as_ref().is_some_and(|(pools, language, key)| pools.has_ready(language, key)) {
+            self.backend.ensure_image(&spec.image).await?;
+            image_checked = true;
+        }
 
         let mut record = RunRecord {
             id: id.clone(),
@@ -463,10 +474,8 @@ impl Runs {
 
         // The pooled path, while a member is there and the run fits its pool.
         let mut pooled: Option<(Member, Result<(), BackendError>)> = None;
-        if let (Some(pools), Workload::Code { language, .. }, Some(key), true) =
-            (&self.pools, &req.workload, PoolKey::of(&spec), req.cleanup)
-        {
-            while let Some(member) = pools.take(language, &key) {
+        if let Some((pools, language, key)) = &pool {
+            while let Some(member) = pools.take(language, key) {
                 match self.drive_pooled(&member, &spec, timeout, &token, &mut record).await {
                     Ok(false) => {
                         // Gone before the run started (reaped, engine restarted): the next one.
@@ -495,7 +504,11 @@ impl Runs {
                 record.container_removed = true;
                 outcome
             }
-            None => self.drive(&spec, timeout, &token, &mut record).await,
+            None if image_checked => self.drive(&spec, timeout, &token, &mut record).await,
+            None => match self.backend.ensure_image(&spec.image).await {
+                Ok(()) => self.drive(&spec, timeout, &token, &mut record).await,
+                Err(e) => Err(e),
+            },
         };
         self.active.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         if let Err(e) = outcome {

@@ -2,6 +2,8 @@
 //! runs end like cold ones, pools refill, restarts leak nothing.
 //! Every test has its own store, so its own instance label to check leaks by.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -246,4 +248,40 @@ async fn an_expired_member_carries_its_expiry_for_the_reaper_and_is_never_handed
     let run = f.runs.execute(code("sh", "echo hi")).await.unwrap();
     assert_eq!((run.status, run.path.as_str()), (RunStatus::Succeeded, "cold"), "{run:?}");
     no_leak(&f).await;
+}
+
+#[tokio::test]
+async fn the_orchestrator_serves_configured_pools_and_the_api_shows_their_counters() {
+    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let store = Arc::new(Store::in_memory().unwrap());
+    let options =
+        berth::orchestrator::Options { pools: Some(config(&[("sh", "busybox:1.35", 1)])), ..Default::default() };
+    let core = Arc::new(berth::orchestrator::Orchestrator::new(
+        backend.clone(),
+        Policy::default(),
+        store.clone(),
+        Arc::new(RandomIds),
+        Arc::new(SystemClock),
+        options,
+    ));
+    let pools = core.pools.clone().expect("pools are configured");
+    ready(&pools, "sh", 1).await;
+    let instance = store.instance_id(|| unreachable!("the pools made it")).unwrap();
+    let api = berth::http::app(berth::http::AppState::new(core, berth::http::Tokens::default()));
+    let body = serde_json::json!({"language": "sh", "code": "echo hi"});
+    let run = support::api::send(&api, "POST", "/v1/runs", None, Some(body)).await;
+    assert_eq!(
+        (run.json["status"].as_str(), run.json["path"].as_str()),
+        (Some("succeeded"), Some("pooled")),
+        "{}",
+        run.text
+    );
+    let listed = support::api::send(&api, "GET", "/v1/pools", None, None).await;
+    assert_eq!(listed.status, axum::http::StatusCode::OK);
+    let sh = &listed.json[0];
+    assert_eq!((sh["name"].as_str(), sh["image"].as_str()), (Some("sh"), Some("busybox:1.35")), "{}", listed.text);
+    assert_eq!((sh["hits"].as_u64(), sh["misses"].as_u64(), sh["min"].as_u64()), (Some(1), Some(0), Some(1)));
+    pools.shutdown().await;
+    let left = backend.list(&[format!("{}={instance}", labels::INSTANCE)]).await.unwrap();
+    assert!(left.is_empty(), "leaked: {left:?}");
 }
