@@ -197,7 +197,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     }
     let policy = Policy::new(PolicyConfig { bind_roots: config.bind_roots.clone(), ..Default::default() });
     // Warm pools where something runs: the dry run renders each run's own plan.
-    let pools = (backend.name() != berth::backend::oci::NAME).then(berth::pool::PoolConfig::default);
+    let pools = config.pools.clone().filter(|_| backend.name() != berth::backend::oci::NAME);
     let options = Options {
         ports: config.ports,
         max_runs: config.max_runs,

@@ -7,6 +7,12 @@
 //! resource use, and a [`RunStatus`]) is stored and outlives the container,
 //! which is removed when the request asks for cleanup.
 //!
+//! Two paths, one record: *cold* (a container of the run's own) and
+//! *pooled* (a code run that fits a warm pool execs in a ready member of
+//! [`crate::pool`], which is then removed). Both are raced against the same
+//! deadline and cancellation and end in the same [`conclude`]; `path` in
+//! the record says which one ran.
+//!
 //! Parameters reach the workload two ways: each as an environment variable
 //! `PARAM_<NAME>` (the name upper-cased, anything but letters, digits and
 //! `_` turned into `_`; strings as they are, other values as JSON), and all
