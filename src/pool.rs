@@ -258,7 +258,9 @@ impl Pools {
 
     /// A ready member of pool `name` for a run whose spec has `key`, or
     /// `None` (a miss: the pool is empty, or the run does not fit it).
-    /// Expired members met on the way are removed. Starts a refill.
+    /// Expired members met on the way are removed. A miss starts a refill; a
+    /// hit leaves it to [`Pools::release`], so making the next member does not
+    /// compete with the run for the engine.
     pub fn take(self: &Arc<Self>, name: &str, key: &PoolKey) -> Option<Member> {
         let now = self.clock.now();
         let mut expired = Vec::new();
@@ -287,7 +289,9 @@ impl Pools {
         for m in expired {
             self.remove_later(m.id);
         }
-        self.refill();
+        if taken.is_none() {
+            self.refill();
+        }
         taken
     }
 
@@ -299,11 +303,14 @@ impl Pools {
             pool.lost += 1;
         }
         self.remove_later(member.id);
+        self.refill();
     }
 
-    /// A member whose run is over: removed in the background, never reused.
+    /// A member whose run is over: removed in the background, never reused;
+    /// its pool is refilled.
     pub fn release(self: &Arc<Self>, member: Member) {
         self.remove_later(member.id);
+        self.refill();
     }
 
     /// Whether pool `name` has a member ready for a run whose spec has `key`.
