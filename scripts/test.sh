@@ -8,7 +8,7 @@
 #      committed recordings and over a fresh recording made just now (freshness);
 #   4. the benchmark binaries in quick mode, so they keep working (numbers in
 #      README.md come from full runs: cargo bench -p engine-api --bench engine,
-#      cargo bench -p berth --bench orchestration);
+#      cargo bench -p berth --bench orchestration, cargo bench -p berth --bench pools);
 #   5. schemathesis against the native API's OpenAPI on the oci-dry-run backend
 #      (BERTH_API_FUZZ_SECONDS, default 60): no 5xx, no crash;
 #   6. every fuzz target for a bounded time (BERTH_FUZZ_SECONDS, default 30).
@@ -39,6 +39,7 @@ step "benchmarks (quick mode)"
 BERTH_BENCH_QUICK=1 cargo bench -p engine-api --bench engine
 BERTH_BENCH_QUICK=1 cargo bench -p berth --bench orchestration
 BERTH_BENCH_QUICK=1 cargo bench -p berth --bench http
+BERTH_BENCH_QUICK=1 cargo bench -p berth --bench pools
 
 step "API fuzzing: schemathesis against berth serve on the oci-dry-run backend (${BERTH_API_FUZZ_SECONDS:-60} s)"
 bash scripts/api-fuzz.sh "${BERTH_API_FUZZ_SECONDS:-60}"

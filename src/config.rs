@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::agents::PortRange;
 use crate::dialects::{parse_dialect_flag, Dialect, SeedEnv};
+use crate::pool::PoolConfig;
 use crate::recovery::Orphans;
 
 /// Which backend serves.
@@ -49,6 +50,51 @@ pub enum DialectEntry {
     At(String),
 }
 
+/// Warm pools in the file: `pools = false`, or a `[pools]` table sizing
+/// every configured pool (`min`, `max`, `idle_seconds`, `memory_budget`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PoolsEntry {
+    On(bool),
+    Sized(PoolsTable),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolsTable {
+    pub min: Option<usize>,
+    pub max: Option<usize>,
+    pub idle_seconds: Option<u64>,
+    /// Members × their memory limit, over all pools (`2g`).
+    pub memory_budget: Option<String>,
+}
+
+impl PoolsEntry {
+    /// The pools this entry asks for: the defaults, resized; `None` when off.
+    fn resolve(entry: Option<PoolsEntry>) -> Result<Option<PoolConfig>, String> {
+        let table = match entry {
+            None | Some(PoolsEntry::On(true)) => PoolsTable::default(),
+            Some(PoolsEntry::On(false)) => return Ok(None),
+            Some(PoolsEntry::Sized(t)) => t,
+        };
+        let mut config = PoolConfig::default();
+        for pool in config.pools.values_mut() {
+            pool.min = table.min.unwrap_or(pool.min);
+            pool.max = table.max.unwrap_or(pool.max.max(pool.min));
+            if pool.min > pool.max {
+                return Err(format!("pools: min {} is above max {}", pool.min, pool.max));
+            }
+        }
+        if let Some(s) = table.idle_seconds {
+            config.idle_lifetime = std::time::Duration::from_secs(s.max(1));
+        }
+        if let Some(b) = &table.memory_budget {
+            config.memory_budget = b.parse().map_err(|e| format!("pools: memory_budget: {e}"))?;
+        }
+        Ok(Some(config))
+    }
+}
+
 /// The configuration file. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +118,8 @@ pub struct FileConfig {
     pub max_runs_per_tenant: Option<usize>,
     /// Run containers the store does not know, at start-up: `remove` or `keep`.
     pub orphans: Option<Orphans>,
+    /// Warm pools for code runs (on by default).
+    pub pools: Option<PoolsEntry>,
 }
 
 impl FileConfig {
@@ -103,6 +151,8 @@ pub struct ServeConfig {
     pub max_runs: usize,
     pub max_runs_per_tenant: usize,
     pub orphans: Orphans,
+    /// Warm pools (`None`: off); used where something runs, not on the dry run.
+    pub pools: Option<PoolConfig>,
     pub seeds: SeedEnv,
 }
 
@@ -166,6 +216,7 @@ impl ServeConfig {
                 Some(v) => v.parse()?,
                 None => file.orphans.unwrap_or_default(),
             },
+            pools: PoolsEntry::resolve(file.pools)?,
             seeds: SeedEnv::from_vars(vars)?,
         };
         config.check()?;
@@ -268,5 +319,17 @@ mod tests {
         )
         .is_err());
         assert!(FileConfig::parse("surprise = 1").is_err());
+    }
+
+    #[test]
+    fn pools_are_on_by_default_and_may_be_resized_or_turned_off() {
+        let resolve = |text: &str| ServeConfig::resolve(FileConfig::parse(text).unwrap(), &vars(&[]), Flags::default());
+        assert_eq!(resolve("").unwrap().pools, Some(PoolConfig::default()));
+        assert_eq!(resolve("pools = false").unwrap().pools, None);
+        let sized = resolve("[pools]\nmin = 3\nmax = 6\nidle_seconds = 60\nmemory_budget = \"4g\"\n").unwrap();
+        let sized = sized.pools.unwrap();
+        assert!(sized.pools.values().all(|p| (p.min, p.max) == (3, 6)));
+        assert_eq!((sized.idle_lifetime.as_secs(), sized.memory_budget.bytes()), (60, 4 << 30));
+        assert!(resolve("[pools]\nmin = 5\nmax = 2\n").unwrap_err().contains("min 5 is above max 2"));
     }
 }

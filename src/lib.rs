@@ -19,6 +19,7 @@ pub mod ids;
 pub mod orchestrator;
 pub mod output;
 pub mod policy;
+pub mod pool;
 pub mod reaper;
 pub mod recovery;
 pub mod relics;

@@ -196,9 +196,16 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
         Err(e) => eprintln!("berth: docker backend, engine not reachable yet ({e})"),
     }
     let policy = Policy::new(PolicyConfig { bind_roots: config.bind_roots.clone(), ..Default::default() });
-    let options =
-        Options { ports: config.ports, max_runs: config.max_runs, max_runs_per_tenant: config.max_runs_per_tenant };
+    // Warm pools where something runs: the dry run renders each run's own plan.
+    let pools = config.pools.clone().filter(|_| backend.name() != berth::backend::oci::NAME);
+    let options = Options {
+        ports: config.ports,
+        max_runs: config.max_runs,
+        max_runs_per_tenant: config.max_runs_per_tenant,
+        pools,
+    };
     let core = Arc::new(Orchestrator::new(backend, policy, store, ids, clock, options));
+    let pools = core.pools.clone();
     let reaping = core.reaper.clone().spawn(Duration::from_secs(30));
     let state = berth::http::AppState::new(core, berth::http::Tokens(config.tokens.clone()));
 
@@ -236,6 +243,9 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
         done??;
     }
     reaping.abort();
+    if let Some(pools) = pools {
+        pools.shutdown().await;
+    }
     Ok(())
 }
 

@@ -14,13 +14,14 @@ use crate::agents::{Agents, PortRange};
 use crate::backend::Backend;
 use crate::ids::{Clock, IdSource};
 use crate::policy::Policy;
+use crate::pool::{PoolConfig, Pools};
 use crate::reaper::Reaper;
 use crate::relics::Relics;
 use crate::runs::Runs;
 use crate::store::Store;
 
 /// The knobs of the core that are not policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Host ports published for agents come from here.
     pub ports: PortRange,
@@ -28,11 +29,16 @@ pub struct Options {
     pub max_runs: usize,
     /// Runs in flight at once for one tenant.
     pub max_runs_per_tenant: usize,
+    /// Warm pools for code runs. Off by default, so a core built with
+    /// `Options::default()` (the recorded hermetic scenarios, the CLI's
+    /// one-shot `berth run`) sends exactly the cold path's requests;
+    /// `berth serve` turns them on with [`PoolConfig::default`].
+    pub pools: Option<PoolConfig>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { ports: PortRange::default(), max_runs: 32, max_runs_per_tenant: 8 }
+        Options { ports: PortRange::default(), max_runs: 32, max_runs_per_tenant: 8, pools: None }
     }
 }
 
@@ -45,6 +51,8 @@ pub struct Orchestrator {
     pub agents: Arc<Agents>,
     pub relics: Arc<Relics>,
     pub reaper: Arc<Reaper>,
+    /// The warm pools, when configured (and admitted by the policy).
+    pub pools: Option<Arc<Pools>>,
     pub options: Options,
 }
 
@@ -57,9 +65,20 @@ impl Orchestrator {
         clock: Arc<dyn Clock>,
         options: Options,
     ) -> Self {
-        let runs =
+        let pools = options.pools.clone().and_then(|config| {
+            Pools::new(backend.clone(), &policy, store.clone(), ids.clone(), clock.clone(), config)
+                .inspect_err(|e| tracing::error!(%e, "warm pools refused by policy; every run takes the cold path"))
+                .ok()
+        });
+        let mut runs =
             Runs::new(backend.clone(), policy.clone(), store.clone(), ids.clone(), clock.clone(), options.max_runs)
                 .with_per_tenant_limit(options.max_runs_per_tenant);
+        if let Some(pools) = &pools {
+            runs = runs.with_pools(pools.clone());
+            // Fills the pools in the background (a no-op outside a runtime:
+            // the first run's take starts it then).
+            pools.refill();
+        }
         let agents =
             Agents::new(backend.clone(), policy.clone(), store.clone(), ids.clone(), clock.clone(), options.ports);
         let relics = Relics::new(backend.clone(), policy.clone(), store.clone(), ids, clock.clone());
@@ -73,6 +92,7 @@ impl Orchestrator {
             agents: Arc::new(agents),
             relics: Arc::new(relics),
             reaper: Arc::new(reaper),
+            pools,
             options,
         }
     }

@@ -5,6 +5,8 @@
 //! containers the store does not know are orphans: removed, or kept where
 //! configured (for an operator to look at; the reaper still ends them at
 //! their expiry).
+//! Warm-pool members of this instance are removed: they are made for one
+//! run of a live pool, and the pools start empty with the new process.
 //! Agents and relics outlive berth by design and are left as they are.
 
 use std::collections::HashSet;
@@ -48,6 +50,9 @@ pub struct RecoveryReport {
     pub containers_removed: Vec<String>,
     /// Orphans left in place (`Orphans::Keep`).
     pub orphans_kept: Vec<String>,
+    /// Warm-pool members left by an earlier process of this instance.
+    #[serde(default)]
+    pub pool_members_removed: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +92,15 @@ pub async fn recover(
         run.finished_at = Some(clock.now());
         store.put_run(&run)?;
         report.runs_failed.push((run.id.0.clone(), reason.to_owned()));
+    }
+    // Warm-pool members of this instance serve no run any more: never adopted
+    // (a member serves one run and its pool's counters died with the process).
+    let pooled = [labels::MANAGED.to_owned(), labels::POOL.to_owned(), format!("{}={instance}", labels::INSTANCE)];
+    for c in backend.list(&pooled).await? {
+        match backend.remove(&c.id, true).await {
+            Ok(()) | Err(BackendError::NotFound(_)) => report.pool_members_removed.push(c.name),
+            Err(e) => return Err(e.into()),
+        }
     }
     for kind in ["tool", "code"] {
         let filter = [

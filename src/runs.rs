@@ -7,6 +7,12 @@
 //! resource use, and a [`RunStatus`]) is stored and outlives the container,
 //! which is removed when the request asks for cleanup.
 //!
+//! Two paths, one record: *cold* (a container of the run's own) and
+//! *pooled* (a code run that fits a warm pool execs in a ready member of
+//! [`crate::pool`], which is then removed). Both are raced against the same
+//! deadline and cancellation and end in the same [`conclude`]; `path` in
+//! the record says which one ran.
+//!
 //! Parameters reach the workload two ways: each as an environment variable
 //! `PARAM_<NAME>` (the name upper-cased, anything but letters, digits and
 //! `_` turned into `_`; strings as they are, other values as JSON), and all
@@ -22,10 +28,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, BackendError, LogRequest, Stream, Usage};
+use crate::backend::{Backend, BackendError, ExecRequest, LogRequest, Stream, Usage};
 use crate::ids::{Clock, IdSource};
 use crate::output::CappedOutput;
 use crate::policy::{ContainerRequest, Policy, PolicyViolation};
+use crate::pool::{Member, PoolKey, Pools};
 use crate::spec::{labels, ContainerId, ContainerSpec, Kind};
 use crate::store::{Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
@@ -119,10 +126,12 @@ impl RunRequest {
 /// Resource use of a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunUsage {
-    /// From start to exit.
+    /// From start to exit (pooled: from the exec's creation to its exit).
     pub wall_ms: u64,
     /// CPU time, from the last stats sample before the exit (sampled about once
-    /// a second, so a very short run may have none).
+    /// a second, so a very short run may have none). `None` for pooled runs:
+    /// the member's counters include its idle process and the time before
+    /// the run, and sampling them would cost the round trips pools save.
     pub cpu_ms: Option<u64>,
     pub peak_memory_bytes: Option<u64>,
 }
@@ -146,6 +155,9 @@ pub struct RunRecord {
     pub usage: RunUsage,
     pub container_id: Option<String>,
     pub container_name: String,
+    /// The container is gone. For a pooled run: its removal was ordered, in
+    /// the background so the answer is not delayed (the reaper removes it at
+    /// its expiry should that fail).
     pub container_removed: bool,
     /// Why a run failed without an exit code, or what went wrong around it.
     pub error: Option<String>,
@@ -211,6 +223,8 @@ pub struct Runs {
     /// Runs in flight at once per tenant.
     per_tenant: usize,
     tenant_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Warm sandboxes for code runs, when configured.
+    pools: Option<Arc<Pools>>,
 }
 
 /// How a run ended, before it is written down.
@@ -219,6 +233,52 @@ enum Ending {
     TimedOut,
     Cancelled,
     Broken(String),
+}
+
+/// What a run left, however it ran: what [`conclude`] writes down.
+struct Outcome {
+    ending: Ending,
+    exit_code: Option<i64>,
+    oom_killed: bool,
+    stdout: String,
+    stdout_truncated: bool,
+    stderr: String,
+    stderr_truncated: bool,
+    usage: RunUsage,
+}
+
+/// The one place a run's status, output, result and usage are decided, for
+/// the cold and the pooled path alike.
+fn conclude(record: &mut RunRecord, o: Outcome) {
+    record.exit_code = o.exit_code;
+    record.status = match o.ending {
+        Ending::Cancelled => RunStatus::Cancelled,
+        Ending::TimedOut => RunStatus::TimedOut,
+        _ if o.oom_killed => RunStatus::OomKilled,
+        Ending::Exited(0) => RunStatus::Succeeded,
+        Ending::Exited(_) => RunStatus::Failed,
+        Ending::Broken(why) => {
+            record.error = Some(why);
+            RunStatus::Failed
+        }
+    };
+    record.stdout_truncated = o.stdout_truncated;
+    record.stderr_truncated = o.stderr_truncated;
+    record.stdout = o.stdout;
+    record.stderr = o.stderr;
+    record.result = if record.stdout_truncated { None } else { parse_result(&record.stdout) };
+    record.usage = o.usage;
+}
+
+/// A member's cgroup counts its OOM kills: `oom_kill N` in `memory.oom_control`
+/// (cgroup v1) or `memory.events` (v2).
+const OOM_PROBE: [&str; 3] = ["cat", "/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events"];
+
+/// Whether the probe's output reports at least one OOM kill.
+pub fn oom_kills_reported(probe_output: &str) -> bool {
+    probe_output
+        .lines()
+        .any(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse::<u64>().ok()).is_some_and(|n| n > 0))
 }
 
 impl Runs {
@@ -241,7 +301,18 @@ impl Runs {
             slots: Semaphore::new(max_concurrent.max(1)),
             per_tenant: max_concurrent.max(1),
             tenant_slots: Mutex::new(HashMap::new()),
+            pools: None,
         }
+    }
+
+    /// Serves code runs that fit a pool from its warm members.
+    pub fn with_pools(mut self, pools: Arc<Pools>) -> Self {
+        self.pools = Some(pools);
+        self
+    }
+
+    pub fn pools(&self) -> Option<&Arc<Pools>> {
+        self.pools.as_ref()
     }
 
     /// Bounds the runs one tenant may have in flight (default: the global bound).
@@ -362,7 +433,18 @@ impl Runs {
     /// Runs a request to completion and returns its stored record.
     pub async fn execute(&self, req: RunRequest) -> Result<RunRecord, RunError> {
         let (id, name, spec, timeout) = self.admit(&req)?;
-        self.backend.ensure_image(&spec.image).await?;
+        // The pool that may serve the run: only code runs that fit it, whose
+        // container would go anyway (a kept container is the run's own).
+        let pool = match (&self.pools, &req.workload, PoolKey::of(&spec)) {
+            (Some(pools), Workload::Code { language, .. }, Some(key)) if req.cleanup => Some((pools, language, key)),
+            _ => None,
+        };
+        // A ready member's image is there: the check is the cold path's.
+        let mut image_checked = false;
+        if !pool.as_ref().is_some_and(|(pools, language, key)| pools.has_ready(language, key)) {
+            self.backend.ensure_image(&spec.image).await?;
+            image_checked = true;
+        }
 
         let mut record = RunRecord {
             id: id.clone(),
@@ -396,13 +478,50 @@ impl Runs {
         let _tenant_slot = tenant_slots.acquire().await.map_err(closed)?;
         let _slot = self.slots.acquire().await.map_err(closed)?;
 
-        let outcome = self.drive(&spec, timeout, &token, &mut record).await;
+        // The pooled path, while a member is there and the run fits its pool.
+        let mut pooled: Option<(Member, Result<(), BackendError>)> = None;
+        if let Some((pools, language, key)) = &pool {
+            while let Some(member) = pools.take(language, key) {
+                match self.drive_pooled(&member, &spec, timeout, &token, &mut record).await {
+                    Ok(false) => {
+                        // Gone before the run started (reaped, engine restarted): the next one.
+                        pools.lost(member);
+                        record.container_id = None;
+                        record.container_name = name.clone();
+                        record.status = RunStatus::Pending;
+                    }
+                    Ok(true) => {
+                        pooled = Some((member, Ok(())));
+                        break;
+                    }
+                    Err(e) => {
+                        pooled = Some((member, Err(e)));
+                        break;
+                    }
+                }
+            }
+        }
+        let outcome = match pooled {
+            Some((member, outcome)) => {
+                // Never reused: removed in the background.
+                if let Some(pools) = &self.pools {
+                    pools.release(member);
+                }
+                record.container_removed = true;
+                outcome
+            }
+            None if image_checked => self.drive(&spec, timeout, &token, &mut record).await,
+            None => match self.backend.ensure_image(&spec.image).await {
+                Ok(()) => self.drive(&spec, timeout, &token, &mut record).await,
+                Err(e) => Err(e),
+            },
+        };
         self.active.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         if let Err(e) = outcome {
             record.status = RunStatus::Failed;
             record.error = Some(e.to_string());
         }
-        if req.cleanup {
+        if req.cleanup && !record.container_removed {
             if let Some(cid) = &record.container_id {
                 match self.backend.remove(&ContainerId(cid.clone()), true).await {
                     Ok(()) | Err(BackendError::NotFound(_)) => record.container_removed = true,
@@ -468,23 +587,7 @@ impl Runs {
         };
         sampler.abort();
         let state = self.backend.state(&cid).await?;
-        record.exit_code = exit_code.or(state.exit_code);
-        record.status = match ending {
-            Ending::Cancelled => RunStatus::Cancelled,
-            Ending::TimedOut => RunStatus::TimedOut,
-            _ if state.oom_killed => RunStatus::OomKilled,
-            Ending::Exited(0) => RunStatus::Succeeded,
-            Ending::Exited(_) => RunStatus::Failed,
-            Ending::Broken(ref why) => {
-                record.error = Some(why.clone());
-                RunStatus::Failed
-            }
-        };
-        // A backend that renders plans ran nothing: the run ends with its plan.
-        if let Some(plan) = self.backend.plan(&cid).await? {
-            record.status = RunStatus::DryRun;
-            record.plan = Some(plan);
-        }
+        let plan = self.backend.plan(&cid).await?;
 
         let cap = self.policy.config.output_cap;
         let (mut out, mut err) = (CappedOutput::new(cap), CappedOutput::new(cap));
@@ -496,18 +599,121 @@ impl Runs {
                 Stream::Stdout | Stream::Console => out.push(&chunk.data),
             }
         }
-        record.stdout_truncated = out.truncated();
-        record.stderr_truncated = err.truncated();
-        record.stdout = out.into_text();
-        record.stderr = err.into_text();
-        record.result = if record.stdout_truncated { None } else { parse_result(&record.stdout) };
         let usage = last_usage.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        record.usage = RunUsage {
-            wall_ms: wall.as_millis() as u64,
-            cpu_ms: usage.as_ref().map(|u| u.cpu_time_ns / 1_000_000),
-            peak_memory_bytes: usage.and_then(|u| u.memory_peak),
-        };
+        let (stdout_truncated, stderr_truncated) = (out.truncated(), err.truncated());
+        conclude(
+            record,
+            Outcome {
+                ending,
+                exit_code: exit_code.or(state.exit_code),
+                oom_killed: state.oom_killed,
+                stdout: out.into_text(),
+                stdout_truncated,
+                stderr: err.into_text(),
+                stderr_truncated,
+                usage: RunUsage {
+                    wall_ms: wall.as_millis() as u64,
+                    cpu_ms: usage.as_ref().map(|u| u.cpu_time_ns / 1_000_000),
+                    peak_memory_bytes: usage.and_then(|u| u.memory_peak),
+                },
+            },
+        );
+        // A backend that renders plans ran nothing: the run ends with its plan.
+        if let Some(plan) = plan {
+            record.status = RunStatus::DryRun;
+            record.plan = Some(plan);
+        }
         Ok(())
+    }
+
+    /// Execs the run in a warm member, raced against the deadline and the
+    /// cancellation like the cold path (the member is killed, which ends the
+    /// exec); fills in the record. `Ok(false)`: the member was gone before
+    /// the run started, nothing ran.
+    async fn drive_pooled(
+        &self,
+        member: &Member,
+        spec: &ContainerSpec,
+        timeout: Duration,
+        token: &CancellationToken,
+        record: &mut RunRecord,
+    ) -> Result<bool, BackendError> {
+        record.container_id = Some(member.id.0.clone());
+        record.container_name = member.name.clone();
+        record.path = "pooled".into();
+        record.status = RunStatus::Running;
+        if let Err(e) = self.store.put_run(record) {
+            tracing::warn!(%e, "run record not updated");
+        }
+        let request = ExecRequest {
+            cmd: spec.cmd.clone().unwrap_or_default(),
+            env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            working_dir: None,
+            user: None,
+        };
+        let cap = self.policy.config.output_cap;
+        let started = Instant::now();
+        let exec = self.backend.exec(&member.id, &request, cap);
+        tokio::pin!(exec);
+        let (ending, output) = tokio::select! {
+            out = &mut exec => match out {
+                Ok(out) => (Ending::Exited(out.exit_code), Some(out)),
+                Err(BackendError::NotFound(_) | BackendError::Conflict(_)) => {
+                    record.path = "cold".into();
+                    return Ok(false);
+                }
+                Err(e) => (Ending::Broken(e.to_string()), None),
+            },
+            _ = tokio::time::sleep(timeout) => (Ending::TimedOut, None),
+            _ = token.cancelled() => (Ending::Cancelled, None),
+        };
+        let output = match (&ending, output) {
+            (Ending::TimedOut | Ending::Cancelled, _) => {
+                self.backend.kill(&member.id).await?;
+                tokio::time::timeout(Duration::from_secs(10), exec).await.ok().and_then(Result::ok)
+            }
+            (_, output) => output,
+        };
+        let wall = started.elapsed();
+        // 137 without berth's kill: the member's cgroup tells whether it was the OOM killer.
+        let oom_killed = match ending {
+            Ending::Exited(137) => {
+                let probe =
+                    ExecRequest { cmd: OOM_PROBE.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+                match self.backend.exec(&member.id, &probe, 4096).await {
+                    Ok(out) => oom_kills_reported(&out.stdout),
+                    // The OOM killer took the member's own process with it.
+                    Err(_) => self.backend.state(&member.id).await.map(|s| s.oom_killed || !s.running).unwrap_or(false),
+                }
+            }
+            _ => false,
+        };
+        let output = output.unwrap_or(crate::backend::ExecOutput {
+            exit_code: -1,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+        });
+        let exit_code = match ending {
+            Ending::Broken(_) => None,
+            _ if output.exit_code >= 0 => Some(output.exit_code),
+            _ => None,
+        };
+        conclude(
+            record,
+            Outcome {
+                ending,
+                exit_code,
+                oom_killed,
+                stdout: output.stdout,
+                stdout_truncated: output.stdout_truncated,
+                stderr: output.stderr,
+                stderr_truncated: output.stderr_truncated,
+                usage: RunUsage { wall_ms: wall.as_millis() as u64, cpu_ms: None, peak_memory_bytes: None },
+            },
+        );
+        Ok(true)
     }
 }
 
@@ -550,6 +756,14 @@ mod tests {
         assert_eq!(parse_result("working...\n{\"ok\":true}\n"), Some(serde_json::json!({"ok":true})));
         assert_eq!(parse_result("plain text\n"), None);
         assert_eq!(parse_result(""), None);
+    }
+
+    #[test]
+    fn an_oom_kill_is_read_from_either_cgroup_version() {
+        assert!(oom_kills_reported("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n"));
+        assert!(oom_kills_reported("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"));
+        assert!(!oom_kills_reported("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"));
+        assert!(!oom_kills_reported(""));
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub mod labels {
     pub const EXPIRES_AT: &str = "io.berth.expires-at";
     /// The berth instance (its store) that made the container.
     pub const INSTANCE: &str = "io.berth.instance";
+    /// The warm pool a sandbox was made for (it serves one run, then goes).
+    pub const POOL: &str = "io.berth.pool";
 }
 
 /// Which network a container joins.

@@ -114,6 +114,7 @@ async fn health_readiness_and_the_openapi_document_cover_every_route() {
         "/v1/agents/{id}/stop",
         "/v1/audit",
         "/v1/health",
+        "/v1/pools",
         "/v1/ready",
         "/v1/relics",
         "/v1/relics/{id}",
@@ -174,6 +175,14 @@ fn berth_serve_answers_on_a_real_socket_and_refuses_a_public_address_without_tok
     // SIGTERM: a graceful shutdown, and a clean exit.
     std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(child.wait().unwrap().success());
+    // …which removes the warm pools' members it made.
+    let store = berth::store::Store::open(&data.path().join("berth.db")).unwrap();
+    let instance = store.instance_id(|| "none-made".into()).unwrap();
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=io.berth.instance={instance}")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&left.stdout), "", "no container of this berth is left");
 }
 
 #[tokio::test]

@@ -320,7 +320,14 @@ impl Backend for DockerBackend {
         }
         let inspect = self.docker.inspect_exec(&exec).await.map_err(engine_err)?;
         let exit_code = inspect.exit_code.ok_or_else(|| BackendError::Engine("the exec has no exit code".into()))?;
-        Ok(ExecOutput { exit_code, stdout: out.into_text(), stderr: err.into_text() })
+        let (stdout_truncated, stderr_truncated) = (out.truncated(), err.truncated());
+        Ok(ExecOutput {
+            exit_code,
+            stdout: out.into_text(),
+            stderr: err.into_text(),
+            stdout_truncated,
+            stderr_truncated,
+        })
     }
 
     async fn exec_interactive(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecSession, BackendError> {

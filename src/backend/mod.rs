@@ -138,6 +138,11 @@ pub struct ExecOutput {
     pub exit_code: i64,
     pub stdout: String,
     pub stderr: String,
+    /// Output beyond the cap was dropped (the text ends with a marker line).
+    #[serde(default)]
+    pub stdout_truncated: bool,
+    #[serde(default)]
+    pub stderr_truncated: bool,
 }
 
 /// An interactive exec: write its stdin (end it with `shutdown`), read its

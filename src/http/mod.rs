@@ -148,6 +148,7 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> 
         ops::health,
         ops::ready,
         ops::audit,
+        ops::pools,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, follow::FollowEvent))
 )]

@@ -1,5 +1,5 @@
 //! Operating berth over HTTP: liveness, readiness (which reports the
-//! engine) and the caller's audit trail.
+//! engine), the caller's audit trail and the warm pools' numbers.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,7 +13,11 @@ use super::error::{ApiError, ErrorBody};
 use super::{AppState, Query, Tenant};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/health", get(health)).route("/v1/ready", get(ready)).route("/v1/audit", get(audit))
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/ready", get(ready))
+        .route("/v1/audit", get(audit))
+        .route("/v1/pools", get(pools))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -76,4 +80,57 @@ pub async fn audit(
             .map(|e| AuditView { at: e.at, action: e.action, target: e.target, outcome: e.outcome })
             .collect(),
     ))
+}
+
+/// A warm pool of code sandboxes and its counters.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PoolView {
+    /// The language the pool serves.
+    pub name: String,
+    pub image: String,
+    /// Members ready now.
+    pub idle: usize,
+    /// Members being made now.
+    pub creating: usize,
+    pub min: usize,
+    pub max: usize,
+    /// Runs served by a member.
+    pub hits: u64,
+    /// Runs of the language that took the cold path (the pool was empty, or
+    /// the run did not fit the pool's limits).
+    pub misses: u64,
+    /// Members made.
+    pub refills: u64,
+    pub refill_failures: u64,
+    /// Members found gone when taken.
+    pub lost: u64,
+    /// How long the last member took to be created and started.
+    pub last_refill_ms: Option<u64>,
+}
+
+/// The warm pools (empty when pools are off). They serve every tenant; any
+/// authenticated caller may read their numbers.
+#[utoipa::path(get, path = "/v1/pools",
+    responses((status = 200, body = Vec<PoolView>), (status = 401, body = ErrorBody)))]
+pub async fn pools(State(s): State<AppState>, Tenant(_): Tenant) -> Json<Vec<PoolView>> {
+    let stats = s.core.pools.as_ref().map(|p| p.stats()).unwrap_or_default();
+    Json(
+        stats
+            .into_iter()
+            .map(|p| PoolView {
+                name: p.name,
+                image: p.image,
+                idle: p.idle,
+                creating: p.creating,
+                min: p.min,
+                max: p.max,
+                hits: p.hits,
+                misses: p.misses,
+                refills: p.refills,
+                refill_failures: p.refill_failures,
+                lost: p.lost,
+                last_refill_ms: p.last_refill_ms,
+            })
+            .collect(),
+    )
 }

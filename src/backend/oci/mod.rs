@@ -276,7 +276,13 @@ impl Backend for OciDryRun {
 
     async fn exec(&self, id: &ContainerId, _request: &ExecRequest, _cap: usize) -> Result<ExecOutput, BackendError> {
         self.running(id)?;
-        Ok(ExecOutput { exit_code: 0, stdout: NOTHING_RAN.into(), stderr: String::new() })
+        Ok(ExecOutput {
+            exit_code: 0,
+            stdout: NOTHING_RAN.into(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+        })
     }
 
     async fn exec_interactive(&self, id: &ContainerId, _request: &ExecRequest) -> Result<ExecSession, BackendError> {

@@ -1,0 +1,287 @@
+//! Warm pools against the real engine: one member serves one run, pooled
+//! runs end like cold ones, pools refill, restarts leak nothing.
+//! Every test has its own store, so its own instance label to check leaks by.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth::backend::docker::DockerBackend;
+use berth::backend::Backend;
+use berth::ids::{IdSource, RandomIds, SystemClock};
+use berth::policy::Policy;
+use berth::pool::{PoolConfig, PoolSpec, PoolStats, Pools};
+use berth::runs::{RunRequest, RunStatus, Runs, Workload};
+use berth::spec::labels;
+use berth::store::Store;
+use berth::units::ByteSize;
+
+struct Fixture {
+    runs: Arc<Runs>,
+    pools: Arc<Pools>,
+    backend: Arc<dyn Backend>,
+    store: Arc<Store>,
+    instance: String,
+}
+
+fn config(pools: &[(&str, &str, usize)]) -> PoolConfig {
+    let pools: BTreeMap<String, PoolSpec> = pools
+        .iter()
+        .map(|(name, image, min)| (name.to_string(), PoolSpec { image: image.to_string(), min: *min, max: min + 2 }))
+        .collect();
+    PoolConfig { pools, ..Default::default() }
+}
+
+fn fixture(config: PoolConfig) -> Fixture {
+    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let store = Arc::new(Store::in_memory().unwrap());
+    let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
+    let instance = store.instance_id(|| ids.next_hex()).unwrap();
+    let policy = Policy::default();
+    let pools =
+        Pools::new(backend.clone(), &policy, store.clone(), ids.clone(), Arc::new(SystemClock), config).unwrap();
+    let runs =
+        Runs::new(backend.clone(), policy, store.clone(), ids, Arc::new(SystemClock), 8).with_pools(pools.clone());
+    pools.refill();
+    Fixture { runs: Arc::new(runs), pools, backend, store, instance }
+}
+
+fn stats(pools: &Pools, name: &str) -> PoolStats {
+    pools.stats().into_iter().find(|s| s.name == name).unwrap()
+}
+
+/// Waits until pool `name` has `n` members ready.
+async fn ready(pools: &Pools, name: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stats(pools, name).idle < n {
+        assert!(Instant::now() < deadline, "pool {name} never reached {n}: {:?}", stats(pools, name));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Shuts the pools down and checks that nothing of this instance is left.
+async fn no_leak(f: &Fixture) {
+    f.pools.shutdown().await;
+    let mine = [format!("{}={}", labels::INSTANCE, f.instance)];
+    let left = f.backend.list(&mine).await.unwrap();
+    assert!(left.is_empty(), "leaked: {:?}", left.iter().map(|c| &c.name).collect::<Vec<_>>());
+}
+
+fn code(language: &str, code: &str) -> RunRequest {
+    RunRequest::new("t1", Workload::Code { language: language.into(), code: code.into() })
+}
+
+#[tokio::test]
+async fn a_file_or_process_left_by_a_pooled_run_is_not_seen_by_the_next_one() {
+    let f = fixture(config(&[("sh", "busybox:1.35", 1)]));
+    ready(&f.pools, "sh", 1).await;
+    let first = f
+        .runs
+        .execute(code("sh", "echo secret > /tmp/left; nohup sleep 300 >/dev/null 2>&1 & echo planted; id -u"))
+        .await
+        .unwrap();
+    assert_eq!((first.status, first.path.as_str()), (RunStatus::Succeeded, "pooled"), "{first:?}");
+    assert_eq!(first.stdout, "planted\n65534\n", "the member runs as the sandbox user");
+    assert!(first.container_removed);
+
+    ready(&f.pools, "sh", 1).await;
+    let second = f
+        .runs
+        .execute(code(
+            "sh",
+            "test -e /tmp/left && echo file-seen; ps | grep -q '[s]leep 300' && echo process-seen; \
+             touch /not-tmp 2>/dev/null && echo root-writable; echo clean",
+        ))
+        .await
+        .unwrap();
+    assert_eq!((second.status, second.path.as_str()), (RunStatus::Succeeded, "pooled"), "{second:?}");
+    assert_eq!(second.stdout, "clean\n");
+    assert_ne!(first.container_id, second.container_id, "one member serves one run");
+    let stored = f.store.get_run("t1", &second.id).unwrap().unwrap();
+    assert_eq!(stored.path, "pooled");
+    assert_eq!(stats(&f.pools, "sh").hits, 2);
+    no_leak(&f).await;
+}
+
+#[tokio::test]
+async fn parameters_and_environment_reach_a_pooled_run_and_json_output_is_its_result() {
+    let f = fixture(config(&[("python", "python:3.11-slim", 1)]));
+    ready(&f.pools, "python", 1).await;
+    let mut req = code(
+        "python",
+        "import json, os; print(json.dumps({'p': os.environ['PARAM_FILE'], 'all': json.loads(os.environ['BERTH_PARAMETERS']), 'e': os.environ['MODE']}))",
+    );
+    req.parameters = serde_json::json!({"file": "doc.pdf"}).as_object().unwrap().clone();
+    req.env.insert("MODE".into(), "fast".into());
+    let run = f.runs.execute(req).await.unwrap();
+    assert_eq!((run.status, run.path.as_str()), (RunStatus::Succeeded, "pooled"), "{run:?}");
+    assert_eq!(run.result, Some(serde_json::json!({"p": "doc.pdf", "all": {"file": "doc.pdf"}, "e": "fast"})));
+    no_leak(&f).await;
+}
+
+#[tokio::test]
+async fn a_pooled_run_past_its_deadline_is_killed_and_timed_out_with_its_output_so_far() {
+    let f = fixture(config(&[("sh", "busybox:1.35", 1)]));
+    ready(&f.pools, "sh", 1).await;
+    let mut req = code("sh", "echo started; sleep 30");
+    req.timeout = Some(Duration::from_secs(1));
+    let t = Instant::now();
+    let run = f.runs.execute(req).await.unwrap();
+    assert_eq!((run.status, run.path.as_str()), (RunStatus::TimedOut, "pooled"), "{run:?}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(run.stdout, "started\n");
+    no_leak(&f).await;
+}
+
+#[tokio::test]
+async fn a_pooled_memory_hog_ends_oom_killed() {
+    let f = fixture(config(&[("python", "python:3.11-slim", 1)]));
+    ready(&f.pools, "python", 1).await;
+    // The pool's members have the code kind's default limit (256 MiB).
+    let run = f.runs.execute(code("python", "x = bytearray(400 * 1024 * 1024)\nprint('survived')")).await.unwrap();
+    assert_eq!((run.status, run.path.as_str()), (RunStatus::OomKilled, "pooled"), "{run:?}");
+    assert_eq!(run.exit_code, Some(137));
+    // A 137 berth's probe does not attribute to the OOM killer is a plain failure.
+    ready(&f.pools, "python", 1).await;
+    let run = f.runs.execute(code("python", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")).await.unwrap();
+    assert_eq!((run.status, run.exit_code, run.path.as_str()), (RunStatus::Failed, Some(137), "pooled"), "{run:?}");
+    no_leak(&f).await;
+}
+
+#[tokio::test]
+async fn a_cancelled_pooled_run_ends_cancelled() {
+    let f = fixture(config(&[("sh", "busybox:1.35", 1)]));
+    ready(&f.pools, "sh", 1).await;
+    let exec = {
+        let runs = f.runs.clone();
+        tokio::spawn(async move { runs.execute(code("sh", "sleep 30")).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let running = f.store.list_runs("t1", 1).unwrap().into_iter().find(|r| r.status == RunStatus::Running);
+        if let Some(r) = running {
+            break r.id;
+        }
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(f.runs.cancel("t1", &id).unwrap());
+    let run = exec.await.unwrap().unwrap();
+    assert_eq!((run.status, run.path.as_str()), (RunStatus::Cancelled, "pooled"), "{run:?}");
+    no_leak(&f).await;
+}
+
+#[tokio::test]
+async fn a_request_that_does_not_fit_the_pool_takes_the_cold_path_and_says_so() {
+    let f = fixture(config(&[("sh", "busybox:1.35", 1)]));
+    ready(&f.pools, "sh", 1).await;
+    let mut req = code("sh", "echo hi");
+    req.memory = Some(ByteSize::mib(64));
+    let run = f.runs.execute(req).await.unwrap();
+    assert_eq!((run.status, run.path.as_str()), (RunStatus::Succeeded, "cold"), "{run:?}");
+    assert!(run.container_name.starts_with("berth-run-"));
+    let mut keep = code("sh", "echo hi");
+    keep.cleanup = false; // a container kept for inspection is its own
+    let kept = f.runs.execute(keep).await.unwrap();
+    assert_eq!(kept.path, "cold");
+    f.backend.remove(&berth::spec::ContainerId(kept.container_id.unwrap()), true).await.unwrap();
+    let s = stats(&f.pools, "sh");
+    assert_eq!((s.hits, s.misses, s.idle), (0, 1, 1), "{s:?}");
+    no_leak(&f).await;
+}
+
+#[tokio::test]
+async fn after_a_burst_every_run_succeeds_and_the_pool_is_back_to_its_minimum() {
+    let f = fixture(config(&[("sh", "busybox:1.35", 2)]));
+    ready(&f.pools, "sh", 2).await;
+    let burst = (0..6).map(|i| {
+        let runs = f.runs.clone();
+        tokio::spawn(async move { runs.execute(code("sh", &format!("echo run {i}"))).await.unwrap() })
+    });
+    let done = futures_util::future::join_all(burst).await;
+    for (i, run) in done.into_iter().enumerate() {
+        let run = run.unwrap();
+        assert_eq!((run.status, run.stdout.clone()), (RunStatus::Succeeded, format!("run {i}\n")), "{run:?}");
+    }
+    f.pools.settle().await;
+    let s = stats(&f.pools, "sh");
+    assert_eq!(s.hits + s.misses, 6, "{s:?}");
+    assert!(s.hits >= 2 && s.misses >= 1, "{s:?}");
+    assert_eq!((s.idle, s.creating), (2, 0), "{s:?}");
+    assert!(s.refills >= 4 && s.last_refill_ms.is_some(), "{s:?}");
+    no_leak(&f).await;
+}
+
+#[tokio::test]
+async fn members_left_by_an_earlier_process_are_removed_by_recovery() {
+    let f = fixture(config(&[("sh", "busybox:1.35", 2)]));
+    ready(&f.pools, "sh", 2).await;
+    // The process "dies": its pools are never shut down.
+    let mine = [labels::POOL.to_owned(), format!("{}={}", labels::INSTANCE, f.instance)];
+    assert_eq!(f.backend.list(&mine).await.unwrap().len(), 2);
+    let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
+    let clock: Arc<dyn berth::ids::Clock> = Arc::new(SystemClock);
+    let report =
+        berth::recovery::recover(&f.backend, &f.store, &ids, &clock, berth::recovery::Orphans::Remove).await.unwrap();
+    assert_eq!(report.pool_members_removed.len(), 2, "{report:?}");
+    assert!(report.pool_members_removed.iter().all(|n| n.starts_with("berth-pool-")));
+    assert!(f.backend.list(&mine).await.unwrap().is_empty());
+    no_leak(&f).await;
+}
+
+#[tokio::test]
+async fn an_expired_member_carries_its_expiry_for_the_reaper_and_is_never_handed_out() {
+    let mut c = config(&[("sh", "busybox:1.35", 1)]);
+    c.idle_lifetime = Duration::from_secs(2);
+    let f = fixture(c);
+    ready(&f.pools, "sh", 1).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(stats(&f.pools, "sh").idle, 0, "an expired member is not counted as ready");
+    // The reaper reads the same label (a sweep here would also reap other tests' containers).
+    let mine = [labels::POOL.to_owned(), format!("{}={}", labels::INSTANCE, f.instance)];
+    let members = f.backend.list(&mine).await.unwrap();
+    assert_eq!(members.len(), 1);
+    let expiry = chrono::DateTime::parse_from_rfc3339(&members[0].labels[labels::EXPIRES_AT]).unwrap();
+    assert!(expiry <= chrono::Utc::now());
+    let run = f.runs.execute(code("sh", "echo hi")).await.unwrap();
+    assert_eq!((run.status, run.path.as_str()), (RunStatus::Succeeded, "cold"), "{run:?}");
+    no_leak(&f).await;
+}
+
+#[tokio::test]
+async fn the_orchestrator_serves_configured_pools_and_the_api_shows_their_counters() {
+    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let store = Arc::new(Store::in_memory().unwrap());
+    let options =
+        berth::orchestrator::Options { pools: Some(config(&[("sh", "busybox:1.35", 1)])), ..Default::default() };
+    let core = Arc::new(berth::orchestrator::Orchestrator::new(
+        backend.clone(),
+        Policy::default(),
+        store.clone(),
+        Arc::new(RandomIds),
+        Arc::new(SystemClock),
+        options,
+    ));
+    let pools = core.pools.clone().expect("pools are configured");
+    ready(&pools, "sh", 1).await;
+    let instance = store.instance_id(|| unreachable!("the pools made it")).unwrap();
+    let api = berth::http::app(berth::http::AppState::new(core, berth::http::Tokens::default()));
+    let body = serde_json::json!({"language": "sh", "code": "echo hi"});
+    let run = support::api::send(&api, "POST", "/v1/runs", None, Some(body)).await;
+    assert_eq!(
+        (run.json["status"].as_str(), run.json["path"].as_str()),
+        (Some("succeeded"), Some("pooled")),
+        "{}",
+        run.text
+    );
+    let listed = support::api::send(&api, "GET", "/v1/pools", None, None).await;
+    assert_eq!(listed.status, axum::http::StatusCode::OK);
+    let sh = &listed.json[0];
+    assert_eq!((sh["name"].as_str(), sh["image"].as_str()), (Some("sh"), Some("busybox:1.35")), "{}", listed.text);
+    assert_eq!((sh["hits"].as_u64(), sh["misses"].as_u64(), sh["min"].as_u64()), (Some(1), Some(0), Some(1)));
+    pools.shutdown().await;
+    let left = backend.list(&[format!("{}={instance}", labels::INSTANCE)]).await.unwrap();
+    assert!(left.is_empty(), "leaked: {left:?}");
+}
