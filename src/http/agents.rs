@@ -24,7 +24,6 @@ use crate::agents::{AgentDefinition, AgentRecord, Worktree};
 use crate::backend::{ExecOutput, ExecRequest, Stream};
 use crate::orchestrator::Orchestrator;
 use crate::spec::{labels, ContainerId};
-use crate::units::{ByteSize, CpuLimit};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -138,13 +137,7 @@ pub(crate) fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiEr
 
 /// The core's definition of an agent from the body of a request.
 pub fn definition(tenant: &str, body: AgentBody) -> Result<AgentDefinition, ApiError> {
-    let memory = body
-        .memory
-        .map(|m| m.parse::<ByteSize>())
-        .transpose()
-        .map_err(|e| ApiError::unprocessable(format!("memory: {e}")))?;
-    let cpu =
-        body.cpu.map(CpuLimit::from_cores).transpose().map_err(|e| ApiError::unprocessable(format!("cpu: {e}")))?;
+    let (memory, cpu) = super::limits(body.memory.as_deref(), body.cpu)?;
     let expires_at = body.expires_at.as_deref().map(|t| parse_time("expires_at", t)).transpose()?;
     if let Some(id) = &body.id {
         if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {

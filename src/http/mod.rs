@@ -30,6 +30,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 use crate::orchestrator::Orchestrator;
+use crate::units::{ByteSize, CpuLimit};
 use error::ApiError;
 
 /// Bearer tokens and the tenant each belongs to. Empty: no auth, one tenant.
@@ -111,6 +112,17 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         Ok(Path(axum::extract::Path::<T>::from_request_parts(parts, state).await?.0))
     }
+}
+
+/// The memory and CPU limits a request gives as text (`512m`) and cores
+/// (`0.5`); a malformed one is a 422 naming the field.
+pub fn limits(memory: Option<&str>, cpu: Option<f64>) -> Result<(Option<ByteSize>, Option<CpuLimit>), ApiError> {
+    let memory = memory
+        .map(|m| m.parse::<ByteSize>())
+        .transpose()
+        .map_err(|e| ApiError::unprocessable(format!("memory: {e}")))?;
+    let cpu = cpu.map(CpuLimit::from_cores).transpose().map_err(|e| ApiError::unprocessable(format!("cpu: {e}")))?;
+    Ok((memory, cpu))
 }
 
 #[derive(OpenApi)]

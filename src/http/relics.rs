@@ -18,7 +18,6 @@ use super::observe::{self, LogQuery, LogsView, StatsQuery, UsageView};
 use super::{AppState, Body, Path, Query, Tenant};
 use crate::relics::{status_word, RelicRecord, RelicRequest};
 use crate::spec::ContainerId;
-use crate::units::{ByteSize, CpuLimit};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -95,18 +94,8 @@ impl From<RelicRecord> for RelicView {
     }
 }
 
-/// Parses the limits a request gives as text and cores.
-pub fn limits(memory: Option<&str>, cpu: Option<f64>) -> Result<(Option<ByteSize>, Option<CpuLimit>), ApiError> {
-    let memory = memory
-        .map(|m| m.parse::<ByteSize>())
-        .transpose()
-        .map_err(|e| ApiError::unprocessable(format!("memory: {e}")))?;
-    let cpu = cpu.map(CpuLimit::from_cores).transpose().map_err(|e| ApiError::unprocessable(format!("cpu: {e}")))?;
-    Ok((memory, cpu))
-}
-
 fn request(tenant: &str, b: RelicBody) -> Result<RelicRequest, ApiError> {
-    let (memory, cpu) = limits(b.memory.as_deref(), b.cpu)?;
+    let (memory, cpu) = super::limits(b.memory.as_deref(), b.cpu)?;
     Ok(RelicRequest {
         tenant: tenant.into(),
         relic_name: b.relic_name,

@@ -20,7 +20,6 @@ use super::{AppState, Body, Path, Query, Tenant};
 use crate::backend::{LogRequest, Stream};
 use crate::runs::{RunId, RunRecord, RunRequest, Workload};
 use crate::spec::ContainerId;
-use crate::units::{ByteSize, CpuLimit};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -124,8 +123,7 @@ fn run_request(tenant: String, body: RunBody) -> Result<RunRequest, ApiError> {
         (None, Some(language), Some(code)) => Workload::Code { language, code },
         _ => return Err(bad("give either `image` (a tool run) or `language` and `code` (a code run)")),
     };
-    let memory = body.memory.map(|m| m.parse::<ByteSize>()).transpose().map_err(|e| bad(&format!("memory: {e}")))?;
-    let cpu = body.cpu.map(CpuLimit::from_cores).transpose().map_err(|e| bad(&format!("cpu: {e}")))?;
+    let (memory, cpu) = super::limits(body.memory.as_deref(), body.cpu)?;
     let mut req = RunRequest::new(&tenant, workload);
     req.name = body.tool_name;
     req.session = body.session_id;
