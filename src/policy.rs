@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{labels, Bind, ContainerSpec, HealthCheck, Kind, Limits, Network, PortMapping};
+use crate::spec::{labels, Bind, ContainerSpec, HealthCheck, Kind, Limits, Network, PortMapping, Stdin};
 use crate::units::{ByteSize, CpuLimit};
 
 /// A request refused by policy: which field, and why.
@@ -329,7 +329,7 @@ impl Policy {
             ports: req.ports,
             health: req.health,
             tty: req.tty,
-            open_stdin: req.open_stdin,
+            stdin: if req.open_stdin { Stdin::Open } else { Stdin::Closed },
             init: true,
         })
     }

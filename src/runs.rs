@@ -25,13 +25,15 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, BackendError, ExecRequest, LogRequest, Stream, Usage};
+use crate::backend::{Backend, BackendError, LogRequest, StdioSession, Stream, Usage};
 use crate::ids::{Clock, IdSource};
 use crate::output::CappedOutput;
 use crate::policy::{ContainerRequest, Policy, PolicyViolation};
+use crate::pool::launch::{self, EndScanner};
 use crate::pool::{Member, PoolKey, Pools};
 use crate::spec::{labels, ContainerId, ContainerSpec, Kind};
 use crate::store::{Store, StoreError};
@@ -126,7 +128,7 @@ impl RunRequest {
 /// Resource use of a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunUsage {
-    /// From start to exit (pooled: from the exec's creation to its exit).
+    /// From start to exit (pooled: from the hand-off of its script to its exit).
     pub wall_ms: u64,
     /// CPU time, from the last stats sample before the exit (sampled about once
     /// a second, so a very short run may have none). `None` for pooled runs:
@@ -268,17 +270,6 @@ fn conclude(record: &mut RunRecord, o: Outcome) {
     record.stderr = o.stderr;
     record.result = if record.stdout_truncated { None } else { parse_result(&record.stdout) };
     record.usage = o.usage;
-}
-
-/// A member's cgroup counts its OOM kills: `oom_kill N` in `memory.oom_control`
-/// (cgroup v1) or `memory.events` (v2).
-const OOM_PROBE: [&str; 3] = ["cat", "/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events"];
-
-/// Whether the probe's output reports at least one OOM kill.
-pub fn oom_kills_reported(probe_output: &str) -> bool {
-    probe_output
-        .lines()
-        .any(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse::<u64>().ok()).is_some_and(|n| n > 0))
 }
 
 impl Runs {
@@ -435,13 +426,19 @@ impl Runs {
         let (id, name, spec, timeout) = self.admit(&req)?;
         // The pool that may serve the run: only code runs that fit it, whose
         // container would go anyway (a kept container is the run's own).
+        // A member becomes the run's process through a script; a run that no
+        // script carries faithfully is not pooled.
         let pool = match (&self.pools, &req.workload, PoolKey::of(&spec)) {
-            (Some(pools), Workload::Code { language, .. }, Some(key)) if req.cleanup => Some((pools, language, key)),
+            (Some(pools), Workload::Code { language, .. }, Some(key)) if req.cleanup => {
+                let marker = launch::marker(&format!("{}{}", self.ids.next_hex(), self.ids.next_hex()));
+                launch::script(spec.cmd.as_deref().unwrap_or_default(), &spec.env, &marker)
+                    .map(|script| (pools, language, key, (script, marker)))
+            }
             _ => None,
         };
         // A ready member's image is there: the check is the cold path's.
         let mut image_checked = false;
-        if !pool.as_ref().is_some_and(|(pools, language, key)| pools.has_ready(language, key)) {
+        if !pool.as_ref().is_some_and(|(pools, language, key, _)| pools.has_ready(language, key)) {
             self.backend.ensure_image(&spec.image).await?;
             image_checked = true;
         }
@@ -480,9 +477,9 @@ impl Runs {
 
         // The pooled path, while a member is there and the run fits its pool.
         let mut pooled: Option<(Member, Result<(), BackendError>)> = None;
-        if let Some((pools, language, key)) = &pool {
-            while let Some(member) = pools.take(language, key) {
-                match self.drive_pooled(&member, &spec, timeout, &token, &mut record).await {
+        if let Some((pools, language, key, handoff)) = &pool {
+            while let Some(mut member) = pools.take(language, key) {
+                match self.drive_pooled(&mut member, handoff, timeout, &token, &mut record).await {
                     Ok(false) => {
                         // Gone before the run started (reaped, engine restarted): the next one.
                         pools.lost(member);
@@ -626,18 +623,23 @@ impl Runs {
         Ok(())
     }
 
-    /// Execs the run in a warm member, raced against the deadline and the
-    /// cancellation like the cold path (the member is killed, which ends the
-    /// exec); fills in the record. `Ok(false)`: the member was gone before
-    /// the run started, nothing ran.
+    /// Hands the run's script (and its end marker) to a warm member and
+    /// reads its output to the end line, raced against the deadline and the
+    /// cancellation like the cold path (the member is killed, which ends its
+    /// output and its wait); fills in the record. `Ok(false)`: the member had
+    /// ended before the run was handed to it (reaped, engine restarted),
+    /// nothing ran.
     async fn drive_pooled(
         &self,
-        member: &Member,
-        spec: &ContainerSpec,
+        member: &mut Member,
+        (script, marker): &(String, String),
         timeout: Duration,
         token: &CancellationToken,
         record: &mut RunRecord,
     ) -> Result<bool, BackendError> {
+        if member.has_ended() {
+            return Ok(false);
+        }
         record.container_id = Some(member.id.0.clone());
         record.container_name = member.name.clone();
         record.path = "pooled".into();
@@ -645,76 +647,106 @@ impl Runs {
         if let Err(e) = self.store.put_run(record) {
             tracing::warn!(%e, "run record not updated");
         }
-        let request = ExecRequest {
-            cmd: spec.cmd.clone().unwrap_or_default(),
-            env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            working_dir: None,
-            user: None,
-        };
         let cap = self.policy.config.output_cap;
+        let (mut out, mut err) = (CappedOutput::new(cap), CappedOutput::new(cap));
         let started = Instant::now();
-        let exec = self.backend.exec(&member.id, &request, cap);
-        tokio::pin!(exec);
-        let (ending, output) = tokio::select! {
-            out = &mut exec => match out {
-                Ok(out) => (Ending::Exited(out.exit_code), Some(out)),
-                Err(BackendError::NotFound(_) | BackendError::Conflict(_)) => {
-                    record.path = "cold".into();
-                    return Ok(false);
+        let (mut oom_killed, mut member_exited) = (false, false);
+        let (ending, exit_code) = {
+            let run = hand_off(&mut member.session, script, marker, &mut out, &mut err);
+            tokio::pin!(run);
+            let ending = tokio::select! {
+                ended = &mut run => match ended {
+                    Ok(HandOff::Ended(end)) => {
+                        oom_killed = end.oom_killed;
+                        Ending::Exited(end.exit_code)
+                    }
+                    Ok(HandOff::MemberExited(code)) => {
+                        member_exited = true;
+                        Ending::Exited(code)
+                    }
+                    Err(e) => Ending::Broken(e.to_string()),
+                },
+                _ = tokio::time::sleep(timeout) => Ending::TimedOut,
+                _ = token.cancelled() => Ending::Cancelled,
+            };
+            match ending {
+                Ending::Exited(code) => (ending, Some(code)),
+                Ending::TimedOut | Ending::Cancelled => {
+                    self.backend.kill(&member.id).await?;
+                    let code = match tokio::time::timeout(Duration::from_secs(10), run).await {
+                        Ok(Ok(HandOff::Ended(end))) => Some(end.exit_code),
+                        Ok(Ok(HandOff::MemberExited(code))) => Some(code),
+                        _ => None,
+                    };
+                    (ending, code)
                 }
-                Err(e) => (Ending::Broken(e.to_string()), None),
-            },
-            _ = tokio::time::sleep(timeout) => (Ending::TimedOut, None),
-            _ = token.cancelled() => (Ending::Cancelled, None),
-        };
-        let output = match (&ending, output) {
-            (Ending::TimedOut | Ending::Cancelled, _) => {
-                self.backend.kill(&member.id).await?;
-                tokio::time::timeout(Duration::from_secs(10), exec).await.ok().and_then(Result::ok)
+                Ending::Broken(_) => (ending, None),
             }
-            (_, output) => output,
         };
         let wall = started.elapsed();
-        // 137 without berth's kill: the member's cgroup tells whether it was the OOM killer.
-        let oom_killed = match ending {
-            Ending::Exited(137) => {
-                let probe =
-                    ExecRequest { cmd: OOM_PROBE.iter().map(|s| s.to_string()).collect(), ..Default::default() };
-                match self.backend.exec(&member.id, &probe, 4096).await {
-                    Ok(out) => oom_kills_reported(&out.stdout),
-                    // The OOM killer took the member's own process with it.
-                    Err(_) => self.backend.state(&member.id).await.map(|s| s.oom_killed || !s.running).unwrap_or(false),
-                }
-            }
-            _ => false,
-        };
-        let output = output.unwrap_or(crate::backend::ExecOutput {
-            exit_code: -1,
-            stdout: String::new(),
-            stderr: String::new(),
-            stdout_truncated: false,
-            stderr_truncated: false,
-        });
-        let exit_code = match ending {
-            Ending::Broken(_) => None,
-            _ if output.exit_code >= 0 => Some(output.exit_code),
-            _ => None,
-        };
+        // The shell that would have checked the cgroup is gone: the engine
+        // tells whether the OOM killer took the member.
+        if member_exited && matches!(ending, Ending::Exited(137)) {
+            oom_killed = self.backend.state(&member.id).await.map(|s| s.oom_killed).unwrap_or(false);
+        }
+        let (stdout_truncated, stderr_truncated) = (out.truncated(), err.truncated());
         conclude(
             record,
             Outcome {
                 ending,
                 exit_code,
                 oom_killed,
-                stdout: output.stdout,
-                stdout_truncated: output.stdout_truncated,
-                stderr: output.stderr,
-                stderr_truncated: output.stderr_truncated,
+                stdout: out.into_text(),
+                stdout_truncated,
+                stderr: err.into_text(),
+                stderr_truncated,
                 usage: RunUsage { wall_ms: wall.as_millis() as u64, cpu_ms: None, peak_memory_bytes: None },
             },
         );
         Ok(true)
     }
+}
+
+/// How a hand-off to a member ended.
+enum HandOff {
+    /// The end line came on both streams.
+    Ended(launch::End),
+    /// The member's process ended without one (the run killed its shell).
+    MemberExited(i64),
+}
+
+/// Writes `script` to a member's stdin and closes it, then reads the
+/// member's output into `out` and `err` until the end line has come on both
+/// streams, or until the member's output ends without it.
+async fn hand_off(
+    session: &mut StdioSession,
+    script: &str,
+    marker: &str,
+    out: &mut CappedOutput,
+    err: &mut CappedOutput,
+) -> Result<HandOff, BackendError> {
+    let broken = |e: std::io::Error| BackendError::Unavailable(format!("the member's stdin: {e}"));
+    session.stdin.write_all(script.as_bytes()).await.map_err(broken)?;
+    session.stdin.shutdown().await.map_err(broken)?;
+    let (mut stdout, mut stderr) = (EndScanner::new(marker), EndScanner::new(marker));
+    loop {
+        match (stdout.end(), stderr.end()) {
+            (Some(Ok(end)), Some(Ok(_))) => return Ok(HandOff::Ended(*end)),
+            (Some(Err(why)), _) | (_, Some(Err(why))) => {
+                return Err(BackendError::Engine(format!("the member wrote {why}")));
+            }
+            _ => {}
+        }
+        let Some(chunk) = session.output.next().await else { break };
+        let chunk = chunk?;
+        match chunk.stream {
+            Stream::Stderr => stderr.feed(&chunk.data, |b| err.push(b)),
+            Stream::Stdout | Stream::Console => stdout.feed(&chunk.data, |b| out.push(b)),
+        }
+    }
+    stdout.finish(|b| out.push(b));
+    stderr.finish(|b| err.push(b));
+    Ok(HandOff::MemberExited((&mut session.exit).await?))
 }
 
 /// `PARAM_<NAME>` for a parameter name, or `None` for an empty one.
@@ -756,14 +788,6 @@ mod tests {
         assert_eq!(parse_result("working...\n{\"ok\":true}\n"), Some(serde_json::json!({"ok":true})));
         assert_eq!(parse_result("plain text\n"), None);
         assert_eq!(parse_result(""), None);
-    }
-
-    #[test]
-    fn an_oom_kill_is_read_from_either_cgroup_version() {
-        assert!(oom_kills_reported("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n"));
-        assert!(oom_kills_reported("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"));
-        assert!(!oom_kills_reported("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"));
-        assert!(!oom_kills_reported(""));
     }
 
     #[test]

@@ -110,6 +110,20 @@ pub struct Limits {
     pub pids: u32,
 }
 
+/// Whether a container's stdin is open to a client that attaches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stdin {
+    /// No stdin: the process reads end-of-file.
+    #[default]
+    Closed,
+    /// Open for any number of attaches, one after another.
+    Open,
+    /// Open for one attach: end-of-file when that client closes its side
+    /// (what a warm pool member is handed its run through).
+    Once,
+}
+
 /// Everything berth asks of one container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerSpec {
@@ -135,7 +149,7 @@ pub struct ContainerSpec {
     pub ports: Vec<PortMapping>,
     pub health: Option<HealthCheck>,
     pub tty: bool,
-    pub open_stdin: bool,
+    pub stdin: Stdin,
     /// A tiny init as process 1 (reaps zombies, forwards signals).
     pub init: bool,
 }

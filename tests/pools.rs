@@ -121,6 +121,63 @@ async fn parameters_and_environment_reach_a_pooled_run_and_json_output_is_its_re
     no_leak(&f).await;
 }
 
+/// A run of `code` on the pooled path and on the cold one (a kept container
+/// is the run's own), each as the run saw itself.
+async fn both_paths(f: &Fixture, language: &str, code_text: &str) -> (String, String) {
+    let pooled = f.runs.execute(code(language, code_text)).await.unwrap();
+    assert_eq!((pooled.status, pooled.path.as_str()), (RunStatus::Succeeded, "pooled"), "{pooled:?}");
+    let mut keep = code(language, code_text);
+    keep.cleanup = false;
+    let cold = f.runs.execute(keep).await.unwrap();
+    assert_eq!((cold.status, cold.path.as_str()), (RunStatus::Succeeded, "cold"), "{cold:?}");
+    f.backend.remove(&berth::spec::ContainerId(cold.container_id.unwrap()), true).await.unwrap();
+    (pooled.stdout, cold.stdout)
+}
+
+#[tokio::test]
+async fn a_pooled_run_sees_the_same_process_environment_as_a_cold_run() {
+    let f = fixture(config(&[("sh", "busybox:1.35", 1), ("python", "python:3.11-slim", 1)]));
+    ready(&f.pools, "sh", 1).await;
+    ready(&f.pools, "python", 1).await;
+    // Everything but the host name, which is each container's own.
+    let (pooled, cold) =
+        both_paths(&f, "sh", r#"env | grep -v ^HOSTNAME= | sort; id; pwd; echo "$0" "$#"; cat; echo stdin-ended"#)
+            .await;
+    assert_eq!(pooled, cold);
+    assert!(
+        pooled.contains(
+            "BERTH_PARAMETERS={}
+"
+        ) && pooled.contains("stdin-ended"),
+        "{pooled}"
+    );
+    let (pooled, cold) = both_paths(
+        &f,
+        "python",
+        "import os, sys; print(sys.argv, sys.path[0], os.getcwd(), os.getuid(),          sorted(k for k in os.environ if k != 'HOSTNAME'), sys.stdin.read() == '')",
+    )
+    .await;
+    assert_eq!(pooled, cold);
+    assert!(pooled.starts_with("['-c'] "), "{pooled}");
+    no_leak(&f).await;
+}
+
+#[tokio::test]
+async fn a_member_gone_before_its_run_is_counted_lost_and_the_run_still_succeeds() {
+    let f = fixture(config(&[("sh", "busybox:1.35", 1)]));
+    ready(&f.pools, "sh", 1).await;
+    let of_pool = [format!("{}=sh", labels::POOL), format!("{}={}", labels::INSTANCE, f.instance)];
+    let member = f.backend.list(&of_pool).await.unwrap().pop().expect("one member");
+    f.backend.remove(&member.id, true).await.unwrap();
+    // The member's awaited exit comes back from the engine.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let run = f.runs.execute(code("sh", "echo hi")).await.unwrap();
+    assert_eq!((run.status, run.stdout.as_str()), (RunStatus::Succeeded, "hi\n"), "{run:?}");
+    assert_ne!(run.container_id.as_deref(), Some(member.id.0.as_str()));
+    assert_eq!(stats(&f.pools, "sh").lost, 1);
+    no_leak(&f).await;
+}
+
 #[tokio::test]
 async fn a_pooled_run_past_its_deadline_is_killed_and_timed_out_with_its_output_so_far() {
     let f = fixture(config(&[("sh", "busybox:1.35", 1)]));
@@ -143,7 +200,7 @@ async fn a_pooled_memory_hog_ends_oom_killed() {
     let run = f.runs.execute(code("python", "x = bytearray(400 * 1024 * 1024)\nprint('survived')")).await.unwrap();
     assert_eq!((run.status, run.path.as_str()), (RunStatus::OomKilled, "pooled"), "{run:?}");
     assert_eq!(run.exit_code, Some(137));
-    // A 137 berth's probe does not attribute to the OOM killer is a plain failure.
+    // A 137 the engine does not attribute to the OOM killer is a plain failure.
     ready(&f.pools, "python", 1).await;
     let run = f.runs.execute(code("python", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")).await.unwrap();
     assert_eq!((run.status, run.exit_code, run.path.as_str()), (RunStatus::Failed, Some(137), "pooled"), "{run:?}");

@@ -15,11 +15,11 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 
 use super::{
-    Backend, BackendError, ContainerEvent, ContainerInfo, ContainerState, ExecOutput, ExecRequest, ExecSession,
-    ExitWatch, LogChunk, LogRequest, LogStream, NetworkInfo, Stream, Usage,
+    Backend, BackendError, ContainerEvent, ContainerInfo, ContainerState, ExecOutput, ExecRequest, ExitWatch, LogChunk,
+    LogRequest, LogStream, NetworkInfo, StdioSession, Stream, Usage,
 };
 use crate::output::CappedOutput;
-use crate::spec::{ContainerId, ContainerSpec, Network};
+use crate::spec::{ContainerId, ContainerSpec, Network, Stdin};
 
 /// The docker backend.
 #[derive(Clone)]
@@ -119,10 +119,12 @@ pub fn container_config(spec: &ContainerSpec, publish_ip: &str) -> ContainerConf
     ContainerConfig {
         hostname: None,
         user: spec.user.clone(),
-        attach_stdin: Some(spec.open_stdin),
+        attach_stdin: Some(spec.stdin != Stdin::Closed),
         exposed_ports: Some(exposed).filter(|e| !e.is_empty()),
         tty: Some(spec.tty),
-        open_stdin: Some(spec.open_stdin),
+        open_stdin: Some(spec.stdin != Stdin::Closed),
+        // Only when asked, so the create body of every other container is unchanged.
+        stdin_once: (spec.stdin == Stdin::Once).then_some(true),
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         cmd: spec.cmd.clone(),
         entrypoint: spec.entrypoint.clone(),
@@ -330,23 +332,26 @@ impl Backend for DockerBackend {
         })
     }
 
-    async fn exec_interactive(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecSession, BackendError> {
+    async fn exec_interactive(&self, id: &ContainerId, request: &ExecRequest) -> Result<StdioSession, BackendError> {
         let exec = self.docker.create_exec(&id.0, &exec_config(request, true)).await.map_err(engine_err)?.id;
         let attached = self.docker.start_exec_attached(&exec, false).await.map_err(engine_err)?;
-        let output = attached
-            .output
-            .map(|item| {
-                let out = item.map_err(engine_err)?;
-                let stream = if out.stream == StreamKind::Stderr { Stream::Stderr } else { Stream::Stdout };
-                Ok(LogChunk { stream, data: out.data })
-            })
-            .boxed();
+        let output = attached_output(attached.output);
         let docker = self.docker.clone();
         let exit = Box::pin(async move {
             let inspect = docker.inspect_exec(&exec).await.map_err(engine_err)?;
             inspect.exit_code.ok_or_else(|| BackendError::Engine("the exec is still running".into()))
         });
-        Ok(ExecSession { output, stdin: Box::pin(attached.stdin), exit })
+        Ok(StdioSession { output, stdin: Box::pin(attached.stdin), exit })
+    }
+
+    async fn start_attached(&self, id: &ContainerId) -> Result<StdioSession, BackendError> {
+        // Members are made without a TTY: the attach stream is multiplexed.
+        let attached = self.docker.attach_container(&id.0, false).await.map_err(engine_err)?;
+        let waiting =
+            self.docker.wait_container(&id.0, engine_api::WaitCondition::NextExit).await.map_err(engine_err)?;
+        self.docker.start_container(&id.0).await.map_err(engine_err)?;
+        let exit = Box::pin(async move { waiting.exit().await.map(|e| e.status_code).map_err(engine_err) });
+        Ok(StdioSession { output: attached_output(attached.output), stdin: Box::pin(attached.stdin), exit })
     }
 
     async fn events(
@@ -410,4 +415,16 @@ impl Backend for DockerBackend {
         }
         Ok(out)
     }
+}
+
+/// An attached exec's or container's output as berth's chunks: stderr kept
+/// apart, everything else stdout.
+fn attached_output(output: engine_api::stream::OutputStream<engine_api::endpoints::UpgradedReader>) -> LogStream {
+    output
+        .map(|item| {
+            let out = item.map_err(engine_err)?;
+            let stream = if out.stream == StreamKind::Stderr { Stream::Stderr } else { Stream::Stdout };
+            Ok(LogChunk { stream, data: out.data })
+        })
+        .boxed()
 }

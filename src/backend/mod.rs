@@ -145,9 +145,10 @@ pub struct ExecOutput {
     pub stderr_truncated: bool,
 }
 
-/// An interactive exec: write its stdin (end it with `shutdown`), read its
-/// output to the end, then await its exit code.
-pub struct ExecSession {
+/// A process with its stdin open, an interactive exec or an attached
+/// container: write its stdin (end it with `shutdown`), read its output to
+/// the end, then await its exit code.
+pub struct StdioSession {
     pub output: LogStream,
     pub stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
     pub exit: BoxFuture<'static, Result<i64, BackendError>>,
@@ -204,7 +205,17 @@ pub trait Backend: Send + Sync + 'static {
     async fn exec(&self, id: &ContainerId, request: &ExecRequest, cap: usize) -> Result<ExecOutput, BackendError>;
 
     /// Starts a command with its stdin open over an upgraded connection.
-    async fn exec_interactive(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecSession, BackendError>;
+    async fn exec_interactive(&self, id: &ContainerId, request: &ExecRequest) -> Result<StdioSession, BackendError>;
+
+    /// Attaches to a created container's stdio (its stdin open, so the spec's
+    /// [`crate::spec::Stdin`] must not be `Closed`), awaits its exit and
+    /// starts it: nothing it writes is missed, and its exit code is known
+    /// without another round trip. A backend whose containers run nothing
+    /// cannot attach.
+    async fn start_attached(&self, id: &ContainerId) -> Result<StdioSession, BackendError> {
+        let _ = id;
+        Err(BackendError::Invalid(format!("the {} backend cannot attach to a container", self.name())))
+    }
 
     /// Follows events of containers carrying all of `labels`, from now on.
     async fn events(

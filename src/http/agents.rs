@@ -443,7 +443,7 @@ async fn exec_over(
         }
     };
     core.store.note(core.clock.now(), &tenant, "agent.exec", &agent, "interactive");
-    let crate::backend::ExecSession { mut output, mut stdin, exit } = session;
+    let crate::backend::StdioSession { mut output, mut stdin, exit } = session;
     let (mut tx, mut rx) = socket.split();
     use futures_util::SinkExt;
     // Stdin flows in while output flows out; either side may finish first.

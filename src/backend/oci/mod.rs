@@ -33,8 +33,8 @@ use tokio::sync::broadcast;
 use self::render::{Bundle, ImageConfig, RenderError};
 use self::state::{Net, Phase, State, KILLED, STOPPED};
 use super::{
-    Backend, BackendError, ContainerEvent, ContainerInfo, ContainerState, ExecOutput, ExecRequest, ExecSession,
-    ExitWatch, LogChunk, LogRequest, LogStream, NetworkInfo, Stream, Usage,
+    Backend, BackendError, ContainerEvent, ContainerInfo, ContainerState, ExecOutput, ExecRequest, ExitWatch, LogChunk,
+    LogRequest, LogStream, NetworkInfo, StdioSession, Stream, Usage,
 };
 use crate::spec::{ContainerId, ContainerSpec};
 
@@ -285,9 +285,9 @@ impl Backend for OciDryRun {
         })
     }
 
-    async fn exec_interactive(&self, id: &ContainerId, _request: &ExecRequest) -> Result<ExecSession, BackendError> {
+    async fn exec_interactive(&self, id: &ContainerId, _request: &ExecRequest) -> Result<StdioSession, BackendError> {
         self.running(id)?;
-        Ok(ExecSession {
+        Ok(StdioSession {
             output: Self::nothing_ran(),
             stdin: Box::pin(tokio::io::sink()),
             exit: Box::pin(std::future::ready(Ok(0))),

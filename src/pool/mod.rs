@@ -1,6 +1,13 @@
 //! Warm pools: code sandboxes created and started ahead of need, each
 //! serving exactly one run.
 //!
+//! A member is created with its stdin open for one attach, attached, its
+//! exit awaited and started, all before any run asks for it; it idles in
+//! the shell of [`launch`], which reads the run's script from stdin and
+//! becomes the run's process. Taking a member therefore costs no round trip
+//! to the engine: the run writes its script, reads its output to the end
+//! and has its exit code from the wait already in flight.
+//!
 //! A pool belongs to one language of the code table and is keyed by what
 //! makes two sandboxes interchangeable ([`PoolKey`]: image and the admitted
 //! limit profile). Members are made through [`Policy::admit`] of a
@@ -13,9 +20,11 @@
 //! This module owns the members' lifecycle (refill with bounded
 //! concurrency within each pool's `max` and the memory budget, hand-out,
 //! removal) and the pools' counters. It does not run anything in a member
-//! and knows nothing of run records: [`crate::runs`] takes a member, execs
-//! the run in it and gives it back with [`Pools::release`], which removes
-//! it. A member is never handed out twice.
+//! and knows nothing of run records: [`crate::runs`] takes a member, hands
+//! it the run's script and gives it back with [`Pools::release`], which
+//! removes it. A member is never handed out twice.
+
+pub mod launch;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -26,10 +35,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, StdioSession, Stream};
 use crate::ids::{Clock, IdSource};
 use crate::policy::{ContainerRequest, Policy, PolicyViolation};
-use crate::spec::{labels, ContainerId, ContainerSpec, Kind, Network};
+use crate::spec::{labels, ContainerId, ContainerSpec, Kind, Network, Stdin};
 use crate::store::{Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
 
@@ -59,7 +68,7 @@ impl PoolKey {
             && spec.working_dir.is_none()
             && spec.health.is_none()
             && !spec.tty
-            && !spec.open_stdin;
+            && spec.stdin == Stdin::Closed;
         plain.then(|| PoolKey {
             image: spec.image.clone(),
             memory: spec.limits.memory,
@@ -115,8 +124,8 @@ impl Default for PoolConfig {
     }
 }
 
-/// The command a member idles with until a run execs in it.
-pub const IDLE_COMMAND: [&str; 2] = ["sleep", "86400"];
+/// How long a started member may take to say it is ready.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -124,19 +133,42 @@ pub enum PoolError {
     Policy(String, PolicyViolation),
     #[error("pool {0}: min {1} is above max {2}")]
     Sizes(String, usize, usize),
+    #[error("pool {0}: a member did not get ready: {1}")]
+    NotReady(String, String),
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// A started sandbox taken from a pool, for one run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A started sandbox taken from a pool, for one run: its stdio attached
+/// (past [`launch::READY`]) and its exit awaited.
 pub struct Member {
     pub id: ContainerId,
     pub name: String,
     pub pool: String,
     pub expires_at: DateTime<Utc>,
+    pub session: StdioSession,
+}
+
+impl Member {
+    /// Whether the member's process has already ended. Call it once, before
+    /// the run is handed to it: an ended member serves nothing.
+    pub fn has_ended(&mut self) -> bool {
+        use futures_util::FutureExt;
+        (&mut self.session.exit).now_or_never().is_some()
+    }
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("pool", &self.pool)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A pool's numbers, as `GET /v1/pools` shows them.
@@ -179,6 +211,41 @@ struct Pool {
     last_refill_ms: Option<u64>,
 }
 
+/// Reads a started member's output up to [`launch::READY`]; what it said
+/// instead when it is not ready (its shell lacks what the hand-off needs).
+async fn ready(session: &mut StdioSession) -> Result<(), String> {
+    use futures_util::StreamExt;
+    let mut said = Vec::new();
+    while said.len() < launch::READY.len() {
+        match session.output.next().await {
+            Some(Ok(chunk)) if chunk.stream == Stream::Stdout => said.extend_from_slice(&chunk.data),
+            Some(Ok(chunk)) => return Err(String::from_utf8_lossy(&chunk.data).trim().to_owned()),
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err(format!("its output ended after {:?}", String::from_utf8_lossy(&said))),
+        }
+    }
+    match said == launch::READY {
+        true => Ok(()),
+        false => Err(format!("it wrote {:?}", String::from_utf8_lossy(&said))),
+    }
+}
+
+/// The session with its exit awaited by a task of its own, so a member that
+/// ends while idle (reaped, engine restarted) is known to have ended the
+/// moment it is taken: the engine's answer is read as it comes, not when
+/// someone polls for it.
+fn watched(mut session: StdioSession) -> StdioSession {
+    let exit = std::mem::replace(&mut session.exit, Box::pin(std::future::pending()));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(exit.await);
+    });
+    session.exit = Box::pin(async move {
+        rx.await.unwrap_or_else(|_| Err(BackendError::Engine("the member's exit was not seen".into())))
+    });
+    session
+}
+
 /// The warm pools of one berth instance.
 pub struct Pools {
     backend: Arc<dyn Backend>,
@@ -211,7 +278,7 @@ impl Pools {
                 return Err(PoolError::Sizes(name.clone(), spec.min, spec.max));
             }
             let mut req = ContainerRequest::new(Kind::Code, "berth-pool-template", spec.image.clone());
-            req.cmd = Some(IDLE_COMMAND.iter().map(|s| s.to_string()).collect());
+            req.cmd = Some(launch::idle_command());
             let template = policy.admit(req).map_err(|e| PoolError::Policy(name.clone(), e))?;
             let key = PoolKey::of(&template).ok_or_else(|| {
                 PoolError::Policy(
@@ -422,13 +489,26 @@ impl Pools {
         spec.labels.insert(labels::POOL.into(), name.to_owned());
         spec.labels.insert(labels::INSTANCE.into(), instance);
         spec.labels.insert(labels::EXPIRES_AT.into(), expires_at.to_rfc3339());
+        spec.stdin = Stdin::Once;
         self.backend.ensure_image(&spec.image).await?;
         let id = self.backend.create(&spec).await?;
-        if let Err(e) = self.backend.start(&id).await {
-            let _ = self.backend.remove(&id, true).await;
-            return Err(e.into());
+        let ready = async {
+            let mut session = self.backend.start_attached(&id).await?;
+            match tokio::time::timeout(READY_WITHIN, ready(&mut session)).await {
+                Ok(Ok(())) => Ok(session),
+                Ok(Err(said)) => Err(PoolError::NotReady(name.to_owned(), said)),
+                Err(_) => Err(PoolError::NotReady(name.to_owned(), format!("nothing within {READY_WITHIN:?}"))),
+            }
+        };
+        match ready.await {
+            Ok(session) => {
+                Ok(Member { id, name: spec.name, pool: name.to_owned(), expires_at, session: watched(session) })
+            }
+            Err(e) => {
+                let _ = self.backend.remove(&id, true).await;
+                Err(e)
+            }
         }
-        Ok(Member { id, name: spec.name, pool: name.to_owned(), expires_at })
     }
 
     /// Waits until no creation or removal is in flight.

@@ -1,0 +1,322 @@
+//! The hand-off to a warm member: the command a member idles with, the
+//! script that runs a run in it, and the decoder that finds where the run's
+//! output ends.
+//!
+//! A member's process (under the container's init) is a POSIX shell that
+//! checks it can hand off (`cat` and `env` are there), writes [`READY`] to
+//! its stdout, and then reads its stdin to the end. What it reads is a
+//! script rendered here by [`script`]: the run's command under the run's
+//! environment, every word single-quoted, followed by an end line written
+//! to both stdout and stderr, `<marker> <exit code> <oom>`. The marker is
+//! fresh for every run.
+//!
+//! Why an end line, not the member's exit: when a container's process ends,
+//! the engine takes some 50 ms to tear the container down before it closes
+//! the attached streams and answers the wait. The end line arrives as soon
+//! as the command ends. It is read from both streams because the engine
+//! copies each through its own pipe: only the marker on a stream says that
+//! stream's output is all there. When a run kills the shell itself, no end
+//! line comes; the member's exit, awaited all along, ends the run instead.
+//!
+//! Sans-IO: strings and bytes in, strings and bytes out. This module knows
+//! neither pools nor backends.
+
+use std::collections::BTreeMap;
+
+/// What a member writes to stdout when it is ready for its run.
+pub const READY: &[u8] = b"berth-ready\n";
+
+/// The member's idle process: waits for its script on stdin, then runs it.
+const BOOTSTRAP: &str =
+    "command -v cat >/dev/null && command -v env >/dev/null || exit 127; printf 'berth-ready\\n'; eval \"$(cat)\"";
+
+/// After the command, in the script: its exit code, and whether the
+/// member's cgroup (v1 `memory.oom_control`, v2 `memory.events`) counts an
+/// OOM kill, for a 137 only; then the end line on both streams.
+const EPILOGUE: &str = r#"c=$?; k=0
+if [ "$c" = 137 ]; then
+  case "$(cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events 2>/dev/null)" in
+    *"oom_kill "[1-9]*) k=1 ;;
+  esac
+fi
+printf '%s %s %s\n' "$m" "$c" "$k"; printf '%s %s %s\n' "$m" "$c" "$k" >&2
+"#;
+
+/// The longest end line after its marker (`-2147483648 1` and a newline).
+const MAX_END_LINE: usize = 32;
+
+/// The command a member is created with.
+pub fn idle_command() -> Vec<String> {
+    ["/bin/sh", "-c", BOOTSTRAP].iter().map(|s| s.to_string()).collect()
+}
+
+/// A run's end-of-output marker: unlikely to occur in any output by chance.
+pub fn marker(hex: &str) -> String {
+    format!("berth-end-{hex}")
+}
+
+/// The script that runs `cmd` in a member with `env` added to the member's
+/// environment (as an exec's environment is added to its container's),
+/// then writes the end line with `marker`. `PWD` and `SHLVL`, which the
+/// shell sets for itself, are taken out again, so the run sees what it
+/// would see in a container of its own.
+///
+/// `None` when the run cannot be handed off faithfully: no command, a NUL
+/// byte (no process argument or variable can hold one), a variable name
+/// with `=` or none at all, or a command name with `=` (`env` would read it
+/// as a variable). Such a run takes the cold path.
+pub fn script(cmd: &[String], env: &BTreeMap<String, String>, marker: &str) -> Option<String> {
+    let program = cmd.first()?;
+    if program.contains('=') || program.is_empty() {
+        return None;
+    }
+    let mut out = format!("m={}\nenv -u PWD -u SHLVL --", quote(marker)?);
+    for (name, value) in env {
+        if name.is_empty() || name.contains('=') {
+            return None;
+        }
+        out.push(' ');
+        out.push_str(&quote(&format!("{name}={value}"))?);
+    }
+    for word in cmd {
+        out.push(' ');
+        out.push_str(&quote(word)?);
+    }
+    out.push('\n');
+    out.push_str(EPILOGUE);
+    Some(out)
+}
+
+/// `word` single-quoted for a POSIX shell: taken literally, whatever it
+/// holds, except NUL, which no shell word can carry.
+fn quote(word: &str) -> Option<String> {
+    if word.contains('\0') {
+        return None;
+    }
+    Some(format!("'{}'", word.replace('\'', r"'\''")))
+}
+
+/// How a run in a member ended, as its end line says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct End {
+    pub exit_code: i64,
+    /// The member's cgroup counted an OOM kill (checked for a 137 only).
+    pub oom_killed: bool,
+}
+
+/// Finds the end line in one of a member's output streams. Fed the
+/// stream's chunks as they come; hands on the run's output (everything
+/// before the marker) and holds back only what may be the start of the
+/// marker. Bytes after the end line are not the run's and are dropped.
+#[derive(Debug)]
+pub struct EndScanner {
+    marker: Vec<u8>,
+    /// Output that may be the start of the marker.
+    held: Vec<u8>,
+    /// After the marker: the end line as far as it has come.
+    line: Option<Vec<u8>>,
+    end: Option<Result<End, String>>,
+}
+
+impl EndScanner {
+    pub fn new(marker: &str) -> EndScanner {
+        EndScanner { marker: marker.as_bytes().to_vec(), held: Vec::new(), line: None, end: None }
+    }
+
+    /// Takes the next chunk; passes the run's output in it to `output`.
+    pub fn feed(&mut self, data: &[u8], mut output: impl FnMut(&[u8])) {
+        if self.end.is_some() {
+            return;
+        }
+        if let Some(line) = &mut self.line {
+            line.extend_from_slice(data);
+        } else {
+            let mut buf = std::mem::take(&mut self.held);
+            buf.extend_from_slice(data);
+            match memchr::memmem::find(&buf, &self.marker) {
+                Some(at) => {
+                    output(&buf[..at]);
+                    self.line = Some(buf[at + self.marker.len()..].to_vec());
+                }
+                None => {
+                    let keep = partial_suffix(&buf, &self.marker);
+                    output(&buf[..buf.len() - keep]);
+                    self.held = buf[buf.len() - keep..].to_vec();
+                }
+            }
+        }
+        if let Some(line) = &self.line {
+            if let Some(newline) = line.iter().position(|&b| b == b'\n') {
+                self.end = Some(parse_end(&line[..newline]));
+            } else if line.len() > MAX_END_LINE {
+                self.end = Some(Err(format!("an end line longer than {MAX_END_LINE} bytes")));
+            }
+        }
+    }
+
+    /// The end line, once it has come whole: `Err` when it is not one.
+    pub fn end(&self) -> Option<&Result<End, String>> {
+        self.end.as_ref()
+    }
+
+    /// The stream ended without an end line: what was held back is output.
+    pub fn finish(&mut self, mut output: impl FnMut(&[u8])) {
+        if self.line.is_none() {
+            output(&std::mem::take(&mut self.held));
+        }
+    }
+}
+
+fn parse_end(line: &[u8]) -> Result<End, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "an end line that is not text".to_owned())?;
+    let mut words = text.trim_start_matches(' ').split(' ');
+    let exit_code = words.next().and_then(|w| w.parse::<i64>().ok());
+    let oom = words.next();
+    match (exit_code, oom, words.next()) {
+        (Some(exit_code), Some("0" | "1"), None) => Ok(End { exit_code, oom_killed: oom == Some("1") }),
+        _ => Err(format!("a malformed end line {text:?}")),
+    }
+}
+
+/// The length of the longest end of `buf` that is a proper start of `marker`.
+fn partial_suffix(buf: &[u8], marker: &[u8]) -> usize {
+    (1..marker.len().min(buf.len() + 1)).rev().find(|&n| buf.ends_with(&marker[..n])).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    const MARKER: &str = "berth-end-0123456789ab";
+
+    /// Runs `script` the way a member does: this machine's `/bin/sh`
+    /// evaluating what it reads from stdin, from a bare environment.
+    /// Its stdout and stderr after [`READY`].
+    fn hand_off(script: &str) -> (String, String) {
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", BOOTSTRAP])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("/bin/sh runs");
+        child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("script written");
+        let out = child.wait_with_output().expect("the shell ends");
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        let stdout = text.strip_prefix(std::str::from_utf8(READY).unwrap()).expect("ready first").to_owned();
+        (stdout, String::from_utf8(out.stderr).expect("utf-8"))
+    }
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Scans a whole stream: the run's output and its end.
+    fn scan(stream: &str) -> (String, Option<Result<End, String>>) {
+        let mut scanner = EndScanner::new(MARKER);
+        let mut out = Vec::new();
+        scanner.feed(stream.as_bytes(), |b| out.extend_from_slice(b));
+        (String::from_utf8(out).unwrap(), scanner.end().cloned())
+    }
+
+    #[test]
+    fn every_word_reaches_the_command_exactly_as_given() {
+        let given = ["a b", "it's", "$HOME", "`id`", "\\n", "line\nbreak", "\"", "", "*", "--"];
+        let mut cmd = words(&["sh", "-c", r#"for w in "$@"; do printf '<%s>' "$w"; done"#, "argv0"]);
+        cmd.extend(words(&given));
+        let (stdout, _) = hand_off(&script(&cmd, &BTreeMap::new(), MARKER).unwrap());
+        let expected: String = given.iter().map(|w| format!("<{w}>")).collect();
+        assert_eq!(scan(&stdout), (expected, Some(Ok(End { exit_code: 0, oom_killed: false }))));
+    }
+
+    #[test]
+    fn the_run_sees_its_variables_and_not_the_shells_own() {
+        let env = BTreeMap::from([
+            ("PARAM_Q".to_owned(), "it's $x; `y`".to_owned()),
+            ("BERTH_PARAMETERS".to_owned(), r#"{"q":"a b"}"#.to_owned()),
+        ]);
+        let (stdout, _) = hand_off(&script(&words(&["env"]), &env, MARKER).unwrap());
+        let (out, _) = scan(&stdout);
+        let mut lines: Vec<&str> = out.lines().collect();
+        lines.sort();
+        assert_eq!(lines, [r#"BERTH_PARAMETERS={"q":"a b"}"#, "PARAM_Q=it's $x; `y`", "PATH=/usr/bin:/bin"]);
+    }
+
+    #[test]
+    fn both_streams_end_with_the_exit_code_after_all_the_output() {
+        let cmd = words(&["sh", "-c", "printf out; printf err >&2; exit 3"]);
+        let (stdout, stderr) = hand_off(&script(&cmd, &BTreeMap::new(), MARKER).unwrap());
+        let end = Some(Ok(End { exit_code: 3, oom_killed: false }));
+        assert_eq!(scan(&stdout), ("out".to_owned(), end.clone()));
+        assert_eq!(scan(&stderr), ("err".to_owned(), end));
+        let killed = words(&["sh", "-c", "kill -9 $$"]);
+        let (stdout, _) = hand_off(&script(&killed, &BTreeMap::new(), MARKER).unwrap());
+        assert_eq!(scan(&stdout).1, Some(Ok(End { exit_code: 137, oom_killed: false })));
+    }
+
+    #[test]
+    fn what_cannot_be_handed_off_faithfully_has_no_script() {
+        let none = BTreeMap::new();
+        let var = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+        assert_eq!(script(&[], &none, MARKER), None);
+        assert_eq!(script(&words(&["python3", "-c", "print('\0')"]), &none, MARKER), None);
+        assert_eq!(script(&words(&["A=1"]), &none, MARKER), None);
+        assert_eq!(script(&words(&["sh"]), &var("A=B", "1"), MARKER), None);
+        assert_eq!(script(&words(&["sh"]), &var("", "1"), MARKER), None);
+        assert_eq!(script(&words(&["sh"]), &var("A", "\0"), MARKER), None);
+        assert!(script(&words(&["sh", "-c", "echo hi"]), &none, MARKER).is_some());
+    }
+
+    #[test]
+    fn a_stream_without_an_end_line_is_all_output() {
+        let mut scanner = EndScanner::new(MARKER);
+        let mut out = Vec::new();
+        scanner.feed(b"almost berth-end-01", |b| out.extend_from_slice(b));
+        assert_eq!(out, b"almost ");
+        scanner.finish(|b| out.extend_from_slice(b));
+        assert_eq!(out, b"almost berth-end-01");
+        assert_eq!(scanner.end(), None);
+    }
+
+    #[test]
+    fn a_malformed_or_endless_end_line_is_an_error() {
+        assert!(matches!(scan(&format!("x{MARKER} zero 0\n")).1, Some(Err(_))));
+        assert!(matches!(scan(&format!("{MARKER} 0 0 extra\n")).1, Some(Err(_))));
+        assert!(matches!(scan(&format!("{MARKER} {}", "9".repeat(40))).1, Some(Err(_))));
+        assert_eq!(scan(&format!("{MARKER} 0 0")).1, None, "not whole yet");
+    }
+
+    proptest! {
+        #[test]
+        fn output_and_end_survive_any_cutting_into_chunks(
+            output in proptest::collection::vec(any::<u8>(), 0..300),
+            code in -300i64..300,
+            oom in any::<bool>(),
+            cuts in proptest::collection::vec(0usize..400, 0..12),
+        ) {
+            // Output that is nearly the marker must not be taken for it.
+            let mut output = output;
+            output.extend_from_slice(&MARKER.as_bytes()[..MARKER.len() - 1]);
+            output.push(b'!');
+            let mut stream = output.clone();
+            stream.extend_from_slice(format!("{MARKER} {code} {}\nafter", oom as u8).as_bytes());
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.len())).collect();
+            cuts.push(0);
+            cuts.push(stream.len());
+            cuts.sort_unstable();
+            let mut scanner = EndScanner::new(MARKER);
+            let mut seen = Vec::new();
+            for pair in cuts.windows(2) {
+                scanner.feed(&stream[pair[0]..pair[1]], |b| seen.extend_from_slice(b));
+            }
+            scanner.finish(|b| seen.extend_from_slice(b));
+            prop_assert_eq!(seen, output);
+            prop_assert_eq!(scanner.end(), Some(&Ok(End { exit_code: code, oom_killed: oom })));
+        }
+    }
+}
