@@ -67,6 +67,9 @@ pub struct PoolsTable {
     pub idle_seconds: Option<u64>,
     /// Members × their memory limit, over all pools (`2g`).
     pub memory_budget: Option<String>,
+    /// Runs of a tool image within a minute that give it a pool of its own
+    /// (3); 0: tool runs are never pooled.
+    pub tool_pool_after: Option<usize>,
 }
 
 impl PoolsEntry {
@@ -87,6 +90,11 @@ impl PoolsEntry {
         }
         if let Some(s) = table.idle_seconds {
             config.idle_lifetime = std::time::Duration::from_secs(s.max(1));
+        }
+        match table.tool_pool_after {
+            Some(0) => config.demand = None,
+            Some(n) => config.demand = config.demand.map(|d| crate::pool::DemandConfig { after: n, ..d }),
+            None => {}
         }
         if let Some(b) = &table.memory_budget {
             config.memory_budget = b.parse().map_err(|e| format!("pools: memory_budget: {e}"))?;
@@ -331,5 +339,8 @@ mod tests {
         assert!(sized.pools.values().all(|p| (p.min, p.max) == (3, 6)));
         assert_eq!((sized.idle_lifetime.as_secs(), sized.memory_budget.bytes()), (60, 4 << 30));
         assert!(resolve("[pools]\nmin = 5\nmax = 2\n").unwrap_err().contains("min 5 is above max 2"));
+        assert_eq!(resolve("[pools]\ntool_pool_after = 0\n").unwrap().pools.unwrap().demand, None);
+        let after = resolve("[pools]\ntool_pool_after = 5\n").unwrap().pools.unwrap().demand.unwrap();
+        assert_eq!(after.after, 5);
     }
 }

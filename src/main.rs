@@ -207,6 +207,8 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     let core = Arc::new(Orchestrator::new(backend, policy, store, ids, clock, options));
     let pools = core.pools.clone();
     let reaping = core.reaper.clone().spawn(Duration::from_secs(30));
+    // Members are replaced before they expire; demand pools grow, shrink and go.
+    let upkeep = pools.as_ref().map(|p| p.spawn_upkeep(Duration::from_secs(5)));
     let state = berth::http::AppState::new(core, berth::http::Tokens(config.tokens.clone()));
 
     // Bind every listener before serving any, so a taken port fails the start.
@@ -243,6 +245,9 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
         done??;
     }
     reaping.abort();
+    if let Some(upkeep) = upkeep {
+        upkeep.abort();
+    }
     if let Some(pools) = pools {
         pools.shutdown().await;
     }

@@ -423,22 +423,24 @@ impl Runs {
 
     /// Runs a request to completion and returns its stored record.
     pub async fn execute(&self, req: RunRequest) -> Result<RunRecord, RunError> {
-        let (id, name, spec, timeout) = self.admit(&req)?;
+        let (id, container_name, spec, timeout) = self.admit(&req)?;
         // The pool that may serve the run: only code runs that fit it, whose
         // container would go anyway (a kept container is the run's own).
-        // A member becomes the run's process through a script; a run that no
-        // script carries faithfully is not pooled.
+        // Code runs have their language's pool; tool runs their image's, once
+        // its runs come often enough.
         let pool = match (&self.pools, &req.workload, PoolKey::of(&spec)) {
             (Some(pools), Workload::Code { language, .. }, Some(key)) if req.cleanup => {
-                let marker = launch::marker(&format!("{}{}", self.ids.next_hex(), self.ids.next_hex()));
-                launch::script(spec.cmd.as_deref().unwrap_or_default(), &spec.env, &marker)
-                    .map(|script| (pools, language, key, (script, marker)))
+                Some((pools, language.clone(), key))
+            }
+            (Some(pools), Workload::Tool { image, .. }, Some(key)) if req.cleanup => {
+                pools.note_tool_run(&key);
+                Some((pools, crate::pool::tool_pool(image), key))
             }
             _ => None,
         };
         // A ready member's image is there: the check is the cold path's.
         let mut image_checked = false;
-        if !pool.as_ref().is_some_and(|(pools, language, key, _)| pools.has_ready(language, key)) {
+        if !pool.as_ref().is_some_and(|(pools, name, key)| pools.has_ready(name, key)) {
             self.backend.ensure_image(&spec.image).await?;
             image_checked = true;
         }
@@ -458,7 +460,7 @@ impl Runs {
             result: None,
             usage: RunUsage::default(),
             container_id: None,
-            container_name: name.clone(),
+            container_name: container_name.clone(),
             container_removed: false,
             error: None,
             path: "cold".into(),
@@ -477,14 +479,22 @@ impl Runs {
 
         // The pooled path, while a member is there and the run fits its pool.
         let mut pooled: Option<(Member, Result<(), BackendError>)> = None;
-        if let Some((pools, language, key, handoff)) = &pool {
-            while let Some(mut member) = pools.take(language, key) {
-                match self.drive_pooled(&mut member, handoff, timeout, &token, &mut record).await {
+        if let Some((pools, name, key)) = &pool {
+            let marker = launch::marker(&format!("{}{}", self.ids.next_hex(), self.ids.next_hex()));
+            while let Some(mut member) = pools.take(name, key) {
+                // A member becomes the run's process through a script; a run
+                // that no script carries faithfully (a NUL in a variable) goes cold.
+                let argv = member.argv(spec.cmd.as_deref());
+                let Some(script) = launch::script(&argv, &spec.env, &marker) else {
+                    pools.release(member);
+                    break;
+                };
+                match self.drive_pooled(&mut member, &script, &marker, timeout, &token, &mut record).await {
                     Ok(false) => {
                         // Gone before the run started (reaped, engine restarted): the next one.
                         pools.lost(member);
                         record.container_id = None;
-                        record.container_name = name.clone();
+                        record.container_name = container_name.clone();
                         record.status = RunStatus::Pending;
                     }
                     Ok(true) => {
@@ -632,7 +642,8 @@ impl Runs {
     async fn drive_pooled(
         &self,
         member: &mut Member,
-        (script, marker): &(String, String),
+        script: &str,
+        marker: &str,
         timeout: Duration,
         token: &CancellationToken,
         record: &mut RunRecord,

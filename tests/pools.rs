@@ -12,7 +12,7 @@ use berth::backend::docker::DockerBackend;
 use berth::backend::Backend;
 use berth::ids::{IdSource, RandomIds, SystemClock};
 use berth::policy::Policy;
-use berth::pool::{PoolConfig, PoolSpec, PoolStats, Pools};
+use berth::pool::{DemandConfig, PoolConfig, PoolSpec, PoolStats, Pools};
 use berth::runs::{RunRequest, RunStatus, Runs, Workload};
 use berth::spec::labels;
 use berth::store::Store;
@@ -338,7 +338,62 @@ async fn the_orchestrator_serves_configured_pools_and_the_api_shows_their_counte
     let sh = &listed.json[0];
     assert_eq!((sh["name"].as_str(), sh["image"].as_str()), (Some("sh"), Some("busybox:1.35")), "{}", listed.text);
     assert_eq!((sh["hits"].as_u64(), sh["misses"].as_u64(), sh["min"].as_u64()), (Some(1), Some(0), Some(1)));
+    assert_eq!(sh["origin"].as_str(), Some("configured"));
+    let metrics = support::api::send(&api, "GET", "/v1/metrics", None, None).await;
+    assert_eq!(metrics.status, axum::http::StatusCode::OK);
+    assert!(metrics.text.contains("berth_pool_hits_total{pool=\"sh\",origin=\"configured\"} 1\n"), "{}", metrics.text);
     pools.shutdown().await;
     let left = backend.list(&[format!("{}={instance}", labels::INSTANCE)]).await.unwrap();
     assert!(left.is_empty(), "leaked: {left:?}");
+}
+
+fn tool(image: &str, command: &[&str]) -> RunRequest {
+    let command = Some(command.iter().map(|s| s.to_string()).collect());
+    RunRequest::new("t1", Workload::Tool { image: image.into(), command })
+}
+
+#[tokio::test]
+async fn a_tool_image_run_often_gets_a_pool_that_serves_its_runs_and_goes_when_they_stop() {
+    let mut config = config(&[]);
+    config.demand = Some(DemandConfig { after: 2, window: Duration::from_secs(4), max: 1, pools: 2 });
+    let f = fixture(config);
+    let name = berth::pool::tool_pool("busybox:1.35");
+    for _ in 0..2 {
+        let run = f.runs.execute(tool("busybox:1.35", &["echo", "hi"])).await.unwrap();
+        assert_eq!((run.status, run.path.as_str()), (RunStatus::Succeeded, "cold"), "{run:?}");
+    }
+    ready(&f.pools, &name, 1).await;
+    assert_eq!(stats(&f.pools, &name).origin, "demand");
+    let mut req = tool("busybox:1.35", &["sh", "-c", "echo \"$PARAM_FILE\"; id -u"]);
+    req.parameters = serde_json::json!({"file": "doc.pdf"}).as_object().unwrap().clone();
+    let run = f.runs.execute(req).await.unwrap();
+    assert_eq!((run.status, run.path.as_str()), (RunStatus::Succeeded, "pooled"), "{run:?}");
+    // The tool kind's policy, not the code sandbox's: the image's own user.
+    assert_eq!(run.stdout, "doc.pdf\n0\n");
+    // No run within the window: the pool shrinks to nothing and goes.
+    f.pools.settle().await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
+    f.pools.upkeep(Duration::ZERO);
+    f.pools.settle().await;
+    assert!(f.pools.stats().iter().all(|s| s.name != name), "{:?}", f.pools.stats());
+    no_leak(&f).await;
+}
+
+#[tokio::test]
+async fn a_member_near_its_expiry_is_replaced_by_upkeep_before_any_run_meets_it() {
+    let f = fixture(config(&[("sh", "busybox:1.35", 1)]));
+    ready(&f.pools, "sh", 1).await;
+    let of_pool = [format!("{}=sh", labels::POOL), format!("{}={}", labels::INSTANCE, f.instance)];
+    let before = f.backend.list(&of_pool).await.unwrap();
+    // Members live 10 minutes: with a margin of 11, this one is stale.
+    f.pools.upkeep(Duration::from_secs(660));
+    ready(&f.pools, "sh", 1).await;
+    f.pools.settle().await;
+    let after = f.backend.list(&of_pool).await.unwrap();
+    assert_eq!((before.len(), after.len()), (1, 1));
+    assert_ne!(before[0].id, after[0].id);
+    assert_eq!(stats(&f.pools, "sh").refills, 2);
+    let run = f.runs.execute(code("sh", "echo hi")).await.unwrap();
+    assert_eq!((run.status, run.path.as_str()), (RunStatus::Succeeded, "pooled"), "{run:?}");
+    no_leak(&f).await;
 }

@@ -15,8 +15,8 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 
 use super::{
-    Backend, BackendError, ContainerEvent, ContainerInfo, ContainerState, ExecOutput, ExecRequest, ExitWatch, LogChunk,
-    LogRequest, LogStream, NetworkInfo, StdioSession, Stream, Usage,
+    Backend, BackendError, ContainerEvent, ContainerInfo, ContainerState, ExecOutput, ExecRequest, ExitWatch,
+    ImageCommand, LogChunk, LogRequest, LogStream, NetworkInfo, StdioSession, Stream, Usage,
 };
 use crate::output::CappedOutput;
 use crate::spec::{ContainerId, ContainerSpec, Network, Stdin};
@@ -204,6 +204,11 @@ impl Backend for DockerBackend {
             line.map_err(|e| BackendError::NotFound(format!("image {image} could not be pulled: {e}")))?;
         }
         Ok(())
+    }
+
+    async fn image_command(&self, image: &str) -> Result<ImageCommand, BackendError> {
+        let config = self.docker.inspect_image(image).await.map_err(engine_err)?.config.unwrap_or_default();
+        Ok(ImageCommand { entrypoint: config.entrypoint, cmd: config.cmd })
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, BackendError> {

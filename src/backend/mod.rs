@@ -154,6 +154,14 @@ pub struct StdioSession {
     pub exit: BoxFuture<'static, Result<i64, BackendError>>,
 }
 
+/// What an image runs when a container does not say: its entrypoint, and
+/// the command that follows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageCommand {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+}
+
 /// Something that happened to a container berth manages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerEvent {
@@ -175,6 +183,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn ensure_image(&self, image: &str) -> Result<(), BackendError>;
 
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, BackendError>;
+
+    /// The entrypoint and command of an image that is there.
+    async fn image_command(&self, image: &str) -> Result<ImageCommand, BackendError>;
 
     /// Starts a created container.
     async fn start(&self, id: &ContainerId) -> Result<(), BackendError>;

@@ -161,6 +161,7 @@ pub fn limits(memory: Option<&str>, cpu: Option<f64>) -> Result<(Option<ByteSize
         ops::ready,
         ops::audit,
         ops::pools,
+        ops::metrics,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, follow::FollowEvent))
 )]

@@ -18,6 +18,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/ready", get(ready))
         .route("/v1/audit", get(audit))
         .route("/v1/pools", get(pools))
+        .route("/v1/metrics", get(metrics))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,12 +83,15 @@ pub async fn audit(
     ))
 }
 
-/// A warm pool of code sandboxes and its counters.
+/// A warm pool and its counters.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PoolView {
-    /// The language the pool serves.
+    /// The language the pool serves (`python`), or `tool:` and the tool image.
     pub name: String,
     pub image: String,
+    /// `configured` (a language's, kept at its min) or `demand` (a tool
+    /// image's, sized by its runs within the last window).
+    pub origin: String,
     /// Members ready now.
     pub idle: usize,
     /// Members being made now.
@@ -120,6 +124,7 @@ pub async fn pools(State(s): State<AppState>, Tenant(_): Tenant) -> Json<Vec<Poo
             .map(|p| PoolView {
                 name: p.name,
                 image: p.image,
+                origin: p.origin,
                 idle: p.idle,
                 creating: p.creating,
                 min: p.min,
@@ -133,4 +138,86 @@ pub async fn pools(State(s): State<AppState>, Tenant(_): Tenant) -> Json<Vec<Poo
             })
             .collect(),
     )
+}
+
+/// The warm pools' numbers in the Prometheus text format, for a scraper:
+/// gauges of members (`berth_pool_idle`, `_creating`, `_min`, `_max`), the
+/// counters (`berth_pool_hits_total`, `_misses_total`, `_refills_total`,
+/// `_refill_failures_total`, `_lost_total`) and the last refill's time,
+/// each labelled with its pool.
+#[utoipa::path(get, path = "/v1/metrics",
+    responses((status = 200, content_type = "text/plain; version=0.0.4", body = String), (status = 401, body = ErrorBody)))]
+pub async fn metrics(State(s): State<AppState>, Tenant(_): Tenant) -> impl axum::response::IntoResponse {
+    let stats = s.core.pools.as_ref().map(|p| p.stats()).unwrap_or_default();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], exposition(&stats))
+}
+
+/// One family per number, one sample per pool.
+fn exposition(stats: &[crate::pool::PoolStats]) -> String {
+    type Read = fn(&crate::pool::PoolStats) -> Option<f64>;
+    let families: [(&str, &str, &str, Read); 10] = [
+        ("berth_pool_idle", "gauge", "Members ready now.", |p| Some(p.idle as f64)),
+        ("berth_pool_creating", "gauge", "Members being made now.", |p| Some(p.creating as f64)),
+        ("berth_pool_min", "gauge", "Members the pool keeps ready.", |p| Some(p.min as f64)),
+        ("berth_pool_max", "gauge", "Members the pool holds at most.", |p| Some(p.max as f64)),
+        ("berth_pool_hits_total", "counter", "Runs served by a member.", |p| Some(p.hits as f64)),
+        ("berth_pool_misses_total", "counter", "Runs of the pool that went cold.", |p| Some(p.misses as f64)),
+        ("berth_pool_refills_total", "counter", "Members made.", |p| Some(p.refills as f64)),
+        ("berth_pool_refill_failures_total", "counter", "Members that could not be made.", |p| {
+            Some(p.refill_failures as f64)
+        }),
+        ("berth_pool_lost_total", "counter", "Members found gone when taken.", |p| Some(p.lost as f64)),
+        ("berth_pool_last_refill_seconds", "gauge", "How long the last member took to be made.", |p| {
+            p.last_refill_ms.map(|ms| ms as f64 / 1000.0)
+        }),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, read) in families {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for p in stats {
+            if let Some(value) = read(p) {
+                out.push_str(&format!(
+                    "{name}{{pool=\"{}\",origin=\"{}\"}} {value}\n",
+                    label(&p.name),
+                    label(&p.origin)
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A label value with `\\`, `"` and newlines escaped, as the format asks.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_carry_every_pool_with_escaped_labels() {
+        let pool = |name: &str, last| crate::pool::PoolStats {
+            name: name.into(),
+            image: "busybox:1.35".into(),
+            origin: "demand".into(),
+            idle: 2,
+            creating: 0,
+            min: 2,
+            max: 4,
+            hits: 7,
+            misses: 1,
+            refills: 9,
+            refill_failures: 0,
+            lost: 0,
+            last_refill_ms: last,
+        };
+        let text = exposition(&[pool("tool:a\"b", Some(250)), pool("sh", None)]);
+        assert!(text.contains("# TYPE berth_pool_hits_total counter\n"), "{text}");
+        assert!(text.contains("berth_pool_hits_total{pool=\"tool:a\\\"b\",origin=\"demand\"} 7\n"), "{text}");
+        assert!(text.contains("berth_pool_last_refill_seconds{pool=\"tool:a\\\"b\",origin=\"demand\"} 0.25\n"));
+        assert!(!text.contains("berth_pool_last_refill_seconds{pool=\"sh\""), "no sample without a value");
+        assert_eq!(text.lines().filter(|l| l.starts_with("berth_pool_idle{")).count(), 2);
+    }
 }

@@ -50,6 +50,12 @@ pub fn idle_command() -> Vec<String> {
     ["/bin/sh", "-c", BOOTSTRAP].iter().map(|s| s.to_string()).collect()
 }
 
+/// The process a run of `cmd` would be in a container of its own: the
+/// image's `entrypoint`, then `cmd`, or else the image's `default` command.
+pub fn argv(entrypoint: &[String], default: &[String], cmd: Option<&[String]>) -> Vec<String> {
+    entrypoint.iter().chain(cmd.unwrap_or(default)).cloned().collect()
+}
+
 /// A run's end-of-output marker: unlikely to occur in any output by chance.
 pub fn marker(hex: &str) -> String {
     format!("berth-end-{hex}")
@@ -257,6 +263,14 @@ mod tests {
         let killed = words(&["sh", "-c", "kill -9 $$"]);
         let (stdout, _) = hand_off(&script(&killed, &BTreeMap::new(), MARKER).unwrap());
         assert_eq!(scan(&stdout).1, Some(Ok(End { exit_code: 137, oom_killed: false })));
+    }
+
+    #[test]
+    fn a_run_is_the_images_entrypoint_then_its_own_command_or_the_images() {
+        let (entry, default) = (words(&["/bin/tool", "--json"]), words(&["--help"]));
+        assert_eq!(argv(&entry, &default, Some(&words(&["x.pdf"]))), words(&["/bin/tool", "--json", "x.pdf"]));
+        assert_eq!(argv(&entry, &default, None), words(&["/bin/tool", "--json", "--help"]));
+        assert_eq!(argv(&[], &default, Some(&words(&["sh", "-c", "echo"]))), words(&["sh", "-c", "echo"]));
     }
 
     #[test]

@@ -8,14 +8,18 @@
 //! to the engine: the run writes its script, reads its output to the end
 //! and has its exit code from the wait already in flight.
 //!
-//! A pool belongs to one language of the code table and is keyed by what
-//! makes two sandboxes interchangeable ([`PoolKey`]: image and the admitted
-//! limit profile). Members are made through [`Policy::admit`] of a
-//! [`Kind::Code`] request with an idle command, so the whole sandbox policy
-//! is already applied (capabilities dropped, no-new-privileges, no network,
+//! A pool is keyed by what makes two sandboxes interchangeable
+//! ([`PoolKey`]: kind, image and the admitted limit profile). *Configured*
+//! pools belong to the languages of the code table and are kept at their
+//! `min`. *Demand* pools belong to tool images: one starts when runs of an
+//! image come often enough ([`DemandConfig`]), is sized from how often they
+//! come, and goes when they stop. Members are made through
+//! [`Policy::admit`] with the kind's whole policy already applied
+//! (capabilities dropped, no-new-privileges, no network for sandboxes,
 //! read-only root with a tmpfs, non-root user, limits). They carry
 //! `io.berth.pool`, the instance and an expiry label, so recovery and the
-//! reaper find them after a restart.
+//! reaper find them after a restart; [`Pools::upkeep`] replaces members
+//! before they expire.
 //!
 //! This module owns the members' lifecycle (refill with bounded
 //! concurrency within each pool's `max` and the memory budget, hand-out,
@@ -35,7 +39,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::backend::{Backend, BackendError, StdioSession, Stream};
+use crate::backend::{Backend, BackendError, ImageCommand, StdioSession, Stream};
 use crate::ids::{Clock, IdSource};
 use crate::policy::{ContainerRequest, Policy, PolicyViolation};
 use crate::spec::{labels, ContainerId, ContainerSpec, Kind, Network, Stdin};
@@ -46,6 +50,7 @@ use crate::units::{ByteSize, CpuLimit};
 /// when the spec it would run as has the member's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolKey {
+    pub kind: Kind,
     pub image: String,
     pub memory: ByteSize,
     pub cpu: CpuLimit,
@@ -58,10 +63,11 @@ pub struct PoolKey {
 }
 
 impl PoolKey {
-    /// The key of an admitted spec. Specs with binds, ports, an entrypoint,
-    /// a TTY or stdin have none: a member cannot stand in for them.
+    /// The key of an admitted spec of a code or tool run. Specs with binds,
+    /// ports, an entrypoint, a TTY or stdin have none: a member cannot stand
+    /// in for them.
     pub fn of(spec: &ContainerSpec) -> Option<PoolKey> {
-        let plain = spec.kind == Kind::Code
+        let plain = matches!(spec.kind, Kind::Code | Kind::Tool)
             && spec.binds.is_empty()
             && spec.ports.is_empty()
             && spec.entrypoint.is_none()
@@ -70,6 +76,7 @@ impl PoolKey {
             && !spec.tty
             && spec.stdin == Stdin::Closed;
         plain.then(|| PoolKey {
+            kind: spec.kind,
             image: spec.image.clone(),
             memory: spec.limits.memory,
             cpu: spec.limits.cpu,
@@ -93,6 +100,28 @@ pub struct PoolSpec {
     pub max: usize,
 }
 
+/// When tool images get pools of their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DemandConfig {
+    /// Runs of one image (with one limit profile) within `window` that start
+    /// its pool; the pool keeps one member per `after` runs in the window,
+    /// at least one while it lasts.
+    pub after: usize,
+    /// How far back runs count; a pool with no run in it goes.
+    pub window: Duration,
+    /// Members of one demand pool at most.
+    pub max: usize,
+    /// Demand pools at once.
+    pub pools: usize,
+}
+
+impl Default for DemandConfig {
+    /// A pool after 3 runs within a minute, up to 2 members, 4 pools.
+    fn default() -> Self {
+        DemandConfig { after: 3, window: Duration::from_secs(60), max: 2, pools: 4 }
+    }
+}
+
 /// The pools' configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolConfig {
@@ -105,11 +134,14 @@ pub struct PoolConfig {
     /// Background engine operations at once (members made and removed),
     /// over all pools, so refilling never crowds out the runs themselves.
     pub refill_concurrency: usize,
+    /// Pools for tool images from demand; `None`: tool runs are never pooled.
+    pub demand: Option<DemandConfig>,
 }
 
 impl Default for PoolConfig {
     /// `python` and `sh` pools of the default images, min 2, max 4, members
-    /// idle at most 10 minutes, 2 GiB across all pools, 2 made at once.
+    /// idle at most 10 minutes, 2 GiB across all pools, 2 made at once; tool
+    /// pools from demand as [`DemandConfig::default`].
     fn default() -> Self {
         let pools = crate::runs::default_languages()
             .into_iter()
@@ -120,6 +152,7 @@ impl Default for PoolConfig {
             idle_lifetime: Duration::from_secs(600),
             memory_budget: ByteSize::mib(2048),
             refill_concurrency: 2,
+            demand: Some(DemandConfig::default()),
         }
     }
 }
@@ -127,12 +160,23 @@ impl Default for PoolConfig {
 /// How long a started member may take to say it is ready.
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
+/// Tool images whose members could not be made, remembered at most (they
+/// are never pooled again while remembered).
+const MAX_REFUSED: usize = 256;
+
+/// The name of the demand pool of a tool image.
+pub fn tool_pool(image: &str) -> String {
+    format!("tool:{image}")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     #[error("pool {0}: {1}")]
     Policy(String, PolicyViolation),
     #[error("pool {0}: min {1} is above max {2}")]
     Sizes(String, usize, usize),
+    #[error("pool {0}: its image cannot be read: {1}")]
+    Image(String, BackendError),
     #[error("pool {0}: a member did not get ready: {1}")]
     NotReady(String, String),
     #[error(transparent)]
@@ -149,9 +193,17 @@ pub struct Member {
     pub pool: String,
     pub expires_at: DateTime<Utc>,
     pub session: StdioSession,
+    /// The member's image's own command, which a run's command completes.
+    pub image_command: ImageCommand,
 }
 
 impl Member {
+    /// The process a run of `cmd` would be in a container of its own: the
+    /// image's entrypoint, then `cmd` or else the image's command.
+    pub fn argv(&self, cmd: Option<&[String]>) -> Vec<String> {
+        launch::argv(&self.image_command.entrypoint, &self.image_command.cmd, cmd)
+    }
+
     /// Whether the member's process has already ended. Call it once, before
     /// the run is handed to it: an ended member serves nothing.
     pub fn has_ended(&mut self) -> bool {
@@ -176,6 +228,8 @@ impl std::fmt::Debug for Member {
 pub struct PoolStats {
     pub name: String,
     pub image: String,
+    /// `configured` (a language's) or `demand` (a tool image's).
+    pub origin: String,
     /// Members ready now.
     pub idle: usize,
     /// Members being made now.
@@ -201,6 +255,10 @@ struct Pool {
     spec: PoolSpec,
     key: PoolKey,
     template: ContainerSpec,
+    /// The image's entrypoint and command, read once, with the first member.
+    image_command: Option<ImageCommand>,
+    /// A demand pool's runs within the window; `None` for configured pools.
+    demand: Option<VecDeque<Instant>>,
     idle: VecDeque<Member>,
     creating: usize,
     hits: u64,
@@ -209,6 +267,54 @@ struct Pool {
     refill_failures: u64,
     lost: u64,
     last_refill_ms: Option<u64>,
+}
+
+impl Pool {
+    fn new(spec: PoolSpec, key: PoolKey, template: ContainerSpec) -> Pool {
+        Pool {
+            spec,
+            key,
+            template,
+            image_command: None,
+            demand: None,
+            idle: VecDeque::new(),
+            creating: 0,
+            hits: 0,
+            misses: 0,
+            refills: 0,
+            refill_failures: 0,
+            lost: 0,
+            last_refill_ms: None,
+        }
+    }
+}
+
+/// A demand pool's runs before `window_start` forgotten, and its `min` one
+/// member per `after` runs left (at least one while any is left).
+fn size_demand_pool(pool: &mut Pool, window_start: Instant, demand: &DemandConfig) {
+    let Some(uses) = &mut pool.demand else { return };
+    while uses.front().is_some_and(|t| *t < window_start) {
+        uses.pop_front();
+    }
+    pool.spec.min = uses.len().div_ceil(demand.after.max(1)).min(demand.max);
+}
+
+/// The spec members of a pool are made from (its command is set when one is
+/// made), and the key of the runs they serve: `kind` and `image` under the
+/// policy, with the limits of `limits` (memory, cpu) or the kind's.
+fn template(
+    policy: &Policy,
+    kind: Kind,
+    image: &str,
+    limits: Option<(ByteSize, CpuLimit)>,
+) -> Result<(ContainerSpec, PoolKey), PolicyViolation> {
+    let mut req = ContainerRequest::new(kind, "berth-pool-template", image);
+    req.memory = limits.map(|l| l.0);
+    req.cpu = limits.map(|l| l.1);
+    let template = policy.admit(req)?;
+    let key = PoolKey::of(&template)
+        .ok_or_else(|| PolicyViolation { field: "pool".into(), reason: "a member cannot be pooled".into() })?;
+    Ok((template, key))
 }
 
 /// Reads a started member's output up to [`launch::READY`]; what it said
@@ -249,6 +355,12 @@ fn watched(mut session: StdioSession) -> StdioSession {
 /// The warm pools of one berth instance.
 pub struct Pools {
     backend: Arc<dyn Backend>,
+    policy: Policy,
+    /// Runs of tool images without a pool, by pool name, within the window
+    /// (at most `4 × demand.pools` images).
+    seen: Mutex<BTreeMap<String, (PoolKey, VecDeque<Instant>)>>,
+    /// Tool images whose members could not be made.
+    refused: Mutex<std::collections::BTreeSet<String>>,
     store: Arc<Store>,
     ids: Arc<dyn IdSource>,
     clock: Arc<dyn Clock>,
@@ -277,32 +389,16 @@ impl Pools {
             if spec.min > spec.max {
                 return Err(PoolError::Sizes(name.clone(), spec.min, spec.max));
             }
-            let mut req = ContainerRequest::new(Kind::Code, "berth-pool-template", spec.image.clone());
-            req.cmd = Some(launch::idle_command());
-            let template = policy.admit(req).map_err(|e| PoolError::Policy(name.clone(), e))?;
-            let key = PoolKey::of(&template).ok_or_else(|| {
-                PoolError::Policy(
-                    name.clone(),
-                    PolicyViolation { field: "pool".into(), reason: "a member cannot be pooled".into() },
-                )
-            })?;
-            let pool = Pool {
-                spec: spec.clone(),
-                key,
-                template,
-                idle: VecDeque::new(),
-                creating: 0,
-                hits: 0,
-                misses: 0,
-                refills: 0,
-                refill_failures: 0,
-                lost: 0,
-                last_refill_ms: None,
-            };
+            let (template, key) =
+                template(policy, Kind::Code, &spec.image, None).map_err(|e| PoolError::Policy(name.clone(), e))?;
+            let pool = Pool::new(spec.clone(), key, template);
             pools.insert(name.clone(), pool);
         }
         Ok(Arc::new(Pools {
             backend,
+            policy: policy.clone(),
+            seen: Mutex::new(BTreeMap::new()),
+            refused: Mutex::new(Default::default()),
             store,
             ids,
             clock,
@@ -447,7 +543,8 @@ impl Pools {
             _ => None,
         };
         let elapsed = started.elapsed().as_millis() as u64;
-        let leftover = {
+        let mut leftover = Vec::new();
+        {
             let mut pools = self.lock();
             let closed = self.closed.load(Ordering::SeqCst);
             match pools.get_mut(&name) {
@@ -458,28 +555,157 @@ impl Pools {
                             pool.refills += 1;
                             pool.last_refill_ms = Some(elapsed);
                             pool.idle.push_back(member);
-                            None
                         }
-                        Some(Ok(member)) => Some(member),
+                        Some(Ok(member)) => leftover.push(member),
+                        Some(Err(e)) if pool.demand.is_some() => {
+                            // A tool image a member cannot be made of (no shell, …): its runs go cold.
+                            tracing::warn!(%e, pool = %name, "tool image not pooled");
+                            let image = pool.key.image.clone();
+                            if let Some(gone) = pools.remove(&name) {
+                                leftover.extend(gone.idle);
+                            }
+                            let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+                            if refused.len() >= MAX_REFUSED {
+                                refused.clear();
+                            }
+                            refused.insert(image);
+                        }
                         Some(Err(e)) => {
                             pool.refill_failures += 1;
                             tracing::warn!(%e, pool = %name, "pool member not made");
-                            None
                         }
-                        None => None,
+                        None => {}
                     }
                 }
-                None => None,
+                // The pool went (a demand pool no longer used) while this member was made.
+                None => leftover.extend(made.and_then(Result::ok)),
             }
-        };
-        if let Some(member) = leftover {
+        }
+        for member in leftover {
             self.remove_later(member.id);
         }
     }
 
+    /// Counts a tool run that a member of its image could serve (its spec
+    /// has `key`), and starts the image's demand pool when its runs come
+    /// often enough; a demand pool that is there is sized by its runs.
+    pub fn note_tool_run(self: &Arc<Self>, key: &PoolKey) {
+        let Some(demand) = &self.config.demand else { return };
+        if key.kind != Kind::Tool || self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let name = tool_pool(&key.image);
+        let now = Instant::now();
+        let window_start = now.checked_sub(demand.window).unwrap_or(now);
+        {
+            let mut pools = self.lock();
+            if let Some(pool) = pools.get_mut(&name) {
+                if pool.key == *key {
+                    if let Some(uses) = &mut pool.demand {
+                        uses.push_back(now);
+                        size_demand_pool(pool, window_start, demand);
+                    }
+                }
+                drop(pools);
+                self.refill();
+                return;
+            }
+            if self.refused.lock().unwrap_or_else(|p| p.into_inner()).contains(&key.image) {
+                return;
+            }
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = seen.entry(name.clone()).or_insert_with(|| (key.clone(), VecDeque::new()));
+            if entry.0 != *key {
+                *entry = (key.clone(), VecDeque::new());
+            }
+            entry.1.push_back(now);
+            while entry.1.front().is_some_and(|t| *t < window_start) {
+                entry.1.pop_front();
+            }
+            let demand_pools = pools.values().filter(|p| p.demand.is_some()).count();
+            if entry.1.len() >= demand.after.max(1) && demand_pools < demand.pools {
+                let uses = seen.remove(&name).map(|e| e.1).unwrap_or_default();
+                // Only a run with the image's default limits has the pool's key.
+                let limits = Some((key.memory, key.cpu));
+                match template(&self.policy, Kind::Tool, &key.image, limits) {
+                    Ok((template, pool_key)) if pool_key == *key => {
+                        let mut pool = Pool::new(
+                            PoolSpec { image: key.image.clone(), min: 0, max: demand.max },
+                            key.clone(),
+                            template,
+                        );
+                        pool.demand = Some(uses);
+                        size_demand_pool(&mut pool, window_start, demand);
+                        tracing::info!(pool = %name, min = pool.spec.min, "tool image pooled from demand");
+                        pools.insert(name, pool);
+                    }
+                    _ => {}
+                }
+            } else if seen.len() > 4 * demand.pools.max(1) {
+                // Forget the image whose last run is oldest.
+                let oldest = seen.iter().min_by_key(|(_, (_, uses))| uses.back().copied()).map(|(n, _)| n.clone());
+                if let Some(oldest) = oldest {
+                    seen.remove(&oldest);
+                }
+            }
+        }
+        self.refill();
+    }
+
+    /// Keeps the pools fresh: replaces members that expire within the next
+    /// `margin` (so no run meets an expired one), resizes demand pools from
+    /// their runs in the window, removes the members a smaller pool no
+    /// longer keeps, drops demand pools whose runs stopped, and refills.
+    pub fn upkeep(self: &Arc<Self>, margin: Duration) {
+        let now = self.clock.now();
+        let soon = now + chrono::Duration::from_std(margin).unwrap_or(chrono::Duration::zero());
+        let instant = Instant::now();
+        let mut gone = Vec::new();
+        {
+            let mut pools = self.lock();
+            for pool in pools.values_mut() {
+                let (stale, fresh): (VecDeque<Member>, VecDeque<Member>) =
+                    pool.idle.drain(..).partition(|m| m.expires_at <= soon);
+                pool.idle = fresh;
+                gone.extend(stale);
+                if let (Some(demand), Some(_)) = (&self.config.demand, &pool.demand) {
+                    let window_start = instant.checked_sub(demand.window).unwrap_or(instant);
+                    size_demand_pool(pool, window_start, demand);
+                    while pool.idle.len() > pool.spec.min {
+                        gone.extend(pool.idle.pop_back());
+                    }
+                }
+            }
+            pools.retain(|name, p| {
+                let unused = p.demand.as_ref().is_some_and(VecDeque::is_empty) && p.idle.is_empty() && p.creating == 0;
+                if unused {
+                    tracing::info!(pool = %name, "demand pool gone: no runs within its window");
+                }
+                !unused
+            });
+        }
+        for member in gone {
+            self.remove_later(member.id);
+        }
+        self.refill();
+    }
+
+    /// Runs [`Pools::upkeep`] every `period` until the pools shut down.
+    pub fn spawn_upkeep(self: &Arc<Self>, period: Duration) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            while !me.closed.load(Ordering::SeqCst) {
+                tick.tick().await;
+                // Members are replaced when they are within two periods of their expiry.
+                me.upkeep(period * 2);
+            }
+        })
+    }
+
     async fn create_member(&self, name: &str) -> Result<Member, PoolError> {
-        let mut spec = match self.lock().get(name) {
-            Some(pool) => pool.template.clone(),
+        let (mut spec, known) = match self.lock().get(name) {
+            Some(pool) => (pool.template.clone(), pool.image_command.clone()),
             None => return Err(PoolError::Sizes(name.to_owned(), 0, 0)),
         };
         let instance = self.store.instance_id(|| self.ids.next_hex())?;
@@ -490,7 +716,20 @@ impl Pools {
         spec.labels.insert(labels::INSTANCE.into(), instance);
         spec.labels.insert(labels::EXPIRES_AT.into(), expires_at.to_rfc3339());
         spec.stdin = Stdin::Once;
+        // The idle shell replaces whatever the image would run.
+        spec.entrypoint = Some(launch::idle_command());
+        spec.cmd = None;
         self.backend.ensure_image(&spec.image).await?;
+        let image_command = match known {
+            Some(c) => c,
+            None => {
+                let c = self.backend.image_command(&spec.image).await.map_err(|e| PoolError::Image(name.into(), e))?;
+                if let Some(pool) = self.lock().get_mut(name) {
+                    pool.image_command = Some(c.clone());
+                }
+                c
+            }
+        };
         let id = self.backend.create(&spec).await?;
         let ready = async {
             let mut session = self.backend.start_attached(&id).await?;
@@ -501,9 +740,14 @@ impl Pools {
             }
         };
         match ready.await {
-            Ok(session) => {
-                Ok(Member { id, name: spec.name, pool: name.to_owned(), expires_at, session: watched(session) })
-            }
+            Ok(session) => Ok(Member {
+                id,
+                name: spec.name,
+                pool: name.to_owned(),
+                expires_at,
+                session: watched(session),
+                image_command,
+            }),
             Err(e) => {
                 let _ = self.backend.remove(&id, true).await;
                 Err(e)
@@ -546,6 +790,7 @@ impl Pools {
             .map(|(name, p)| PoolStats {
                 name: name.clone(),
                 image: p.spec.image.clone(),
+                origin: if p.demand.is_some() { "demand" } else { "configured" }.into(),
                 idle: p.idle.iter().filter(|m| m.expires_at > now).count(),
                 creating: p.creating,
                 min: p.spec.min,
@@ -586,6 +831,9 @@ mod tests {
         assert_eq!(plain, PoolKey::of(&admit(Some(policy.config.code.memory))).unwrap());
         assert_ne!(plain, PoolKey::of(&admit(Some(ByteSize::mib(64)))).unwrap());
         let tool = policy.admit(ContainerRequest::new(Kind::Tool, "berth-x", "busybox:1.35")).unwrap();
-        assert_eq!(PoolKey::of(&tool), None);
+        assert_ne!(PoolKey::of(&tool), Some(plain), "a tool run never takes a code sandbox");
+        let mut service = ContainerRequest::new(Kind::Tool, "berth-x", "busybox:1.35");
+        service.tty = true;
+        assert_eq!(PoolKey::of(&policy.admit(service).unwrap()), None);
     }
 }

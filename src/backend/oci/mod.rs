@@ -33,8 +33,8 @@ use tokio::sync::broadcast;
 use self::render::{Bundle, ImageConfig, RenderError};
 use self::state::{Net, Phase, State, KILLED, STOPPED};
 use super::{
-    Backend, BackendError, ContainerEvent, ContainerInfo, ContainerState, ExecOutput, ExecRequest, ExitWatch, LogChunk,
-    LogRequest, LogStream, NetworkInfo, StdioSession, Stream, Usage,
+    Backend, BackendError, ContainerEvent, ContainerInfo, ContainerState, ExecOutput, ExecRequest, ExitWatch,
+    ImageCommand, LogChunk, LogRequest, LogStream, NetworkInfo, StdioSession, Stream, Usage,
 };
 use crate::spec::{ContainerId, ContainerSpec};
 
@@ -173,6 +173,12 @@ impl Backend for OciDryRun {
             return Err(BackendError::Invalid("an image reference is needed".into()));
         }
         Ok(())
+    }
+
+    async fn image_command(&self, image: &str) -> Result<ImageCommand, BackendError> {
+        // An image the dry run was not told of runs what its spec says.
+        let config = self.images.get(image).cloned().unwrap_or_default();
+        Ok(ImageCommand { entrypoint: config.entrypoint, cmd: config.cmd })
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, BackendError> {
