@@ -1,7 +1,8 @@
-//! Warm-pool benchmarks: a python `print` run and an `echo hi` sh run from
-//! request to stored result, pooled, cold and `docker run --rm` (the CLI,
-//! the floor a person would reach for), in one run; then throughput with 8
-//! runs in flight, pooled against cold. Prints a Markdown table (the one in
+//! Warm-pool benchmarks: a python `print` code run, an `echo hi` sh code run
+//! and an `echo hi` tool run (busybox, from its demand pool) from request to
+//! stored result, pooled, cold and `docker run --rm` (the CLI, the floor a
+//! person would reach for), in one run; then throughput of the code runs
+//! with 8 in flight, pooled against cold. Prints a Markdown table (the one in
 //! README.md) and whether each target is met. Needs the provisioned daemon.
 //! `BERTH_BENCH_QUICK=1` shrinks every measurement.
 //!
@@ -20,7 +21,7 @@ use berth::backend::docker::DockerBackend;
 use berth::backend::Backend;
 use berth::ids::{IdSource, RandomIds, SystemClock};
 use berth::policy::Policy;
-use berth::pool::{PoolConfig, PoolSpec, Pools};
+use berth::pool::{DemandConfig, PoolConfig, PoolSpec, Pools};
 use berth::runs::{RunRequest, RunStatus, Runs, Workload};
 use berth::store::Store;
 use berth::units::ByteSize;
@@ -38,6 +39,8 @@ fn pct(mut v: Vec<Duration>) -> (f64, f64) {
 
 #[derive(Clone, Copy)]
 struct Case {
+    /// A tool run of `cli` in `image`, not a code run.
+    tool: bool,
     language: &'static str,
     image: &'static str,
     code: &'static str,
@@ -47,6 +50,7 @@ struct Case {
 
 const CASES: [Case; 2] = [
     Case {
+        tool: false,
         language: "python",
         image: "python:3.11-slim",
         code: "print('hi')",
@@ -54,6 +58,7 @@ const CASES: [Case; 2] = [
         label: "python `print('hi')`",
     },
     Case {
+        tool: false,
         language: "sh",
         image: "busybox:1.35",
         code: "echo hi",
@@ -62,8 +67,32 @@ const CASES: [Case; 2] = [
     },
 ];
 
+const TOOL: Case = Case {
+    tool: true,
+    language: "",
+    image: "busybox:1.35",
+    code: "",
+    cli: &["echo", "hi"],
+    label: "tool `echo hi` (busybox)",
+};
+
+impl Case {
+    fn pool(self) -> String {
+        if self.tool {
+            berth::pool::tool_pool(self.image)
+        } else {
+            self.language.to_owned()
+        }
+    }
+}
+
 fn request(case: Case) -> RunRequest {
-    RunRequest::new("bench", Workload::Code { language: case.language.into(), code: case.code.into() })
+    let workload = if case.tool {
+        Workload::Tool { image: case.image.into(), command: Some(case.cli.iter().map(|s| s.to_string()).collect()) }
+    } else {
+        Workload::Code { language: case.language.into(), code: case.code.into() }
+    };
+    RunRequest::new("bench", workload)
 }
 
 /// One run; returns its path.
@@ -106,7 +135,9 @@ fn pool_config(min: usize) -> PoolConfig {
         .map(|c| (c.language.to_owned(), PoolSpec { image: c.image.into(), min, max: min.max(4) }))
         .collect();
     let budget = ByteSize(Policy::default().config.code.memory.bytes() * (2 * min as u64).max(8));
-    PoolConfig { pools, memory_budget: budget, ..Default::default() }
+    // The tool image's pool starts with its first run and keeps 2 members.
+    let demand = DemandConfig { after: 1, window: Duration::from_secs(3600), max: 2, pools: 1 };
+    PoolConfig { pools, memory_budget: budget, demand: Some(demand), ..Default::default() }
 }
 
 fn pooled_runs(backend: &Arc<dyn Backend>, store: &Arc<Store>, min: usize) -> (Runs, Arc<Pools>) {
@@ -135,8 +166,8 @@ fn main() {
     let mut verdicts: Vec<String> = Vec::new();
 
     rt.block_on(async {
-        // The pooled path's floor: the bare exec sequence (create, start with
-        // output, inspect) into a running sandbox, nothing else.
+        // What a pooled run would cost if it execed in its member: the bare
+        // exec sequence (create, start with output, inspect), nothing else.
         let mut req = berth::policy::ContainerRequest::new(
             berth::spec::Kind::Code,
             format!("berth-bench-exec-{}", std::process::id()),
@@ -155,7 +186,7 @@ fn main() {
         backend.remove(&sandbox, true).await.unwrap();
         let (f50, f99) = pct(floor[1..].to_vec());
         rows.push([
-            format!("floor of the pooled path: a bare exec of `echo hi` into a running sandbox ({n} execs)"),
+            format!("for comparison: a bare exec of `echo hi` into a running sandbox ({n} execs)"),
             format!("{f50:.0} / {f99:.0} ms"),
             "".into(),
             "".into(),
@@ -163,16 +194,19 @@ fn main() {
         ]);
 
         let (pooled, pools) = pooled_runs(&backend, &store, 2);
-        for case in CASES {
-            // Warm-up of each path.
-            ready(&pools, case.language, 1).await;
+        for case in CASES.into_iter().chain([TOOL]) {
+            // Warm-up of each path (the tool's first run starts its pool).
+            if case.tool {
+                run(&pooled, case).await;
+            }
+            ready(&pools, &case.pool(), 1).await;
             assert_eq!(run(&pooled, case).await, "pooled");
             assert_eq!(run(&cold, case).await, "cold");
             cli_run(case);
             let (mut p, mut c, mut d) = (vec![], vec![], vec![]);
             for _ in 0..n {
                 // A request arriving at a pool at rest: refilled, the last member removed.
-                ready(&pools, case.language, 2).await;
+                ready(&pools, &case.pool(), 2).await;
                 pools.settle().await;
                 let t = Instant::now();
                 let path = run(&pooled, case).await;
