@@ -21,7 +21,7 @@ fi
 cargo build -q --bin berth
 work=$(mktemp -d /tmp/berth-api-fuzz.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-BERTH_TOKENS=fuzz-token=fuzz ./target/debug/berth serve --backend oci-dry-run \
+BERTH_TOKENS=fuzz-token=fuzz "${CARGO_TARGET_DIR:-target}/debug/berth" serve --backend oci-dry-run \
     --listen "127.0.0.1:$port" --data "$work/data" >"$work/serve.log" 2>&1 &
 server=$!
 cleanup() { kill "$server" 2>/dev/null || true; rm -rf "$work"; }

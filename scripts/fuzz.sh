@@ -68,7 +68,8 @@ else
   for target in "${targets[@]}"; do cargo fuzz build "${build_flags[@]}" "$target"; done
 fi
 step "built in $(($(now) - t))s"
-bin_dir=$fuzz_dir/target/$(rustc -vV | sed -n 's/^host: //p')/release
+# cargo puts the binaries under CARGO_TARGET_DIR when it is set.
+bin_dir=${CARGO_TARGET_DIR:-$fuzz_dir/target}/$(rustc -vV | sed -n 's/^host: //p')/release
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/berth-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT

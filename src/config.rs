@@ -89,7 +89,11 @@ impl PoolsEntry {
             }
         }
         if let Some(s) = table.idle_seconds {
-            config.idle_lifetime = std::time::Duration::from_secs(s.max(1));
+            // Under 30 s, members would be replaced about as fast as they are made.
+            if !(30..=86_400).contains(&s) {
+                return Err(format!("pools: idle_seconds {s} is outside 30..=86400"));
+            }
+            config.idle_lifetime = std::time::Duration::from_secs(s);
         }
         match table.tool_pool_after {
             Some(0) => config.demand = None,
@@ -340,6 +344,8 @@ mod tests {
         assert_eq!((sized.idle_lifetime.as_secs(), sized.memory_budget.bytes()), (60, 4 << 30));
         assert!(resolve("[pools]\nmin = 5\nmax = 2\n").unwrap_err().contains("min 5 is above max 2"));
         assert_eq!(resolve("[pools]\ntool_pool_after = 0\n").unwrap().pools.unwrap().demand, None);
+        assert!(resolve("[pools]\nidle_seconds = 5\n").unwrap_err().contains("outside 30..=86400"));
+        assert!(resolve("[pools]\nidle_seconds = 10000000000000\n").unwrap_err().contains("outside"));
         let after = resolve("[pools]\ntool_pool_after = 5\n").unwrap().pools.unwrap().demand.unwrap();
         assert_eq!(after.after, 5);
     }

@@ -99,4 +99,22 @@ impl Orchestrator {
 
     /// How long a stop waits for SIGTERM before SIGKILL, unless asked otherwise.
     pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+    /// Ends a session: its runs in progress, its containers, its network,
+    /// its relics' records. Runs in progress are cancelled with `force` and
+    /// count as running without it, as its running containers do (a pooled
+    /// run's member carries no session label, so the runs are asked here).
+    pub async fn end_session(
+        &self,
+        tenant: &str,
+        session: &str,
+        force: bool,
+    ) -> Result<crate::sessions::SessionCleanup, crate::relics::RelicError> {
+        let running = self.runs.active_in_session(tenant, session).len();
+        if running > 0 && !force {
+            return Err(crate::sessions::SessionError::Running { session: session.into(), running }.into());
+        }
+        self.runs.cancel_session(tenant, session);
+        self.relics.end_session(tenant, session, force).await
+    }
 }

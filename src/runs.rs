@@ -39,6 +39,13 @@ use crate::spec::{labels, ContainerId, ContainerSpec, Kind};
 use crate::store::{Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
 
+/// A run in progress: how to cancel it, and whose it is.
+struct Active {
+    token: CancellationToken,
+    tenant: String,
+    session: Option<String>,
+}
+
 /// berth's id of a run: `run_` and 12 hex characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -219,7 +226,7 @@ pub struct Runs {
     ids: Arc<dyn IdSource>,
     clock: Arc<dyn Clock>,
     languages: BTreeMap<String, Language>,
-    active: Mutex<HashMap<RunId, CancellationToken>>,
+    active: Mutex<HashMap<RunId, Active>>,
     /// Runs in flight at once, over all tenants.
     slots: Semaphore,
     /// Runs in flight at once per tenant.
@@ -347,8 +354,27 @@ impl Runs {
         if run.status.is_terminal() {
             return Ok(false);
         }
-        let token = self.active.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+        let token = self.active.lock().unwrap_or_else(|p| p.into_inner()).get(id).map(|a| a.token.clone());
         Ok(token.map(|t| t.cancel()).is_some())
+    }
+
+    /// Runs of `tenant` in `session` in progress (queued or running).
+    pub fn active_in_session(&self, tenant: &str, session: &str) -> Vec<RunId> {
+        let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        active
+            .iter()
+            .filter(|(_, a)| a.tenant == tenant && a.session.as_deref() == Some(session))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Cancels every run of `tenant` in `session` in progress; how many. A
+    /// pooled run's member carries no session label, so ending a session
+    /// reaches its runs through here.
+    pub fn cancel_session(&self, tenant: &str, session: &str) -> usize {
+        let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = active.values().filter(|a| a.tenant == tenant && a.session.as_deref() == Some(session));
+        mine.map(|a| a.token.cancel()).count()
     }
 
     fn audit(&self, tenant: &str, action: &str, target: &str, outcome: &str) {
@@ -428,12 +454,16 @@ impl Runs {
         // container would go anyway (a kept container is the run's own).
         // Code runs have their language's pool; tool runs their image's, once
         // its runs come often enough.
+        // A run whose command or environment no script carries (a NUL) is not pooled.
+        let scriptable = {
+            let argv: Vec<String> = std::iter::once("x".to_owned()).chain(spec.cmd.iter().flatten().cloned()).collect();
+            launch::script(&argv, &spec.env, "x").is_some()
+        };
         let pool = match (&self.pools, &req.workload, PoolKey::of(&spec)) {
-            (Some(pools), Workload::Code { language, .. }, Some(key)) if req.cleanup => {
+            (Some(pools), Workload::Code { language, .. }, Some(key)) if req.cleanup && scriptable => {
                 Some((pools, language.clone(), key))
             }
-            (Some(pools), Workload::Tool { image, .. }, Some(key)) if req.cleanup => {
-                pools.note_tool_run(&key);
+            (Some(pools), Workload::Tool { image, .. }, Some(key)) if req.cleanup && scriptable => {
                 Some((pools, crate::pool::tool_pool(image), key))
             }
             _ => None,
@@ -443,6 +473,10 @@ impl Runs {
         if !pool.as_ref().is_some_and(|(pools, name, key)| pools.has_ready(name, key)) {
             self.backend.ensure_image(&spec.image).await?;
             image_checked = true;
+        }
+        // Only runs of an image that is there count towards its demand pool.
+        if let Some((pools, _, key)) = &pool {
+            pools.note_tool_run(key);
         }
 
         let mut record = RunRecord {
@@ -470,7 +504,8 @@ impl Runs {
         };
         self.store.put_run(&record)?;
         let token = CancellationToken::new();
-        self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), token.clone());
+        let active = Active { token: token.clone(), tenant: req.tenant.clone(), session: req.session.clone() };
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), active);
         // A tenant's own bound first, so one tenant's queue never holds global slots.
         let tenant_slots = self.tenant_slots(&req.tenant);
         let closed = |_| RunError::BadRequest("berth is shutting down".into());
@@ -486,7 +521,7 @@ impl Runs {
                 // that no script carries faithfully (a NUL in a variable) goes cold.
                 let argv = member.argv(spec.cmd.as_deref());
                 let Some(script) = launch::script(&argv, &spec.env, &marker) else {
-                    pools.release(member);
+                    pools.release(member, false);
                     break;
                 };
                 match self.drive_pooled(&mut member, &script, &marker, timeout, &token, &mut record).await {
@@ -512,7 +547,7 @@ impl Runs {
             Some((member, outcome)) => {
                 // Never reused: removed in the background.
                 if let Some(pools) = &self.pools {
-                    pools.release(member);
+                    pools.release(member, true);
                 }
                 record.container_removed = true;
                 outcome
@@ -675,6 +710,8 @@ impl Runs {
                         member_exited = true;
                         Ending::Exited(code)
                     }
+                    // Gone between the take and the hand-off: nothing ran.
+                    Ok(HandOff::NotDelivered) => return Ok(false),
                     Err(e) => Ending::Broken(e.to_string()),
                 },
                 _ = tokio::time::sleep(timeout) => Ending::TimedOut,
@@ -687,7 +724,7 @@ impl Runs {
                     let code = match tokio::time::timeout(Duration::from_secs(10), run).await {
                         Ok(Ok(HandOff::Ended(end))) => Some(end.exit_code),
                         Ok(Ok(HandOff::MemberExited(code))) => Some(code),
-                        _ => None,
+                        Ok(Ok(HandOff::NotDelivered)) | Ok(Err(_)) | Err(_) => None,
                     };
                     (ending, code)
                 }
@@ -720,6 +757,8 @@ impl Runs {
 
 /// How a hand-off to a member ended.
 enum HandOff {
+    /// The script could not be written: the member was gone. Nothing ran.
+    NotDelivered,
     /// The end line came on both streams.
     Ended(launch::End),
     /// The member's process ended without one (the run killed its shell).
@@ -736,13 +775,20 @@ async fn hand_off(
     out: &mut CappedOutput,
     err: &mut CappedOutput,
 ) -> Result<HandOff, BackendError> {
-    let broken = |e: std::io::Error| BackendError::Unavailable(format!("the member's stdin: {e}"));
-    session.stdin.write_all(script.as_bytes()).await.map_err(broken)?;
-    session.stdin.shutdown().await.map_err(broken)?;
+    let delivered = async {
+        session.stdin.write_all(script.as_bytes()).await?;
+        session.stdin.shutdown().await
+    };
+    if delivered.await.is_err() {
+        return Ok(HandOff::NotDelivered);
+    }
     let (mut stdout, mut stderr) = (EndScanner::new(marker), EndScanner::new(marker));
     loop {
         match (stdout.end(), stderr.end()) {
-            (Some(Ok(end)), Some(Ok(_))) => return Ok(HandOff::Ended(*end)),
+            (Some(Ok(a)), Some(Ok(b))) if a == b => return Ok(HandOff::Ended(*a)),
+            (Some(Ok(a)), Some(Ok(b))) => {
+                return Err(BackendError::Engine(format!("the member's end lines disagree: {a:?} and {b:?}")));
+            }
             (Some(Err(why)), _) | (_, Some(Err(why))) => {
                 return Err(BackendError::Engine(format!("the member wrote {why}")));
             }
@@ -757,7 +803,12 @@ async fn hand_off(
     }
     stdout.finish(|b| out.push(b));
     stderr.finish(|b| err.push(b));
-    Ok(HandOff::MemberExited((&mut session.exit).await?))
+    // An end line that came on one stream before the member went is the
+    // command's own word; else the member's exit code is all there is.
+    match (stdout.end(), stderr.end()) {
+        (Some(Ok(end)), _) | (_, Some(Ok(end))) => Ok(HandOff::Ended(*end)),
+        _ => Ok(HandOff::MemberExited((&mut session.exit).await?)),
+    }
 }
 
 /// `PARAM_<NAME>` for a parameter name, or `None` for an empty one.

@@ -163,6 +163,62 @@ async fn a_pooled_run_sees_the_same_process_environment_as_a_cold_run() {
 }
 
 #[tokio::test]
+async fn a_pooled_run_killed_by_a_signal_ends_like_a_cold_one_with_nothing_from_the_shell() {
+    let f = fixture(config(&[("sh", "busybox:1.35", 1)]));
+    ready(&f.pools, "sh", 1).await;
+    let text = "echo out; echo dying >&2; kill -9 $$";
+    let pooled = f.runs.execute(code("sh", text)).await.unwrap();
+    let mut keep = code("sh", text);
+    keep.cleanup = false;
+    let cold = f.runs.execute(keep).await.unwrap();
+    f.backend.remove(&berth::spec::ContainerId(cold.container_id.clone().unwrap()), true).await.unwrap();
+    assert_eq!(pooled.path, "pooled");
+    let ending = |r: &berth::runs::RunRecord| (r.status, r.exit_code, r.stdout.clone(), r.stderr.clone());
+    assert_eq!(ending(&pooled), (RunStatus::Failed, Some(137), "out\n".into(), "dying\n".into()));
+    assert_eq!(ending(&pooled), ending(&cold));
+    no_leak(&f).await;
+}
+
+#[tokio::test]
+async fn ending_a_session_cancels_its_pooled_run_and_without_force_counts_it_as_running() {
+    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let store = Arc::new(Store::in_memory().unwrap());
+    let options =
+        berth::orchestrator::Options { pools: Some(config(&[("sh", "busybox:1.35", 1)])), ..Default::default() };
+    let core = Arc::new(berth::orchestrator::Orchestrator::new(
+        backend.clone(),
+        Policy::default(),
+        store.clone(),
+        Arc::new(RandomIds),
+        Arc::new(SystemClock),
+        options,
+    ));
+    let pools = core.pools.clone().expect("pools are configured");
+    ready(&pools, "sh", 1).await;
+    let session = format!("pool-s-{}", std::process::id());
+    let mut req = code("sh", "sleep 30");
+    req.session = Some(session.clone());
+    let exec = {
+        let core = core.clone();
+        tokio::spawn(async move { core.runs.execute(req).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !store.list_runs("t1", 1).unwrap().iter().any(|r| r.status == RunStatus::Running) {
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = core.end_session("t1", &session, false).await.unwrap_err();
+    assert!(refused.to_string().contains("running"), "{refused}");
+    core.end_session("t1", &session, true).await.unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(20), exec).await.unwrap().unwrap().unwrap();
+    assert_eq!((run.status, run.path.as_str()), (RunStatus::Cancelled, "pooled"), "{run:?}");
+    pools.shutdown().await;
+    let instance = store.instance_id(|| unreachable!("the pools made it")).unwrap();
+    let left = backend.list(&[format!("{}={instance}", labels::INSTANCE)]).await.unwrap();
+    assert!(left.is_empty(), "leaked: {left:?}");
+}
+
+#[tokio::test]
 async fn a_member_gone_before_its_run_is_counted_lost_and_the_run_still_succeeds() {
     let f = fixture(config(&[("sh", "busybox:1.35", 1)]));
     ready(&f.pools, "sh", 1).await;
@@ -289,19 +345,21 @@ async fn members_left_by_an_earlier_process_are_removed_by_recovery() {
 }
 
 #[tokio::test]
-async fn an_expired_member_carries_its_expiry_for_the_reaper_and_is_never_handed_out() {
+async fn an_expired_member_is_never_handed_out_and_its_label_outlives_the_longest_run() {
     let mut c = config(&[("sh", "busybox:1.35", 1)]);
     c.idle_lifetime = Duration::from_secs(2);
     let f = fixture(c);
     ready(&f.pools, "sh", 1).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(stats(&f.pools, "sh").idle, 0, "an expired member is not counted as ready");
-    // The reaper reads the same label (a sweep here would also reap other tests' containers).
+    // The reaper's label lies past the idle deadline by the longest run, so
+    // it never removes a member under a run taken just before the deadline.
     let mine = [labels::POOL.to_owned(), format!("{}={}", labels::INSTANCE, f.instance)];
     let members = f.backend.list(&mine).await.unwrap();
     assert_eq!(members.len(), 1);
     let expiry = chrono::DateTime::parse_from_rfc3339(&members[0].labels[labels::EXPIRES_AT]).unwrap();
-    assert!(expiry <= chrono::Utc::now());
+    let longest = chrono::Duration::from_std(Policy::default().config.max_timeout).unwrap();
+    assert!(expiry > chrono::Utc::now() + longest, "{expiry}");
     let run = f.runs.execute(code("sh", "echo hi")).await.unwrap();
     assert_eq!((run.status, run.path.as_str()), (RunStatus::Succeeded, "cold"), "{run:?}");
     no_leak(&f).await;

@@ -350,7 +350,7 @@ async fn cleanup_session(
     Caller(tenant): Caller,
     Form(body): Form<SessionCleanup>,
 ) -> Result<Json<Value>, Detail> {
-    let c = s.app.core.relics.end_session(&tenant, &body.session_id, body.force).await?;
+    let c = s.app.core.end_session(&tenant, &body.session_id, body.force).await?;
     Ok(Json(json!({
         "session_id": body.session_id,
         "containers_removed": c.containers_removed,

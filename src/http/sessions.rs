@@ -152,6 +152,6 @@ pub async fn end_session(
     Path(id): Path<String>,
     Query(q): Query<EndQuery>,
 ) -> Result<Json<CleanupView>, ApiError> {
-    let cleanup = s.core.relics.end_session(&tenant, &id, q.force).await?;
+    let cleanup = s.core.end_session(&tenant, &id, q.force).await?;
     Ok(Json(cleanup.into()))
 }

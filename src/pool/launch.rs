@@ -8,7 +8,10 @@
 //! script rendered here by [`script`]: the run's command under the run's
 //! environment, every word single-quoted, followed by an end line written
 //! to both stdout and stderr, `<marker> <exit code> <oom>`. The marker is
-//! fresh for every run.
+//! fresh for every run. The shell's own stderr goes to `/dev/null` while the
+//! command keeps the real one, so what a shell reports of its jobs
+//! (`Killed`, `Segmentation fault`) never mixes into the run's stderr: a
+//! cold run has no such line either.
 //!
 //! Why an end line, not the member's exit: when a container's process ends,
 //! the engine takes some 50 ms to tear the container down before it closes
@@ -30,16 +33,19 @@ pub const READY: &[u8] = b"berth-ready\n";
 const BOOTSTRAP: &str =
     "command -v cat >/dev/null && command -v env >/dev/null || exit 127; printf 'berth-ready\\n'; eval \"$(cat)\"";
 
+/// Before the command, in the script: the real stderr kept as fd 3, the
+/// shell's own sent to `/dev/null`.
+const PROLOGUE: &str = "exec 3>&2 2>/dev/null\n";
+
 /// After the command, in the script: its exit code, and whether the
 /// member's cgroup (v1 `memory.oom_control`, v2 `memory.events`) counts an
-/// OOM kill, for a 137 only; then the end line on both streams.
+/// OOM kill, for a 137 only. The end line follows on both streams.
 const EPILOGUE: &str = r#"c=$?; k=0
 if [ "$c" = 137 ]; then
   case "$(cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events 2>/dev/null)" in
     *"oom_kill "[1-9]*) k=1 ;;
   esac
 fi
-printf '%s %s %s\n' "$m" "$c" "$k"; printf '%s %s %s\n' "$m" "$c" "$k" >&2
 "#;
 
 /// The longest end line after its marker (`-2147483648 1` and a newline).
@@ -69,14 +75,15 @@ pub fn marker(hex: &str) -> String {
 ///
 /// `None` when the run cannot be handed off faithfully: no command, a NUL
 /// byte (no process argument or variable can hold one), a variable name
-/// with `=` or none at all, or a command name with `=` (`env` would read it
-/// as a variable). Such a run takes the cold path.
+/// with `=` or none at all, or a command name with `=` or `-` alone (`env`
+/// would read it as a variable or as `-i`). Such a run takes the cold path.
 pub fn script(cmd: &[String], env: &BTreeMap<String, String>, marker: &str) -> Option<String> {
     let program = cmd.first()?;
-    if program.contains('=') || program.is_empty() {
+    if program.contains('=') || program.is_empty() || program == "-" {
         return None;
     }
-    let mut out = format!("m={}\nenv -u PWD -u SHLVL --", quote(marker)?);
+    let marker = quote(marker)?;
+    let mut out = format!("{PROLOGUE}(exec env -u PWD -u SHLVL --");
     for (name, value) in env {
         if name.is_empty() || name.contains('=') {
             return None;
@@ -88,8 +95,11 @@ pub fn script(cmd: &[String], env: &BTreeMap<String, String>, marker: &str) -> O
         out.push(' ');
         out.push_str(&quote(word)?);
     }
-    out.push('\n');
+    out.push_str(" 2>&3 3>&-)\n");
     out.push_str(EPILOGUE);
+    out.push_str(&format!(
+        "printf '%s %s %s\\n' {marker} \"$c\" \"$k\"; printf '%s %s %s\\n' {marker} \"$c\" \"$k\" >&3\n"
+    ));
     Some(out)
 }
 
@@ -100,6 +110,18 @@ fn quote(word: &str) -> Option<String> {
         return None;
     }
     Some(format!("'{}'", word.replace('\'', r"'\''")))
+}
+
+/// An end line that is not one: the member's shell is not berth's, or
+/// something wrote after the marker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndError {
+    #[error("an end line that is not text")]
+    NotText,
+    #[error("an end line longer than {MAX_END_LINE} bytes")]
+    TooLong,
+    #[error("a malformed end line {0:?}")]
+    Malformed(String),
 }
 
 /// How a run in a member ended, as its end line says.
@@ -121,7 +143,7 @@ pub struct EndScanner {
     held: Vec<u8>,
     /// After the marker: the end line as far as it has come.
     line: Option<Vec<u8>>,
-    end: Option<Result<End, String>>,
+    end: Option<Result<End, EndError>>,
 }
 
 impl EndScanner {
@@ -155,13 +177,13 @@ impl EndScanner {
             if let Some(newline) = line.iter().position(|&b| b == b'\n') {
                 self.end = Some(parse_end(&line[..newline]));
             } else if line.len() > MAX_END_LINE {
-                self.end = Some(Err(format!("an end line longer than {MAX_END_LINE} bytes")));
+                self.end = Some(Err(EndError::TooLong));
             }
         }
     }
 
     /// The end line, once it has come whole: `Err` when it is not one.
-    pub fn end(&self) -> Option<&Result<End, String>> {
+    pub fn end(&self) -> Option<&Result<End, EndError>> {
         self.end.as_ref()
     }
 
@@ -173,14 +195,14 @@ impl EndScanner {
     }
 }
 
-fn parse_end(line: &[u8]) -> Result<End, String> {
-    let text = std::str::from_utf8(line).map_err(|_| "an end line that is not text".to_owned())?;
+fn parse_end(line: &[u8]) -> Result<End, EndError> {
+    let text = std::str::from_utf8(line).map_err(|_| EndError::NotText)?;
     let mut words = text.trim_start_matches(' ').split(' ');
     let exit_code = words.next().and_then(|w| w.parse::<i64>().ok());
     let oom = words.next();
     match (exit_code, oom, words.next()) {
         (Some(exit_code), Some("0" | "1"), None) => Ok(End { exit_code, oom_killed: oom == Some("1") }),
-        _ => Err(format!("a malformed end line {text:?}")),
+        _ => Err(EndError::Malformed(text.to_owned())),
     }
 }
 
@@ -223,7 +245,7 @@ mod tests {
     }
 
     /// Scans a whole stream: the run's output and its end.
-    fn scan(stream: &str) -> (String, Option<Result<End, String>>) {
+    fn scan(stream: &str) -> (String, Option<Result<End, EndError>>) {
         let mut scanner = EndScanner::new(MARKER);
         let mut out = Vec::new();
         scanner.feed(stream.as_bytes(), |b| out.extend_from_slice(b));
@@ -260,9 +282,17 @@ mod tests {
         let end = Some(Ok(End { exit_code: 3, oom_killed: false }));
         assert_eq!(scan(&stdout), ("out".to_owned(), end.clone()));
         assert_eq!(scan(&stderr), ("err".to_owned(), end));
-        let killed = words(&["sh", "-c", "kill -9 $$"]);
-        let (stdout, _) = hand_off(&script(&killed, &BTreeMap::new(), MARKER).unwrap());
-        assert_eq!(scan(&stdout).1, Some(Ok(End { exit_code: 137, oom_killed: false })));
+        // A killed command: no word from the shell about it, as in a cold run.
+        let killed = words(&["sh", "-c", "echo dying >&2; kill -9 $$"]);
+        let (stdout, stderr) = hand_off(&script(&killed, &BTreeMap::new(), MARKER).unwrap());
+        let end = Some(Ok(End { exit_code: 137, oom_killed: false }));
+        assert_eq!(scan(&stdout), (String::new(), end.clone()));
+        assert_eq!(scan(&stderr), ("dying\n".to_owned(), end));
+        // A command that is not there: what env says, and 127.
+        let (_, stderr) = hand_off(&script(&words(&["no-such-command"]), &BTreeMap::new(), MARKER).unwrap());
+        let (text, end) = scan(&stderr);
+        assert!(text.contains("no-such-command") && !text.contains("sh:"), "{text}");
+        assert_eq!(end, Some(Ok(End { exit_code: 127, oom_killed: false })));
     }
 
     #[test]
@@ -280,6 +310,7 @@ mod tests {
         assert_eq!(script(&[], &none, MARKER), None);
         assert_eq!(script(&words(&["python3", "-c", "print('\0')"]), &none, MARKER), None);
         assert_eq!(script(&words(&["A=1"]), &none, MARKER), None);
+        assert_eq!(script(&words(&["-", "sh"]), &none, MARKER), None);
         assert_eq!(script(&words(&["sh"]), &var("A=B", "1"), MARKER), None);
         assert_eq!(script(&words(&["sh"]), &var("", "1"), MARKER), None);
         assert_eq!(script(&words(&["sh"]), &var("A", "\0"), MARKER), None);

@@ -129,7 +129,8 @@ pub struct PoolConfig {
     pub pools: BTreeMap<String, PoolSpec>,
     /// How long a member may wait for a run; carried as its expiry label.
     pub idle_lifetime: Duration,
-    /// Members × their memory limit, over all pools, must fit in this.
+    /// Members ready and being made × their memory limit, over all pools,
+    /// must fit in this (members serving a run are the runs' own).
     pub memory_budget: ByteSize,
     /// Background engine operations at once (members made and removed),
     /// over all pools, so refilling never crowds out the runs themselves.
@@ -164,6 +165,19 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 /// are never pooled again while remembered).
 const MAX_REFUSED: usize = 256;
 
+/// The longest a failing pool waits before it tries again.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The longest a member may take to be made, pull included.
+const MAKE_WITHIN: Duration = Duration::from_secs(600);
+
+/// How long after its idle deadline a member's expiry label lies: a run
+/// taken just before the deadline may last the longest timeout, and the
+/// reaper must not remove the member under it.
+fn label_slack(policy: &Policy) -> Duration {
+    policy.config.max_timeout + Duration::from_secs(60)
+}
+
 /// The name of the demand pool of a tool image.
 pub fn tool_pool(image: &str) -> String {
     format!("tool:{image}")
@@ -177,8 +191,14 @@ pub enum PoolError {
     Sizes(String, usize, usize),
     #[error("pool {0}: its image cannot be read: {1}")]
     Image(String, BackendError),
+    /// The member's shell cannot hand off (no `/bin/sh`, `cat` or `env`):
+    /// the image cannot be pooled.
     #[error("pool {0}: a member did not get ready: {1}")]
     NotReady(String, String),
+    #[error("pool {0}: a member was not made: {1}")]
+    NotMade(String, String),
+    #[error("pool {0} is gone")]
+    Gone(String),
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
@@ -255,8 +275,6 @@ struct Pool {
     spec: PoolSpec,
     key: PoolKey,
     template: ContainerSpec,
-    /// The image's entrypoint and command, read once, with the first member.
-    image_command: Option<ImageCommand>,
     /// A demand pool's runs within the window; `None` for configured pools.
     demand: Option<VecDeque<Instant>>,
     idle: VecDeque<Member>,
@@ -267,6 +285,11 @@ struct Pool {
     refill_failures: u64,
     lost: u64,
     last_refill_ms: Option<u64>,
+    /// Failures since the last member made, and when the next try may be:
+    /// a pool whose members cannot be made (an image gone, an engine
+    /// refusing) is retried less and less often, up to [`MAX_BACKOFF`].
+    failures: u32,
+    retry_at: Option<Instant>,
 }
 
 impl Pool {
@@ -275,7 +298,6 @@ impl Pool {
             spec,
             key,
             template,
-            image_command: None,
             demand: None,
             idle: VecDeque::new(),
             creating: 0,
@@ -285,7 +307,17 @@ impl Pool {
             refill_failures: 0,
             lost: 0,
             last_refill_ms: None,
+            failures: 0,
+            retry_at: None,
         }
+    }
+
+    /// Counts a failure and puts the next try off: 1 s, 2 s, 4 s, … up to [`MAX_BACKOFF`].
+    fn failed(&mut self) {
+        self.refill_failures += 1;
+        self.failures = self.failures.saturating_add(1);
+        let wait = Duration::from_secs(1u64 << self.failures.min(16).saturating_sub(1)).min(MAX_BACKOFF);
+        self.retry_at = Some(Instant::now() + wait);
     }
 }
 
@@ -319,15 +351,23 @@ fn template(
 
 /// Reads a started member's output up to [`launch::READY`]; what it said
 /// instead when it is not ready (its shell lacks what the hand-off needs).
+/// Its stderr before that (a shell's warning about a locale, say) is not an
+/// answer: the first 512 bytes are kept for the error.
 async fn ready(session: &mut StdioSession) -> Result<(), String> {
     use futures_util::StreamExt;
-    let mut said = Vec::new();
+    let (mut said, mut complained) = (Vec::new(), Vec::new());
     while said.len() < launch::READY.len() {
+        let why = || format!("{:?}", String::from_utf8_lossy(&complained).trim());
         match session.output.next().await {
             Some(Ok(chunk)) if chunk.stream == Stream::Stdout => said.extend_from_slice(&chunk.data),
-            Some(Ok(chunk)) => return Err(String::from_utf8_lossy(&chunk.data).trim().to_owned()),
+            Some(Ok(chunk)) => {
+                let room = 512usize.saturating_sub(complained.len());
+                complained.extend_from_slice(&chunk.data[..chunk.data.len().min(room)]);
+            }
             Some(Err(e)) => return Err(e.to_string()),
-            None => return Err(format!("its output ended after {:?}", String::from_utf8_lossy(&said))),
+            None => {
+                return Err(format!("its output ended after {:?}, saying {}", String::from_utf8_lossy(&said), why()))
+            }
         }
     }
     match said == launch::READY {
@@ -366,8 +406,11 @@ pub struct Pools {
     clock: Arc<dyn Clock>,
     config: PoolConfig,
     pools: Mutex<BTreeMap<String, Pool>>,
-    /// Bounds background engine work: creations and removals.
+    /// Bounds background creations.
     background: Arc<Semaphore>,
+    /// Bounds background removals, apart, so a slow creation (a pull) never
+    /// holds back the removal of used members.
+    removals: Arc<Semaphore>,
     closed: AtomicBool,
     /// Background tasks (creations, removals) in flight.
     tasks: AtomicUsize,
@@ -403,6 +446,7 @@ impl Pools {
             ids,
             clock,
             background: Arc::new(Semaphore::new(config.refill_concurrency.max(1))),
+            removals: Arc::new(Semaphore::new(config.refill_concurrency.max(1))),
             config,
             pools: Mutex::new(pools),
             closed: AtomicBool::new(false),
@@ -443,9 +487,8 @@ impl Pools {
                     break;
                 }
             }
-            match taken {
-                Some(_) => pool.hits += 1,
-                None => pool.misses += 1,
+            if taken.is_none() {
+                pool.misses += 1;
             }
             taken
         };
@@ -459,19 +502,25 @@ impl Pools {
     }
 
     /// A member taken but found gone before its run started: counted as
-    /// lost (not as a hit) and removed, in case it is still there.
+    /// lost and removed, in case it is still there.
     pub fn lost(self: &Arc<Self>, member: Member) {
         if let Some(pool) = self.lock().get_mut(&member.pool) {
-            pool.hits = pool.hits.saturating_sub(1);
             pool.lost += 1;
         }
         self.remove_later(member.id);
         self.refill();
     }
 
-    /// A member whose run is over: removed in the background, never reused;
-    /// its pool is refilled.
-    pub fn release(self: &Arc<Self>, member: Member) {
+    /// A member given back: removed in the background, never reused; its
+    /// pool is refilled. `served`: a run was handed to it (a hit); else the
+    /// run could not be, and went cold (a miss).
+    pub fn release(self: &Arc<Self>, member: Member, served: bool) {
+        if let Some(pool) = self.lock().get_mut(&member.pool) {
+            match served {
+                true => pool.hits += 1,
+                false => pool.misses += 1,
+            }
+        }
         self.remove_later(member.id);
         self.refill();
     }
@@ -484,7 +533,7 @@ impl Pools {
 
     fn remove_later(self: &Arc<Self>, id: ContainerId) {
         let backend = self.backend.clone();
-        let background = self.background.clone();
+        let background = self.removals.clone();
         self.spawn(async move {
             let _permit = background.acquire().await;
             match backend.remove(&id, true).await {
@@ -518,7 +567,11 @@ impl Pools {
             let mut pools = self.lock();
             let mut committed: u64 =
                 pools.values().map(|p| (p.idle.len() + p.creating) as u64 * p.key.memory.bytes()).sum();
+            let now = Instant::now();
             for (name, pool) in pools.iter_mut() {
+                if pool.retry_at.is_some_and(|at| at > now) {
+                    continue;
+                }
                 let memory = pool.key.memory.bytes();
                 while pool.idle.len() + pool.creating < pool.spec.min.min(pool.spec.max)
                     && committed + memory <= self.config.memory_budget.bytes()
@@ -539,7 +592,12 @@ impl Pools {
         let permit = self.background.acquire().await;
         let started = Instant::now();
         let made = match permit {
-            Ok(_permit) if !self.closed.load(Ordering::SeqCst) => Some(self.create_member(&name).await),
+            Ok(_permit) if !self.closed.load(Ordering::SeqCst) => {
+                match tokio::time::timeout(MAKE_WITHIN, self.create_member(&name)).await {
+                    Ok(made) => Some(made),
+                    Err(_) => Some(Err(PoolError::NotMade(name.clone(), format!("nothing within {MAKE_WITHIN:?}")))),
+                }
+            }
             _ => None,
         };
         let elapsed = started.elapsed().as_millis() as u64;
@@ -554,10 +612,12 @@ impl Pools {
                         Some(Ok(member)) if !closed => {
                             pool.refills += 1;
                             pool.last_refill_ms = Some(elapsed);
+                            pool.failures = 0;
+                            pool.retry_at = None;
                             pool.idle.push_back(member);
                         }
                         Some(Ok(member)) => leftover.push(member),
-                        Some(Err(e)) if pool.demand.is_some() => {
+                        Some(Err(e @ PoolError::NotReady(..))) if pool.demand.is_some() => {
                             // A tool image a member cannot be made of (no shell, …): its runs go cold.
                             tracing::warn!(%e, pool = %name, "tool image not pooled");
                             let image = pool.key.image.clone();
@@ -566,13 +626,13 @@ impl Pools {
                             }
                             let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
                             if refused.len() >= MAX_REFUSED {
-                                refused.clear();
+                                refused.pop_first();
                             }
                             refused.insert(image);
                         }
                         Some(Err(e)) => {
-                            pool.refill_failures += 1;
-                            tracing::warn!(%e, pool = %name, "pool member not made");
+                            pool.failed();
+                            tracing::warn!(%e, pool = %name, failures = pool.failures, "pool member not made");
                         }
                         None => {}
                     }
@@ -603,6 +663,10 @@ impl Pools {
                 if pool.key == *key {
                     if let Some(uses) = &mut pool.demand {
                         uses.push_back(now);
+                        // Sizing needs no more than `after × max` runs.
+                        if uses.len() > demand.after.max(1) * demand.max.max(1) {
+                            uses.pop_front();
+                        }
                         size_demand_pool(pool, window_start, demand);
                     }
                 }
@@ -619,7 +683,7 @@ impl Pools {
                 *entry = (key.clone(), VecDeque::new());
             }
             entry.1.push_back(now);
-            while entry.1.front().is_some_and(|t| *t < window_start) {
+            while entry.1.front().is_some_and(|t| *t < window_start) || entry.1.len() > demand.after.max(1) {
                 entry.1.pop_front();
             }
             let demand_pools = pools.values().filter(|p| p.demand.is_some()).count();
@@ -671,8 +735,9 @@ impl Pools {
                 if let (Some(demand), Some(_)) = (&self.config.demand, &pool.demand) {
                     let window_start = instant.checked_sub(demand.window).unwrap_or(instant);
                     size_demand_pool(pool, window_start, demand);
+                    // The oldest go first: they expire soonest.
                     while pool.idle.len() > pool.spec.min {
-                        gone.extend(pool.idle.pop_back());
+                        gone.extend(pool.idle.pop_front());
                     }
                 }
             }
@@ -695,41 +760,47 @@ impl Pools {
         let me = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
+            // Members are replaced when they are within two periods of their
+            // expiry, or a quarter of their lifetime when that is shorter.
+            let margin = (period * 2).min(me.config.idle_lifetime / 4);
             while !me.closed.load(Ordering::SeqCst) {
                 tick.tick().await;
-                // Members are replaced when they are within two periods of their expiry.
-                me.upkeep(period * 2);
+                me.upkeep(margin);
             }
         })
     }
 
     async fn create_member(&self, name: &str) -> Result<Member, PoolError> {
-        let (mut spec, known) = match self.lock().get(name) {
-            Some(pool) => (pool.template.clone(), pool.image_command.clone()),
-            None => return Err(PoolError::Sizes(name.to_owned(), 0, 0)),
+        let mut spec = match self.lock().get(name) {
+            Some(pool) => pool.template.clone(),
+            None => return Err(PoolError::Gone(name.to_owned())),
         };
         let instance = self.store.instance_id(|| self.ids.next_hex())?;
-        let expires_at =
-            self.clock.now() + chrono::Duration::from_std(self.config.idle_lifetime).unwrap_or(chrono::Duration::MAX);
+        let after = |d: Duration| {
+            let now = self.clock.now();
+            chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        };
+        // Handed out until `expires_at`; the reaper's label lies past the longest run after it.
+        let expires_at = after(self.config.idle_lifetime);
+        let label = after(self.config.idle_lifetime + label_slack(&self.policy));
         spec.name = format!("berth-pool-{}", self.ids.next_hex());
         spec.labels.insert(labels::POOL.into(), name.to_owned());
         spec.labels.insert(labels::INSTANCE.into(), instance);
-        spec.labels.insert(labels::EXPIRES_AT.into(), expires_at.to_rfc3339());
+        spec.labels.insert(labels::EXPIRES_AT.into(), label.to_rfc3339());
         spec.stdin = Stdin::Once;
         // The idle shell replaces whatever the image would run.
         spec.entrypoint = Some(launch::idle_command());
         spec.cmd = None;
         self.backend.ensure_image(&spec.image).await?;
-        let image_command = match known {
-            Some(c) => c,
-            None => {
-                let c = self.backend.image_command(&spec.image).await.map_err(|e| PoolError::Image(name.into(), e))?;
-                if let Some(pool) = self.lock().get_mut(name) {
-                    pool.image_command = Some(c.clone());
-                }
-                c
-            }
-        };
+        // Read for every member: a tag pulled again may run something else.
+        let image_command =
+            self.backend.image_command(&spec.image).await.map_err(|e| PoolError::Image(name.into(), e))?;
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(PoolError::Gone(name.to_owned()));
+        }
         let id = self.backend.create(&spec).await?;
         let ready = async {
             let mut session = self.backend.start_attached(&id).await?;
