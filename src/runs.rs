@@ -44,6 +44,8 @@ struct Active {
     token: CancellationToken,
     tenant: String,
     session: Option<String>,
+    /// The end marker of a run handed to a member, for a live view of its output.
+    marker: Option<String>,
 }
 
 /// berth's id of a run: `run_` and 12 hex characters.
@@ -358,6 +360,12 @@ impl Runs {
         Ok(token.map(|t| t.cancel()).is_some())
     }
 
+    /// The end marker of a pooled run in progress: what a live view of its
+    /// member's output leaves out ([`launch::MemberOutput`]).
+    pub fn live_marker(&self, id: &RunId) -> Option<String> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).get(id).and_then(|a| a.marker.clone())
+    }
+
     /// Runs of `tenant` in `session` in progress (queued or running).
     pub fn active_in_session(&self, tenant: &str, session: &str) -> Vec<RunId> {
         let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
@@ -504,7 +512,8 @@ impl Runs {
         };
         self.store.put_run(&record)?;
         let token = CancellationToken::new();
-        let active = Active { token: token.clone(), tenant: req.tenant.clone(), session: req.session.clone() };
+        let active =
+            Active { token: token.clone(), tenant: req.tenant.clone(), session: req.session.clone(), marker: None };
         self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), active);
         // A tenant's own bound first, so one tenant's queue never holds global slots.
         let tenant_slots = self.tenant_slots(&req.tenant);
@@ -516,6 +525,9 @@ impl Runs {
         let mut pooled: Option<(Member, Result<(), BackendError>)> = None;
         if let Some((pools, name, key)) = &pool {
             let marker = launch::marker(&format!("{}{}", self.ids.next_hex(), self.ids.next_hex()));
+            if let Some(a) = self.active.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+                a.marker = Some(marker.clone());
+            }
             while let Some(mut member) = pools.take(name, key) {
                 // A member becomes the run's process through a script; a run
                 // that no script carries faithfully (a NUL in a variable) goes cold.

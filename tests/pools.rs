@@ -69,6 +69,24 @@ async fn no_leak(f: &Fixture) {
     assert!(left.is_empty(), "leaked: {:?}", left.iter().map(|c| &c.name).collect::<Vec<_>>());
 }
 
+/// The whole core, with one `sh` pool of one member, over the real engine.
+fn orchestrator_with_sh_pool() -> (Arc<berth::orchestrator::Orchestrator>, Arc<Pools>, Arc<dyn Backend>, Arc<Store>) {
+    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let store = Arc::new(Store::in_memory().unwrap());
+    let options =
+        berth::orchestrator::Options { pools: Some(config(&[("sh", "busybox:1.35", 1)])), ..Default::default() };
+    let core = Arc::new(berth::orchestrator::Orchestrator::new(
+        backend.clone(),
+        Policy::default(),
+        store.clone(),
+        Arc::new(RandomIds),
+        Arc::new(SystemClock),
+        options,
+    ));
+    let pools = core.pools.clone().expect("pools are configured");
+    (core, pools, backend, store)
+}
+
 fn code(language: &str, code: &str) -> RunRequest {
     RunRequest::new("t1", Workload::Code { language: language.into(), code: code.into() })
 }
@@ -181,19 +199,7 @@ async fn a_pooled_run_killed_by_a_signal_ends_like_a_cold_one_with_nothing_from_
 
 #[tokio::test]
 async fn ending_a_session_cancels_its_pooled_run_and_without_force_counts_it_as_running() {
-    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
-    let store = Arc::new(Store::in_memory().unwrap());
-    let options =
-        berth::orchestrator::Options { pools: Some(config(&[("sh", "busybox:1.35", 1)])), ..Default::default() };
-    let core = Arc::new(berth::orchestrator::Orchestrator::new(
-        backend.clone(),
-        Policy::default(),
-        store.clone(),
-        Arc::new(RandomIds),
-        Arc::new(SystemClock),
-        options,
-    ));
-    let pools = core.pools.clone().expect("pools are configured");
+    let (core, pools, backend, store) = orchestrator_with_sh_pool();
     ready(&pools, "sh", 1).await;
     let session = format!("pool-s-{}", std::process::id());
     let mut req = code("sh", "sleep 30");
@@ -212,6 +218,44 @@ async fn ending_a_session_cancels_its_pooled_run_and_without_force_counts_it_as_
     core.end_session("t1", &session, true).await.unwrap();
     let run = tokio::time::timeout(Duration::from_secs(20), exec).await.unwrap().unwrap().unwrap();
     assert_eq!((run.status, run.path.as_str()), (RunStatus::Cancelled, "pooled"), "{run:?}");
+    pools.shutdown().await;
+    let instance = store.instance_id(|| unreachable!("the pools made it")).unwrap();
+    let left = backend.list(&[format!("{}={instance}", labels::INSTANCE)]).await.unwrap();
+    assert!(left.is_empty(), "leaked: {left:?}");
+}
+
+#[tokio::test]
+async fn following_a_live_pooled_runs_logs_shows_what_the_run_wrote_and_nothing_of_the_member() {
+    let (core, pools, backend, store) = orchestrator_with_sh_pool();
+    ready(&pools, "sh", 1).await;
+    let api = berth::http::app(berth::http::AppState::new(core, berth::http::Tokens::default()));
+    let submit = {
+        let api = api.clone();
+        let body = serde_json::json!({"language": "sh", "code": "echo start; echo warn >&2; sleep 1; echo done"});
+        tokio::spawn(async move { support::api::send(&api, "POST", "/v1/runs", None, Some(body)).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let running = store.list_runs("default", 1).unwrap().into_iter().find(|r| r.status == RunStatus::Running);
+        if let Some(r) = running {
+            break r.id.0;
+        }
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let followed = support::api::send(&api, "GET", &format!("/v1/runs/{id}/logs?follow=true"), None, None).await;
+    let run = submit.await.unwrap();
+    assert_eq!(run.json["path"].as_str(), Some("pooled"), "{}", run.text);
+    let events: Vec<serde_json::Value> = followed.text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let said = |stream: &str| -> String {
+        events.iter().filter(|e| e["stream"] == stream).filter_map(|e| e["data"].as_str()).collect()
+    };
+    assert_eq!(said("stdout"), "start\ndone\n", "{}", followed.text);
+    // Live, not replayed from the record afterwards: the two lines came a second apart.
+    assert!(events.iter().filter(|e| e["stream"] == "stdout").count() >= 2, "{}", followed.text);
+    assert_eq!(said("stderr"), "warn\n", "{}", followed.text);
+    assert!(!followed.text.contains("berth-"), "{}", followed.text);
+    assert_eq!(events.last().unwrap()["status"], "succeeded", "{}", followed.text);
     pools.shutdown().await;
     let instance = store.instance_id(|| unreachable!("the pools made it")).unwrap();
     let left = backend.list(&[format!("{}={instance}", labels::INSTANCE)]).await.unwrap();
@@ -367,19 +411,7 @@ async fn an_expired_member_is_never_handed_out_and_its_label_outlives_the_longes
 
 #[tokio::test]
 async fn the_orchestrator_serves_configured_pools_and_the_api_shows_their_counters() {
-    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
-    let store = Arc::new(Store::in_memory().unwrap());
-    let options =
-        berth::orchestrator::Options { pools: Some(config(&[("sh", "busybox:1.35", 1)])), ..Default::default() };
-    let core = Arc::new(berth::orchestrator::Orchestrator::new(
-        backend.clone(),
-        Policy::default(),
-        store.clone(),
-        Arc::new(RandomIds),
-        Arc::new(SystemClock),
-        options,
-    ));
-    let pools = core.pools.clone().expect("pools are configured");
+    let (core, pools, backend, store) = orchestrator_with_sh_pool();
     ready(&pools, "sh", 1).await;
     let instance = store.instance_id(|| unreachable!("the pools made it")).unwrap();
     let api = berth::http::app(berth::http::AppState::new(core, berth::http::Tokens::default()));

@@ -217,14 +217,42 @@ pub async fn run_logs(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = RunId(id);
-    let record = s.core.runs.get(&tenant, &id)?;
+    let mut record = s.core.runs.get(&tenant, &id)?;
     let format = q.format(&headers)?;
-    let live = !record.status.is_terminal() && !record.container_removed;
     if !q.follow {
         return Ok(Json(super::observe::LogsView::of_run(&record)).into_response());
     }
-    let events = match (&record.container_id, live) {
-        (Some(cid), true) => {
+    // A pooled run's member logs more than the run wrote: its view leaves
+    // that out. A pooled run no longer in progress is read from its record,
+    // once that is final.
+    let pooled = record.path == "pooled" && !record.status.is_terminal();
+    let marker = if pooled { s.core.runs.live_marker(&id) } else { None };
+    if pooled && marker.is_none() {
+        record = settled(&s.core.runs, &tenant, &id, record).await?;
+    }
+    let live = !record.status.is_terminal() && !record.container_removed;
+    let events = match (&record.container_id, live, marker) {
+        (Some(cid), true, Some(marker)) => {
+            // The whole of the member's log, without timestamps: the view must see its ready line.
+            let request = LogRequest { follow: true, tail: None, since: None, timestamps: false };
+            let logs = s.core.backend.logs(&ContainerId(cid.clone()), &request).await?;
+            let mut view = crate::pool::launch::MemberOutput::new(&marker);
+            let logs = logs
+                .map(move |chunk| {
+                    chunk.map(|mut c| {
+                        let data = match c.stream {
+                            Stream::Stderr => view.stderr(&c.data),
+                            Stream::Stdout | Stream::Console => view.stdout(&c.data),
+                        };
+                        c.data = data.into();
+                        c
+                    })
+                })
+                .filter(|c| std::future::ready(c.as_ref().map_or(true, |c| !c.data.is_empty())))
+                .boxed();
+            follow::logs(logs)
+        }
+        (Some(cid), true, None) => {
             let request = LogRequest { follow: true, tail: q.tail, since: q.since, timestamps: q.timestamps };
             follow::logs(s.core.backend.logs(&ContainerId(cid.clone()), &request).await?)
         }
@@ -256,4 +284,21 @@ pub async fn run_logs(
         }
     });
     Ok(follow::respond(events, end, format, s.keepalive))
+}
+
+/// The record of a run that is ending, once it is final (at most 10 s later).
+async fn settled(
+    runs: &crate::runs::Runs,
+    tenant: &str,
+    id: &RunId,
+    mut record: RunRecord,
+) -> Result<RunRecord, ApiError> {
+    for _ in 0..500 {
+        if record.status.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        record = runs.get(tenant, id)?;
+    }
+    Ok(record)
 }

@@ -195,6 +195,50 @@ impl EndScanner {
     }
 }
 
+/// A member's output as the engine logged it, turned back into what the
+/// run wrote: the member's [`READY`] and the end lines left out. For a live
+/// view of a pooled run; the run's record is read through [`EndScanner`]s
+/// directly.
+#[derive(Debug)]
+pub struct MemberOutput {
+    /// Stdout's first bytes, while they may still be [`READY`].
+    head: Option<Vec<u8>>,
+    stdout: EndScanner,
+    stderr: EndScanner,
+}
+
+impl MemberOutput {
+    pub fn new(marker: &str) -> MemberOutput {
+        MemberOutput { head: Some(Vec::new()), stdout: EndScanner::new(marker), stderr: EndScanner::new(marker) }
+    }
+
+    /// The run's part of a chunk of the member's stdout.
+    pub fn stdout(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let rest = match self.head.take() {
+            None => data.to_vec(),
+            Some(mut head) => {
+                head.extend_from_slice(data);
+                if head.len() < READY.len() && READY.starts_with(&head) {
+                    self.head = Some(head);
+                    return out;
+                }
+                // Without the ready line (a log read from its tail), everything is the run's.
+                head.strip_prefix(READY).map(<[u8]>::to_vec).unwrap_or(head)
+            }
+        };
+        self.stdout.feed(&rest, |b| out.extend_from_slice(b));
+        out
+    }
+
+    /// The run's part of a chunk of the member's stderr.
+    pub fn stderr(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.stderr.feed(data, |b| out.extend_from_slice(b));
+        out
+    }
+}
+
 fn parse_end(line: &[u8]) -> Result<End, EndError> {
     let text = std::str::from_utf8(line).map_err(|_| EndError::NotText)?;
     let mut words = text.trim_start_matches(' ').split(' ');
@@ -334,6 +378,21 @@ mod tests {
         assert!(matches!(scan(&format!("{MARKER} 0 0 extra\n")).1, Some(Err(_))));
         assert!(matches!(scan(&format!("{MARKER} {}", "9".repeat(40))).1, Some(Err(_))));
         assert_eq!(scan(&format!("{MARKER} 0 0")).1, None, "not whole yet");
+    }
+
+    #[test]
+    fn a_members_logged_output_is_the_runs_without_the_ready_and_end_lines() {
+        let mut view = MemberOutput::new(MARKER);
+        let mut out = Vec::new();
+        for piece in ["berth-", "ready\nhel", "lo\n", &format!("{MARKER} 0 0\n")] {
+            out.extend(view.stdout(piece.as_bytes()));
+        }
+        assert_eq!(out, b"hello\n");
+        assert_eq!(view.stderr(format!("oops\n{MARKER} 0 0\n").as_bytes()), b"oops\n");
+        // A tail that begins after the ready line: all of it is the run's.
+        let mut tail = MemberOutput::new(MARKER);
+        assert_eq!(tail.stdout(b"b"), b"");
+        assert_eq!(tail.stdout(b"ye\n"), b"bye\n");
     }
 
     proptest! {
