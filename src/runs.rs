@@ -457,6 +457,18 @@ impl Runs {
 
     /// Runs a request to completion and returns its stored record.
     pub async fn execute(&self, req: RunRequest) -> Result<RunRecord, RunError> {
+        self.execute_reporting(req, None).await
+    }
+
+    /// [`Runs::execute`], sending the record to `recorded` as soon as it is
+    /// first stored (admitted, its image there, not yet started): what an
+    /// answer that does not wait for the end needs. A request refused before
+    /// that drops the sender unused.
+    pub async fn execute_reporting(
+        &self,
+        req: RunRequest,
+        recorded: Option<tokio::sync::oneshot::Sender<RunRecord>>,
+    ) -> Result<RunRecord, RunError> {
         let (id, container_name, spec, timeout) = self.admit(&req)?;
         // The pool that may serve the run: only code runs that fit it, whose
         // container would go anyway (a kept container is the run's own).
@@ -511,6 +523,9 @@ impl Runs {
             finished_at: None,
         };
         self.store.put_run(&record)?;
+        if let Some(recorded) = recorded {
+            let _ = recorded.send(record.clone());
+        }
         let token = CancellationToken::new();
         let active =
             Active { token: token.clone(), tenant: req.tenant.clone(), session: req.session.clone(), marker: None };

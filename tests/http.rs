@@ -212,6 +212,29 @@ async fn a_run_goes_on_to_its_end_when_its_client_hangs_up() {
 }
 
 #[tokio::test]
+async fn a_run_submitted_without_waiting_is_answered_at_once_and_followed_to_its_end() {
+    let s = state(&[]);
+    let api = app(s.clone());
+    let body = json!({"language": "sh", "code": "sleep 1; echo done", "wait": false});
+    let accepted = send(&api, "POST", "/v1/runs", None, Some(body)).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text);
+    let id = accepted.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(accepted.headers["location"], format!("/v1/runs/{id}"));
+    assert_eq!(accepted.json["status"], "pending");
+    let followed = send(&api, "GET", &format!("/v1/runs/{id}/logs?follow=true"), None, None).await;
+    let last: Value = serde_json::from_str(followed.text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "succeeded", "{}", followed.text);
+    let (status, run, _) = call(&s, "GET", &format!("/v1/runs/{id}"), None, None).await;
+    assert_eq!((status, &run["stdout"]), (StatusCode::OK, &json!("done\n")));
+    // A refusal is still a refusal, at once, and nothing is recorded.
+    let refused = json!({"language": "cobol", "code": "x", "wait": false});
+    let answer = send(&api, "POST", "/v1/runs", None, Some(refused)).await;
+    assert!(answer.status.is_client_error(), "{} {}", answer.status, answer.text);
+    let (_, list, _) = call(&s, "GET", "/v1/runs", None, None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn a_running_runs_output_is_followed_to_an_exit_event_with_its_status() {
     let s = state(&[]);
     let api = app(s.clone());

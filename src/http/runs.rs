@@ -56,6 +56,10 @@ pub struct RunBody {
     pub timeout_seconds: Option<u64>,
     /// Remove the container when the run is over (the record stays). Default true.
     pub cleanup: Option<bool>,
+    /// Answer when the run is over (`true`, the default, 201 with the
+    /// whole record), or as soon as it is recorded (`false`: 202 with the
+    /// record as it stands and a `Location`; follow its logs or fetch it).
+    pub wait: Option<bool>,
 }
 
 /// A run's record.
@@ -136,23 +140,42 @@ fn run_request(tenant: String, body: RunBody) -> Result<RunRequest, ApiError> {
     Ok(req)
 }
 
-/// Runs a tool image or a code snippet to completion and returns its record.
+/// Runs a tool image or a code snippet to completion and returns its
+/// record; with `"wait": false`, answers as soon as the run is recorded.
 #[utoipa::path(post, path = "/v1/runs", request_body = RunBody,
-    responses((status = 201, body = RunView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 201, body = RunView), (status = 202, body = RunView, description = "recorded, still going (`wait: false`)"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create_run(
     State(s): State<AppState>,
     Tenant(tenant): Tenant,
     Body(body): Body<RunBody>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
+    let wait = body.wait.unwrap_or(true);
     let req = run_request(tenant, body)?;
     // The run goes on in its own task: a client that hangs up does not
     // abandon a container half-way; the record is there to fetch later.
     let runs = s.core.runs.clone();
-    let record = tokio::spawn(async move { runs.execute(req).await })
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
-    Ok((StatusCode::CREATED, Json(RunView::from(record))))
+    let (recorded_tx, recorded) = tokio::sync::oneshot::channel();
+    let mut task = tokio::spawn(async move { runs.execute_reporting(req, Some(recorded_tx)).await });
+    let joined =
+        |e: tokio::task::JoinError| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
+    if !wait {
+        // A refusal comes before the record: the task ends with it and the sender unused.
+        tokio::select! {
+            Ok(record) = recorded => {
+                let location = format!("/v1/runs/{}", record.id.0);
+                let headers = [(axum::http::header::LOCATION, location)];
+                return Ok((StatusCode::ACCEPTED, headers, Json(RunView::from(record))).into_response());
+            }
+            ended = &mut task => {
+                let record = ended.map_err(joined)??;
+                return Ok((StatusCode::CREATED, Json(RunView::from(record))).into_response());
+            }
+        }
+    }
+    let record = task.await.map_err(joined)??;
+    Ok((StatusCode::CREATED, Json(RunView::from(record))).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
