@@ -91,6 +91,16 @@ pub struct Usage {
     pub pids: Option<u64>,
 }
 
+impl Usage {
+    /// Memory used as a percent of the limit, when both are known.
+    pub fn memory_percent(&self) -> Option<f64> {
+        match (self.memory_used, self.memory_limit) {
+            (Some(used), Some(limit)) if limit > 0 => Some(used as f64 / limit as f64 * 100.0),
+            _ => None,
+        }
+    }
+}
+
 /// Which stream a line of output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -320,10 +320,7 @@ pub async fn ensure_named_network(state: &DialectState, name: &str) -> Result<()
 /// percents with two places), for the caller to add its own fields to.
 pub fn usage_numbers(u: &crate::backend::Usage) -> serde_json::Map<String, serde_json::Value> {
     let two = |x: f64| (x * 100.0).round() / 100.0;
-    let percent = match (u.memory_used, u.memory_limit) {
-        (Some(used), Some(limit)) if limit > 0 => Some(two(used as f64 / limit as f64 * 100.0)),
-        _ => None,
-    };
+    let percent = u.memory_percent().map(two);
     let serde_json::Value::Object(map) = serde_json::json!({
         "cpu_percent": u.cpu_percent.map(two),
         "memory_usage_mb": u.memory_used.map(mib),

@@ -155,10 +155,7 @@ async fn stats(
     let cid = container(&s, &tenant, &agent_id)?;
     let u = s.app.core.backend.usage(&cid).await?;
     let mb = |b: Option<u64>| b.map(|b| format!("{}MB", mib(b)));
-    let percent = match (u.memory_used, u.memory_limit) {
-        (Some(used), Some(limit)) if limit > 0 => Some(format!("{:.2}%", used as f64 / limit as f64 * 100.0)),
-        _ => None,
-    };
+    let percent = u.memory_percent().map(|p| format!("{p:.2}%"));
     Ok(Json(json!({
         "stats": {
             "cpu_usage": format!("{:.2}%", u.cpu_percent.unwrap_or(0.0)),

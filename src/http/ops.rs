@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, Query, Tenant};
+use crate::pool::PoolStats;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -83,61 +84,12 @@ pub async fn audit(
     ))
 }
 
-/// A warm pool and its counters.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PoolView {
-    /// The language the pool serves (`python`), or `tool:` and the tool image.
-    pub name: String,
-    pub image: String,
-    /// `configured` (a language's, kept at its min) or `demand` (a tool
-    /// image's, sized by its runs within the last window).
-    pub origin: String,
-    /// Members ready now.
-    pub idle: usize,
-    /// Members being made now.
-    pub creating: usize,
-    pub min: usize,
-    pub max: usize,
-    /// Runs served by a member.
-    pub hits: u64,
-    /// Runs of the language that took the cold path (the pool was empty, or
-    /// the run did not fit the pool's limits).
-    pub misses: u64,
-    /// Members made.
-    pub refills: u64,
-    pub refill_failures: u64,
-    /// Members found gone when taken.
-    pub lost: u64,
-    /// How long the last member took to be created and started.
-    pub last_refill_ms: Option<u64>,
-}
-
 /// The warm pools (empty when pools are off). They serve every tenant; any
 /// authenticated caller may read their numbers.
 #[utoipa::path(get, path = "/v1/pools",
-    responses((status = 200, body = Vec<PoolView>), (status = 401, body = ErrorBody)))]
-pub async fn pools(State(s): State<AppState>, Tenant(_): Tenant) -> Json<Vec<PoolView>> {
-    let stats = s.core.pools.as_ref().map(|p| p.stats()).unwrap_or_default();
-    Json(
-        stats
-            .into_iter()
-            .map(|p| PoolView {
-                name: p.name,
-                image: p.image,
-                origin: p.origin,
-                idle: p.idle,
-                creating: p.creating,
-                min: p.min,
-                max: p.max,
-                hits: p.hits,
-                misses: p.misses,
-                refills: p.refills,
-                refill_failures: p.refill_failures,
-                lost: p.lost,
-                last_refill_ms: p.last_refill_ms,
-            })
-            .collect(),
-    )
+    responses((status = 200, body = Vec<PoolStats>), (status = 401, body = ErrorBody)))]
+pub async fn pools(State(s): State<AppState>, Tenant(_): Tenant) -> Json<Vec<PoolStats>> {
+    Json(s.core.pools.as_ref().map(|p| p.stats()).unwrap_or_default())
 }
 
 /// The warm pools' numbers in the Prometheus text format, for a scraper:
@@ -153,8 +105,8 @@ pub async fn metrics(State(s): State<AppState>, Tenant(_): Tenant) -> impl axum:
 }
 
 /// One family per number, one sample per pool.
-fn exposition(stats: &[crate::pool::PoolStats]) -> String {
-    type Read = fn(&crate::pool::PoolStats) -> Option<f64>;
+fn exposition(stats: &[PoolStats]) -> String {
+    type Read = fn(&PoolStats) -> Option<f64>;
     let families: [(&str, &str, &str, Read); 10] = [
         ("berth_pool_idle", "gauge", "Members ready now.", |p| Some(p.idle as f64)),
         ("berth_pool_creating", "gauge", "Members being made now.", |p| Some(p.creating as f64)),
@@ -198,7 +150,7 @@ mod tests {
 
     #[test]
     fn metrics_carry_every_pool_with_escaped_labels() {
-        let pool = |name: &str, last| crate::pool::PoolStats {
+        let pool = |name: &str, last| PoolStats {
             name: name.into(),
             image: "busybox:1.35".into(),
             origin: "demand".into(),

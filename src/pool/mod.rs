@@ -243,12 +243,14 @@ impl std::fmt::Debug for Member {
     }
 }
 
-/// A pool's numbers, as `GET /v1/pools` shows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A pool's numbers, as `GET /v1/pools` serves them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PoolStats {
+    /// The language the pool serves (`python`), or `tool:` and the tool image.
     pub name: String,
     pub image: String,
-    /// `configured` (a language's) or `demand` (a tool image's).
+    /// `configured` (a language's, kept at its min) or `demand` (a tool
+    /// image's, sized by its runs within the last window).
     pub origin: String,
     /// Members ready now.
     pub idle: usize,
