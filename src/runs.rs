@@ -475,10 +475,7 @@ impl Runs {
         // Code runs have their language's pool; tool runs their image's, once
         // its runs come often enough.
         // A run whose command or environment no script carries (a NUL) is not pooled.
-        let scriptable = {
-            let argv: Vec<String> = std::iter::once("x".to_owned()).chain(spec.cmd.iter().flatten().cloned()).collect();
-            launch::script(&argv, &spec.env, "x").is_some()
-        };
+        let scriptable = launch::carries(spec.cmd.as_deref().unwrap_or_default(), &spec.env);
         let pool = match (&self.pools, &req.workload, PoolKey::of(&spec)) {
             (Some(pools), Workload::Code { language, .. }, Some(key)) if req.cleanup && scriptable => {
                 Some((pools, language.clone(), key))

@@ -79,15 +79,12 @@ pub fn marker(hex: &str) -> String {
 /// would read it as a variable or as `-i`). Such a run takes the cold path.
 pub fn script(cmd: &[String], env: &BTreeMap<String, String>, marker: &str) -> Option<String> {
     let program = cmd.first()?;
-    if program.contains('=') || program.is_empty() || program == "-" {
+    if program.contains('=') || program.is_empty() || program == "-" || !carries(cmd, env) {
         return None;
     }
     let marker = quote(marker)?;
     let mut out = format!("{PROLOGUE}(exec env -u PWD -u SHLVL --");
     for (name, value) in env {
-        if name.is_empty() || name.contains('=') {
-            return None;
-        }
         out.push(' ');
         out.push_str(&quote(&format!("{name}={value}"))?);
     }
@@ -101,6 +98,17 @@ pub fn script(cmd: &[String], env: &BTreeMap<String, String>, marker: &str) -> O
         "printf '%s %s %s\\n' {marker} \"$c\" \"$k\"; printf '%s %s %s\\n' {marker} \"$c\" \"$k\" >&3\n"
     ));
     Some(out)
+}
+
+/// Whether a script can carry `words` and `env` as they are: no NUL byte
+/// anywhere (no process argument or variable can hold one), and every
+/// variable named, without `=`. What [`script`] asks of them, apart from
+/// the program's name (which an image's entrypoint may come before).
+pub fn carries(words: &[String], env: &BTreeMap<String, String>) -> bool {
+    words.iter().all(|w| !w.contains('\0'))
+        && env.iter().all(|(name, value)| {
+            !name.is_empty() && !name.contains('=') && !name.contains('\0') && !value.contains('\0')
+        })
 }
 
 /// `word` single-quoted for a POSIX shell: taken literally, whatever it
