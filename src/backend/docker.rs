@@ -61,6 +61,9 @@ fn engine_err(err: EngineError) -> BackendError {
     }
 }
 
+/// How long berth tries to remove a container whose creation went unanswered.
+const LOST_CREATE_CLEANUP: Duration = Duration::from_secs(15);
+
 const NANOS: fn(Duration) -> i64 = |d| d.as_nanos().min(i64::MAX as u128) as i64;
 
 /// The Engine API form of a spec. Every container gets all capabilities
@@ -213,8 +216,26 @@ impl Backend for DockerBackend {
 
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, BackendError> {
         let config = container_config(spec, &self.publish_ip);
-        let created = self.docker.create_container(Some(&spec.name), &config).await.map_err(engine_err)?;
-        Ok(ContainerId(created.id))
+        match self.docker.create_container(Some(&spec.name), &config).await {
+            Ok(created) => Ok(ContainerId(created.id)),
+            Err(e @ (EngineError::Transport(_) | EngineError::Timeout { .. })) => {
+                // The answer was lost, not necessarily the request: the
+                // engine may have made the container. Nobody would know its
+                // id, so it goes by its name now or it would be left behind.
+                let cleanup = self.docker.remove_container(&spec.name, RemoveOptions { force: true, volumes: false });
+                match tokio::time::timeout(LOST_CREATE_CLEANUP, cleanup).await {
+                    Ok(Ok(()) | Err(EngineError::NotFound { .. })) => {}
+                    Ok(Err(cleanup)) => {
+                        tracing::warn!(name = %spec.name, %cleanup, "a container whose creation went unanswered was not removed")
+                    }
+                    Err(_) => {
+                        tracing::warn!(name = %spec.name, "removing a container whose creation went unanswered timed out")
+                    }
+                }
+                Err(engine_err(e))
+            }
+            Err(e) => Err(engine_err(e)),
+        }
     }
 
     async fn start(&self, id: &ContainerId) -> Result<(), BackendError> {

@@ -192,6 +192,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Makes sure `image` is there, pulling it when it is not.
     async fn ensure_image(&self, image: &str) -> Result<(), BackendError>;
 
+    /// Creates a container named `spec.name`. An error leaves no container
+    /// behind, even when the engine's answer (not the request) was lost.
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, BackendError>;
 
     /// The entrypoint and command of an image that is there.
@@ -209,7 +211,7 @@ pub trait Backend: Send + Sync + 'static {
 
     async fn kill(&self, id: &ContainerId) -> Result<(), BackendError>;
 
-    /// Removes a container; `force` kills a running one first.
+    /// Removes a container (by id, or by name); `force` kills a running one first.
     async fn remove(&self, id: &ContainerId, force: bool) -> Result<(), BackendError>;
 
     async fn state(&self, id: &ContainerId) -> Result<ContainerState, BackendError>;

@@ -5,7 +5,8 @@
 //! calls after it show whether anything was left half-done. The faults are
 //! the ways a daemon or a connection fails mid-answer: a body that stops, a
 //! connection that breaks, garbage in a stream, chunks that come late, a
-//! connection dropped before any answer, and a daemon that never answers.
+//! connection dropped before any answer, an answer lost after the daemon
+//! acted on the request, and a daemon that never answers.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -30,8 +31,11 @@ pub enum Fault {
     Garbage { at: usize, bytes: Bytes },
     /// Every chunk of the body comes `delay` late.
     Delay { delay: Duration },
-    /// The connection drops before any answer.
+    /// The connection drops before any answer; the daemon never saw the request.
     Drop,
+    /// The daemon receives the request and acts on it, but its answer is
+    /// lost: the caller cannot know whether, say, a container was made.
+    LoseAnswer,
     /// The daemon never answers.
     Stall,
 }
@@ -139,6 +143,10 @@ impl Transport for FaultyTransport {
             let fault = self.fault_for(&request.target);
             match fault {
                 Some(Fault::Drop) => Err(dropped()),
+                Some(Fault::LoseAnswer) => {
+                    drop(self.inner.send(request).await);
+                    Err(dropped())
+                }
                 Some(Fault::Stall) => std::future::pending().await,
                 Some(fault) => {
                     let res = self.inner.send(request).await?;
@@ -153,6 +161,10 @@ impl Transport for FaultyTransport {
         Box::pin(async move {
             match self.fault_for(&request.target) {
                 Some(Fault::Drop) => Err(dropped()),
+                Some(Fault::LoseAnswer) => {
+                    drop(self.inner.upgrade(request).await);
+                    Err(dropped())
+                }
                 Some(Fault::Stall) => std::future::pending().await,
                 _ => self.inner.upgrade(request).await,
             }
