@@ -123,7 +123,7 @@ impl Relics {
         ids: Arc<dyn IdSource>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Relics { sessions: Sessions::new(backend.clone()), backend, policy, store, ids, clock }
+        Relics { sessions: Sessions::new(backend.clone(), clock.clone()), backend, policy, store, ids, clock }
     }
 
     pub fn get(&self, tenant: &str, relic_id: &str) -> Result<RelicRecord, RelicError> {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, BackendError};
+use crate::ids::Clock;
 use crate::spec::{labels, ContainerId};
 
 /// The name of a session's private network.
@@ -45,11 +46,14 @@ pub fn check_session_id(id: &str) -> Result<(), SessionError> {
 
 pub struct Sessions {
     backend: Arc<dyn Backend>,
+    /// What "old enough to sweep" is measured against (injected, so that a
+    /// recorded sweep replays the same removals).
+    clock: Arc<dyn Clock>,
 }
 
 impl Sessions {
-    pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Sessions { backend }
+    pub fn new(backend: Arc<dyn Backend>, clock: Arc<dyn Clock>) -> Self {
+        Sessions { backend, clock }
     }
 
     /// The session's private (internal) network, created on first use.
@@ -110,7 +114,7 @@ impl Sessions {
     /// relic).
     pub async fn sweep_networks(&self, min_age: std::time::Duration) -> Result<Vec<String>, SessionError> {
         let mut removed = Vec::new();
-        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
+        let cutoff = self.clock.now() - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
         for n in self.backend.list_networks(&[labels::MANAGED.to_owned()]).await? {
             let old_enough = n.created.is_none_or(|c| c <= cutoff);
             if n.containers == 0 && old_enough {

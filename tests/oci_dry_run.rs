@@ -280,7 +280,7 @@ async fn the_sweep_removes_idle_berth_networks_and_leaves_used_ones() {
     let d = dry_run();
     let relics = d.relics();
     relics.start(relic("dry-busy", "cache")).await.unwrap();
-    let sessions = Sessions::new(d.backend.clone());
+    let sessions = Sessions::new(d.backend.clone(), Arc::new(berth::ids::SystemClock));
     sessions.ensure_network("t1", "dry-idle").await.unwrap();
     let removed = sessions.sweep_networks(Duration::ZERO).await.unwrap();
     assert_eq!(removed, ["berth-session-dry-idle"]);

@@ -124,7 +124,9 @@ pub enum CassetteError {
     Corrupt(String),
 }
 
-/// Request headers that take part in an exchange's identity.
+/// Request headers kept in a recording, for its reader. A replay matches
+/// requests by method, target (path and query) and body only: the headers
+/// follow from those.
 pub const REQUEST_HEADERS: &[&str] = &["content-type"];
 /// Response headers the client reads; the rest (dates, server) would only add noise.
 pub const RESPONSE_HEADERS: &[&str] = &["api-version", "content-type", "x-docker-container-path-stat"];

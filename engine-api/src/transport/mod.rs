@@ -11,6 +11,7 @@
 //! status code is data here, interpreted by [`crate::client`].
 
 pub mod cassette;
+mod diff;
 pub mod fault;
 pub mod record;
 pub mod replay;

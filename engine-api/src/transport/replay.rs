@@ -23,6 +23,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::cassette::{Cassette, CassetteError, Data, Exchange, IoEvent};
+use super::diff;
 use super::{Body, Request, RequestBody, Response, Transport, TransportError, Upgrade};
 
 /// Serves one cassette. Cheap to clone: clones share the replay's state.
@@ -143,6 +144,11 @@ impl State {
                 let r = &self.exchanges[i].request;
                 let recorded = body_bytes(&r.body).unwrap_or_default();
                 let _ = write!(msg, "    recorded: {} {}{} (exchange {i})", r.method, r.target, show_body(&recorded));
+                let differences: Vec<String> =
+                    diff::targets(target, &r.target).into_iter().chain(diff::bodies(body, &recorded)).collect();
+                if !differences.is_empty() {
+                    let _ = write!(msg, "\n    what differs:\n      - {}", differences.join("\n      - "));
+                }
             }
             None => msg.push_str("    recorded: nothing (every exchange was used)"),
         }
