@@ -158,6 +158,42 @@ mod tests {
         assert_eq!(d.buffered(), 0, "the buffer is released on error");
     }
 
+    /// The `v` of each line, each line read as a JSON object.
+    fn values_of(chunks: &[&[u8]]) -> Result<Vec<String>, TestCaseError> {
+        let mut values = Vec::new();
+        for line in lines_of(chunks)? {
+            let value: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| TestCaseError::fail(format!("{e}: {line}")))?;
+            match value.get("v").and_then(serde_json::Value::as_str) {
+                Some(v) => values.push(v.to_owned()),
+                None => return Err(TestCaseError::fail(format!("no string v in {line}"))),
+            }
+        }
+        Ok(values)
+    }
+
+    /// One `{"v": text}` line per text as serde_json writes it (non-ASCII
+    /// stays raw UTF-8), each ended by `\r\n` or `\n` as `crlf` says.
+    fn body_of(texts: &[String], crlf: &[bool]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (text, crlf) in texts.iter().zip(crlf.iter().chain(std::iter::repeat(&false))) {
+            body.extend_from_slice(serde_json::json!({ "v": text }).to_string().as_bytes());
+            body.extend_from_slice(if *crlf { b"\r\n" } else { b"\n" });
+        }
+        body
+    }
+
+    #[test]
+    fn a_cut_inside_a_character_or_between_cr_and_lf_is_invisible() {
+        let texts = vec!["é🦀 ü".to_owned(), "日本".to_owned()];
+        let body = body_of(&texts, &[true, true]);
+        let crab = body.windows(4).position(|w| w == "🦀".as_bytes()).expect("the crab is in the body");
+        let cr = body.iter().position(|&b| b == b'\r').expect("a CRLF is in the body");
+        for at in [crab + 1, crab + 2, crab + 3, cr + 1] {
+            assert_eq!(values_of(&[&body[..at], &body[at..]]).expect("decodes"), texts, "cut at {at}");
+        }
+    }
+
     proptest! {
         #[test]
         fn any_chunking_yields_the_same_lines(
@@ -176,6 +212,30 @@ mod tests {
             chunks.push(&bytes[last..]);
             let expected: Vec<String> = values.iter().map(|v| format!("{{\"v\":\"{v}\"}}")).collect();
             prop_assert_eq!(lines_of(&chunks).unwrap(), expected);
+        }
+
+        #[test]
+        fn unicode_text_survives_every_cut_even_inside_a_character_or_a_crlf(
+            texts in prop::collection::vec("\\PC*", 0..6),
+            crlf in prop::collection::vec(any::<bool>(), 6),
+            cuts in prop::collection::vec(any::<usize>(), 0..30),
+        ) {
+            let body = body_of(&texts, &crlf);
+            // One cut at each position in turn.
+            for at in 0..=body.len() {
+                prop_assert_eq!(&values_of(&[&body[..at], &body[at..]])?, &texts, "cut at {}", at);
+            }
+            // A cut at every position at once.
+            let bytes: Vec<&[u8]> = body.chunks(1).collect();
+            prop_assert_eq!(&values_of(&bytes)?, &texts);
+            // Many cuts anywhere.
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
+            points.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut last = 0;
+            for p in points { chunks.push(&body[last..p]); last = p; }
+            chunks.push(&body[last..]);
+            prop_assert_eq!(&values_of(&chunks)?, &texts);
         }
 
         #[test]

@@ -199,17 +199,42 @@ impl Demuxer {
     }
 
     /// Checks the end of the body: `Ok` only at a frame boundary.
+    ///
+    /// Bytes pushed but not yet drained are judged as draining them would
+    /// judge them (their output is not handed out and the decoder is left as
+    /// it is), so the verdict depends only on the bytes pushed, never on
+    /// whether the caller drained first: a complete frame still queued is a
+    /// clean end, a bad header or a systemerr frame in the queue is that
+    /// error, and a cut is counted from the last header.
     pub fn finish(&self) -> Result<(), MuxError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
-        let pending: usize = self.chunks.iter().map(Bytes::len).sum();
+        if self.chunks.is_empty() {
+            return self.verdict_when_drained();
+        }
+        // A copy to drain: its chunks are reference-counted views of the same
+        // buffers, so only the (capped) systemerr message is copied.
+        let mut probe =
+            Demuxer { chunks: self.chunks.clone(), systemerr: self.systemerr.clone(), failed: None, ..*self };
+        while probe.step()?.is_some() {}
+        probe.verdict_when_drained()
+    }
+
+    /// The verdict once every queued byte has been consumed: the bytes the
+    /// frame in progress still lacks, counted without any subtraction that
+    /// could go below zero.
+    fn verdict_when_drained(&self) -> Result<(), MuxError> {
         let missing = match self.state {
-            State::Header if self.header_len == 0 && pending == 0 => return Ok(()),
-            State::Header => HEADER_LEN - self.header_len - pending.min(HEADER_LEN),
-            State::Payload { remaining, .. } | State::Systemerr { remaining } => remaining - pending.min(remaining),
+            State::Header if self.header_len == 0 => 0,
+            State::Header => HEADER_LEN.saturating_sub(self.header_len),
+            State::Payload { remaining, .. } | State::Systemerr { remaining } => remaining,
         };
-        Err(MuxError::Truncated { missing: missing.max(1) })
+        if missing == 0 {
+            Ok(())
+        } else {
+            Err(MuxError::Truncated { missing })
+        }
     }
 }
 
@@ -292,6 +317,28 @@ mod tests {
     }
 
     #[test]
+    fn finishing_without_draining_judges_the_queued_bytes_instead_of_panicking() {
+        let mut body = Vec::new();
+        encode_frame(0, &[0; 15], &mut body);
+        // A whole header queued, none of its payload: 15 bytes short.
+        let mut d = Demuxer::new();
+        d.push(Bytes::copy_from_slice(&body[..8]));
+        assert_eq!(d.finish(), Err(MuxError::Truncated { missing: 15 }));
+        // Part of a header already taken in, the rest queued with the payload.
+        let mut d = Demuxer::new();
+        d.push(Bytes::copy_from_slice(&body[..3]));
+        assert_eq!(d.next_output(), Ok(None));
+        d.push(Bytes::copy_from_slice(&body[3..]));
+        assert_eq!(d.finish(), Ok(()));
+        // A systemerr frame still queued is the daemon's error, not a clean end.
+        encode_frame(3, b"boom", &mut body);
+        let mut d = Demuxer::new();
+        d.push(Bytes::from(body));
+        assert_eq!(d.finish(), Err(MuxError::Systemerr { message: "boom".into() }));
+        assert_eq!(d.buffered(), 8 + 15 + 8 + 4, "finish leaves the queue as it was");
+    }
+
+    #[test]
     fn tty_bytes_are_rejected_as_garbage_rather_than_read_as_a_length() {
         // "hello world" read as a header: stream 'h' is no stream.
         let (_, end) = decode_all(&[b"hello world, this is a terminal"]);
@@ -327,6 +374,48 @@ mod tests {
         chunks
     }
 
+    /// The frame bound of the property tests: small, so frames at and above it are common.
+    const BOUND: usize = 48;
+
+    /// Output byte by byte, with its stream, and the verdict of finishing,
+    /// from a fresh decoder given `body` in one chunk and drained.
+    fn drain_at_once(body: &[u8]) -> (Vec<(StreamKind, u8)>, Result<(), MuxError>) {
+        let mut d = Demuxer::with_max_frame(BOUND);
+        d.push(Bytes::copy_from_slice(body));
+        let mut out = Vec::new();
+        loop {
+            match d.next_output() {
+                Ok(Some(o)) => out.extend(o.data.iter().map(|&b| (o.stream, b))),
+                Ok(None) => return (out, d.finish()),
+                Err(e) => return (out, Err(e)),
+            }
+        }
+    }
+
+    /// A piece of a body: mostly frames (some above the bound, some systemerr), some garbage.
+    fn body_part() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            6 => (0u8..4, prop::collection::vec(any::<u8>(), 0..BOUND + 8)).prop_map(|(s, p)| {
+                let mut out = Vec::new();
+                encode_frame(s, &p, &mut out);
+                out
+            }),
+            1 => prop::collection::vec(any::<u8>(), 0..12),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Push the next this-many bytes of the body (fewer at its end).
+        Push(usize),
+        Next,
+        Finish,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![3 => (0usize..24).prop_map(Op::Push), 2 => Just(Op::Next), 2 => Just(Op::Finish)]
+    }
+
     proptest! {
         #[test]
         fn any_chunking_decodes_to_the_same_frames(frames in frames(), cuts in prop::collection::vec(any::<usize>(), 0..40)) {
@@ -349,17 +438,131 @@ mod tests {
         }
 
         #[test]
-        fn garbage_never_panics_and_memory_stays_bounded(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..30)) {
+        fn garbage_never_panics_and_a_drained_decoder_holds_less_than_a_frame(
+            chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..30),
+        ) {
             let mut d = Demuxer::with_max_frame(1024);
-            let mut total = 0usize;
             for chunk in &chunks {
-                total += chunk.len();
                 d.push(Bytes::copy_from_slice(chunk));
                 while let Ok(Some(_)) = d.next_output() {}
-                // Nothing is held beyond what was pushed and not yet consumed.
-                prop_assert!(d.buffered() <= total);
+                prop_assert!(d.chunks.is_empty(), "a drained decoder keeps no chunk");
+                prop_assert!(d.buffered() < HEADER_LEN + 1024, "holds {} bytes", d.buffered());
             }
             let _ = d.finish();
+        }
+
+        #[test]
+        fn a_drained_decoder_holds_only_what_it_owes_and_never_more_than_one_frame(
+            frames in prop::collection::vec((0u8..3, 0usize..=BOUND), 0..12),
+            systemerr_len in prop::option::of(0usize..=BOUND),
+            cuts in prop::collection::vec(any::<usize>(), 0..40),
+        ) {
+            // Where each header starts, to count the header bytes a prefix of
+            // the body holds in full.
+            let mut body = Vec::new();
+            let mut header_starts = Vec::new();
+            let all = frames.iter().copied().chain(systemerr_len.map(|len| (3, len)));
+            for (i, (stream, len)) in all.enumerate() {
+                header_starts.push(body.len());
+                let payload: Vec<u8> = (0..len).map(|j| (i + j) as u8).collect();
+                encode_frame(stream, &payload, &mut body);
+            }
+            let mut d = Demuxer::with_max_frame(BOUND);
+            let mut given = 0usize;
+            let mut payload_out = 0usize;
+            // The caller's own handles on what it pushed: once drained, the
+            // decoder must share none of them.
+            let mut pushed: Vec<Bytes> = Vec::new();
+            let mut spent = false;
+            for chunk in cut(&body, &cuts) {
+                let chunk = Bytes::from(chunk);
+                given += chunk.len();
+                if !chunk.is_empty() {
+                    pushed.push(chunk.clone());
+                }
+                d.push(chunk);
+                loop {
+                    match d.next_output() {
+                        Ok(Some(o)) => payload_out += o.data.len(),
+                        Ok(None) => break,
+                        Err(_) => { spent = true; break; }
+                    }
+                }
+                let headers_out = HEADER_LEN * header_starts.iter().filter(|&&h| h + HEADER_LEN <= given).count();
+                let handed_out = payload_out + headers_out;
+                prop_assert!(handed_out <= given, "handed out {handed_out} of {given} bytes");
+                let owed = given - handed_out;
+                prop_assert!(d.buffered() <= owed, "holds {} bytes, owes {owed}", d.buffered());
+                prop_assert!(d.buffered() <= HEADER_LEN + BOUND, "holds {} bytes, more than a frame", d.buffered());
+                prop_assert!(pushed.iter_mut().all(|b| b.is_unique()), "a drained decoder still pins a chunk it was given");
+                if spent {
+                    prop_assert_eq!(d.buffered(), 0, "a spent decoder holds nothing");
+                }
+            }
+        }
+
+        #[test]
+        fn push_next_and_finish_in_any_order_never_panic_and_finish_judges_only_the_bytes_pushed(
+            parts in prop::collection::vec(body_part(), 0..12),
+            ops in prop::collection::vec(op(), 0..60),
+        ) {
+            let body: Vec<u8> = parts.concat();
+            let mut d = Demuxer::with_max_frame(BOUND);
+            let mut at = 0usize;
+            let mut out: Vec<(StreamKind, u8)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Push(n) => {
+                        let end = (at + n).min(body.len());
+                        d.push(Bytes::copy_from_slice(&body[at..end]));
+                        at = end;
+                    }
+                    Op::Next => {
+                        if let Ok(Some(o)) = d.next_output() {
+                            out.extend(o.data.iter().map(|&b| (o.stream, b)));
+                        }
+                    }
+                    Op::Finish => {
+                        let verdict = d.finish();
+                        let (reference_out, reference_end) = drain_at_once(&body[..at]);
+                        prop_assert_eq!(&verdict, &reference_end);
+                        prop_assert_eq!(d.finish(), verdict, "finish changes nothing");
+                        prop_assert!(reference_out.starts_with(&out), "handed out bytes that draining at once does not");
+                    }
+                }
+            }
+            // Draining now changes neither the verdict nor the output.
+            let before = d.finish();
+            while let Ok(Some(o)) = d.next_output() {
+                out.extend(o.data.iter().map(|&b| (o.stream, b)));
+            }
+            prop_assert_eq!(d.finish(), before);
+            let (reference_out, reference_end) = drain_at_once(&body[..at]);
+            prop_assert_eq!(out, reference_out);
+            prop_assert_eq!(d.finish(), reference_end);
+        }
+
+        #[test]
+        fn a_huge_systemerr_frame_keeps_only_the_capped_message(
+            len in MAX_SYSTEMERR..4 * MAX_SYSTEMERR,
+            chunk_len in 1000usize..70_000,
+        ) {
+            let payload: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut body = Vec::new();
+            encode_frame(3, &payload, &mut body);
+            let mut d = Demuxer::new();
+            let mut end = Ok(None);
+            for chunk in body.chunks(chunk_len) {
+                d.push(Bytes::copy_from_slice(chunk));
+                end = d.next_output();
+                if end.is_err() { break; }
+                prop_assert_eq!(&end, &Ok(None));
+                prop_assert!(d.systemerr.len() <= MAX_SYSTEMERR);
+                prop_assert!(d.buffered() <= MAX_SYSTEMERR, "holds {} bytes", d.buffered());
+            }
+            let message = String::from_utf8(payload[..MAX_SYSTEMERR].to_vec()).expect("ascii");
+            prop_assert_eq!(end, Err(MuxError::Systemerr { message }));
+            prop_assert_eq!(d.buffered(), 0);
         }
 
         #[test]

@@ -220,6 +220,12 @@ impl ContainerStatus {
     }
 }
 
+/// The status of a container whose engine did not say: an unknown state, not
+/// a guessed one (the flags beside it still say what the engine did report).
+fn unknown_status() -> ContainerStatus {
+    ContainerStatus::Other(String::new())
+}
+
 impl From<&str> for ContainerStatus {
     fn from(s: &str) -> Self {
         match s.to_ascii_lowercase().as_str() {
@@ -265,6 +271,8 @@ pub struct ContainerInspect {
     pub created: Option<String>,
     #[serde(default)]
     pub image: Option<String>,
+    /// Required: without it nothing about the container's state is known.
+    #[serde(alias = "state")]
     pub state: ContainerState,
     #[serde(default)]
     pub config: Option<ContainerConfig>,
@@ -287,23 +295,31 @@ impl ContainerInspect {
     }
 }
 
+/// The `State` of an inspected container.
+///
+/// Go's JSON decoding ignores the case of keys, so engines written against it
+/// (Podman) are not held to Docker's spelling: the fields berth reads also
+/// accept the lower-case one.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContainerState {
+    /// Missing reads as unknown (`Other("")`), so an engine that leaves it out
+    /// still yields the flags, exit code and health it did send.
+    #[serde(alias = "status", default = "unknown_status")]
     pub status: ContainerStatus,
-    #[serde(default)]
+    #[serde(alias = "running", default)]
     pub running: bool,
     #[serde(default)]
     pub paused: bool,
     #[serde(default)]
     pub restarting: bool,
-    #[serde(rename = "OOMKilled", alias = "OomKilled", default)]
+    #[serde(rename = "OOMKilled", alias = "OomKilled", alias = "oomKilled", default)]
     pub oom_killed: bool,
     #[serde(default)]
     pub dead: bool,
-    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    #[serde(alias = "pid", default, deserialize_with = "lenient::opt_i64")]
     pub pid: Option<i64>,
-    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    #[serde(alias = "exitCode", default, deserialize_with = "lenient::opt_i64")]
     pub exit_code: Option<i64>,
     #[serde(default)]
     pub error: Option<String>,
@@ -311,7 +327,7 @@ pub struct ContainerState {
     pub started_at: Option<String>,
     #[serde(default)]
     pub finished_at: Option<String>,
-    #[serde(default)]
+    #[serde(alias = "health", default)]
     pub health: Option<Health>,
 }
 
@@ -350,24 +366,27 @@ pub struct NetworkSettings {
     pub ports: BTreeMap<String, Option<Vec<PortBinding>>>,
 }
 
-/// One entry of `GET /containers/json`.
+/// One entry of `GET /containers/json`. Like [`ContainerState`], the fields
+/// berth reads also accept their lower-case spelling.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContainerSummary {
     #[serde(alias = "id")]
     pub id: String,
-    #[serde(default, deserialize_with = "lenient::null_default")]
+    #[serde(alias = "names", default, deserialize_with = "lenient::null_default")]
     pub names: Vec<String>,
-    #[serde(default)]
+    #[serde(alias = "image", default)]
     pub image: String,
-    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    #[serde(alias = "created", default, deserialize_with = "lenient::opt_i64")]
     pub created: Option<i64>,
-    /// Machine-readable state.
+    /// Machine-readable state; missing reads as unknown (`Other("")`) rather
+    /// than dropping the whole list.
+    #[serde(alias = "state", default = "unknown_status")]
     pub state: ContainerStatus,
     /// Human-readable status (`Up 3 seconds`).
-    #[serde(default)]
+    #[serde(alias = "status", default)]
     pub status: String,
-    #[serde(default, deserialize_with = "lenient::null_default")]
+    #[serde(alias = "labels", default, deserialize_with = "lenient::null_default")]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -375,16 +394,25 @@ pub struct ContainerSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct WaitExit {
+    /// Required: a wait answer without an exit code has no honest default
+    /// (0 would report a success nobody saw).
+    #[serde(alias = "statusCode")]
     pub status_code: i64,
-    #[serde(default)]
+    /// Some Podman versions send `"Error": {"Message": ""}` on every exit,
+    /// success included: an error with no message is no error.
+    #[serde(alias = "error", default, deserialize_with = "wait_error")]
     pub error: Option<WaitError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct WaitError {
-    #[serde(default)]
+    #[serde(alias = "message", default)]
     pub message: String,
+}
+
+fn wait_error<'de, D: Deserializer<'de>>(d: D) -> Result<Option<WaitError>, D::Error> {
+    Ok(Option::<WaitError>::deserialize(d)?.filter(|e| !e.message.is_empty()))
 }
 
 /// Answer to `POST /containers/prune`.
@@ -426,6 +454,93 @@ mod tests {
         assert_eq!(s.state, ContainerStatus::Other("stopping".into()));
         assert_eq!(s.created, Some(1_700_000_000));
         assert!(s.labels.is_empty());
+    }
+
+    #[test]
+    fn the_podman_inspect_seed_parses_with_its_lenient_values_read() {
+        let c: ContainerInspect =
+            serde_json::from_str(include_str!("../../../fuzz/seeds/models/container_inspect_podman.json")).unwrap();
+        assert_eq!(c.id, "abc");
+        assert_eq!(c.name, "");
+        assert_eq!(c.restart_count, Some(3), "a count sent as a string");
+        assert_eq!(c.state.status, ContainerStatus::Other("stopping".into()));
+        assert!(!c.state.running);
+        assert!(c.state.oom_killed, "Podman's OomKilled spelling");
+        assert_eq!(c.state.pid, Some(12), "a pid sent as a string");
+        assert_eq!(c.state.exit_code, Some(1), "an exit code sent as a float");
+        assert!(c.state.health.is_none());
+        assert!(!c.tty());
+        assert!(c.labels().is_none());
+    }
+
+    #[test]
+    fn an_inspect_state_in_lower_case_or_without_status_parses() {
+        let c: ContainerInspect = serde_json::from_str(
+            r#"{"Id":"abc","state":{"status":"running","running":true,"exitCode":0,"pid":7,"oomKilled":false,
+                "health":{"Status":"healthy"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.state.status, ContainerStatus::Running);
+        assert!(c.state.running);
+        assert_eq!((c.state.exit_code, c.state.pid), (Some(0), Some(7)));
+        assert_eq!(c.state.health.map(|h| h.status), Some("healthy".into()));
+
+        let c: ContainerInspect = serde_json::from_str(r#"{"Id":"abc","State":{"Running":true}}"#).unwrap();
+        assert_eq!(c.state.status, ContainerStatus::Other(String::new()), "unknown, not guessed");
+        assert!(c.state.running);
+        assert!(serde_json::from_str::<ContainerInspect>(r#"{"Id":"abc"}"#).is_err(), "no state at all is no answer");
+    }
+
+    #[test]
+    fn a_list_entry_in_podmans_shape_parses() {
+        let s: ContainerSummary = serde_json::from_str(
+            r#"{"id":"def","names":["web"],"image":"docker.io/library/busybox:latest","state":"exited",
+                "status":"Exited (0) 3 seconds ago","created":"1700000000","labels":{"berth.run":"r1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.id, "def");
+        assert_eq!(s.names, vec!["web"]);
+        assert_eq!(s.image, "docker.io/library/busybox:latest");
+        assert_eq!(s.state, ContainerStatus::Exited);
+        assert_eq!(s.status, "Exited (0) 3 seconds ago");
+        assert_eq!(s.created, Some(1_700_000_000));
+        assert_eq!(s.labels.get("berth.run").map(String::as_str), Some("r1"));
+
+        let s: ContainerSummary = serde_json::from_str(r#"{"Id":"abc","Status":"Up 3 seconds"}"#).unwrap();
+        assert_eq!(s.state, ContainerStatus::Other(String::new()), "a missing state is unknown");
+    }
+
+    #[test]
+    fn a_wait_answer_in_podmans_shape_parses_and_an_empty_error_is_no_error() {
+        let w: WaitExit = serde_json::from_str(r#"{"StatusCode":0,"Error":{"Message":""}}"#).unwrap();
+        assert_eq!(w, WaitExit { status_code: 0, error: None });
+        let w: WaitExit = serde_json::from_str(r#"{"StatusCode":3,"Error":null}"#).unwrap();
+        assert_eq!(w, WaitExit { status_code: 3, error: None });
+        let w: WaitExit = serde_json::from_str(r#"{"statusCode":1,"error":{"message":"oops"}}"#).unwrap();
+        assert_eq!(w, WaitExit { status_code: 1, error: Some(WaitError { message: "oops".into() }) });
+        assert!(serde_json::from_str::<WaitExit>(r#"{"Error":null}"#).is_err(), "no exit code is no answer");
+    }
+
+    #[test]
+    fn dockers_own_answers_still_parse_to_the_same_fields() {
+        let c: ContainerInspect =
+            serde_json::from_str(include_str!("../../../fuzz/seeds/models/container_inspect.json")).unwrap();
+        assert_eq!((c.id.as_str(), c.name.as_str()), ("4fa6e0f0c678", "/web"));
+        assert_eq!(c.state.status, ContainerStatus::Running);
+        assert!(c.state.running && !c.state.oom_killed);
+        assert_eq!((c.state.pid, c.state.exit_code), (Some(1234), Some(0)));
+        assert_eq!(c.state.health.as_ref().map(|h| h.status.as_str()), Some("healthy"));
+        assert_eq!(c.labels().and_then(|l| l.get("berth.run")).map(String::as_str), Some("r1"));
+
+        let list: Vec<ContainerSummary> =
+            serde_json::from_str(include_str!("../../../fuzz/seeds/models/container_list.json")).unwrap();
+        assert_eq!(list[0].id, "abc");
+        assert_eq!(list[0].state, ContainerStatus::Running);
+        assert_eq!(list[0].status, "Up 3 seconds");
+        assert_eq!(list[1].state, ContainerStatus::Other("stopping".into()));
+
+        let w: WaitExit = serde_json::from_str(include_str!("../../../fuzz/seeds/models/wait.json")).unwrap();
+        assert_eq!(w, WaitExit { status_code: 137, error: Some(WaitError { message: "killed".into() }) });
     }
 
     #[test]
