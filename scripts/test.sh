@@ -23,17 +23,22 @@ bash scripts/provision.sh
 step "unit, property and real-engine tests"
 cargo test --workspace --all-targets
 
-no_daemon=unix:///nonexistent/berth-no-daemon.sock
+# The hermetic tier, with DOCKER_HOST pointing at nothing; every replay
+# first checks that nothing answers there (BERTH_REQUIRE_NO_DAEMON).
+hermetic() {
+  DOCKER_HOST=unix:///nonexistent/berth-no-daemon.sock BERTH_REQUIRE_NO_DAEMON=1 \
+    cargo test -p engine-api --test hermetic
+  DOCKER_HOST=unix:///nonexistent/berth-no-daemon.sock BERTH_REQUIRE_NO_DAEMON=1 \
+    cargo test -p berth --test hermetic --test hermetic_http
+}
 step "hermetic tier with no daemon reachable (committed fixtures)"
-DOCKER_HOST=$no_daemon cargo test -p engine-api --test hermetic
-DOCKER_HOST=$no_daemon cargo test -p berth --test hermetic --test hermetic_http
+hermetic
 
 step "fixture freshness: re-record every scenario, then replay the fresh recordings"
 fresh=$(mktemp -d /tmp/berth-fixtures.XXXXXX)
 trap 'rm -rf "$fresh"' EXIT
 bash scripts/record-fixtures.sh "$fresh"
-BERTH_FIXTURES_DIR=$fresh DOCKER_HOST=$no_daemon cargo test -p engine-api --test hermetic
-BERTH_FIXTURES_DIR=$fresh DOCKER_HOST=$no_daemon cargo test -p berth --test hermetic --test hermetic_http
+BERTH_FIXTURES_DIR=$fresh hermetic
 
 step "benchmarks (quick mode)"
 BERTH_BENCH_QUICK=1 cargo bench -p engine-api --bench engine

@@ -3,36 +3,31 @@
 //! and a fixed clock so every scenario sends the same bytes each time.
 //! `scripts/record-fixtures.sh` records them (suite `berth`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth::agents::{AgentDefinition, Agents, PortRange};
-use berth::backend::docker::DockerBackend;
+use berth::backend::fixture::Fixture;
 use berth::backend::ExecRequest;
-use berth::ids::{Clock, FixedClock, IdSource, SequentialIds};
+use berth::ids::Clock;
 use berth::policy::{Policy, PolicyConfig};
 use berth::relics::{RelicRequest, RelicStatus, Relics};
 use berth::runs::{RunRequest, RunStatus, Runs, Workload};
 use berth::store::Store;
 use berth::units::ByteSize;
-use engine_api::transport::scenario::Scenario;
 
 struct Flow {
     runs: Runs,
     agents: Agents,
     relics: Relics,
-    scenario: Scenario,
+    fixture: Fixture,
 }
 
 /// The orchestration services over scenario `name`, recorded or replayed.
 fn flow(name: &str) -> Flow {
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"));
-    let scenario = Scenario::open(&root, "berth", name)
+    let fixture = Fixture::open("berth", name)
         .unwrap_or_else(|e| panic!("{e}\n(recordings are made by scripts/record-fixtures.sh)"));
-    let backend: Arc<dyn berth::backend::Backend> = Arc::new(DockerBackend::over(scenario.transport()));
-    let clock: Arc<dyn Clock> = Arc::new(FixedClock::at("2026-01-01T00:00:00Z".parse().unwrap()));
+    let (backend, ids, clock): (_, _, Arc<dyn Clock>) = (fixture.backend(), fixture.ids(), fixture.clock.clone());
     let store = Arc::new(Store::in_memory().unwrap());
-    let ids: Arc<dyn IdSource> = Arc::new(SequentialIds::default());
     let policy = Policy::new(PolicyConfig { bind_roots: vec!["/tmp".into()], ..Default::default() });
     let runs = Runs::new(backend.clone(), policy.clone(), store.clone(), ids.clone(), clock.clone(), 4);
     let agents = Agents::new(
@@ -44,12 +39,12 @@ fn flow(name: &str) -> Flow {
         PortRange { first: 19500, last: 19509 },
     );
     let relics = Relics::new(backend, policy, store, ids, clock);
-    Flow { runs, agents, relics, scenario }
+    Flow { runs, agents, relics, fixture }
 }
 
 impl Flow {
     fn finish(self) {
-        if let Err(e) = self.scenario.finish() {
+        if let Err(e) = self.fixture.finish() {
             panic!("{e}")
         }
     }

@@ -5,45 +5,38 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::Router;
-use berth::backend::docker::DockerBackend;
-use berth::backend::Backend;
+use berth::backend::fixture::Fixture;
 use berth::dialects::{Dialect, SeedEnv};
 use berth::http::{app, AppState, Tokens};
-use berth::ids::{Clock, FixedClock, IdSource, SequentialIds};
 use berth::orchestrator::{Options, Orchestrator};
 use berth::policy::{Policy, PolicyConfig};
 use berth::store::Store;
-use engine_api::transport::scenario::Scenario;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use support::api::send;
 
 struct Flow {
     state: AppState,
-    scenario: Scenario,
+    fixture: Fixture,
 }
 
 fn flow(name: &str) -> Flow {
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"));
-    let scenario = Scenario::open(&root, "http", name)
+    let fixture = Fixture::open("http", name)
         .unwrap_or_else(|e| panic!("{e}\n(recordings are made by scripts/record-fixtures.sh)"));
-    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::over(scenario.transport()));
-    let clock: Arc<dyn Clock> = Arc::new(FixedClock::at("2026-01-01T00:00:00Z".parse().unwrap()));
-    let ids: Arc<dyn IdSource> = Arc::new(SequentialIds::default());
     let policy = Policy::new(PolicyConfig { bind_roots: vec!["/tmp".into()], ..Default::default() });
     let options = Options { ports: berth::agents::PortRange { first: 19600, last: 19609 }, ..Default::default() };
     let store = Arc::new(Store::in_memory().unwrap());
-    let core = Arc::new(Orchestrator::new(backend, policy, store, ids, clock, options));
+    let core =
+        Arc::new(Orchestrator::new(fixture.backend(), policy, store, fixture.ids(), fixture.clock.clone(), options));
     let tokens = Tokens([("fx-token".to_owned(), "fx-tenant".to_owned())].into());
     let mut state = AppState::new(core, tokens);
     state.keepalive = Duration::from_secs(30);
-    Flow { state, scenario }
+    Flow { state, fixture }
 }
 
 impl Flow {
@@ -56,7 +49,7 @@ impl Flow {
     }
 
     fn finish(self) {
-        if let Err(e) = self.scenario.finish() {
+        if let Err(e) = self.fixture.finish() {
             panic!("{e}")
         }
     }

@@ -2,12 +2,14 @@
 //! in berth's own terms (not the Engine API one to one).
 //!
 //! Implementations: [`docker::DockerBackend`] over engine-api (which is also
-//! the fixture backend when its client runs over a replay), and
+//! the fixture backend, [`fixture::Fixture`], when its client runs over a
+//! replay), and
 //! [`oci::OciDryRun`], which runs nothing and renders the OCI bundle each
 //! container would run as. Orchestration holds an `Arc<dyn Backend>` and
 //! never sees an engine type.
 
 pub mod docker;
+pub mod fixture;
 pub mod oci;
 
 use std::time::Duration;

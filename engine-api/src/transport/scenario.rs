@@ -41,6 +41,9 @@ impl Scenario {
             let path = root.join(suite).join(file);
             return Ok(Scenario { transport: Arc::new(recorder.clone()), mode: Mode::Record(recorder, path) });
         }
+        if std::env::var_os("BERTH_REQUIRE_NO_DAEMON").is_some_and(|v| v == "1") {
+            no_daemon_answers()?;
+        }
         let root = env_dir("BERTH_FIXTURES_DIR").unwrap_or_else(|| committed_root.to_owned());
         let replay = ReplayTransport::load(&root.join(suite).join(file))?;
         Ok(Scenario { transport: Arc::new(replay.clone()), mode: Mode::Replay(replay) })
@@ -58,6 +61,23 @@ impl Scenario {
             Mode::Replay(replay) => replay.finish().map_err(|e| e.0),
         }
     }
+}
+
+/// With `BERTH_REQUIRE_NO_DAEMON=1` (as the test command runs the hermetic
+/// tier), a replay first proves that nothing answers where `DOCKER_HOST`
+/// points, so a passing replay cannot have leaned on a daemon.
+fn no_daemon_answers() -> Result<(), CassetteError> {
+    let endpoint = Endpoint::from_env().map_err(|e| CassetteError::Corrupt(e.to_string()))?;
+    let answered = match &endpoint {
+        Endpoint::Unix(path) => std::os::unix::net::UnixStream::connect(path).is_ok(),
+        Endpoint::Tcp(addr) => std::net::TcpStream::connect(addr).is_ok(),
+    };
+    if answered {
+        return Err(CassetteError::Corrupt(format!(
+            "BERTH_REQUIRE_NO_DAEMON=1, but something answers at {endpoint:?} (DOCKER_HOST): the hermetic tier must run with no daemon"
+        )));
+    }
+    Ok(())
 }
 
 impl Transport for Arc<dyn Transport> {

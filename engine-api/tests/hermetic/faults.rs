@@ -99,8 +99,10 @@ async fn a_logs_body_cut_inside_a_frame_is_a_truncation_error() {
 #[tokio::test]
 async fn a_connection_broken_mid_stream_is_a_transport_error() {
     let (docker, faulty, replay) = client(LOGS, 2);
-    faulty.inject(LOGS, Fault::Cut { after: 12 });
-    let (_, err) = read_logs(&docker).await;
+    // Inside the first frame (8 header bytes and a 4-byte payload).
+    faulty.inject(LOGS, Fault::Cut { after: 10 });
+    let (outputs, err) = read_logs(&docker).await;
+    assert!(outputs.iter().map(|o| o.data.len()).sum::<usize>() <= 2, "{outputs:?}");
     assert!(matches!(err, Some(Error::Transport(_))), "{err:?}");
     next_call_is_whole(&docker, &replay).await;
 }
@@ -170,4 +172,106 @@ async fn a_request_the_recording_does_not_hold_fails_with_both_sides_shown() {
     assert!(message.contains("recorded: GET /v") && message.contains("/logs?"), "{message}");
     let finish = replay.finish().unwrap_err().0;
     assert!(finish.contains("berth-not-recorded") && finish.contains("never requested"), "{finish}");
+}
+
+#[tokio::test]
+async fn a_request_body_that_differs_past_what_is_shown_is_named_by_the_path_of_the_difference() {
+    const CREATE: &str = "/containers/create?";
+    let cassette = exchanges_of("container_lifecycle", &[(CREATE, 1)]);
+    let recorded = &cassette.exchanges[0].request;
+    let body = recorded.body.as_ref().expect("a create has a body").to_bytes().unwrap();
+    let mut config: engine_api::models::ContainerConfig = serde_json::from_slice(&body).unwrap();
+    // A label whose value is long enough that the two bodies' shown prefixes are the same.
+    let padding = "x".repeat(500);
+    config.labels.get_or_insert_default().insert("io.berth.test".into(), format!("{padding}-changed"));
+    let name = recorded.target.split("name=").nth(1).unwrap().to_owned();
+    let replay = ReplayTransport::new(cassette, "excerpt").unwrap();
+    let docker = Docker::new(replay.clone()).with_version(recorded_version());
+    let err = docker.create_container(Some(&name), &config).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("what differs:"), "{message}");
+    assert!(message.contains(r#"body.Labels.io.berth.test: came "xxxx"#), "{message}");
+    assert!(message.contains(r#" …, recorded "fixtures""#), "{message}");
+    assert!(replay.finish().is_err(), "the create that was recorded was never requested");
+}
+
+/// A client over `times` copies of the attach scenario's upgraded exchange.
+fn attach_client(times: usize) -> (Docker, FaultyTransport, ReplayTransport, String) {
+    const ATTACH: &str = "/attach?";
+    let cassette = exchanges_of("attach", &[(ATTACH, times)]);
+    let target = &cassette.exchanges[0].request.target;
+    let id = target.split("/containers/").nth(1).unwrap().split('/').next().unwrap().to_owned();
+    let replay = ReplayTransport::new(cassette, "excerpt").unwrap();
+    let faulty = FaultyTransport::new(replay.clone());
+    (Docker::new(faulty.clone()).with_version(recorded_version()), faulty, replay, id)
+}
+
+/// Attaches, writes what the recording wrote, ends stdin and reads to the end.
+async fn attach_round(docker: &Docker, id: &str) -> Result<(Vec<Output>, Option<Error>), Error> {
+    use tokio::io::AsyncWriteExt;
+    let run = async {
+        let attached = docker.attach_container(id, false).await?;
+        let mut stdin = attached.stdin;
+        // Faults break what is read; writes go through.
+        stdin.write_all(b"hello through attach\n").await.unwrap();
+        stdin.shutdown().await.unwrap();
+        let mut output = attached.output;
+        let mut got = Vec::new();
+        while let Some(item) = output.next().await {
+            match item {
+                Ok(o) => got.push(o),
+                Err(e) => return Ok((got, Some(e))),
+            }
+        }
+        Ok((got, None))
+    };
+    tokio::time::timeout(Duration::from_secs(5), run).await.expect("nothing hangs")
+}
+
+async fn attach_is_whole(docker: &Docker, id: &str, replay: &ReplayTransport) {
+    let (outputs, err) = attach_round(docker, id).await.unwrap();
+    assert!(err.is_none(), "{err:?}");
+    let of = |kind| -> Vec<u8> { outputs.iter().filter(|o| o.stream == kind).flat_map(|o| o.data.to_vec()).collect() };
+    assert_eq!(of(StreamKind::Stdout), b"hello through attach\n");
+    assert_eq!(of(StreamKind::Stderr), b"read-all\n");
+    replay.finish().unwrap();
+}
+
+#[tokio::test]
+async fn an_attached_stream_cut_mid_frame_is_a_transport_error_and_the_next_attach_is_whole() {
+    let (docker, faulty, replay, id) = attach_client(2);
+    faulty.inject("/attach", Fault::Cut { after: 12 });
+    let (outputs, err) = attach_round(&docker, &id).await.unwrap();
+    assert!(outputs.iter().map(|o| o.data.len()).sum::<usize>() <= 4, "{outputs:?}");
+    assert!(matches!(err, Some(Error::Transport(_))), "{err:?}");
+    attach_is_whole(&docker, &id, &replay).await;
+}
+
+#[tokio::test]
+async fn garbage_on_an_attached_stream_is_a_decode_error_not_output() {
+    let (docker, faulty, replay, id) = attach_client(2);
+    faulty.inject("/attach", Fault::Garbage { at: 0, bytes: Bytes::from_static(b"\x09\x00\x00\x00garbage!") });
+    let (outputs, err) = attach_round(&docker, &id).await.unwrap();
+    assert!(outputs.is_empty(), "{outputs:?}");
+    assert!(matches!(err, Some(Error::Decode { .. })), "{err:?}");
+    attach_is_whole(&docker, &id, &replay).await;
+}
+
+#[tokio::test]
+async fn an_attached_stream_that_ends_inside_a_frame_is_a_truncation_error() {
+    let (docker, faulty, replay, id) = attach_client(2);
+    faulty.inject("/attach", Fault::Truncate { after: 8 + 5 });
+    let (outputs, err) = attach_round(&docker, &id).await.unwrap();
+    assert_eq!(outputs.iter().map(|o| o.data.len()).sum::<usize>(), 5, "what came is handed out");
+    assert!(matches!(err, Some(Error::Decode { .. })), "{err:?}");
+    attach_is_whole(&docker, &id, &replay).await;
+}
+
+#[tokio::test]
+async fn an_attach_dropped_before_its_answer_is_a_transport_error() {
+    let (docker, faulty, replay, id) = attach_client(1);
+    faulty.inject("/attach", Fault::Drop);
+    let err = attach_round(&docker, &id).await.unwrap_err();
+    assert!(matches!(err, Error::Transport(_)), "{err:?}");
+    attach_is_whole(&docker, &id, &replay).await;
 }

@@ -105,6 +105,33 @@ async fn exec_with_and_without_stdin() {
 }
 
 #[tokio::test]
+async fn attach_before_start_then_stdin_in_and_output_out() {
+    let s = scenario("attach");
+    let docker = &s.docker;
+    let name = "berth-fx-attach";
+    clear(docker, name).await;
+    let config = ContainerConfig {
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        ..sh("cat; echo read-all >&2")
+    };
+    let id = docker.create_container(Some(name), &config).await.unwrap().id;
+    let attached = docker.attach_container(&id, false).await.unwrap();
+    let waiting = docker.wait_container(&id, WaitCondition::NextExit).await.unwrap();
+    docker.start_container(&id).await.unwrap();
+    let mut stdin = attached.stdin;
+    stdin.write_all(b"hello through attach\n").await.unwrap();
+    stdin.shutdown().await.unwrap();
+    assert_eq!(output(attached.output).await, ("hello through attach\n".into(), "read-all\n".into()));
+    assert_eq!(waiting.exit().await.unwrap().status_code, 0);
+    docker.remove_container(&id, FORCE).await.unwrap();
+    s.finish();
+}
+
+#[tokio::test]
 async fn internal_network_create_connect_disconnect_remove() {
     let s = scenario("networks");
     let docker = &s.docker;
