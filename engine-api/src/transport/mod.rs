@@ -13,6 +13,7 @@
 pub mod cassette;
 mod diff;
 pub mod fault;
+pub mod hijack;
 pub mod record;
 pub mod replay;
 pub mod scenario;

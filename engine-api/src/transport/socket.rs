@@ -4,25 +4,28 @@
 //! wait in a small pool; a request takes one (or dials a new one when none
 //! is idle) and the connection returns to the pool when its response body
 //! has been read to the end. A body dropped half-read closes its connection,
-//! since nothing else could be sent on it. Upgraded connections never return.
+//! since nothing else could be sent on it. Upgrade requests (attach, exec
+//! with stdin) go over a connection of their own, made by hand (`hijack`),
+//! which never returns.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use futures_util::{Stream, TryStreamExt};
-use http::header::{CONNECTION, HOST, UPGRADE};
+use http::header::HOST;
 use http::HeaderValue;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Body as _, Frame, Incoming};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use super::{Body, BoxError, Request, RequestBody, Response, Transport, TransportError, Upgrade};
+use super::{hijack, Body, BoxError, Duplex, Request, RequestBody, Response, Transport, TransportError, Upgrade};
 use crate::host::Endpoint;
 
 type WireBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -97,13 +100,18 @@ impl SocketTransport {
     }
 
     async fn connect(&self) -> Result<Sender, TransportError> {
+        handshake(self.dial().await?).await
+    }
+
+    /// A new connection to the daemon.
+    async fn dial(&self) -> Result<Box<dyn Duplex>, TransportError> {
         let connect_err = |source| TransportError::Connect { endpoint: self.endpoint.to_string(), source };
         match &self.endpoint {
-            Endpoint::Unix(path) => handshake(UnixStream::connect(path).await.map_err(connect_err)?).await,
+            Endpoint::Unix(path) => Ok(Box::new(UnixStream::connect(path).await.map_err(connect_err)?)),
             Endpoint::Tcp(addr) => {
                 let stream = TcpStream::connect(addr.as_str()).await.map_err(connect_err)?;
                 stream.set_nodelay(true).map_err(connect_err)?;
-                handshake(stream).await
+                Ok(Box::new(stream))
             }
         }
     }
@@ -134,7 +142,7 @@ where
     let (sender, conn) =
         http1::Builder::new().handshake(TokioIo::new(stream)).await.map_err(|e| TransportError::Http(Box::new(e)))?;
     tokio::spawn(async move {
-        if let Err(err) = conn.with_upgrades().await {
+        if let Err(err) = conn.await {
             tracing::debug!(%err, "daemon connection ended with an error");
         }
     });
@@ -179,25 +187,114 @@ impl Transport for SocketTransport {
 
     fn upgrade(&self, request: Request) -> BoxFuture<'_, Result<Upgrade, TransportError>> {
         Box::pin(async move {
-            let mut req = self.to_http(request)?;
-            req.headers_mut().insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-            req.headers_mut().insert(UPGRADE, HeaderValue::from_static("tcp"));
-            // A fresh connection: it will not come back to the pool either way.
-            let mut sender = self.connect().await?;
-            let mut res = sender.send_request(req).await.map_err(|e| TransportError::Http(Box::new(e)))?;
-            if res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-                let (parts, incoming) = res.into_parts();
-                let body = PooledBody::new(incoming, sender, self.pool.clone());
-                return Ok(Upgrade::Refused(Response {
-                    status: parts.status,
-                    headers: parts.headers,
-                    body: Body::from_stream(body),
-                }));
+            let body = match request.body {
+                RequestBody::Empty => Bytes::new(),
+                RequestBody::Full(bytes) => bytes,
+                RequestBody::Stream(_) => {
+                    return Err(TransportError::Other("an upgrade request cannot stream its body".into()))
+                }
+            };
+            // A fresh connection, made by hand (see `hijack`): it never goes
+            // back to the pool, whatever the answer.
+            let mut io = self.dial().await?;
+            let head = hijack::request_head(&request.method, &request.target, &self.host, &request.headers, body.len());
+            let sent = async {
+                io.write_all(&head).await?;
+                io.write_all(&body).await?;
+                io.flush().await
+            };
+            sent.await.map_err(|e| TransportError::Http(Box::new(e)))?;
+            let mut buf = BytesMut::with_capacity(4096);
+            let (head, taken) = loop {
+                if let Some(found) = hijack::parse_head(&buf).map_err(|e| TransportError::Upgrade(Box::new(e)))? {
+                    break found;
+                }
+                if io.read_buf(&mut buf).await.map_err(|e| TransportError::Http(Box::new(e)))? == 0 {
+                    let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before answering");
+                    return Err(TransportError::Http(Box::new(eof)));
+                }
+            };
+            // What came behind the head is the stream's (or the body's) first bytes.
+            let rest = buf.split_off(taken).freeze();
+            if head.hijacked() {
+                return Ok(Upgrade::Upgraded { headers: head.headers, io: Box::new(Hijacked { first: rest, io }) });
             }
-            let headers = std::mem::take(res.headers_mut());
-            let upgraded = hyper::upgrade::on(res).await.map_err(|e| TransportError::Upgrade(Box::new(e)))?;
-            Ok(Upgrade::Upgraded { headers, io: Box::new(TokioIo::new(upgraded)) })
+            let decoder = hijack::BodyDecoder::new(head.framing());
+            Ok(Upgrade::Refused(Response {
+                status: head.status,
+                headers: head.headers,
+                body: Body::from_stream(refused_body(io, rest, decoder)),
+            }))
         })
+    }
+}
+
+/// The body of an answer that did not hijack the connection, read to its end.
+fn refused_body(
+    io: Box<dyn Duplex>,
+    first: Bytes,
+    decoder: hijack::BodyDecoder,
+) -> impl Stream<Item = Result<Bytes, TransportError>> + Send + 'static {
+    let state = (io, decoder, Some(first), false);
+    futures_util::stream::unfold(state, |(mut io, mut decoder, mut first, ended)| async move {
+        if ended {
+            return None;
+        }
+        loop {
+            match decoder.next_payload() {
+                Ok(Some(payload)) => return Some((Ok(payload), (io, decoder, first, false))),
+                Ok(None) if decoder.is_done() => return None,
+                Ok(None) => {}
+                Err(e) => return Some((Err(TransportError::Body(Box::new(e))), (io, decoder, first, true))),
+            }
+            if let Some(bytes) = first.take() {
+                decoder.push(&bytes);
+                continue;
+            }
+            let mut buf = BytesMut::with_capacity(8192);
+            match io.read_buf(&mut buf).await {
+                Ok(0) => {
+                    let end = decoder.finish().map_err(|e| TransportError::Body(Box::new(e)));
+                    return end.err().map(|e| (Err(e), (io, decoder, first, true)));
+                }
+                Ok(_) => decoder.push(&buf),
+                Err(e) => return Some((Err(TransportError::Body(Box::new(e))), (io, decoder, first, true))),
+            }
+        }
+    })
+}
+
+/// A hijacked connection: the bytes that came behind the response head
+/// first, then the connection itself. Shutting it down half-closes it, which
+/// is how the daemon learns that stdin has ended.
+struct Hijacked {
+    first: Bytes,
+    io: Box<dyn Duplex>,
+}
+
+impl AsyncRead for Hijacked {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if !self.first.is_empty() {
+            let n = self.first.len().min(buf.remaining());
+            let first = self.first.split_to(n);
+            buf.put_slice(&first);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Hijacked {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -353,5 +450,118 @@ mod tests {
         }
         assert_eq!(peer.join().unwrap(), 2, "the second request went out on a second connection");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A socket path of its own for one test.
+    fn socket_path(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("berth-socket-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("peer.sock");
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    /// A daemon that answers one upgrade request with `answer` (in the same
+    /// write as its head), then, when `echo`, reads to the client's
+    /// half-close and writes back what it read. Gives the request it got.
+    fn upgrade_peer(path: &std::path::Path, answer: &'static [u8], echo: bool) -> std::thread::JoinHandle<String> {
+        let listener = UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+                request.push(byte[0]);
+            }
+            let head = String::from_utf8(request).unwrap();
+            let length: usize =
+                head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).map_or(0, |n| n.trim().parse().unwrap());
+            let mut body = vec![0; length];
+            stream.read_exact(&mut body).unwrap();
+            stream.write_all(answer).unwrap();
+            if echo {
+                let mut got = Vec::new();
+                stream.read_to_end(&mut got).unwrap();
+                stream.write_all(b"echo:").unwrap();
+                stream.write_all(&got).unwrap();
+            } else {
+                // Keep the connection open: a body must end by its framing, not by a close.
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            head + &String::from_utf8(body).unwrap()
+        })
+    }
+
+    fn exec_start() -> Request {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Request {
+            method: http::Method::POST,
+            target: "/v1.41/exec/e1/start".into(),
+            headers,
+            body: RequestBody::Full(Bytes::from_static(b"{\"Detach\":false,\"Tty\":false}")),
+        }
+    }
+
+    /// Upgrades, reads what came first, writes `ping`, half-closes, reads the rest.
+    async fn round_trip(transport: &SocketTransport) -> (Vec<u8>, Vec<u8>) {
+        let Upgrade::Upgraded { mut io, .. } = transport.upgrade(exec_start()).await.unwrap() else {
+            panic!("not upgraded")
+        };
+        let mut first = vec![0; 5];
+        io.read_exact(&mut first).await.unwrap();
+        io.write_all(b"ping").await.unwrap();
+        io.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), io.read_to_end(&mut rest)).await.unwrap().unwrap();
+        (first, rest)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_101_without_upgrade_headers_hands_over_the_connection_with_the_bytes_sent_behind_its_head() {
+        let path = socket_path("101");
+        let peer = upgrade_peer(&path, b"HTTP/1.1 101 UPGRADED\r\n\r\nearly", true);
+        let transport = SocketTransport::new(Endpoint::Unix(path.clone()));
+        let (first, rest) = round_trip(&transport).await;
+        assert_eq!(first, b"early", "the bytes that came with the head are the stream's first");
+        assert_eq!(rest, b"echo:ping", "stdin reached the daemon and its end was a half-close");
+        let request = peer.join().unwrap();
+        assert!(request.starts_with("POST /v1.41/exec/e1/start HTTP/1.1\r\n"), "{request}");
+        assert!(request.contains("Connection: Upgrade\r\nUpgrade: tcp\r\n"), "{request}");
+        assert!(request.ends_with("\r\n\r\n{\"Detach\":false,\"Tty\":false}"), "{request}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_200_raw_stream_answer_hijacks_the_connection_both_ways() {
+        let path = socket_path("200");
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\nearly";
+        let peer = upgrade_peer(&path, answer, true);
+        let transport = SocketTransport::new(Endpoint::Unix(path.clone()));
+        assert_eq!(round_trip(&transport).await, (b"early".to_vec(), b"echo:ping".to_vec()));
+        peer.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_error_answer_to_an_upgrade_is_refused_with_its_whole_body_without_waiting_for_a_close() {
+        for (name, answer) in [
+            ("length", &b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n{\"message\":\"No such exec\"}\n"[..]),
+            ("chunked", &b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"mes\r\n16\r\nsage\":\"No such exec\"}\n\r\n0\r\n\r\n"[..]),
+        ] {
+            let path = socket_path(name);
+            let peer = upgrade_peer(&path, answer, false);
+            let transport = SocketTransport::new(Endpoint::Unix(path.clone()));
+            let Upgrade::Refused(res) = transport.upgrade(exec_start()).await.unwrap() else { panic!("upgraded") };
+            assert_eq!(res.status, http::StatusCode::NOT_FOUND);
+            let read = futures_util::StreamExt::collect::<Vec<_>>(res.body);
+            let body: Vec<Bytes> = tokio::time::timeout(Duration::from_millis(400), read)
+                .await
+                .expect("the body ends at its framing, before the peer closes")
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(body.concat(), b"{\"message\":\"No such exec\"}\n", "{name}");
+            peer.join().unwrap();
+        }
     }
 }
