@@ -42,8 +42,12 @@ pub struct Docker {
 
 struct Inner {
     transport: Arc<dyn Transport>,
-    version: OnceCell<ApiVersion>,
+    /// Shared with the clients made from this one by `with_timeout`, so
+    /// that negotiation happens once for all of them.
+    version: Arc<OnceCell<ApiVersion>>,
     timeout: Duration,
+    /// Output frames above this many bytes are an error, not an allocation.
+    max_frame: usize,
 }
 
 /// What a call accepts besides 2xx.
@@ -65,14 +69,12 @@ impl std::fmt::Debug for Docker {
 
 impl Docker {
     /// A client for the daemon named by `DOCKER_HOST` (default: the local socket).
-    /// An API version in `DOCKER_API_VERSION` is used as is, without negotiation.
+    /// An API version in `DOCKER_API_VERSION` is used without negotiation
+    /// (one outside the range this client speaks is an error).
     pub fn from_env() -> Result<Docker> {
         let docker = Docker::new(SocketTransport::new(Endpoint::from_env()?));
         match std::env::var("DOCKER_API_VERSION") {
-            Ok(v) if !v.is_empty() => {
-                let v: ApiVersion = v.parse().map_err(version::VersionError::from)?;
-                Ok(docker.with_version(v))
-            }
+            Ok(v) if !v.is_empty() => Ok(docker.with_version(version::pinned(&v)?)),
             _ => Ok(docker),
         }
     }
@@ -83,19 +85,44 @@ impl Docker {
     }
 
     pub fn from_transport(transport: Arc<dyn Transport>) -> Docker {
-        Docker { inner: Arc::new(Inner { transport, version: OnceCell::new(), timeout: DEFAULT_TIMEOUT }) }
+        Docker {
+            inner: Arc::new(Inner {
+                transport,
+                version: Arc::default(),
+                timeout: DEFAULT_TIMEOUT,
+                max_frame: crate::decode::mux::DEFAULT_MAX_FRAME,
+            }),
+        }
     }
 
     /// The same client with another per-call timeout.
     pub fn with_timeout(self, timeout: Duration) -> Docker {
-        let version = self.inner.version.get().copied();
         Docker {
             inner: Arc::new(Inner {
                 transport: self.inner.transport.clone(),
-                version: OnceCell::new_with(version),
+                version: self.inner.version.clone(),
                 timeout,
+                max_frame: self.inner.max_frame,
             }),
         }
+    }
+
+    /// The same client with another bound on the size of one output frame
+    /// (logs, exec and attach output; default 16 MiB).
+    pub fn with_max_frame(self, max_frame: usize) -> Docker {
+        Docker {
+            inner: Arc::new(Inner {
+                transport: self.inner.transport.clone(),
+                version: self.inner.version.clone(),
+                timeout: self.inner.timeout,
+                max_frame,
+            }),
+        }
+    }
+
+    /// A decoder for output framed as `framing`, with this client's frame bound.
+    pub(crate) fn output_decoder(&self, framing: crate::decode::Framing) -> crate::decode::OutputDecoder {
+        crate::decode::OutputDecoder::with_max_frame(framing, self.inner.max_frame)
     }
 
     /// The same client pinned to `version`, skipping negotiation.
@@ -103,8 +130,9 @@ impl Docker {
         Docker {
             inner: Arc::new(Inner {
                 transport: self.inner.transport.clone(),
-                version: OnceCell::new_with(Some(version)),
+                version: Arc::new(OnceCell::new_with(Some(version))),
                 timeout: self.inner.timeout,
+                max_frame: self.inner.max_frame,
             }),
         }
     }
@@ -382,7 +410,10 @@ fn error_message(status: u16, body: &[u8], is_json: bool, what: &str) -> String 
 
 #[cfg(test)]
 mod tests {
+    use futures_util::StreamExt;
+
     use super::*;
+    use crate::transport::TransportError;
 
     #[test]
     fn error_messages_come_from_json_text_or_the_status() {
@@ -405,5 +436,62 @@ mod tests {
         assert_eq!(&collect_capped(chunks(), 100, false).await.unwrap()[..], b"abcdefgh");
         assert_eq!(&collect_capped(chunks(), 6, true).await.unwrap()[..], b"abcdef");
         assert!(collect_capped(chunks(), 6, false).await.is_err());
+    }
+
+    /// A daemon double: answers every request with `answer(target)` and
+    /// counts the requests and the body bytes pulled from it.
+    struct Double {
+        requests: Arc<std::sync::atomic::AtomicUsize>,
+        pulled: Arc<std::sync::atomic::AtomicUsize>,
+        answer: fn(&str) -> (StatusCode, Vec<Bytes>),
+    }
+
+    impl Transport for Double {
+        fn send(&self, request: Request) -> futures_util::future::BoxFuture<'_, Result<Response, TransportError>> {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.requests.fetch_add(1, Relaxed);
+            let (status, chunks) = (self.answer)(&request.target);
+            let pulled = self.pulled.clone();
+            let body = futures_util::stream::iter(chunks).map(move |c| {
+                pulled.fetch_add(c.len(), Relaxed);
+                Ok(c)
+            });
+            Box::pin(async move { Ok(Response { status, headers: HeaderMap::new(), body: Body::from_stream(body) }) })
+        }
+
+        fn upgrade(&self, _: Request) -> futures_util::future::BoxFuture<'_, Result<Upgrade, TransportError>> {
+            Box::pin(async { Err(TransportError::Other("no upgrades here".into())) })
+        }
+    }
+
+    fn double(answer: fn(&str) -> (StatusCode, Vec<Bytes>)) -> (Docker, Double) {
+        let d = Double { requests: Arc::default(), pulled: Arc::default(), answer };
+        let counters = Double { requests: d.requests.clone(), pulled: d.pulled.clone(), answer };
+        (Docker::new(d), counters)
+    }
+
+    #[tokio::test]
+    async fn clients_made_with_another_timeout_share_one_negotiation() {
+        let (docker, counters) = double(|_| (StatusCode::OK, vec![Bytes::from_static(br#"{"ApiVersion":"1.43"}"#)]));
+        let quick = docker.clone().with_timeout(Duration::from_secs(1));
+        assert_eq!(quick.api_version().await.unwrap(), ApiVersion::new(1, 43));
+        assert_eq!(docker.api_version().await.unwrap(), ApiVersion::new(1, 43));
+        assert_eq!(counters.requests.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_huge_error_body_is_read_only_up_to_the_bound_and_still_gives_its_status_error() {
+        let (docker, counters) = double(|target| {
+            if target == "/version" {
+                return (StatusCode::OK, vec![Bytes::from_static(br#"{"ApiVersion":"1.41"}"#)]);
+            }
+            // 8 MiB of a message that never ends, in 64 KiB chunks.
+            (StatusCode::NOT_FOUND, vec![Bytes::from(vec![b'x'; 64 * 1024]); 128])
+        });
+        let err = docker.inspect_container("c").await.unwrap_err();
+        let Error::NotFound { message } = err else { panic!("expected NotFound, got {err:?}") };
+        assert!(message.len() <= MAX_ERROR_BODY, "{}", message.len());
+        let pulled = counters.pulled.load(std::sync::atomic::Ordering::Relaxed) - r#"{"ApiVersion":"1.41"}"#.len();
+        assert!(pulled <= MAX_ERROR_BODY + 64 * 1024, "read {pulled} bytes of an error body");
     }
 }

@@ -51,8 +51,20 @@ impl FromStr for ApiVersion {
 pub enum VersionError {
     #[error("the daemon speaks API {daemon}, below the minimum {minimum} this client supports")]
     DaemonTooOld { daemon: ApiVersion, minimum: ApiVersion },
+    #[error("API {pinned} was asked for (DOCKER_API_VERSION), outside the {minimum}..={maximum} this client speaks")]
+    PinnedOutOfRange { pinned: ApiVersion, minimum: ApiVersion, maximum: ApiVersion },
     #[error(transparent)]
     Parse(#[from] ParseVersionError),
+}
+
+/// Checks a version asked for by the user (`DOCKER_API_VERSION`): one this
+/// client cannot speak is refused rather than sent to the daemon.
+pub fn pinned(version: &str) -> Result<ApiVersion, VersionError> {
+    let pinned: ApiVersion = version.parse()?;
+    if pinned < MIN_API_VERSION || pinned > MAX_API_VERSION {
+        return Err(VersionError::PinnedOutOfRange { pinned, minimum: MIN_API_VERSION, maximum: MAX_API_VERSION });
+    }
+    Ok(pinned)
 }
 
 /// Picks the version to speak with a daemon that reports `daemon`.
@@ -85,6 +97,14 @@ mod tests {
             negotiate("1.40"),
             Err(VersionError::DaemonTooOld { daemon: ApiVersion::new(1, 40), minimum: MIN_API_VERSION })
         );
+    }
+
+    #[test]
+    fn a_pinned_version_must_be_one_this_client_speaks() {
+        assert_eq!(pinned("1.43"), Ok(ApiVersion::new(1, 43)));
+        assert!(matches!(pinned("1.24"), Err(VersionError::PinnedOutOfRange { .. })));
+        assert!(matches!(pinned("1.99"), Err(VersionError::PinnedOutOfRange { .. })));
+        assert!(matches!(pinned("one"), Err(VersionError::Parse(_))));
     }
 
     #[test]

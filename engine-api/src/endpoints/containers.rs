@@ -6,7 +6,7 @@ use base64::Engine as _;
 use http::StatusCode;
 
 use crate::client::Call;
-use crate::decode::{Framing, OutputDecoder};
+use crate::decode::Framing;
 use crate::endpoints::{content_type, Attached};
 use crate::error::{DecodeError, Error, Result};
 use crate::models::{
@@ -208,7 +208,7 @@ impl Docker {
                 Framing::with_tty(content_type.as_deref(), tty)
             }
         };
-        Ok(OutputStream::new(res.body, OutputDecoder::new(framing)))
+        Ok(OutputStream::new(res.body, self.output_decoder(framing)))
     }
 
     /// Attaches to a container's stdio over an upgraded connection.
@@ -217,7 +217,7 @@ impl Docker {
         q.push("stream", "true").push("stdin", "true").push("stdout", "true").push("stderr", "true");
         let (headers, io) = self.upgrade(Call::post(path(id, "/attach")).query(q)).await?;
         let framing = Framing::with_tty(content_type(&headers), tty);
-        Ok(Attached::new(io, framing))
+        Ok(Attached::new(io, self.output_decoder(framing)))
     }
 
     /// One stats sample with `precpu_stats` filled (the daemon takes two

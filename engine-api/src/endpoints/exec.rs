@@ -1,7 +1,7 @@
 //! `/containers/{id}/exec` and `/exec/...`.
 
 use crate::client::Call;
-use crate::decode::{Framing, OutputDecoder};
+use crate::decode::Framing;
 use crate::endpoints::{content_type, Attached};
 use crate::error::Result;
 use crate::models::{ExecConfig, ExecCreated, ExecInspect, ExecStart};
@@ -27,7 +27,7 @@ impl Docker {
         let body = ExecStart { detach: false, tty };
         let res = self.send(Call::post(format!("/exec/{}/start", segment(exec))).json(&body)?).await?;
         let framing = Framing::with_tty(content_type(&res.headers), tty);
-        Ok(OutputStream::new(res.body, OutputDecoder::new(framing)))
+        Ok(OutputStream::new(res.body, self.output_decoder(framing)))
     }
 
     /// Starts an exec created with `attach_stdin` over an upgraded
@@ -36,7 +36,7 @@ impl Docker {
         let body = ExecStart { detach: false, tty };
         let (headers, io) = self.upgrade(Call::post(format!("/exec/{}/start", segment(exec))).json(&body)?).await?;
         let framing = Framing::with_tty(content_type(&headers), tty);
-        Ok(Attached::new(io, framing))
+        Ok(Attached::new(io, self.output_decoder(framing)))
     }
 
     /// Resizes the TTY of an exec.

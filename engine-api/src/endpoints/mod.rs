@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::io::{ReadHalf, WriteHalf};
 
-use crate::decode::{Framing, OutputDecoder};
+use crate::decode::OutputDecoder;
 use crate::stream::OutputStream;
 use crate::transport::{Duplex, TransportError};
 
@@ -64,9 +64,9 @@ pub struct Attached {
 }
 
 impl Attached {
-    pub(crate) fn new(io: Box<dyn Duplex>, framing: Framing) -> Attached {
+    pub(crate) fn new(io: Box<dyn Duplex>, decoder: OutputDecoder) -> Attached {
         let (read, write) = tokio::io::split(io);
         let reader = UpgradedReader { io: read, buf: BytesMut::new() };
-        Attached { output: OutputStream::new(reader, OutputDecoder::new(framing)), stdin: write }
+        Attached { output: OutputStream::new(reader, decoder), stdin: write }
     }
 }

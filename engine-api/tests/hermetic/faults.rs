@@ -275,3 +275,22 @@ async fn an_attach_dropped_before_its_answer_is_a_transport_error() {
     assert!(matches!(err, Error::Transport(_)), "{err:?}");
     attach_is_whole(&docker, &id, &replay).await;
 }
+
+#[tokio::test]
+async fn a_client_with_a_smaller_frame_bound_refuses_a_larger_frame_before_reading_it() {
+    let (docker, _, replay) = client(LOGS, 2);
+    let strict = docker.clone().with_max_frame(3);
+    let (outputs, err) = read_logs(&strict).await;
+    assert!(outputs.is_empty(), "{outputs:?}");
+    assert!(
+        matches!(
+            err,
+            Some(Error::Decode {
+                source: engine_api::DecodeError::Output(engine_api::decode::mux::MuxError::FrameTooLarge { .. }),
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    next_call_is_whole(&docker, &replay).await;
+}

@@ -104,7 +104,10 @@ async fn wait_registered_before_start_sees_even_an_instant_exit() {
     let docker = docker().await;
     let test = "wait";
     for _ in 0..3 {
-        let (id, code) = run_to_exit(&docker, test, &sh(test, "exit 3")).await;
+        let config = sh(test, "exit 3");
+        let run = run_to_exit(&docker, test, &config);
+        let (id, code) =
+            tokio::time::timeout(Duration::from_secs(20), run).await.expect("the exit is seen, not missed");
         assert_eq!(code, 3);
         docker.remove_container(&id, RemoveOptions::default()).await.unwrap();
     }
@@ -174,6 +177,7 @@ async fn stats_report_the_memory_limit_one_shot_and_streamed() {
     let id = docker.create_container(Some(&unique(test)), &config).await.unwrap().id;
     docker.start_container(&id).await.unwrap();
     let one = docker.stats_one_shot(&id).await.unwrap();
+    assert_eq!(one.cpu_percent(None), None, "a one-shot sample has no previous one of its own");
     assert_eq!(one.memory_limit(), Some(32 << 20));
     assert!(one.memory_used().unwrap() > 0);
     let mut stream = docker.stats_stream(&id).await.unwrap();
@@ -257,4 +261,159 @@ async fn tty_output_without_a_newline_arrives_while_the_container_still_runs() {
     assert_eq!(&first.data[..], b"prompt> ");
     assert!(docker.inspect_container(&id).await.unwrap().state.running);
     cleanup(&docker, test).await;
+}
+
+/// Logs of `id` as one string of stdout.
+async fn stdout_of(docker: &engine_api::Docker, id: &str, options: &LogsOptions) -> String {
+    let (out, _, _) = collect(docker.logs(id, options).await.unwrap()).await;
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn every_create_field_takes_effect_inside_the_container() {
+    let docker = docker().await;
+    let test = "create-effects";
+    let dir = std::env::temp_dir().join(unique(test));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("f"), "bound from the host\n").unwrap();
+    let mut config = sh(test, "");
+    config.entrypoint = Some(vec!["sh".into(), "-c".into()]);
+    config.cmd = Some(vec![
+        "echo \"A=$A\"; cat /data/f; ulimit -n; pwd; grep ' /scratch ' /proc/mounts; grep CapEff /proc/self/status; \
+         touch /data/g 2>/dev/null || echo bind-read-only"
+            .into(),
+    ]);
+    config.env = Some(vec!["A=1".into()]);
+    config.working_dir = Some("/scratch".into());
+    config.host_config = Some(HostConfig {
+        binds: Some(vec![format!("{}:/data:ro", dir.display())]),
+        cap_drop: Some(vec!["ALL".into()]),
+        cap_add: Some(vec!["CHOWN".into()]),
+        tmpfs: Some(BTreeMap::from([("/scratch".to_owned(), "rw,size=1m".to_owned())])),
+        ulimits: Some(vec![Ulimit { name: "nofile".into(), soft: 256, hard: 256 }]),
+        network_mode: Some("none".into()),
+        ..Default::default()
+    });
+    let (id, code) = run_to_exit(&docker, test, &config).await;
+    assert_eq!(code, 0);
+    let out = stdout_of(&docker, &id, &LogsOptions { stdout: true, ..Default::default() }).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..4], ["A=1", "bound from the host", "256", "/scratch"], "{out}");
+    assert!(lines[4].starts_with("tmpfs /scratch tmpfs rw") && lines[4].contains("size=1024k"), "{out}");
+    assert!(lines[5].starts_with("CapEff:") && lines[5].ends_with("0000000000000001"), "CHOWN alone: {out}");
+    assert_eq!(lines[6], "bind-read-only", "{out}");
+    cleanup(&docker, test).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn published_ports_and_network_aliases_given_at_create_are_in_place() {
+    use engine_api::models::{EmptyObject, EndpointSettings, NetworkConfig, NetworkingConfig, PortBinding};
+    let docker = docker().await;
+    let test = "create-ports-aliases";
+    let net_name = unique(test);
+    let labels = BTreeMap::from([(TEST_LABEL.to_owned(), test.to_owned())]);
+    let net = docker.create_network(&NetworkConfig { name: net_name.clone(), labels, ..Default::default() }).await;
+    let net = net.unwrap().id;
+    let mut config = sh(test, "sleep 30");
+    config.exposed_ports = Some(BTreeMap::from([("8080/tcp".to_owned(), EmptyObject {})]));
+    let loopback_any_port = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some("0".into()) };
+    config.host_config = Some(HostConfig {
+        network_mode: Some(net_name.clone()),
+        port_bindings: Some(BTreeMap::from([("8080/tcp".to_owned(), vec![loopback_any_port])])),
+        ..Default::default()
+    });
+    let endpoint = EndpointSettings { aliases: Some(vec!["fx-alias".into()]), ..Default::default() };
+    config.networking_config =
+        Some(NetworkingConfig { endpoints_config: BTreeMap::from([(net_name.clone(), endpoint)]) });
+    let id = docker.create_container(Some(&unique(test)), &config).await.unwrap().id;
+    docker.start_container(&id).await.unwrap();
+    let settings = docker.inspect_container(&id).await.unwrap().network_settings.unwrap();
+    let aliases = settings.networks[&net_name].aliases.clone().unwrap_or_default();
+    assert!(aliases.contains(&"fx-alias".to_owned()), "{aliases:?}");
+    let bound = settings.ports["8080/tcp"].clone().unwrap();
+    assert_eq!(bound[0].host_ip.as_deref(), Some("127.0.0.1"));
+    let port: u16 = bound[0].host_port.as_deref().unwrap().parse().unwrap();
+    assert!(port > 0, "the engine chose a port: {bound:?}");
+    cleanup(&docker, test).await;
+    docker.remove_network(&net).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_healthcheck_given_at_create_turns_the_container_healthy() {
+    let docker = docker().await;
+    let test = "create-health";
+    let mut config = sh(test, "touch /tmp/ready; sleep 30");
+    config.healthcheck = Some(HealthConfig {
+        test: vec!["CMD-SHELL".into(), "test -f /tmp/ready".into()],
+        interval: Some(200_000_000),
+        timeout: Some(1_000_000_000),
+        retries: Some(3),
+        ..Default::default()
+    });
+    let id = docker.create_container(Some(&unique(test)), &config).await.unwrap().id;
+    docker.start_container(&id).await.unwrap();
+    let mut status = String::new();
+    for _ in 0..50 {
+        status = docker.inspect_container(&id).await.unwrap().state.health.map(|h| h.status).unwrap_or_default();
+        if status == "healthy" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, "healthy");
+    cleanup(&docker, test).await;
+}
+
+#[tokio::test]
+async fn an_auto_removed_container_is_gone_once_it_has_exited() {
+    let docker = docker().await;
+    let test = "create-auto-remove";
+    let mut config = sh(test, "exit 0");
+    config.host_config = Some(HostConfig { auto_remove: Some(true), ..Default::default() });
+    let (id, code) = run_to_exit(&docker, test, &config).await;
+    assert_eq!(code, 0);
+    let mut gone = false;
+    for _ in 0..50 {
+        if docker.inspect_container(&id).await.is_err_and(|e| e.is_not_found()) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the engine removed it by itself");
+}
+
+#[tokio::test]
+async fn logs_since_and_until_select_lines_by_time() {
+    let docker = docker().await;
+    let test = "logs-since-until";
+    let (id, _) = run_to_exit(&docker, test, &sh(test, "echo early; sleep 2; echo late")).await;
+    let stamped = stdout_of(&docker, &id, &LogsOptions { stdout: true, timestamps: true, ..Default::default() }).await;
+    let lines: Vec<&str> = stamped.lines().collect();
+    assert_eq!(lines.len(), 2, "{stamped}");
+    let (early, late) = (unix_seconds(lines[0]), unix_seconds(lines[1]));
+    assert!(late - early > 1.5, "{stamped}");
+    let mid = (early + late) / 2.0;
+    let at = |t: f64| Some(format!("{t:.3}"));
+    let since = LogsOptions { stdout: true, since: at(mid), ..Default::default() };
+    assert_eq!(stdout_of(&docker, &id, &since).await, "late\n");
+    let until = LogsOptions { stdout: true, until: at(mid), ..Default::default() };
+    assert_eq!(stdout_of(&docker, &id, &until).await, "early\n");
+    cleanup(&docker, test).await;
+}
+
+/// Unix seconds of a log line's RFC 3339 stamp ("2026-11-28T10:00:00.123456789Z text").
+fn unix_seconds(line: &str) -> f64 {
+    let stamp = line.split(' ').next().unwrap().trim_end_matches('Z');
+    let (date, time) = stamp.split_once('T').unwrap();
+    let ymd: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    let hms: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    // Days since 1970-01-01 of a proleptic Gregorian date.
+    let (y, m, d) = if ymd[1] <= 2 { (ymd[0] - 1, ymd[1] + 9, ymd[2]) } else { (ymd[0], ymd[1] - 3, ymd[2]) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    days as f64 * 86_400.0 + hms[0] * 3600.0 + hms[1] * 60.0 + hms[2]
 }

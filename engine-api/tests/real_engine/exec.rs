@@ -105,3 +105,33 @@ async fn exec_in_a_stopped_container_is_a_conflict() {
     assert!(docker.inspect_exec("no-such-exec").await.unwrap_err().is_not_found());
     cleanup(&docker, test).await;
 }
+
+#[tokio::test]
+async fn a_detached_exec_runs_to_its_exit_while_the_call_returns_at_once() {
+    let docker = docker().await;
+    let test = "exec-detached";
+    let id = docker.create_container(Some(&unique(test)), &sh(test, "sleep 30")).await.unwrap().id;
+    docker.start_container(&id).await.unwrap();
+    let config = ExecConfig {
+        cmd: vec!["sh".into(), "-c".into(), "sleep 0.3; touch /tmp/done; exit 4".into()],
+        ..Default::default()
+    };
+    let exec = docker.create_exec(&id, &config).await.unwrap().id;
+    docker.start_exec_detached(&exec).await.unwrap();
+    assert!(docker.inspect_exec(&exec).await.unwrap().running, "still running when the call returned");
+    let mut exit = None;
+    for _ in 0..50 {
+        let inspect = docker.inspect_exec(&exec).await.unwrap();
+        if !inspect.running {
+            exit = inspect.exit_code;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(exit, Some(4));
+    let check = ExecConfig { attach_stdout: true, cmd: vec!["ls".into(), "/tmp/done".into()], ..Default::default() };
+    let check = docker.create_exec(&id, &check).await.unwrap().id;
+    let (out, _, _) = collect(docker.start_exec(&check, false).await.unwrap()).await;
+    assert_eq!(out, b"/tmp/done\n", "it did its work");
+    cleanup(&docker, test).await;
+}

@@ -72,6 +72,29 @@ async fn events_are_seen_for_create_start_and_die() {
 }
 
 #[tokio::test]
+async fn events_read_up_to_a_past_until_end_by_themselves() {
+    let docker = docker().await;
+    let test = "events-until";
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let since = now() - 1;
+    let (id, _) = run_to_exit(&docker, test, &sh(test, "exit 0")).await;
+    // Whole seconds: wait until the second the container died in is over.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let until = now();
+    let filters = Filters::new().add("type", "container").label(format!("{TEST_LABEL}={test}"));
+    let events = docker.events(&EventsOptions { since: Some(since), until: Some(until), filters }).await.unwrap();
+    let events: Vec<_> = tokio::time::timeout(Duration::from_secs(10), events.collect::<Vec<_>>())
+        .await
+        .expect("a stream with an until in the past ends");
+    let actions: Vec<String> =
+        events.into_iter().map(|e| e.unwrap()).filter(|e| e.actor.id == id).map(|e| e.action).collect();
+    for action in ["create", "start", "die"] {
+        assert!(actions.iter().any(|a| a == action), "missing {action} in {actions:?}");
+    }
+    docker.remove_container(&id, RemoveOptions::default()).await.unwrap();
+}
+
+#[tokio::test]
 async fn volumes_are_created_listed_and_removed() {
     let docker = docker().await;
     let name = unique("volume");
