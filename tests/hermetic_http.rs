@@ -2,6 +2,10 @@
 //! fixtures: the core over the docker backend over a replay (suite `http`),
 //! with sequential ids and a fixed clock, driven through the routers as a
 //! client would. `scripts/record-fixtures.sh` records them.
+//!
+//! Routes that never ask the engine (`/openapi.json`, `/v1/pools`,
+//! `/v1/metrics`, LAIS's `/api/health`) ride along in flows that do; their
+//! answers leave the recordings unchanged. None is left out.
 
 mod support;
 
@@ -59,10 +63,10 @@ impl Flow {
 /// the recording daemon never show in its lists.
 const T: Option<&str> = Some("fx-token");
 
-/// The WebSocket handshake, with the fixture tenant's token.
-fn ws_request(addr: std::net::SocketAddr) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+/// The WebSocket handshake to `path`, with the fixture tenant's token.
+fn ws_request(addr: std::net::SocketAddr, path: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut req = format!("ws://{addr}/v1/agents/fx-agent/exec/ws").into_client_request().unwrap();
+    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
     req.headers_mut().insert("authorization", "Bearer fx-token".parse().unwrap());
     req
 }
@@ -72,7 +76,7 @@ fn ndjson(text: &str) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn runs_health_and_audit_routes_answer_over_a_recording() {
+async fn runs_and_ops_routes_answer_over_a_recording() {
     let f = flow("native_runs");
     let api = f.api();
     let run = send(&api, "POST", "/v1/runs", T, Some(json!({"language": "sh", "code": "echo '{\"n\": 1}'"}))).await;
@@ -89,6 +93,19 @@ async fn runs_health_and_audit_routes_answer_over_a_recording() {
     assert_eq!(send(&api, "GET", "/v1/ready", T, None).await.json["engine"], "up");
     let audit = send(&api, "GET", "/v1/audit", T, None).await;
     assert!(!audit.json.as_array().unwrap().is_empty(), "{}", audit.text);
+
+    // Pools are off in a fixture core: none listed, every family with no
+    // samples. These and the document never ask the engine.
+    assert_eq!(send(&api, "GET", "/v1/pools", T, None).await.json, json!([]));
+    let metrics = send(&api, "GET", "/v1/metrics", T, None).await;
+    assert_eq!(metrics.headers["content-type"], "text/plain; version=0.0.4");
+    assert!(metrics.text.contains("# TYPE berth_pool_hits_total counter\n"), "{}", metrics.text);
+    assert!(metrics.text.lines().all(|l| l.starts_with('#')), "{}", metrics.text);
+    let doc = send(&api, "GET", "/openapi.json", None, None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    for path in ["/v1/runs", "/v1/agents/{id}/exec", "/v1/relics/{id}/stats", "/v1/sessions/{id}", "/v1/metrics"] {
+        assert!(doc.json["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    }
     f.finish();
 }
 
@@ -112,7 +129,7 @@ async fn every_agent_route_answers_over_a_recording() {
     let addr = listener.local_addr().unwrap();
     let served = api.clone();
     let server = tokio::spawn(async move { axum::serve(listener, served).await });
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_request(addr)).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_request(addr, "/v1/agents/fx-agent/exec/ws")).await.unwrap();
     use tokio_tungstenite::tungstenite::Message;
     let cmd = json!({"cmd": ["sh", "-c", "read line; echo got:$line"]});
     ws.send(Message::Text(cmd.to_string().into())).await.unwrap();
@@ -232,5 +249,104 @@ async fn the_agent_dialects_answer_over_a_recording() {
     assert_eq!(hello.text, r#"{"exit_code":0,"stdout":"hello\n","stderr":""}"#);
     assert_eq!(send(&spawner, "POST", "/stop/fx-b", T, None).await.status, StatusCode::OK);
     assert_eq!(send(&spawner, "GET", "/health", T, None).await.text, "\"OK\"");
+    f.finish();
+}
+
+#[tokio::test]
+async fn the_cortex_relic_routes_start_stat_stop_and_sweep_over_a_recording() {
+    let f = flow("dialect_relics");
+    let cortex = f.dialect(Dialect::Cortex);
+    let relic = json!({"relic_name": "web", "session_id": "fx-cr", "image": "busybox:1.35",
+        "command": ["sh", "-c", "mkdir -p /tmp/www && echo ok > /tmp/www/health && exec httpd -f -p 8000 -h /tmp/www"],
+        "health_check_endpoint": "/health", "health_check_timeout_seconds": 20});
+    let r = send(&cortex, "POST", "/containers/relic/start", T, Some(relic)).await;
+    assert_eq!(
+        (r.status, &r.json["status"], &r.json["healthy"]),
+        (StatusCode::OK, &json!("running"), &json!(true)),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json["session_id"], "fx-cr");
+    assert!(r.json["network_id"].is_string(), "a relic gets its session's private network: {}", r.text);
+    let rid = r.json["relic_id"].as_str().unwrap().to_owned();
+
+    let listed = send(&cortex, "GET", "/containers/relic?session_id=fx-cr", T, None).await;
+    assert_eq!(listed.json.as_array().map(|l| l.len()), Some(1), "{}", listed.text);
+    assert_eq!(listed.json[0]["relic_id"], rid.as_str());
+    let one = send(&cortex, "GET", &format!("/containers/relic/{rid}"), T, None).await;
+    assert_eq!((&one.json["relic_name"], &one.json["status"]), (&json!("web"), &json!("running")), "{}", one.text);
+
+    let stats = send(&cortex, "GET", &format!("/containers/stats/{rid}"), T, None).await;
+    assert_eq!(stats.status, StatusCode::OK, "{}", stats.text);
+    assert_eq!((&stats.json["kind"], &stats.json["object_id"]), (&json!("relic"), &json!(rid.as_str())));
+    assert_eq!((&stats.json["session_id"], &stats.json["status"]), (&json!("fx-cr"), &json!("running")));
+    assert!(stats.json["pids"].as_u64().is_some_and(|p| p >= 1), "{}", stats.text);
+    let missing = send(&cortex, "GET", "/containers/stats/fx-nothing", T, None).await;
+    assert_eq!(
+        (missing.status, &missing.json["detail"]),
+        (StatusCode::NOT_FOUND, &json!("Container fx-nothing not found"))
+    );
+
+    let stopped = send(&cortex, "POST", &format!("/containers/relic/{rid}/stop"), T, None).await;
+    assert_eq!(stopped.json["status"], "stopped", "{}", stopped.text);
+    let deleted = send(&cortex, "DELETE", &format!("/containers/relic/{rid}"), T, None).await;
+    assert_eq!(deleted.json, json!({"relic_id": rid, "deleted": true}));
+    assert_eq!(send(&cortex, "GET", &format!("/containers/relic/{rid}"), T, None).await.status, StatusCode::NOT_FOUND);
+
+    // The session's network is empty now but was made moments ago (after the
+    // fixture clock's "now"), so the sweep spares it; ending the session does not.
+    let swept = send(&cortex, "POST", "/containers/cleanup/all-networks", T, None).await;
+    assert_eq!(swept.json, json!({"networks_removed": [], "count": 0}), "{}", swept.text);
+    let cleaned = send(&cortex, "POST", "/containers/cleanup/session", T, Some(json!({"session_id": "fx-cr"}))).await;
+    assert_eq!(cleaned.json["networks_removed"], json!(["berth-session-fx-cr"]), "{}", cleaned.text);
+    assert_eq!(cleaned.json["success"], true);
+    f.finish();
+}
+
+#[tokio::test]
+async fn the_lais_log_stream_follows_an_agent_to_its_end_over_a_recording() {
+    let f = flow("dialect_lais_stream");
+    let lais = f.dialect(Dialect::Lais);
+    let health = send(&lais, "GET", "/api/health", T, None).await;
+    assert_eq!((&health.json["status"], &health.json["backend"]), (&json!("healthy"), &json!("docker")));
+    let deploy = json!({"agent_id": "fx-ls", "image": "busybox:1.35", "code_path": "/tmp",
+        "command": ["sh", "-c", "echo runner; echo ready; exec sleep 600"]});
+    let d = send(&lais, "POST", "/api/deploy", T, Some(deploy)).await;
+    assert_eq!((d.status, &d.json["status"]), (StatusCode::CREATED, &json!("running")), "{}", d.text);
+    // Stopped once it has written its lines (asked until it has: a replay
+    // asks as often as the recording did, since it gets the same answers),
+    // so the followed stream ends with the agent's output.
+    for _ in 0..50 {
+        let logs = send(&lais, "GET", "/api/containers/fx-ls/logs", T, None).await;
+        if logs.json["logs"].as_str().is_some_and(|l| l.contains("ready")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(send(&lais, "POST", "/api/containers/fx-ls/stop", T, None).await.json["status"], "exited");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = lais.clone();
+    let server = tokio::spawn(async move { axum::serve(listener, served).await });
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(ws_request(addr, "/api/containers/fx-ls/logs/stream")).await.unwrap();
+    use tokio_tungstenite::tungstenite::Message;
+    let mut text = String::new();
+    let mut closed = false;
+    while let Some(Ok(msg)) = ws.next().await {
+        match msg {
+            Message::Text(t) => text.push_str(&t),
+            Message::Close(_) => closed = true,
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+    server.abort();
+    assert_eq!(text, "runner\nready\n");
+    assert!(closed, "the stream closes when the agent's logs end");
+
+    let unknown = send(&lais, "GET", "/api/containers/fx-none/logs/stream", T, None).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
+    assert_eq!(send(&lais, "DELETE", "/api/containers/fx-ls", T, None).await.json["removed"], true);
     f.finish();
 }

@@ -26,6 +26,35 @@ struct Row {
     ours: String,
     floor: String,
     ratio: String,
+    target: Target,
+}
+
+/// The target for a row, on the measured ratio to its floor.
+enum Target {
+    AtLeast(f64, f64),
+    AtMost(f64, f64),
+    /// Measured for comparison only: `berth serve` runs its engine IO on
+    /// the current-thread runtime, where the target applies.
+    Comparison,
+}
+
+impl Target {
+    fn met(&self) -> bool {
+        match *self {
+            Target::AtLeast(ratio, want) => ratio >= want,
+            Target::AtMost(ratio, want) => ratio <= want,
+            Target::Comparison => true,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let verdict = if self.met() { "met" } else { "MISSED" };
+        match *self {
+            Target::AtLeast(_, want) => format!("≥ {want:.1}x: {verdict}"),
+            Target::AtMost(_, want) => format!("≤ {want:.1}x: {verdict}"),
+            Target::Comparison => "comparison (serve runs current_thread)".into(),
+        }
+    }
 }
 
 fn quick() -> bool {
@@ -96,6 +125,7 @@ fn demux_rows() -> Vec<Row> {
         ours: format!("{:.1} GB/s", gbps(best_demux)),
         floor: format!("memcpy {:.1} GB/s", gbps(best_copy)),
         ratio: format!("{:.1}x memcpy", gbps(best_demux) / gbps(best_copy)),
+        target: Target::AtLeast(gbps(best_demux) / gbps(best_copy), 1.0),
     }]
 }
 
@@ -180,6 +210,10 @@ fn logs_rows() -> Vec<Row> {
             ours: format!("{best:.0} MB/s"),
             floor: format!("curl {curl_best:.0} MB/s"),
             ratio: format!("{:.2}x curl", best / curl_best),
+            target: match flavour {
+                "current_thread" => Target::AtLeast(best / curl_best, 0.9),
+                _ => Target::Comparison,
+            },
         });
     }
     rt.block_on(docker.remove_container(&id, RemoveOptions { force: true, volumes: true })).unwrap();
@@ -243,6 +277,10 @@ fn ping_rows() -> Vec<Row> {
             ours: format!("{o50:.3} / {o99:.3} ms"),
             floor: format!("bare hyper {b50:.3} / {b99:.3} ms"),
             ratio: format!("{:.2}x / {:.2}x", o50 / b50, o99 / b99),
+            target: match flavour {
+                "current_thread" => Target::AtMost((o50 / b50).max(o99 / b99), 1.1),
+                _ => Target::Comparison,
+            },
         });
     }
     rows
@@ -257,9 +295,14 @@ fn main() {
     let mut rows = demux_rows();
     rows.extend(ping_rows());
     rows.extend(logs_rows());
-    println!("| measurement | engine-api | floor | ratio |");
-    println!("| --- | --- | --- | --- |");
-    for r in rows {
-        println!("| {} | {} | {} | {} |", r.what, r.ours, r.floor, r.ratio);
+    println!("| measurement | engine-api | floor | ratio | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    for r in &rows {
+        println!("| {} | {} | {} | {} | {} |", r.what, r.ours, r.floor, r.ratio, r.target.describe());
+    }
+    // Quick runs are too short to judge; a full run that misses a target fails.
+    if !quick() && rows.iter().any(|r| !r.target.met()) {
+        eprintln!("a target was missed");
+        std::process::exit(1);
     }
 }
