@@ -189,13 +189,12 @@ fn logs_rows() -> Vec<Row> {
     // dockerd's own state) hits them alike; each keeps its best round.
     const FLAVOURS: [&str; 2] = ["current_thread", "multi_thread"];
     let clients: Vec<_> = FLAVOURS.iter().map(|f| (runtime(f), Docker::from_env().unwrap())).collect();
-    let (mut curl_best, mut curl_bytes) = (0.0f64, 0);
+    let mut curl_best = 0.0f64;
     let mut bests = [0.0f64; 2];
     let mut payloads = [0usize; 2];
     for _ in 0..rounds {
-        let (n, d) = curl_logs(&path);
-        curl_bytes = n;
-        curl_best = curl_best.max(mbps(n, d));
+        let (curl_bytes, d) = curl_logs(&path);
+        curl_best = curl_best.max(mbps(curl_bytes, d));
         for (i, (rt, docker)) in clients.iter().enumerate() {
             let (n, d) = rt.block_on(fetch_logs(docker, &id));
             payloads[i] = n;
