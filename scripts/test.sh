@@ -38,6 +38,11 @@ step "fixture freshness: re-record every scenario, then replay the fresh recordi
 fresh=$(mktemp -d /tmp/berth-fixtures.XXXXXX)
 trap 'rm -rf "$fresh"' EXIT
 bash scripts/record-fixtures.sh "$fresh"
+# A committed recording that no scenario makes any more is stale.
+if ! diff <(cd fixtures && find . -name '*.json' | sort) <(cd "$fresh" && find . -name '*.json' | sort); then
+  echo "the committed fixtures and the scenarios that record them differ (see above)" >&2
+  exit 1
+fi
 BERTH_FIXTURES_DIR=$fresh hermetic
 
 step "benchmarks (quick mode)"

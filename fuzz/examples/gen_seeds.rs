@@ -88,6 +88,15 @@ fn raw() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+fn hijack() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("upgraded_with_first_output", encode_input(0, &[], b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n\x01\x00\x00\x00\x00\x00\x00\x03hi\n")),
+        ("hijacked_200", encode_input(0, &[], b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\nout")),
+        ("refused_with_length", encode_input(0, &[20, 7], b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n{\"message\":\"No such exec\"}\nnext")),
+        ("refused_chunked", encode_input(0, &[9, 3, 30], b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"mes\r\n16\r\nsage\":\"No such exec\"}\n\r\n0\r\nX-T: 1\r\n\r\n")),
+    ]
+}
+
 fn models() -> Vec<(&'static str, Vec<u8>)> {
     let doc = |v: serde_json::Value| format!("{v}\n").into_bytes();
     let sample = |total: u64, system: u64| {
@@ -255,6 +264,7 @@ fn main() -> std::io::Result<()> {
     write(&root, "json_lines", json_lines())?;
     write(&root, "raw", raw())?;
     write(&root, "models", models())?;
+    write(&root, "hijack", hijack())?;
     println!("seeds written under {}", root.display());
     Ok(())
 }
