@@ -3,7 +3,8 @@
 //!
 //! `cargo bench -p engine-api --bench engine` — needs the provisioned daemon.
 //! `BERTH_BENCH_QUICK=1` shrinks every measurement (CI runs it that way to
-//! keep the bench working; the README's numbers come from a full run).
+//! keep the bench working; the README's numbers come from a full run);
+//! `BERTH_BENCH_ONLY=demux|ping|logs` runs one of them (for profiling).
 //!
 //! 1. demux of mixed frames (8 B to 64 KiB) cut into chunks so that frames
 //!    straddle them, against a plain memcpy of the same chunks;
@@ -293,9 +294,19 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let mut rows = demux_rows();
-    rows.extend(ping_rows());
-    rows.extend(logs_rows());
+    // BERTH_BENCH_ONLY=demux|ping|logs runs one measurement (for profiling).
+    let only = std::env::var("BERTH_BENCH_ONLY").unwrap_or_default();
+    let wanted = |what: &str| only.is_empty() || only == what;
+    let mut rows = Vec::new();
+    if wanted("demux") {
+        rows.extend(demux_rows());
+    }
+    if wanted("ping") {
+        rows.extend(ping_rows());
+    }
+    if wanted("logs") {
+        rows.extend(logs_rows());
+    }
     println!("| measurement | engine-api | floor | ratio | target |");
     println!("| --- | --- | --- | --- | --- |");
     for r in &rows {
