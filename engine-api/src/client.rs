@@ -159,7 +159,7 @@ impl Docker {
                 let daemon = v.api_version.ok_or_else(|| {
                     Error::decode("GET /version", DecodeError::Header { name: "ApiVersion", reason: "missing".into() })
                 })?;
-                let negotiated = version::negotiate(&daemon)?;
+                let negotiated = version::negotiate(&daemon, v.min_api_version.as_deref())?;
                 tracing::debug!(%daemon, %negotiated, "negotiated the Engine API version");
                 Ok(negotiated)
             })

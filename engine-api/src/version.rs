@@ -23,8 +23,12 @@ impl ApiVersion {
 
 /// The oldest API this client speaks (Docker 20.10).
 pub const MIN_API_VERSION: ApiVersion = ApiVersion::new(1, 41);
-/// The newest API this client knows.
-pub const MAX_API_VERSION: ApiVersion = ApiVersion::new(1, 51);
+/// The newest API this client knows: the newest documented (Docker 29).
+/// What changed from 1.42 on was read against what berth sends and reads:
+/// nothing it needs was removed (1.52 dropped the events' legacy
+/// `status`/`id`/`from` and an image's unset config fields, both read as
+/// absent here), and what was added is extra fields, tolerated.
+pub const MAX_API_VERSION: ApiVersion = ApiVersion::new(1, 55);
 
 impl fmt::Display for ApiVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -51,6 +55,8 @@ impl FromStr for ApiVersion {
 pub enum VersionError {
     #[error("the daemon speaks API {daemon}, below the minimum {minimum} this client supports")]
     DaemonTooOld { daemon: ApiVersion, minimum: ApiVersion },
+    #[error("the daemon speaks API {minimum} at the oldest, above the newest {maximum} this client knows")]
+    DaemonTooNew { minimum: ApiVersion, maximum: ApiVersion },
     #[error("API {pinned} was asked for (DOCKER_API_VERSION), outside the {minimum}..={maximum} this client speaks")]
     PinnedOutOfRange { pinned: ApiVersion, minimum: ApiVersion, maximum: ApiVersion },
     #[error(transparent)]
@@ -67,11 +73,19 @@ pub fn pinned(version: &str) -> Result<ApiVersion, VersionError> {
     Ok(pinned)
 }
 
-/// Picks the version to speak with a daemon that reports `daemon`.
-pub fn negotiate(daemon: &str) -> Result<ApiVersion, VersionError> {
+/// Picks the version to speak with a daemon that reports `daemon` as its
+/// `ApiVersion` and, when it says, `daemon_min` as its `MinAPIVersion`.
+pub fn negotiate(daemon: &str, daemon_min: Option<&str>) -> Result<ApiVersion, VersionError> {
     let daemon: ApiVersion = daemon.parse()?;
     if daemon < MIN_API_VERSION {
         return Err(VersionError::DaemonTooOld { daemon, minimum: MIN_API_VERSION });
+    }
+    // A daemon that no longer speaks anything this client knows (Docker 29
+    // already refuses below 1.44) would refuse every call: say so once.
+    if let Some(min) = daemon_min.map(str::parse::<ApiVersion>).transpose()? {
+        if min > MAX_API_VERSION {
+            return Err(VersionError::DaemonTooNew { minimum: min, maximum: MAX_API_VERSION });
+        }
     }
     Ok(daemon.min(MAX_API_VERSION))
 }
@@ -82,21 +96,31 @@ mod tests {
 
     #[test]
     fn a_newer_daemon_is_spoken_to_at_our_maximum() {
-        assert_eq!(negotiate("1.99").unwrap(), MAX_API_VERSION);
+        assert_eq!(negotiate("1.99", None).unwrap(), MAX_API_VERSION);
     }
 
     #[test]
     fn an_older_daemon_within_range_is_spoken_to_at_its_own_version() {
-        assert_eq!(negotiate("1.43").unwrap(), ApiVersion::new(1, 43));
-        assert_eq!(negotiate("1.41").unwrap(), MIN_API_VERSION);
+        assert_eq!(negotiate("1.43", Some("1.24")).unwrap(), ApiVersion::new(1, 43));
+        assert_eq!(negotiate("1.41", None).unwrap(), MIN_API_VERSION);
     }
 
     #[test]
     fn a_daemon_below_the_minimum_is_a_typed_error() {
         assert_eq!(
-            negotiate("1.40"),
+            negotiate("1.40", None),
             Err(VersionError::DaemonTooOld { daemon: ApiVersion::new(1, 40), minimum: MIN_API_VERSION })
         );
+    }
+
+    #[test]
+    fn a_daemon_whose_oldest_api_is_newer_than_ours_is_a_typed_error() {
+        assert_eq!(negotiate("1.60", Some("1.44")).unwrap(), MAX_API_VERSION, "Docker 29 and later speak ours");
+        assert_eq!(
+            negotiate("1.70", Some("1.60")),
+            Err(VersionError::DaemonTooNew { minimum: ApiVersion::new(1, 60), maximum: MAX_API_VERSION })
+        );
+        assert!(negotiate("1.60", Some("junk")).is_err());
     }
 
     #[test]
@@ -110,7 +134,7 @@ mod tests {
     #[test]
     fn versions_compare_numerically_not_as_text() {
         assert!(ApiVersion::new(1, 9) < ApiVersion::new(1, 41));
-        assert!(negotiate("garbage").is_err());
-        assert!(negotiate("1.").is_err());
+        assert!(negotiate("garbage", None).is_err());
+        assert!(negotiate("1.", None).is_err());
     }
 }
