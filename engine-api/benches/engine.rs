@@ -11,7 +11,7 @@
 //! 2. the logs of a container that wrote 256 MiB without a TTY, through the
 //!    client on both tokio runtime flavours, against `curl --unix-socket`;
 //! 3. ping p50/p99 through the client against a bare hyper connection kept
-//!    alive, on both runtime flavours.
+//!    alive, one call of each in turn, on both runtime flavours.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -228,33 +228,30 @@ fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
     (at(0.50), at(0.99))
 }
 
-/// The same `GET /v{version}/_ping` on one hyper connection kept alive, nothing else.
-async fn bare_pings(target: &str, n: usize) -> Vec<Duration> {
+/// `n` pings through the client and `n` through a bare hyper connection
+/// kept alive doing the same `GET /v{version}/_ping` and nothing else,
+/// one of each in turn, so that drift (the daemon, the other core) falls
+/// on both alike. Returns (client, bare) latencies.
+async fn interleaved_pings(docker: &Docker, target: &str, n: usize) -> (Vec<Duration>, Vec<Duration>) {
     use http_body_util::{BodyExt, Empty};
     let stream = tokio::net::UnixStream::connect("/var/run/docker.sock").await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
-    let mut samples = Vec::with_capacity(n);
+    let (mut ours, mut bare) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
         let start = Instant::now();
         sender.ready().await.unwrap();
         let req = http::Request::get(target).header("host", "docker").body(Empty::new()).unwrap();
         let res = sender.send_request(req).await.unwrap();
         res.into_body().collect().await.unwrap();
-        samples.push(start.elapsed());
-    }
-    samples
-}
+        bare.push(start.elapsed());
 
-async fn client_pings(docker: &Docker, n: usize) -> Vec<Duration> {
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
         let start = Instant::now();
         docker.ping().await.unwrap();
-        samples.push(start.elapsed());
+        ours.push(start.elapsed());
     }
-    samples
+    (ours, bare)
 }
 
 fn ping_rows() -> Vec<Row> {
@@ -264,14 +261,9 @@ fn ping_rows() -> Vec<Row> {
         let rt = runtime(flavour);
         let docker = Docker::from_env().unwrap();
         let target = format!("/v{}/_ping", rt.block_on(docker.api_version()).unwrap());
-        // Warm both up, then interleave rounds so drift hits both alike.
-        rt.block_on(bare_pings(&target, 200));
-        rt.block_on(client_pings(&docker, 200));
-        let (mut ours, mut bare) = (Vec::new(), Vec::new());
-        for _ in 0..5 {
-            bare.extend(rt.block_on(bare_pings(&target, n / 5)));
-            ours.extend(rt.block_on(client_pings(&docker, n / 5)));
-        }
+        // Warm both up, then alternate one call of each.
+        rt.block_on(interleaved_pings(&docker, &target, 200));
+        let (ours, bare) = rt.block_on(interleaved_pings(&docker, &target, n));
         let (o50, o99) = percentiles(ours);
         let (b50, b99) = percentiles(bare);
         rows.push(Row {

@@ -175,7 +175,7 @@ impl Docker {
         path: &str,
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        match tokio::time::timeout(limit, work).await {
+        match crate::deadline::within(limit, work).await {
             Ok(res) => res,
             Err(_) => Err(Error::Timeout { what: format!("{method} {path}"), after: limit }),
         }
@@ -265,12 +265,12 @@ impl Docker {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
-        let body = match tokio::time::timeout(self.inner.timeout, collect_capped(res.body, MAX_ERROR_BODY, true)).await
-        {
-            Ok(Ok(body)) => body,
-            Ok(Err(e)) => return e,
-            Err(_) => Bytes::new(),
-        };
+        let body =
+            match crate::deadline::within(self.inner.timeout, collect_capped(res.body, MAX_ERROR_BODY, true)).await {
+                Ok(Ok(body)) => body,
+                Ok(Err(e)) => return e,
+                Err(_) => Bytes::new(),
+            };
         Error::from_status(status, error_message(status, &body, is_json, &format!("{method} {path}")))
     }
 
@@ -282,7 +282,7 @@ impl Docker {
 
     /// Reads a whole body, bounded by `limit` bytes and by the call timeout.
     pub(crate) async fn read_bytes(&self, body: Body, limit: usize, what: &str) -> Result<Bytes> {
-        match tokio::time::timeout(self.inner.timeout, collect_capped(body, limit, false)).await {
+        match crate::deadline::within(self.inner.timeout, collect_capped(body, limit, false)).await {
             Ok(res) => res,
             Err(_) => Err(Error::Timeout { what: format!("the body of {what}"), after: self.inner.timeout }),
         }

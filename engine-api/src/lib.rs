@@ -21,6 +21,7 @@
 //! ```
 
 pub mod client;
+mod deadline;
 pub mod decode;
 pub mod endpoints;
 pub mod error;
