@@ -101,7 +101,7 @@ async fn garbage_in_a_runs_log_stream_fails_the_run_instead_of_becoming_its_outp
     let f = faulty();
     f.faults.inject("/logs", Fault::Garbage { at: 0, bytes: Bytes::from_static(b"\x07\x00\x00\x00not a frame") });
     let run = f.run("t-fault-garbage", "echo hello").await;
-    failed_with(&run, "");
+    failed_with(&run, "cannot decode");
     assert!(!run.stdout.contains("not a frame"));
     assert!(run.container_removed);
 }
@@ -123,4 +123,26 @@ async fn a_broken_stats_stream_costs_a_run_only_its_usage_numbers() {
     let run = f.run("t-fault-stats", "echo fine").await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
     assert_eq!(run.stdout, "fine\n");
+}
+
+/// A tool container spec named `name`, labelled as tenant `tenant`'s.
+fn spec_named(name: &str, tenant: &str) -> berth::spec::ContainerSpec {
+    let mut req = berth::policy::ContainerRequest::new(berth::spec::Kind::Tool, name, "busybox:1.35");
+    req.cmd = Some(vec!["sleep".into(), "30".into()]);
+    let mut spec = Policy::default().admit(req).unwrap();
+    spec.labels.insert(labels::TENANT.into(), tenant.into());
+    spec
+}
+
+#[tokio::test]
+async fn a_create_that_never_reached_the_engine_leaves_a_container_of_that_name_that_is_not_ours_alone() {
+    let f = faulty();
+    let name = format!("berth-fault-foreign-{}", std::process::id());
+    // Someone else's container already has the name: had the create arrived, it would have been refused.
+    let foreign = f.backend.create(&spec_named(&name, "t-fault-someone-else")).await.unwrap();
+    f.faults.inject("/containers/create", Fault::Drop);
+    let ours = spec_named(&name, "t-fault-foreign");
+    assert!(f.backend.create(&ours).await.is_err());
+    assert!(f.backend.state(&foreign).await.is_ok(), "the other container is still there");
+    f.backend.remove(&foreign, true).await.unwrap();
 }

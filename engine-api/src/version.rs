@@ -82,10 +82,13 @@ pub fn negotiate(daemon: &str, daemon_min: Option<&str>) -> Result<ApiVersion, V
     }
     // A daemon that no longer speaks anything this client knows (Docker 29
     // already refuses below 1.44) would refuse every call: say so once.
-    if let Some(min) = daemon_min.map(str::parse::<ApiVersion>).transpose()? {
-        if min > MAX_API_VERSION {
+    // Optional, and only a check: a value that does not parse is ignored.
+    match daemon_min.map(str::parse::<ApiVersion>) {
+        Some(Ok(min)) if min > MAX_API_VERSION => {
             return Err(VersionError::DaemonTooNew { minimum: min, maximum: MAX_API_VERSION });
         }
+        Some(Err(e)) => tracing::debug!(%e, "the daemon's MinAPIVersion does not parse; ignored"),
+        _ => {}
     }
     Ok(daemon.min(MAX_API_VERSION))
 }
@@ -120,7 +123,7 @@ mod tests {
             negotiate("1.70", Some("1.60")),
             Err(VersionError::DaemonTooNew { minimum: ApiVersion::new(1, 60), maximum: MAX_API_VERSION })
         );
-        assert!(negotiate("1.60", Some("junk")).is_err());
+        assert_eq!(negotiate("1.60", Some("")).unwrap(), MAX_API_VERSION, "an unreadable minimum is ignored");
     }
 
     #[test]

@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let rest = &input.body[taken..];
-    let framing = head.framing();
+    let Ok(framing) = head.framing() else { return };
     // The same bytes cut as the fuzzer says, and in one piece.
     let mut chunks = Vec::new();
     let mut at = taken;

@@ -49,6 +49,29 @@ impl DockerBackend {
     pub fn client(&self) -> &Docker {
         &self.docker
     }
+
+    /// Removes the container named `spec.name` if it is the one `spec`
+    /// describes: exactly that name (the engine also resolves id prefixes)
+    /// and every label of the spec. A container of that name that is not
+    /// ours (had the request never arrived, it would have been refused) stays.
+    async fn remove_if_ours(&self, spec: &ContainerSpec) -> Result<(), EngineError> {
+        let found = match self.docker.inspect_container(&spec.name).await {
+            Ok(found) => found,
+            Err(EngineError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let named = found.name.trim_start_matches('/') == spec.name;
+        let labels = found.labels();
+        let labelled = spec.labels.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+        if !(named && labelled) {
+            tracing::warn!(name = %spec.name, id = %found.id, "a container of that name is not the one asked for; left alone");
+            return Ok(());
+        }
+        match self.docker.remove_container(&found.id, RemoveOptions { force: true, volumes: false }).await {
+            Ok(()) | Err(EngineError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 fn engine_err(err: EngineError) -> BackendError {
@@ -221,10 +244,11 @@ impl Backend for DockerBackend {
             Err(e @ (EngineError::Transport(_) | EngineError::Timeout { .. })) => {
                 // The answer was lost, not necessarily the request: the
                 // engine may have made the container. Nobody would know its
-                // id, so it goes by its name now or it would be left behind.
-                let cleanup = self.docker.remove_container(&spec.name, RemoveOptions { force: true, volumes: false });
-                match tokio::time::timeout(LOST_CREATE_CLEANUP, cleanup).await {
-                    Ok(Ok(()) | Err(EngineError::NotFound { .. })) => {}
+                // id, so it is looked up by its name now, or it would be left
+                // behind. (One still being made when a timeout struck can
+                // appear later; berth's label sweeps are the net for that.)
+                match tokio::time::timeout(LOST_CREATE_CLEANUP, self.remove_if_ours(spec)).await {
+                    Ok(Ok(())) => {}
                     Ok(Err(cleanup)) => {
                         tracing::warn!(name = %spec.name, %cleanup, "a container whose creation went unanswered was not removed")
                     }

@@ -195,7 +195,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn ensure_image(&self, image: &str) -> Result<(), BackendError>;
 
     /// Creates a container named `spec.name`. An error leaves no container
-    /// behind, even when the engine's answer (not the request) was lost.
+    /// behind: when the engine's answer (not the request) was lost, the
+    /// container it may have made is looked up by name and removed if it is
+    /// the one asked for (one still being made then can appear later).
     async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, BackendError>;
 
     /// The entrypoint and command of an image that is there.

@@ -29,17 +29,25 @@ pub enum HijackError {
     TooLarge,
     #[error("a chunked body is malformed")]
     BadChunk,
+    #[error("{0:?} is not a request target (a path and query)")]
+    BadTarget(String),
 }
 
 /// The request head of an upgrade request: `Connection: Upgrade`,
-/// `Upgrade: tcp`, the caller's headers and the body's length.
+/// `Upgrade: tcp`, the caller's headers and the body's length; a target that
+/// is not a path and query is refused.
 pub fn request_head(
     method: &Method,
     target: &str,
     host: &HeaderValue,
     headers: &HeaderMap,
     body_len: usize,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, HijackError> {
+    // Written into the request line as is: it must be a path and query, no
+    // more (no space, no line break that would start a header of its own).
+    if !target.starts_with('/') || http::uri::PathAndQuery::try_from(target).is_err() {
+        return Err(HijackError::BadTarget(target.to_owned()));
+    }
     let mut head = Vec::with_capacity(256);
     head.extend_from_slice(format!("{method} {target} HTTP/1.1\r\n").as_bytes());
     let mut line = |name: &[u8], value: &[u8]| {
@@ -52,14 +60,20 @@ pub fn request_head(
     line(b"Connection", b"Upgrade");
     line(b"Upgrade", b"tcp");
     for (name, value) in headers {
-        let skip = [http::header::HOST, http::header::CONNECTION, http::header::UPGRADE, http::header::CONTENT_LENGTH];
+        let skip = [
+            http::header::HOST,
+            http::header::CONNECTION,
+            http::header::UPGRADE,
+            http::header::CONTENT_LENGTH,
+            http::header::TRANSFER_ENCODING,
+        ];
         if !skip.contains(name) {
             line(name.as_str().as_bytes(), value.as_bytes());
         }
     }
     line(b"Content-Length", body_len.to_string().as_bytes());
     head.extend_from_slice(b"\r\n");
-    head
+    Ok(head)
 }
 
 /// A parsed response head.
@@ -104,29 +118,39 @@ impl ResponseHead {
     /// Whether the connection is now the raw stream: `101`, or a success
     /// whose body has no length and no chunking (a hijacked `200`).
     pub fn hijacked(&self) -> bool {
-        self.status == StatusCode::SWITCHING_PROTOCOLS || (self.status.is_success() && self.framing() == Framing::Close)
+        self.status == StatusCode::SWITCHING_PROTOCOLS
+            || (self.status.is_success() && self.framing() == Ok(Framing::Close))
     }
 
-    pub fn framing(&self) -> Framing {
+    /// An interim answer (`100 Continue`, `103 Early Hints`): the real one follows.
+    pub fn interim(&self) -> bool {
+        self.status.is_informational() && self.status != StatusCode::SWITCHING_PROTOCOLS
+    }
+
+    pub fn framing(&self) -> Result<Framing, HijackError> {
+        // 1xx, 204 and 304 carry no body whatever their headers say.
+        if self.status.is_informational()
+            || self.status == StatusCode::NO_CONTENT
+            || self.status == StatusCode::NOT_MODIFIED
+        {
+            return Ok(Framing::Length(0));
+        }
         let chunked = self
             .headers
             .get_all(http::header::TRANSFER_ENCODING)
             .iter()
             .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("chunked")));
         if chunked {
-            return Framing::Chunked;
+            return Ok(Framing::Chunked);
         }
-        let length = self.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse().ok());
-        match length {
-            Some(n) => Framing::Length(n),
-            // 1xx, 204 and 304 carry no body whatever they say.
-            None if self.status.is_informational()
-                || self.status == StatusCode::NO_CONTENT
-                || self.status == StatusCode::NOT_MODIFIED =>
-            {
-                Framing::Length(0)
-            }
-            None => Framing::Close,
+        match self.headers.get(http::header::CONTENT_LENGTH) {
+            None => Ok(Framing::Close),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .map(Framing::Length)
+                .ok_or_else(|| HijackError::Malformed(format!("Content-Length {v:?}"))),
         }
     }
 }
@@ -256,10 +280,30 @@ mod tests {
         let head =
             request_head(&Method::POST, "/v1.41/exec/x/start", &HeaderValue::from_static("docker"), &headers, 27);
         assert_eq!(
-            String::from_utf8(head).unwrap(),
+            String::from_utf8(head.unwrap()).unwrap(),
             "POST /v1.41/exec/x/start HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\
              content-type: application/json\r\nContent-Length: 27\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_target_that_would_break_the_request_line_is_refused() {
+        let host = HeaderValue::from_static("docker");
+        for bad in ["/x HTTP/1.1\r\nX-Evil: 1\r\n\r\nGET /y", "/a b", "no-slash", ""] {
+            let head = request_head(&Method::POST, bad, &host, &HeaderMap::new(), 0);
+            assert!(matches!(head, Err(HijackError::BadTarget(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn interim_answers_are_not_the_answer_and_bodiless_statuses_frame_nothing() {
+        assert!(head("HTTP/1.1 100 Continue\r\n\r\n").interim());
+        assert!(!head("HTTP/1.1 101 UPGRADED\r\n\r\n").interim());
+        assert_eq!(head("HTTP/1.1 304 Not Modified\r\nContent-Length: 12\r\n\r\n").framing(), Ok(Framing::Length(0)));
+        assert_eq!(head("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n").framing(), Ok(Framing::Length(0)));
+        let garbled = head("HTTP/1.1 200 OK\r\nContent-Length: twelve\r\n\r\n");
+        assert!(garbled.framing().is_err());
+        assert!(!garbled.hijacked(), "a garbled length is not a hijack");
     }
 
     #[test]

@@ -204,7 +204,8 @@ impl Transport for SocketTransport {
             // A fresh connection, made by hand (see `hijack`): it never goes
             // back to the pool, whatever the answer.
             let mut io = self.dial().await?;
-            let head = hijack::request_head(&request.method, &request.target, &self.host, &request.headers, body.len());
+            let head = hijack::request_head(&request.method, &request.target, &self.host, &request.headers, body.len())
+                .map_err(|e| TransportError::Upgrade(Box::new(e)))?;
             let sent = async {
                 io.write_all(&head).await?;
                 io.write_all(&body).await?;
@@ -213,8 +214,14 @@ impl Transport for SocketTransport {
             sent.await.map_err(|e| TransportError::Http(Box::new(e)))?;
             let mut buf = BytesMut::with_capacity(4096);
             let (head, taken) = loop {
-                if let Some(found) = hijack::parse_head(&buf).map_err(|e| TransportError::Upgrade(Box::new(e)))? {
-                    break found;
+                match hijack::parse_head(&buf).map_err(|e| TransportError::Upgrade(Box::new(e)))? {
+                    // `100 Continue` and the like: the answer comes after.
+                    Some((head, taken)) if head.interim() => {
+                        let _ = buf.split_to(taken);
+                        continue;
+                    }
+                    Some(found) => break found,
+                    None => {}
                 }
                 if io.read_buf(&mut buf).await.map_err(|e| TransportError::Http(Box::new(e)))? == 0 {
                     let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before answering");
@@ -226,7 +233,8 @@ impl Transport for SocketTransport {
             if head.hijacked() {
                 return Ok(Upgrade::Upgraded { headers: head.headers, io: Box::new(Hijacked { first: rest, io }) });
             }
-            let decoder = hijack::BodyDecoder::new(head.framing());
+            let framing = head.framing().map_err(|e| TransportError::Upgrade(Box::new(e)))?;
+            let decoder = hijack::BodyDecoder::new(framing);
             Ok(Upgrade::Refused(Response {
                 status: head.status,
                 headers: head.headers,
@@ -537,6 +545,15 @@ mod tests {
         assert!(request.starts_with("POST /v1.41/exec/e1/start HTTP/1.1\r\n"), "{request}");
         assert!(request.contains("Connection: Upgrade\r\nUpgrade: tcp\r\n"), "{request}");
         assert!(request.ends_with("\r\n\r\n{\"Detach\":false,\"Tty\":false}"), "{request}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_interim_answer_before_the_upgrade_is_passed_over() {
+        let path = socket_path("100");
+        let peer = upgrade_peer(&path, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 UPGRADED\r\n\r\nearly", true);
+        let transport = SocketTransport::new(Endpoint::Unix(path.clone()));
+        assert_eq!(round_trip(&transport).await, (b"early".to_vec(), b"echo:ping".to_vec()));
+        peer.join().unwrap();
     }
 
     #[tokio::test(flavor = "current_thread")]
