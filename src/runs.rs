@@ -39,6 +39,10 @@ use crate::spec::{labels, ContainerId, ContainerSpec, Kind};
 use crate::store::{Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
 
+/// How long past its deadline a run's container is left to the run before
+/// its expiry label lets the reaper take it (the kill, the exit, the logs).
+const EXPIRY_SLACK: Duration = Duration::from_secs(60);
+
 /// A run in progress: how to cancel it, and whose it is.
 struct Active {
     token: CancellationToken,
@@ -576,9 +580,9 @@ impl Runs {
                 record.container_removed = true;
                 outcome
             }
-            None if image_checked => self.drive(&spec, timeout, &token, &mut record).await,
+            None if image_checked => self.drive(&spec, timeout, req.cleanup, &token, &mut record).await,
             None => match self.backend.ensure_image(&spec.image).await {
-                Ok(()) => self.drive(&spec, timeout, &token, &mut record).await,
+                Ok(()) => self.drive(&spec, timeout, req.cleanup, &token, &mut record).await,
                 Err(e) => Err(e),
             },
         };
@@ -604,13 +608,31 @@ impl Runs {
     }
 
     /// Creates, starts and watches the container; fills in the record.
+    /// A container that is to be removed after the run carries an expiry
+    /// label a minute past the run's deadline: should it outlive the run
+    /// unseen (its creation went unanswered and it appeared later), the
+    /// reaper takes it. One kept for inspection is the caller's.
     async fn drive(
         &self,
         spec: &ContainerSpec,
         timeout: Duration,
+        cleanup: bool,
         token: &CancellationToken,
         record: &mut RunRecord,
     ) -> Result<(), BackendError> {
+        let labelled;
+        let spec = if cleanup {
+            let mut with_expiry = spec.clone();
+            let expiry = chrono::Duration::from_std(timeout + EXPIRY_SLACK)
+                .ok()
+                .and_then(|d| self.clock.now().checked_add_signed(d))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            with_expiry.labels.insert(labels::EXPIRES_AT.into(), expiry.to_rfc3339());
+            labelled = with_expiry;
+            &labelled
+        } else {
+            spec
+        };
         let cid = self.backend.create(spec).await?;
         record.container_id = Some(cid.0.clone());
         record.status = RunStatus::Running;

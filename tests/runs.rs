@@ -223,3 +223,38 @@ async fn a_tenant_never_has_more_runs_in_flight_than_its_bound() {
     }
     assert_eq!(most, 1, "one run at a time for this tenant");
 }
+
+#[tokio::test]
+async fn a_run_container_carries_an_expiry_past_its_deadline_unless_it_is_kept() {
+    let (runs, backend, _) = runs();
+    let tenant = "t-expiry";
+    let mine = [format!("{}={tenant}", labels::TENANT)];
+    let mut req = RunRequest::new(tenant, Workload::Code { language: "sh".into(), code: "sleep 2".into() });
+    req.timeout = Some(Duration::from_secs(30));
+    let started = chrono::Utc::now();
+    let running = tokio::spawn({
+        let runs = runs.clone();
+        async move { runs.execute(req).await }
+    });
+    let mut label = None;
+    for _ in 0..100 {
+        if let Some(c) = backend.list(&mine).await.unwrap().into_iter().next() {
+            label = c.labels.get(labels::EXPIRES_AT).cloned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let expiry: chrono::DateTime<chrono::Utc> = label.expect("the container, labelled").parse().unwrap();
+    let after = expiry - started;
+    assert!(after >= chrono::Duration::seconds(89) && after <= chrono::Duration::seconds(100), "{after}");
+    assert_eq!(running.await.unwrap().unwrap().status, RunStatus::Succeeded);
+
+    let mut kept = RunRequest::new(tenant, Workload::Code { language: "sh".into(), code: "true".into() });
+    kept.cleanup = false;
+    let run = runs.execute(kept).await.unwrap();
+    let cid = ContainerId(run.container_id.unwrap());
+    let listed = backend.list(&mine).await.unwrap();
+    let c = listed.iter().find(|c| c.id == cid).expect("kept");
+    assert!(!c.labels.contains_key(labels::EXPIRES_AT), "a kept container is the caller's: {:?}", c.labels);
+    backend.remove(&cid, true).await.unwrap();
+}
