@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::io::{ReaderStream, StreamReader};
 
 use super::{Body, Duplex, Request, Response, Transport, TransportError, Upgrade};
 
@@ -167,9 +167,7 @@ impl Transport for FaultyTransport {
                 }
                 Some(Fault::Stall) => std::future::pending().await,
                 Some(fault) => match self.inner.upgrade(request).await? {
-                    Upgrade::Upgraded { headers, io } => {
-                        Ok(Upgrade::Upgraded { headers, io: Box::new(BrokenReads::new(io, fault)) })
-                    }
+                    Upgrade::Upgraded { headers, io } => Ok(Upgrade::Upgraded { headers, io: broken_reads(io, fault) }),
                     Upgrade::Refused(res) => Ok(Upgrade::Refused(Response {
                         status: res.status,
                         headers: res.headers,
@@ -182,84 +180,14 @@ impl Transport for FaultyTransport {
     }
 }
 
-/// An upgraded connection whose reads break as the fault says; what berth
-/// writes goes through untouched.
-struct BrokenReads {
-    io: Box<dyn Duplex>,
-    fault: Fault,
-    /// Bytes read so far.
-    offset: usize,
-    /// Garbage still to hand out, then the end.
-    garbage: Option<Bytes>,
-    delay: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl BrokenReads {
-    fn new(io: Box<dyn Duplex>, fault: Fault) -> Self {
-        BrokenReads { io, fault, offset: 0, garbage: None, delay: None }
-    }
-}
-
-impl AsyncRead for BrokenReads {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if let Some(garbage) = &mut this.garbage {
-            let n = garbage.len().min(buf.remaining());
-            buf.put_slice(&garbage.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        // How many more bytes may come through before the fault.
-        let limit = match &this.fault {
-            Fault::Truncate { after } | Fault::Cut { after } => Some(after.saturating_sub(this.offset)),
-            Fault::Garbage { at, .. } => Some(at.saturating_sub(this.offset)),
-            _ => None,
-        };
-        match (limit, &this.fault) {
-            (Some(0), Fault::Cut { .. }) => return Poll::Ready(Err(injected_reset())),
-            (Some(0), Fault::Truncate { .. }) => return Poll::Ready(Ok(())),
-            (Some(0), Fault::Garbage { bytes, .. }) => {
-                this.garbage = Some(bytes.clone());
-                return Pin::new(this).poll_read(cx, buf);
-            }
-            _ => {}
-        }
-        if let Fault::Delay { delay } = this.fault {
-            let sleep = this.delay.get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
-            ready!(sleep.as_mut().poll(cx));
-        }
-        let n = match limit {
-            // Less may come than the caller has room for: through a buffer of that size.
-            Some(limit) if limit < buf.remaining() => {
-                let mut room = vec![0; limit];
-                let mut limited = ReadBuf::new(&mut room);
-                ready!(Pin::new(&mut this.io).poll_read(cx, &mut limited))?;
-                buf.put_slice(limited.filled());
-                limited.filled().len()
-            }
-            _ => {
-                let before = buf.filled().len();
-                ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-                buf.filled().len() - before
-            }
-        };
-        this.offset += n;
-        this.delay = None;
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for BrokenReads {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
+/// An upgraded connection whose reads break as the fault says, the faults
+/// applied as to a body (through [`broken`]); what berth writes goes through
+/// untouched.
+fn broken_reads(io: Box<dyn Duplex>, fault: Fault) -> Box<dyn Duplex> {
+    let (read, write) = tokio::io::split(io);
+    let reads = ReaderStream::new(read).map(|r| r.map_err(|e| TransportError::Body(Box::new(e))));
+    let reads = broken(Body::from_stream(reads), fault).map(|r| r.map_err(io::Error::other));
+    Box::new(tokio::io::join(StreamReader::new(reads), write))
 }
 
 fn injected_reset() -> io::Error {
