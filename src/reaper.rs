@@ -28,6 +28,12 @@ pub enum ReaperError {
     Store(#[from] StoreError),
 }
 
+/// The moment `after` from `now`, for an expiry label: the end of time when
+/// it lies beyond what a date can hold.
+pub fn expiry_after(now: DateTime<Utc>, after: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(after).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 pub struct Reaper {
     backend: Arc<dyn Backend>,
     store: Arc<Store>,

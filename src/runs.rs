@@ -620,19 +620,15 @@ impl Runs {
         token: &CancellationToken,
         record: &mut RunRecord,
     ) -> Result<(), BackendError> {
-        let labelled;
         let spec = if cleanup {
             let mut with_expiry = spec.clone();
-            let expiry = chrono::Duration::from_std(timeout + EXPIRY_SLACK)
-                .ok()
-                .and_then(|d| self.clock.now().checked_add_signed(d))
-                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            let expiry = crate::reaper::expiry_after(self.clock.now(), timeout + EXPIRY_SLACK);
             with_expiry.labels.insert(labels::EXPIRES_AT.into(), expiry.to_rfc3339());
-            labelled = with_expiry;
-            &labelled
+            std::borrow::Cow::Owned(with_expiry)
         } else {
-            spec
+            std::borrow::Cow::Borrowed(spec)
         };
+        let spec = spec.as_ref();
         let cid = self.backend.create(spec).await?;
         record.container_id = Some(cid.0.clone());
         record.status = RunStatus::Running;

@@ -778,13 +778,8 @@ impl Pools {
             None => return Err(PoolError::Gone(name.to_owned())),
         };
         let instance = self.store.instance_id(|| self.ids.next_hex())?;
-        let after = |d: Duration| {
-            let now = self.clock.now();
-            chrono::Duration::from_std(d)
-                .ok()
-                .and_then(|d| now.checked_add_signed(d))
-                .unwrap_or(DateTime::<Utc>::MAX_UTC)
-        };
+        let now = self.clock.now();
+        let after = |d: Duration| crate::reaper::expiry_after(now, d);
         // Handed out until `expires_at`; the reaper's label lies past the longest run after it.
         let expires_at = after(self.config.idle_lifetime);
         let label = after(self.config.idle_lifetime + label_slack(&self.policy));
