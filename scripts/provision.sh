@@ -20,7 +20,7 @@ readonly REGISTRY_TAG=1.35
 readonly DOCKERD_LOG=/var/log/berth-dockerd.log
 readonly REGISTRY_LOG=/var/log/berth-registry.log
 readonly DEFAULT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-# iptables: dockerd bridge/NAT/isolation rules; iproute2: ss; procps: pgrep.
+# iptables: dockerd bridge/NAT/isolation rules; iproute2: ss; procps: ps tools.
 readonly PACKAGES=(docker.io runc busybox-static docker-registry mmdebstrap curl iptables iproute2 procps mount)
 
 # Always talk to the local daemon this script manages, whatever the caller's env says.
@@ -86,8 +86,11 @@ docker_up() { docker version >/dev/null 2>&1; }
 if docker_up; then
     log "dockerd already running"
 else
-    if pgrep -x dockerd >/dev/null; then
-        log "dockerd process exists but does not answer yet, waiting"
+    # The host's daemon is the one whose pidfile names a live dockerd; any
+    # other process called dockerd (a test rig's daemon) is not ours.
+    host_pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+    if [ -n "$host_pid" ] && [ "$(cat "/proc/$host_pid/comm" 2>/dev/null)" = dockerd ]; then
+        log "dockerd (pid $host_pid) exists but does not answer yet, waiting"
     else
         # Defaults are enough here (overlay2 on ext4, cgroupfs on cgroup v1,
         # iptables-nft); setsid+nohup detach it so it outlives this script.

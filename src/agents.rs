@@ -145,7 +145,9 @@ impl Agents {
             self.policy.expiry(self.clock.now(), t)?;
         }
         let name = def.container_name.clone().unwrap_or_else(|| format!("berth-agent-{}", def.id));
-        // Admit once without ports to refuse a bad definition early.
+        // Admit once without ports to refuse a bad definition early; the
+        // ports get their host side only when the container is made.
+        crate::policy::check_ports(def.ports.iter().copied())?;
         self.policy.admit(self.request(&def, &name, &[]))?;
         let record = AgentRecord {
             definition: def,

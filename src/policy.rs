@@ -305,6 +305,7 @@ impl Policy {
         if !req.ports.is_empty() && network == Network::None {
             return Err(refuse("ports", "a container without a network publishes no ports"));
         }
+        check_ports(req.ports.iter().flat_map(|p| [p.container, p.host]))?;
 
         let mut all_labels = req.labels;
         all_labels.insert(labels::MANAGED.into(), "true".into());
@@ -353,6 +354,15 @@ fn check_name(name: &str) -> Result<(), PolicyViolation> {
     }
 }
 
+/// Ports to publish are 1 to 65535: port 0 would ask the engine for "any
+/// port", which is not what a definition that names its ports means.
+pub fn check_ports(ports: impl IntoIterator<Item = u16>) -> Result<(), PolicyViolation> {
+    if ports.into_iter().any(|p| p == 0) {
+        return Err(refuse("ports", "port 0 cannot be published: ports are 1 to 65535"));
+    }
+    Ok(())
+}
+
 /// A bind's host path must be absolute, plain (no `..`) and below a configured root.
 fn check_bind(bind: &Bind, roots: &[PathBuf]) -> Result<(), PolicyViolation> {
     let plain =
@@ -365,7 +375,14 @@ fn check_bind(bind: &Bind, roots: &[PathBuf]) -> Result<(), PolicyViolation> {
         return Err(refuse("binds", format!("{:?} must be an absolute path without '..'", bind.container)));
     }
     if !roots.iter().any(|root| host.starts_with(root)) {
-        return Err(refuse("binds", format!("{:?} is not below an allowed root {roots:?}", bind.host)));
+        return Err(refuse(
+            "binds",
+            format!(
+                "{:?} is not below an allowed root {roots:?} (the roots are the setting bind_roots, \
+                 BERTH_BIND_ROOTS in the environment)",
+                bind.host
+            ),
+        ));
     }
     Ok(())
 }
@@ -423,6 +440,22 @@ mod tests {
         assert_eq!(field(ContainerRequest { network: named, ..req(Kind::Agent) }), "network");
         let labels = BTreeMap::from([("io.berth.kind".to_owned(), "agent".to_owned())]);
         assert_eq!(field(ContainerRequest { labels, ..req(Kind::Agent) }), "labels");
+    }
+
+    #[test]
+    fn port_zero_is_refused_naming_the_ports_field() {
+        let mut r = req(Kind::Agent);
+        r.ports = vec![PortMapping { container: 0, host: 20000 }];
+        assert_eq!(policy().admit(r).unwrap_err().field, "ports");
+        assert_eq!(check_ports([80, 0]).unwrap_err().field, "ports");
+        assert!(check_ports([80, 65535]).is_ok());
+    }
+
+    #[test]
+    fn a_bind_outside_the_roots_is_refused_naming_the_setting_that_allows_it() {
+        let bind = Bind { host: "/etc".into(), container: "/app/agent".into(), read_only: true };
+        let err = policy().admit(ContainerRequest { binds: vec![bind], ..req(Kind::Agent) }).unwrap_err();
+        assert!(err.reason.contains("bind_roots") && err.reason.contains("BERTH_BIND_ROOTS"), "{}", err.reason);
     }
 
     #[test]

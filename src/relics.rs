@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, BackendError, LogRequest};
 use crate::ids::{Clock, IdSource};
+use crate::output::HeadTailLines;
 use crate::policy::{ContainerRequest, NetworkRequest, Policy, PolicyViolation};
 use crate::sessions::{check_session_id, network_name, SessionError, Sessions};
 use crate::spec::{labels, ContainerId, HealthCheck, Kind};
@@ -20,6 +21,12 @@ use crate::store::{Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
 
 const KIND: &str = "relic";
+/// Lines of a failed relic's output kept from its start and from its end.
+const LOG_LINES_KEPT: usize = 20;
+/// A longer line of a failed relic's output is cut here.
+const LOG_LINE_MAX: usize = 1024;
+/// A failed relic's log is read no further than this.
+const LOG_READ_MAX: usize = 16 * 1024 * 1024;
 
 /// A request to start a relic, in Cortex's terms.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -244,17 +251,22 @@ impl Relics {
         }
     }
 
+    /// The first and last lines of what the relic wrote (stdout and stderr,
+    /// in order), so that its start-up stays in view however many lines its
+    /// health checks made it log afterwards.
     async fn last_logs(&self, cid: &ContainerId) -> String {
-        let mut text = Vec::new();
-        if let Ok(mut logs) = self.backend.logs(cid, &LogRequest { tail: Some(50), ..Default::default() }).await {
+        let mut kept = HeadTailLines::new(LOG_LINES_KEPT, LOG_LINE_MAX);
+        if let Ok(mut logs) = self.backend.logs(cid, &LogRequest::default()).await {
+            let mut read = 0usize;
             while let Some(Ok(chunk)) = logs.next().await {
-                text.extend_from_slice(&chunk.data);
-                if text.len() > 16 * 1024 {
+                kept.push(&chunk.data);
+                read += chunk.data.len();
+                if read > LOG_READ_MAX {
                     break;
                 }
             }
         }
-        String::from_utf8_lossy(&text).into_owned()
+        kept.into_text()
     }
 
     pub async fn stop(&self, tenant: &str, relic_id: &str) -> Result<RelicRecord, RelicError> {

@@ -208,3 +208,17 @@ async fn an_expiry_is_renewed_within_the_maximum_lifetime_and_refused_beyond_it(
     assert_eq!(garbled.status, StatusCode::UNPROCESSABLE_ENTITY);
     send(&api, "DELETE", &format!("/v1/agents/{id}"), None, None).await;
 }
+
+#[tokio::test]
+async fn an_agent_asking_to_publish_port_zero_is_refused_and_nothing_is_made() {
+    let s = state(&[]);
+    let api = app(s.clone());
+    let id = unique("a-port0");
+    let mut body = sleeper(&id);
+    body["ports"] = json!([0]);
+    let r = send(&api, "POST", "/v1/agents", None, Some(body)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("ports"), "{}", r.text);
+    let missing = send(&api, "GET", &format!("/v1/agents/{id}"), None, None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
