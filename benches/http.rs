@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use berth::backend::docker::DockerBackend;
-use berth::backend::Backend;
-use berth::http::{app, AppState, Tokens};
-use berth::ids::{RandomIds, SystemClock};
-use berth::orchestrator::{Options, Orchestrator};
-use berth::policy::Policy;
-use berth::runs::{RunId, RunRecord, RunStatus, RunUsage};
-use berth::store::Store;
+use berth_api::native::{app, AppState, Tokens};
+use berth_core::backend::Backend;
+use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::orchestrator::{Options, Orchestrator};
+use berth_core::policy::Policy;
+use berth_core::runs::{RunId, RunRecord, RunStatus, RunUsage};
+use berth_core::store::Store;
+use berth_docker::DockerBackend;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
@@ -154,7 +154,7 @@ fn main() {
     store.put_run(&rec).unwrap();
     // A daemon is never asked: reading a run touches only the store.
     let backend: Arc<dyn Backend> =
-        Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().expect("a DOCKER_HOST that parses")));
+        Arc::new(DockerBackend::new(engine_api::Docker::from_env().expect("a DOCKER_HOST that parses")));
     let core = Arc::new(Orchestrator::new(
         backend,
         Policy::default(),

@@ -10,13 +10,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth::backend::docker::DockerBackend;
-use berth::backend::Backend;
-use berth::ids::{RandomIds, SystemClock};
-use berth::policy::Policy;
-use berth::runs::{RunRequest, RunStatus, Runs, Workload};
-use berth::spec::ContainerId;
-use berth::store::Store;
+use berth_core::backend::Backend;
+use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::policy::Policy;
+use berth_core::runs::{RunRequest, RunStatus, Runs, Workload};
+use berth_core::spec::ContainerId;
+use berth_core::store::Store;
+use berth_docker::DockerBackend;
 use engine_api::models::ContainerConfig;
 use engine_api::{Docker, LogsOptions, RemoveOptions, WaitCondition};
 use futures_util::StreamExt;
@@ -54,10 +54,10 @@ async fn bare_run(docker: &Docker) {
 /// The same sequence for the container berth's policy makes (limits, no
 /// capabilities, no-new-privileges, init): what the engine itself spends on safety.
 async fn bare_policy_run(docker: &Docker) {
-    let mut req = berth::policy::ContainerRequest::new(berth::spec::Kind::Tool, "unused", "busybox:1.35");
+    let mut req = berth_core::policy::ContainerRequest::new(berth_core::spec::Kind::Tool, "unused", "busybox:1.35");
     req.cmd = Some(vec!["echo".into(), "hi".into()]);
     let spec = Policy::default().admit(req).unwrap();
-    let config = berth::backend::docker::container_config(&spec, "127.0.0.1");
+    let config = berth_docker::container_config(&spec, "127.0.0.1");
     bare_sequence(docker, &config).await
 }
 

@@ -17,14 +17,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth::backend::docker::DockerBackend;
-use berth::backend::Backend;
-use berth::ids::{IdSource, RandomIds, SystemClock};
-use berth::policy::Policy;
-use berth::pool::{DemandConfig, PoolConfig, PoolSpec, Pools};
-use berth::runs::{RunRequest, RunStatus, Runs, Workload};
-use berth::store::Store;
-use berth::units::ByteSize;
+use berth_core::backend::Backend;
+use berth_core::ids::{IdSource, RandomIds, SystemClock};
+use berth_core::policy::Policy;
+use berth_core::pool::{DemandConfig, PoolConfig, PoolSpec, Pools};
+use berth_core::runs::{RunRequest, RunStatus, Runs, Workload};
+use berth_core::store::Store;
+use berth_core::units::ByteSize;
+use berth_docker::DockerBackend;
 use futures_util::StreamExt;
 
 fn quick() -> bool {
@@ -79,7 +79,7 @@ const TOOL: Case = Case {
 impl Case {
     fn pool(self) -> String {
         if self.tool {
-            berth::pool::tool_pool(self.image)
+            berth_core::pool::tool_pool(self.image)
         } else {
             self.language.to_owned()
         }
@@ -156,8 +156,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("berth.db")).unwrap());
-    let backend: Arc<dyn Backend> =
-        Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().expect("DOCKER_HOST")));
+    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().expect("DOCKER_HOST")));
     let cold =
         Runs::new(backend.clone(), Policy::default(), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock), 64);
     let n = if quick() { 5 } else { 40 };
@@ -168,15 +167,15 @@ fn main() {
     rt.block_on(async {
         // What a pooled run would cost if it execed in its member: the bare
         // exec sequence (create, start with output, inspect), nothing else.
-        let mut req = berth::policy::ContainerRequest::new(
-            berth::spec::Kind::Code,
+        let mut req = berth_core::policy::ContainerRequest::new(
+            berth_core::spec::Kind::Code,
             format!("berth-bench-exec-{}", std::process::id()),
             "busybox:1.35",
         );
         req.cmd = Some(vec!["sleep".into(), "600".into()]);
         let sandbox = backend.create(&Policy::default().admit(req).unwrap()).await.unwrap();
         backend.start(&sandbox).await.unwrap();
-        let echo = berth::backend::ExecRequest { cmd: vec!["echo".into(), "hi".into()], ..Default::default() };
+        let echo = berth_core::backend::ExecRequest { cmd: vec!["echo".into(), "hi".into()], ..Default::default() };
         let mut floor = vec![];
         for _ in 0..n + 1 {
             let t = Instant::now();

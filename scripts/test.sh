@@ -15,13 +15,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step says how long the one before it took, and the end says the total.
+started=$SECONDS
+step_at=$SECONDS
+step_name=
+step() {
+  if [ -n "$step_name" ]; then printf '== %s: %d s\n' "$step_name" $((SECONDS - step_at)); fi
+  step_name=$*
+  step_at=$SECONDS
+  printf '\n== %s\n' "$*"
+}
 
 step "provisioning the engine"
 bash scripts/provision.sh
 
 step "unit, property and real-engine tests"
-cargo test --workspace --all-targets
+# Libraries, binaries and test targets; the bench binaries run in their own
+# step below, in quick mode (under cargo test they would run in full).
+cargo test --workspace --lib --bins --tests
 
 # The hermetic tier, with DOCKER_HOST pointing at nothing; every replay
 # first checks that nothing answers there (BERTH_REQUIRE_NO_DAEMON).
@@ -58,3 +69,4 @@ step "fuzzing (${BERTH_FUZZ_SECONDS:-30} s per target)"
 bash scripts/fuzz.sh "${BERTH_FUZZ_SECONDS:-30}"
 
 step "all tiers passed"
+printf '== total: %d s\n' $((SECONDS - started))

@@ -12,10 +12,10 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::agents::PortRange;
-use crate::dialects::{parse_dialect_flag, Dialect, SeedEnv};
-use crate::pool::PoolConfig;
-use crate::recovery::Orphans;
+use berth_api::dialects::{parse_dialect_flag, Dialect, SeedEnv};
+use berth_core::agents::PortRange;
+use berth_core::pool::PoolConfig;
+use berth_core::recovery::Orphans;
 
 /// Which backend serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -97,7 +97,7 @@ impl PoolsEntry {
         }
         match table.tool_pool_after {
             Some(0) => config.demand = None,
-            Some(n) => config.demand = config.demand.map(|d| crate::pool::DemandConfig { after: n, ..d }),
+            Some(n) => config.demand = config.demand.map(|d| berth_core::pool::DemandConfig { after: n, ..d }),
             None => {}
         }
         if let Some(b) = &table.memory_budget {

@@ -1,32 +1,6 @@
-//! berth: a container orchestrator for AI agents and their tools.
-//!
-//! The orchestration core: what the five seed systems do with containers,
-//! done once, safely, behind the [`backend::Backend`] trait. Nothing here
-//! sees an HTTP type of either side; the engine is reached only through a
-//! backend (the docker one speaks the Engine API through `engine-api`).
-//!
-//! - [`policy`] turns requests into [`spec::ContainerSpec`]s or refuses them;
-//! - [`runs`] executes tool and code runs to completion and keeps their records;
-//! - [`store`] keeps what the engine cannot (records, audit trail);
-//! - [`ids`] makes ids and tells time, injectably, for replayable scenarios.
+//! The `berth` binary's library half: the configuration of `berth serve`,
+//! kept apart from `main.rs` so that it is tested like any other module.
+//! This package is the one that names concrete backends; everything else
+//! lives in the crates under `crates/`.
 
-pub mod agents;
-pub mod backend;
 pub mod config;
-pub mod dialects;
-pub mod http;
-pub mod ids;
-pub mod orchestrator;
-pub mod output;
-pub mod policy;
-pub mod pool;
-pub mod reaper;
-pub mod recovery;
-pub mod relics;
-pub mod runs;
-pub mod sessions;
-pub mod spec;
-pub mod store;
-pub mod units;
-
-pub use engine_api;

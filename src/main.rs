@@ -5,16 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth::backend::docker::DockerBackend;
-use berth::backend::oci::OciDryRun;
-use berth::backend::Backend;
 use berth::config::{BackendChoice, FileConfig, Flags, ServeConfig};
-use berth::ids::{Clock, IdSource, RandomIds, SystemClock};
-use berth::orchestrator::{Options, Orchestrator};
-use berth::policy::{Policy, PolicyConfig};
-use berth::recovery::Orphans;
-use berth::runs::{RunRequest, Runs, Workload};
-use berth::store::Store;
+use berth_core::backend::Backend;
+use berth_core::ids::{Clock, IdSource, RandomIds, SystemClock};
+use berth_core::orchestrator::{Options, Orchestrator};
+use berth_core::policy::{Policy, PolicyConfig};
+use berth_core::recovery::Orphans;
+use berth_core::runs::{RunRequest, Runs, Workload};
+use berth_core::store::Store;
+use berth_docker::DockerBackend;
+use berth_oci::OciDryRun;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -96,7 +96,7 @@ fn open_store(data: &std::path::Path) -> anyhow::Result<Arc<Store>> {
 }
 
 fn docker_backend() -> anyhow::Result<Arc<dyn Backend>> {
-    Ok(Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env()?)))
+    Ok(Arc::new(DockerBackend::new(engine_api::Docker::from_env()?)))
 }
 
 // The engine's IO runs on the current-thread runtime: on multi-thread, every
@@ -109,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Engine => {
-            let docker = berth::engine_api::Docker::from_env()?;
+            let docker = engine_api::Docker::from_env()?;
             let api = docker.api_version().await?;
             let info = docker.info().await?;
             println!(
@@ -135,9 +135,9 @@ async fn main() -> anyhow::Result<()> {
             let runs = Runs::new(backend, Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock), 1);
             let mut req = RunRequest::new(&tenant, Workload::Code { language, code });
             req.timeout = timeout.map(Duration::from_secs);
-            let plan = berth::backend::oci::plan(&runs.container_spec(&req)?, None)?;
+            let plan = berth_oci::plan(&runs.container_spec(&req)?, None)?;
             if let Some(dir) = bundle {
-                berth::backend::oci::bundle::write(&dir, &plan)?;
+                berth_oci::bundle::write(&dir, &plan)?;
             }
             println!("{}", serde_json::to_string_pretty(&plan.config)?);
         }
@@ -148,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
             let store = open_store(&data)?;
             let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-            let report = berth::recovery::recover(&docker_backend()?, &store, &ids, &clock, orphans).await?;
+            let report = berth_core::recovery::recover(&docker_backend()?, &store, &ids, &clock, orphans).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
@@ -179,14 +179,14 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match backend.ping().await {
         Ok(()) => {
-            let report = berth::recovery::recover(&backend, &store, &ids, &clock, config.orphans).await?;
+            let report = berth_core::recovery::recover(&backend, &store, &ids, &clock, config.orphans).await?;
             tracing::info!(
                 runs_failed = report.runs_failed.len(),
                 removed = report.containers_removed.len(),
                 "recovered"
             );
             match backend.name() {
-                berth::backend::oci::NAME => eprintln!(
+                berth_oci::NAME => eprintln!(
                     "berth: oci-dry-run backend{}: nothing runs; runs end dry_run with the OCI bundle they would run",
                     if config.backend == BackendChoice::Auto { " (no engine reachable)" } else { "" }
                 ),
@@ -197,7 +197,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     }
     let policy = Policy::new(PolicyConfig { bind_roots: config.bind_roots.clone(), ..Default::default() });
     // Warm pools where something runs: the dry run renders each run's own plan.
-    let pools = config.pools.clone().filter(|_| backend.name() != berth::backend::oci::NAME);
+    let pools = config.pools.clone().filter(|_| backend.name() != berth_oci::NAME);
     let options = Options {
         ports: config.ports,
         max_runs: config.max_runs,
@@ -209,7 +209,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     let reaping = core.reaper.clone().spawn(Duration::from_secs(30));
     // Members are replaced before they expire; demand pools grow, shrink and go.
     let upkeep = pools.as_ref().map(|p| p.spawn_upkeep(Duration::from_secs(5)));
-    let state = berth::http::AppState::new(core, berth::http::Tokens(config.tokens.clone()));
+    let state = berth_api::native::AppState::new(core, berth_api::native::Tokens(config.tokens.clone()));
 
     // Bind every listener before serving any, so a taken port fails the start.
     let mut servers = Vec::new();
@@ -217,7 +217,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     eprintln!("berth: listening on http://{}", native.local_addr()?);
-    servers.push((native, berth::http::app(state.clone())));
+    servers.push((native, berth_api::native::app(state.clone())));
     let seeds = Arc::new(config.seeds.clone());
     for (dialect, addr) in &config.dialects {
         let listener = tokio::net::TcpListener::bind(addr)

@@ -5,17 +5,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth::agents::{AgentDefinition, AgentError, Agents, PortRange};
-use berth::backend::docker::DockerBackend;
-use berth::backend::{Backend, ExecRequest, LogRequest, Stream};
-use berth::ids::{RandomIds, SystemClock};
-use berth::policy::{Policy, PolicyConfig};
-use berth::spec::ContainerId;
-use berth::store::Store;
+use berth_core::agents::{AgentDefinition, AgentError, Agents, PortRange};
+use berth_core::backend::{Backend, ExecRequest, LogRequest, Stream};
+use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::policy::{Policy, PolicyConfig};
+use berth_core::spec::ContainerId;
+use berth_core::store::Store;
+use berth_docker::DockerBackend;
 use futures_util::StreamExt;
 
 fn setup(root: &std::path::Path, ports: PortRange) -> (Agents, Arc<DockerBackend>, Arc<Store>) {
-    let backend = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let backend = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let store = Arc::new(Store::in_memory().unwrap());
     let policy = Policy::new(PolicyConfig { bind_roots: vec![root.to_owned()], ..Default::default() });
     let agents = Agents::new(backend.clone(), policy, store.clone(), Arc::new(RandomIds), Arc::new(SystemClock), ports);
@@ -118,7 +118,7 @@ async fn an_agent_is_created_on_start_runs_its_mounted_code_and_is_removed_with_
 
     agents.remove("t1", &id).await.unwrap();
     let gone = backend.state(&ContainerId(again.container_id.unwrap())).await;
-    assert!(matches!(gone, Err(berth::backend::BackendError::NotFound(_))), "{gone:?}");
+    assert!(matches!(gone, Err(berth_core::backend::BackendError::NotFound(_))), "{gone:?}");
     assert_eq!(store.allocate_ports("probe", 10, 19400, 19409).unwrap().len(), 10, "every port came back");
 }
 
@@ -144,7 +144,7 @@ async fn a_worktree_agent_runs_as_its_uid_and_gid_in_its_worktree() {
     def.code_dir = None;
     def.cmd = Some(vec!["sleep".into(), "60".into()]);
     def.ports = vec![];
-    def.worktree = Some(berth::agents::Worktree {
+    def.worktree = Some(berth_core::agents::Worktree {
         host_path: worktree.display().to_string(),
         mount_at: "/workspace".into(),
         uid: 1000,

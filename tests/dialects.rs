@@ -1,17 +1,17 @@
 //! The five seed dialects, over the real engine: every request and response
 //! example of each seed's documentation, sent as written.
 
-mod support;
+use test_support as support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::Router;
-use berth::dialects::{Dialect, SeedEnv};
-use berth::http::{AppState, Tokens};
-use berth::policy::{Policy, PolicyConfig};
-use berth::spec::ContainerId;
+use berth_api::dialects::{Dialect, SeedEnv};
+use berth_api::native::{AppState, Tokens};
+use berth_core::policy::{Policy, PolicyConfig};
+use berth_core::spec::ContainerId;
 use futures_util::StreamExt;
 use serde_json::json;
 use support::api::{core_with, send, unique};
@@ -139,7 +139,7 @@ async fn lais_deploys_an_agent_with_its_code_read_only_and_manages_it_as_documen
         .backend
         .exec(
             &cid,
-            &berth::backend::ExecRequest {
+            &berth_core::backend::ExecRequest {
                 cmd: vec![
                     "sh".into(),
                     "-c".into(),

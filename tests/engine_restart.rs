@@ -3,17 +3,17 @@
 //! its binary: it stops the daemon every other test needs (and starts it again
 //! with the provisioning script).
 
-mod support;
+use test_support as support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth::agents::{AgentError, Agents, PortRange};
-use berth::backend::docker::DockerBackend;
-use berth::backend::{Backend, BackendError};
-use berth::ids::{RandomIds, SystemClock};
-use berth::policy::Policy;
-use berth::store::Store;
+use berth_core::agents::{AgentError, Agents, PortRange};
+use berth_core::backend::{Backend, BackendError};
+use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::policy::Policy;
+use berth_core::store::Store;
+use berth_docker::DockerBackend;
 
 fn dockerd_pid() -> Option<i32> {
     std::fs::read_to_string("/var/run/docker.pid").ok()?.trim().parse().ok()
@@ -25,7 +25,7 @@ fn alive(pid: i32) -> bool {
 
 #[tokio::test]
 async fn idle_agents_and_their_records_survive_a_daemon_restart() {
-    let backend = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let backend = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("berth.db")).unwrap());
     let agents = Agents::new(

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth::backend::docker::DockerBackend;
-use berth::backend::{Backend, ExecRequest, Stream};
-use berth::policy::{ContainerRequest, Policy};
-use berth::spec::{labels, ContainerId, Kind};
+use berth_core::backend::{Backend, ExecRequest, Stream};
+use berth_core::policy::{ContainerRequest, Policy};
+use berth_core::spec::{labels, ContainerId, Kind};
+use berth_docker::DockerBackend;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
@@ -24,7 +24,7 @@ async fn running(backend: &DockerBackend, test: &str) -> ContainerId {
 }
 
 fn backend() -> DockerBackend {
-    DockerBackend::new(berth::engine_api::Docker::from_env().unwrap())
+    DockerBackend::new(engine_api::Docker::from_env().unwrap())
 }
 
 #[tokio::test]

@@ -6,16 +6,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth::backend::docker::DockerBackend;
-use berth::backend::Backend;
-use berth::engine_api::transport::{Fault, FaultyTransport, SocketTransport};
-use berth::engine_api::Endpoint;
-use berth::ids::{RandomIds, SystemClock};
-use berth::policy::{Policy, PolicyConfig};
-use berth::runs::{RunRecord, RunRequest, RunStatus, Runs, Workload};
-use berth::spec::labels;
-use berth::store::Store;
+use berth_core::backend::Backend;
+use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::policy::{Policy, PolicyConfig};
+use berth_core::runs::{RunRecord, RunRequest, RunStatus, Runs, Workload};
+use berth_core::spec::labels;
+use berth_core::store::Store;
+use berth_docker::DockerBackend;
 use bytes::Bytes;
+use engine_api::transport::{Fault, FaultyTransport, SocketTransport};
+use engine_api::Endpoint;
 
 /// Runs over the real engine through a transport that breaks what it is told to.
 struct Faulty {
@@ -126,8 +126,8 @@ async fn a_broken_stats_stream_costs_a_run_only_its_usage_numbers() {
 }
 
 /// A tool container spec named `name`, labelled as tenant `tenant`'s.
-fn spec_named(name: &str, tenant: &str) -> berth::spec::ContainerSpec {
-    let mut req = berth::policy::ContainerRequest::new(berth::spec::Kind::Tool, name, "busybox:1.35");
+fn spec_named(name: &str, tenant: &str) -> berth_core::spec::ContainerSpec {
+    let mut req = berth_core::policy::ContainerRequest::new(berth_core::spec::Kind::Tool, name, "busybox:1.35");
     req.cmd = Some(vec!["sleep".into(), "30".into()]);
     let mut spec = Policy::default().admit(req).unwrap();
     spec.labels.insert(labels::TENANT.into(), tenant.into());

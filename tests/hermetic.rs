@@ -5,15 +5,15 @@
 
 use std::sync::Arc;
 
-use berth::agents::{AgentDefinition, Agents, PortRange};
-use berth::backend::fixture::Fixture;
-use berth::backend::ExecRequest;
-use berth::ids::Clock;
-use berth::policy::{Policy, PolicyConfig};
-use berth::relics::{RelicRequest, RelicStatus, Relics};
-use berth::runs::{RunRequest, RunStatus, Runs, Workload};
-use berth::store::Store;
-use berth::units::ByteSize;
+use berth_core::agents::{AgentDefinition, Agents, PortRange};
+use berth_core::backend::ExecRequest;
+use berth_core::ids::Clock;
+use berth_core::policy::{Policy, PolicyConfig};
+use berth_core::relics::{RelicRequest, RelicStatus, Relics};
+use berth_core::runs::{RunRequest, RunStatus, Runs, Workload};
+use berth_core::store::Store;
+use berth_core::units::ByteSize;
+use berth_docker::fixture::Fixture;
 
 struct Flow {
     runs: Runs,

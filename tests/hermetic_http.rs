@@ -7,19 +7,19 @@
 //! `/v1/metrics`, LAIS's `/api/health`) ride along in flows that do; their
 //! answers leave the recordings unchanged. None is left out.
 
-mod support;
+use test_support as support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::Router;
-use berth::backend::fixture::Fixture;
-use berth::dialects::{Dialect, SeedEnv};
-use berth::http::{app, AppState, Tokens};
-use berth::orchestrator::{Options, Orchestrator};
-use berth::policy::{Policy, PolicyConfig};
-use berth::store::Store;
+use berth_api::dialects::{Dialect, SeedEnv};
+use berth_api::native::{app, AppState, Tokens};
+use berth_core::orchestrator::{Options, Orchestrator};
+use berth_core::policy::{Policy, PolicyConfig};
+use berth_core::store::Store;
+use berth_docker::fixture::Fixture;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use support::api::send;
@@ -33,7 +33,7 @@ fn flow(name: &str) -> Flow {
     let fixture = Fixture::open("http", name)
         .unwrap_or_else(|e| panic!("{e}\n(recordings are made by scripts/record-fixtures.sh)"));
     let policy = Policy::new(PolicyConfig { bind_roots: vec!["/tmp".into()], ..Default::default() });
-    let options = Options { ports: berth::agents::PortRange { first: 19600, last: 19609 }, ..Default::default() };
+    let options = Options { ports: berth_core::agents::PortRange { first: 19600, last: 19609 }, ..Default::default() };
     let store = Arc::new(Store::in_memory().unwrap());
     let core =
         Arc::new(Orchestrator::new(fixture.backend(), policy, store, fixture.ids(), fixture.clock.clone(), options));

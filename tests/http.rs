@@ -1,9 +1,9 @@
 //! The native HTTP API, in-process over the real engine, plus one real socket.
 
-mod support;
+use test_support as support;
 
 use axum::http::StatusCode;
-use berth::http::{app, AppState};
+use berth_api::native::{app, AppState};
 use serde_json::{json, Value};
 use support::api::{send, state};
 
@@ -177,7 +177,7 @@ fn berth_serve_answers_on_a_real_socket_and_refuses_a_public_address_without_tok
     std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(child.wait().unwrap().success());
     // …which removes the warm pools' members it made.
-    let store = berth::store::Store::open(&data.path().join("berth.db")).unwrap();
+    let store = berth_core::store::Store::open(&data.path().join("berth.db")).unwrap();
     let instance = store.instance_id(|| "none-made".into()).unwrap();
     let left = std::process::Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("label=io.berth.instance={instance}")])

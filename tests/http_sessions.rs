@@ -1,10 +1,10 @@
 //! Relics and sessions through the native API, over the real engine, and
 //! tenant isolation on every route of the native API.
 
-mod support;
+use test_support as support;
 
 use axum::http::StatusCode;
-use berth::http::app;
+use berth_api::native::app;
 use serde_json::{json, Value};
 use support::api::{send, state, unique};
 

@@ -2,23 +2,23 @@
 //! daemon, nothing runs, each container's OCI bundle is rendered and written,
 //! and the lifecycle follows a daemon's state machine.
 
-mod support;
+use test_support as support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth::agents::{AgentError, Agents, PortRange};
-use berth::backend::oci::{bundle::NOTE_FILE, OciDryRun, NOTHING_RAN};
-use berth::backend::{Backend, BackendError, ExecRequest, LogRequest};
-use berth::ids::{Clock, FixedClock, IdSource, RandomIds, SequentialIds, SystemClock};
-use berth::policy::{Policy, PolicyConfig};
-use berth::relics::{RelicRequest, RelicStatus, Relics};
-use berth::runs::{RunError, RunRequest, RunStatus, Runs, Workload};
-use berth::sessions::{SessionError, Sessions};
-use berth::spec::{labels, ContainerId};
-use berth::store::Store;
-use berth::units::{ByteSize, CpuLimit};
+use berth_core::agents::{AgentError, Agents, PortRange};
+use berth_core::backend::{Backend, BackendError, ExecRequest, LogRequest};
+use berth_core::ids::{Clock, FixedClock, IdSource, RandomIds, SequentialIds, SystemClock};
+use berth_core::policy::{Policy, PolicyConfig};
+use berth_core::relics::{RelicRequest, RelicStatus, Relics};
+use berth_core::runs::{RunError, RunRequest, RunStatus, Runs, Workload};
+use berth_core::sessions::{SessionError, Sessions};
+use berth_core::spec::{labels, ContainerId};
+use berth_core::store::Store;
+use berth_core::units::{ByteSize, CpuLimit};
+use berth_oci::{bundle::NOTE_FILE, OciDryRun, NOTHING_RAN};
 use futures_util::StreamExt;
 
 struct DryRun {
@@ -147,7 +147,7 @@ async fn the_spec_a_request_would_run_as_renders_without_anything_created() {
     let d = dry_run();
     let runs = d.runs();
     let spec = runs.container_spec(&sh("echo planned")).unwrap();
-    let bundle = berth::backend::oci::plan(&spec, None).unwrap();
+    let bundle = berth_oci::plan(&spec, None).unwrap();
     assert_eq!(bundle.config.process.args, ["sh", "-c", "echo planned"]);
     assert!(bundle.config.root.readonly);
     assert!(d.backend.list(&[]).await.unwrap().is_empty());
@@ -252,7 +252,7 @@ async fn a_relic_starts_on_its_session_network_stops_and_the_session_ends() {
 
     let refused = relics.end_session("t1", "dry-s1", false).await.unwrap_err();
     assert!(
-        matches!(refused, berth::relics::RelicError::Session(SessionError::Running { running: 1, .. })),
+        matches!(refused, berth_core::relics::RelicError::Session(SessionError::Running { running: 1, .. })),
         "{refused:?}"
     );
     let cleanup = relics.end_session("t1", "dry-s1", true).await.unwrap();
@@ -280,7 +280,7 @@ async fn the_sweep_removes_idle_berth_networks_and_leaves_used_ones() {
     let d = dry_run();
     let relics = d.relics();
     relics.start(relic("dry-busy", "cache")).await.unwrap();
-    let sessions = Sessions::new(d.backend.clone(), Arc::new(berth::ids::SystemClock));
+    let sessions = Sessions::new(d.backend.clone(), Arc::new(berth_core::ids::SystemClock));
     sessions.ensure_network("t1", "dry-idle").await.unwrap();
     let removed = sessions.sweep_networks(Duration::ZERO).await.unwrap();
     assert_eq!(removed, ["berth-session-dry-idle"]);
@@ -298,8 +298,9 @@ async fn recovery_removes_orphan_run_containers_on_the_dry_run() {
     let spec = runs.container_spec(&sh("sleep 60")).unwrap();
     let orphan = backend.create(&spec).await.unwrap();
     backend.start(&orphan).await.unwrap();
-    let report =
-        berth::recovery::recover(&backend, &d.store, &ids, &clock, berth::recovery::Orphans::Remove).await.unwrap();
+    let report = berth_core::recovery::recover(&backend, &d.store, &ids, &clock, berth_core::recovery::Orphans::Remove)
+        .await
+        .unwrap();
     assert_eq!(report.containers_removed, std::slice::from_ref(&spec.name));
     assert!(matches!(backend.state(&orphan).await, Err(BackendError::NotFound(_))));
 }
@@ -313,7 +314,7 @@ async fn the_reaper_removes_expired_agents_on_the_dry_run() {
     agents.define(def).unwrap();
     agents.start("t1", "dry-expiring").await.unwrap();
     let later = Arc::new(FixedClock::at(chrono::Utc::now() + chrono::Duration::seconds(120)));
-    let reaper = berth::reaper::Reaper::new(d.backend.clone(), d.store.clone(), later, Duration::from_secs(3600));
+    let reaper = berth_core::reaper::Reaper::new(d.backend.clone(), d.store.clone(), later, Duration::from_secs(3600));
     assert_eq!(reaper.sweep().await.unwrap(), ["berth-agent-dry-expiring"]);
     assert!(d.backend.list(&[labels::MANAGED.into()]).await.unwrap().is_empty());
 }

@@ -12,13 +12,13 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use berth::backend::docker::DockerBackend;
-use berth::backend::oci::bundle;
-use berth::backend::oci::render::{render, Bundle, ImageConfig};
-use berth::backend::Backend;
-use berth::policy::{ContainerRequest, Policy, PolicyConfig};
-use berth::spec::{Bind, ContainerId, ContainerSpec, Kind};
-use berth::units::{ByteSize, CpuLimit};
+use berth_core::backend::Backend;
+use berth_core::policy::{ContainerRequest, Policy, PolicyConfig};
+use berth_core::spec::{Bind, ContainerId, ContainerSpec, Kind};
+use berth_core::units::{ByteSize, CpuLimit};
+use berth_docker::DockerBackend;
+use berth_oci::bundle;
+use berth_oci::render::{render, Bundle, ImageConfig};
 use engine_api::models::ContainerConfig;
 use engine_api::{Docker, RemoveOptions};
 use futures_util::{FutureExt, StreamExt};
@@ -54,7 +54,14 @@ async fn image_config() -> ImageConfig {
     let docker = docker();
     docker.ping().await.expect("the real-engine tier needs dockerd");
     let image = docker.inspect_image(IMAGE).await.expect("busybox:1.35 is provisioned");
-    ImageConfig::from(&image.config.unwrap_or_default())
+    let c = image.config.unwrap_or_default();
+    ImageConfig {
+        entrypoint: c.entrypoint,
+        cmd: c.cmd,
+        env: c.env,
+        working_dir: c.working_dir.filter(|w| !w.is_empty()),
+        user: c.user.filter(|u| !u.is_empty()),
+    }
 }
 
 /// Unpacks busybox:1.35's root filesystem into `dir`, exported through

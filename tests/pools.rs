@@ -2,21 +2,21 @@
 //! runs end like cold ones, pools refill, restarts leak nothing.
 //! Every test has its own store, so its own instance label to check leaks by.
 
-mod support;
+use test_support as support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth::backend::docker::DockerBackend;
-use berth::backend::Backend;
-use berth::ids::{IdSource, RandomIds, SystemClock};
-use berth::policy::Policy;
-use berth::pool::{DemandConfig, PoolConfig, PoolSpec, PoolStats, Pools};
-use berth::runs::{RunRequest, RunStatus, Runs, Workload};
-use berth::spec::labels;
-use berth::store::Store;
-use berth::units::ByteSize;
+use berth_core::backend::Backend;
+use berth_core::ids::{IdSource, RandomIds, SystemClock};
+use berth_core::policy::Policy;
+use berth_core::pool::{DemandConfig, PoolConfig, PoolSpec, PoolStats, Pools};
+use berth_core::runs::{RunRequest, RunStatus, Runs, Workload};
+use berth_core::spec::labels;
+use berth_core::store::Store;
+use berth_core::units::ByteSize;
+use berth_docker::DockerBackend;
 
 struct Fixture {
     runs: Arc<Runs>,
@@ -35,7 +35,7 @@ fn config(pools: &[(&str, &str, usize)]) -> PoolConfig {
 }
 
 fn fixture(config: PoolConfig) -> Fixture {
-    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let store = Arc::new(Store::in_memory().unwrap());
     let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
     let instance = store.instance_id(|| ids.next_hex()).unwrap();
@@ -70,12 +70,13 @@ async fn no_leak(f: &Fixture) {
 }
 
 /// The whole core, with one `sh` pool of one member, over the real engine.
-fn orchestrator_with_sh_pool() -> (Arc<berth::orchestrator::Orchestrator>, Arc<Pools>, Arc<dyn Backend>, Arc<Store>) {
-    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+fn orchestrator_with_sh_pool() -> (Arc<berth_core::orchestrator::Orchestrator>, Arc<Pools>, Arc<dyn Backend>, Arc<Store>)
+{
+    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let store = Arc::new(Store::in_memory().unwrap());
     let options =
-        berth::orchestrator::Options { pools: Some(config(&[("sh", "busybox:1.35", 1)])), ..Default::default() };
-    let core = Arc::new(berth::orchestrator::Orchestrator::new(
+        berth_core::orchestrator::Options { pools: Some(config(&[("sh", "busybox:1.35", 1)])), ..Default::default() };
+    let core = Arc::new(berth_core::orchestrator::Orchestrator::new(
         backend.clone(),
         Policy::default(),
         store.clone(),
@@ -148,7 +149,7 @@ async fn both_paths(f: &Fixture, language: &str, code_text: &str) -> (String, St
     keep.cleanup = false;
     let cold = f.runs.execute(keep).await.unwrap();
     assert_eq!((cold.status, cold.path.as_str()), (RunStatus::Succeeded, "cold"), "{cold:?}");
-    f.backend.remove(&berth::spec::ContainerId(cold.container_id.unwrap()), true).await.unwrap();
+    f.backend.remove(&berth_core::spec::ContainerId(cold.container_id.unwrap()), true).await.unwrap();
     (pooled.stdout, cold.stdout)
 }
 
@@ -189,9 +190,9 @@ async fn a_pooled_run_killed_by_a_signal_ends_like_a_cold_one_with_nothing_from_
     let mut keep = code("sh", text);
     keep.cleanup = false;
     let cold = f.runs.execute(keep).await.unwrap();
-    f.backend.remove(&berth::spec::ContainerId(cold.container_id.clone().unwrap()), true).await.unwrap();
+    f.backend.remove(&berth_core::spec::ContainerId(cold.container_id.clone().unwrap()), true).await.unwrap();
     assert_eq!(pooled.path, "pooled");
-    let ending = |r: &berth::runs::RunRecord| (r.status, r.exit_code, r.stdout.clone(), r.stderr.clone());
+    let ending = |r: &berth_core::runs::RunRecord| (r.status, r.exit_code, r.stdout.clone(), r.stderr.clone());
     assert_eq!(ending(&pooled), (RunStatus::Failed, Some(137), "out\n".into(), "dying\n".into()));
     assert_eq!(ending(&pooled), ending(&cold));
     no_leak(&f).await;
@@ -228,7 +229,7 @@ async fn ending_a_session_cancels_its_pooled_run_and_without_force_counts_it_as_
 async fn following_a_live_pooled_runs_logs_shows_what_the_run_wrote_and_nothing_of_the_member() {
     let (core, pools, backend, store) = orchestrator_with_sh_pool();
     ready(&pools, "sh", 1).await;
-    let api = berth::http::app(berth::http::AppState::new(core, berth::http::Tokens::default()));
+    let api = berth_api::native::app(berth_api::native::AppState::new(core, berth_api::native::Tokens::default()));
     let submit = {
         let api = api.clone();
         let body = serde_json::json!({"language": "sh", "code": "echo start; echo warn >&2; sleep 1; echo done"});
@@ -343,7 +344,7 @@ async fn a_request_that_does_not_fit_the_pool_takes_the_cold_path_and_says_so() 
     keep.cleanup = false; // a container kept for inspection is its own
     let kept = f.runs.execute(keep).await.unwrap();
     assert_eq!(kept.path, "cold");
-    f.backend.remove(&berth::spec::ContainerId(kept.container_id.unwrap()), true).await.unwrap();
+    f.backend.remove(&berth_core::spec::ContainerId(kept.container_id.unwrap()), true).await.unwrap();
     let s = stats(&f.pools, "sh");
     assert_eq!((s.hits, s.misses, s.idle), (0, 1, 1), "{s:?}");
     no_leak(&f).await;
@@ -379,9 +380,11 @@ async fn members_left_by_an_earlier_process_are_removed_by_recovery() {
     let mine = [labels::POOL.to_owned(), format!("{}={}", labels::INSTANCE, f.instance)];
     assert_eq!(f.backend.list(&mine).await.unwrap().len(), 2);
     let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
-    let clock: Arc<dyn berth::ids::Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn berth_core::ids::Clock> = Arc::new(SystemClock);
     let report =
-        berth::recovery::recover(&f.backend, &f.store, &ids, &clock, berth::recovery::Orphans::Remove).await.unwrap();
+        berth_core::recovery::recover(&f.backend, &f.store, &ids, &clock, berth_core::recovery::Orphans::Remove)
+            .await
+            .unwrap();
     assert_eq!(report.pool_members_removed.len(), 2, "{report:?}");
     assert!(report.pool_members_removed.iter().all(|n| n.starts_with("berth-pool-")));
     assert!(f.backend.list(&mine).await.unwrap().is_empty());
@@ -414,7 +417,7 @@ async fn the_orchestrator_serves_configured_pools_and_the_api_shows_their_counte
     let (core, pools, backend, store) = orchestrator_with_sh_pool();
     ready(&pools, "sh", 1).await;
     let instance = store.instance_id(|| unreachable!("the pools made it")).unwrap();
-    let api = berth::http::app(berth::http::AppState::new(core, berth::http::Tokens::default()));
+    let api = berth_api::native::app(berth_api::native::AppState::new(core, berth_api::native::Tokens::default()));
     let body = serde_json::json!({"language": "sh", "code": "echo hi"});
     let run = support::api::send(&api, "POST", "/v1/runs", None, Some(body)).await;
     assert_eq!(
@@ -447,13 +450,13 @@ async fn a_tool_image_run_often_gets_a_pool_that_serves_its_runs_and_goes_when_t
     let mut config = config(&[]);
     config.demand = Some(DemandConfig { after: 2, window: Duration::from_secs(4), max: 1, pools: 2 });
     let f = fixture(config);
-    let name = berth::pool::tool_pool("busybox:1.35");
+    let name = berth_core::pool::tool_pool("busybox:1.35");
     for _ in 0..2 {
         let run = f.runs.execute(tool("busybox:1.35", &["echo", "hi"])).await.unwrap();
         assert_eq!((run.status, run.path.as_str()), (RunStatus::Succeeded, "cold"), "{run:?}");
     }
     ready(&f.pools, &name, 1).await;
-    assert_eq!(stats(&f.pools, &name).origin, "demand");
+    assert_eq!(stats(&f.pools, &name).origin, berth_core::pool::PoolOrigin::Demand);
     let mut req = tool("busybox:1.35", &["sh", "-c", "echo \"$PARAM_FILE\"; id -u"]);
     req.parameters = serde_json::json!({"file": "doc.pdf"}).as_object().unwrap().clone();
     let run = f.runs.execute(req).await.unwrap();

@@ -1,25 +1,25 @@
 //! Lifetimes: expired agents are reaped from their labels, renewals in the
 //! store win over the labels, and expiries are capped.
 
-mod support;
+use test_support as support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth::agents::{Agents, PortRange};
-use berth::backend::docker::DockerBackend;
-use berth::ids::{Clock, FixedClock, RandomIds};
-use berth::policy::Policy;
-use berth::reaper::{Reaper, ReaperError};
-use berth::store::Store;
+use berth_core::agents::{Agents, PortRange};
+use berth_core::ids::{Clock, FixedClock, RandomIds};
+use berth_core::policy::Policy;
+use berth_core::reaper::{Reaper, ReaperError};
+use berth_core::store::Store;
+use berth_docker::DockerBackend;
 
-fn definition(id: &str, expires_at: chrono::DateTime<chrono::Utc>) -> berth::agents::AgentDefinition {
-    berth::agents::AgentDefinition { expires_at: Some(expires_at), ..support::sleeping_agent(id) }
+fn definition(id: &str, expires_at: chrono::DateTime<chrono::Utc>) -> berth_core::agents::AgentDefinition {
+    berth_core::agents::AgentDefinition { expires_at: Some(expires_at), ..support::sleeping_agent(id) }
 }
 
 #[tokio::test]
 async fn expired_agents_are_reaped_and_renewed_ones_are_kept() {
-    let backend = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let backend = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let store = Arc::new(Store::in_memory().unwrap());
     let clock = Arc::new(FixedClock::at(chrono::Utc::now()));
     let agents = Agents::new(
@@ -59,11 +59,11 @@ async fn expired_agents_are_reaped_and_renewed_ones_are_kept() {
 
 #[tokio::test]
 async fn an_agent_that_would_outlive_the_maximum_lifetime_is_refused() {
-    let backend = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let backend = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let store = Arc::new(Store::in_memory().unwrap());
     let clock = Arc::new(FixedClock::at(chrono::Utc::now()));
     let agents =
         Agents::new(backend, Policy::default(), store, Arc::new(RandomIds), clock.clone(), PortRange::default());
     let err = agents.define(definition("too-long", clock.now() + chrono::Duration::days(365))).unwrap_err();
-    assert!(matches!(err, berth::agents::AgentError::Policy(ref v) if v.field == "expires_at"), "{err:?}");
+    assert!(matches!(err, berth_core::agents::AgentError::Policy(ref v) if v.field == "expires_at"), "{err:?}");
 }

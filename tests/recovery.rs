@@ -6,11 +6,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth::backend::docker::DockerBackend;
-use berth::backend::Backend;
-use berth::runs::RunStatus;
-use berth::spec::labels;
-use berth::store::Store;
+use berth_core::backend::Backend;
+use berth_core::runs::RunStatus;
+use berth_core::spec::labels;
+use berth_core::store::Store;
+use berth_docker::DockerBackend;
 
 #[tokio::test]
 async fn runs_interrupted_by_a_killed_berth_end_failed_and_leave_no_container() {
@@ -28,7 +28,7 @@ async fn runs_interrupted_by_a_killed_berth_end_failed_and_leave_no_container() 
         })
         .collect();
     let store = Store::open(&data.path().join("berth.db")).unwrap();
-    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
 
     // Wait until all three run, then kill -9 every berth process.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -67,11 +67,11 @@ async fn an_orphan_run_container_is_kept_when_configured_and_removed_by_default(
     let data = tempfile::tempdir().unwrap();
     let store = Store::open(&data.path().join("berth.db")).unwrap();
     let instance = store.instance_id(|| format!("{:012x}", std::process::id())).unwrap();
-    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let name = format!("berth-orphan-{instance}");
-    let mut req = berth::policy::ContainerRequest::new(berth::spec::Kind::Code, name.clone(), "busybox:1.35");
+    let mut req = berth_core::policy::ContainerRequest::new(berth_core::spec::Kind::Code, name.clone(), "busybox:1.35");
     req.cmd = Some(vec!["sleep".into(), "60".into()]);
-    let mut spec = berth::policy::Policy::default().admit(req).unwrap();
+    let mut spec = berth_core::policy::Policy::default().admit(req).unwrap();
     spec.labels.insert(labels::INSTANCE.into(), instance.clone());
     spec.labels.insert(labels::OBJECT.into(), "run_unknown00000".into());
     spec.labels.insert(labels::TENANT.into(), "cli".into());

@@ -5,17 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth::backend::docker::DockerBackend;
-use berth::backend::{Backend, ExecRequest};
-use berth::ids::{RandomIds, SystemClock};
-use berth::policy::Policy;
-use berth::relics::{RelicError, RelicRequest, RelicStatus, Relics};
-use berth::sessions::SessionError;
-use berth::spec::ContainerId;
-use berth::store::Store;
+use berth_core::backend::{Backend, ExecRequest};
+use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::policy::Policy;
+use berth_core::relics::{RelicError, RelicRequest, RelicStatus, Relics};
+use berth_core::sessions::SessionError;
+use berth_core::spec::ContainerId;
+use berth_core::store::Store;
+use berth_docker::DockerBackend;
 
 fn relics() -> (Relics, Arc<DockerBackend>) {
-    let backend = Arc::new(DockerBackend::new(berth::engine_api::Docker::from_env().unwrap()));
+    let backend = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let store = Arc::new(Store::in_memory().unwrap());
     let relics = Relics::new(backend.clone(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock));
     (relics, backend)

@@ -4,17 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth::backend::docker::DockerBackend;
-use berth::backend::Backend;
-use berth::ids::{RandomIds, SystemClock};
-use berth::policy::{Policy, PolicyConfig};
-use berth::runs::{RunError, RunRequest, RunStatus, Runs, Workload};
-use berth::spec::{labels, ContainerId};
-use berth::store::Store;
-use berth::units::ByteSize;
+use berth_core::backend::Backend;
+use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::policy::{Policy, PolicyConfig};
+use berth_core::runs::{RunError, RunRequest, RunStatus, Runs, Workload};
+use berth_core::spec::{labels, ContainerId};
+use berth_core::store::Store;
+use berth_core::units::ByteSize;
+use berth_docker::DockerBackend;
 
 fn runs_with(config: PolicyConfig) -> (Arc<Runs>, Arc<DockerBackend>, Arc<Store>) {
-    let docker = berth::engine_api::Docker::from_env().expect("DOCKER_HOST");
+    let docker = engine_api::Docker::from_env().expect("DOCKER_HOST");
     let backend = Arc::new(DockerBackend::new(docker));
     let store = Arc::new(Store::in_memory().unwrap());
     let runs =
@@ -45,7 +45,7 @@ async fn a_run_that_exits_zero_succeeds_and_its_record_outlives_the_container() 
     assert_eq!(run.stderr, "oops\n");
     assert!(run.container_removed);
     let cid = ContainerId(run.container_id.clone().unwrap());
-    assert!(matches!(backend.state(&cid).await, Err(berth::backend::BackendError::NotFound(_))));
+    assert!(matches!(backend.state(&cid).await, Err(berth_core::backend::BackendError::NotFound(_))));
     assert_eq!(store.get_run("t1", &run.id).unwrap().unwrap(), run);
     assert!(store.get_run("t2", &run.id).unwrap().is_none(), "another tenant sees nothing");
     assert_eq!(store.audit_trail("t1", 10).unwrap()[0].outcome, "succeeded");
@@ -183,7 +183,7 @@ ls /sys/class/net | tr '\n' ' '; echo
 #[tokio::test]
 async fn a_fork_bomb_stops_at_the_pids_limit() {
     let (runs, ..) = runs_with(PolicyConfig {
-        code: berth::policy::KindDefaults { pids: 32, ..PolicyConfig::default().code },
+        code: berth_core::policy::KindDefaults { pids: 32, ..PolicyConfig::default().code },
         ..Default::default()
     });
     let code = "import os, time\nn = 0\ntry:\n    for _ in range(200):\n        if os.fork() == 0:\n            time.sleep(5)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print('fork refused', e.errno)\nprint('forked', n)\n";
@@ -198,7 +198,7 @@ async fn a_fork_bomb_stops_at_the_pids_limit() {
 
 #[tokio::test]
 async fn a_tenant_never_has_more_runs_in_flight_than_its_bound() {
-    let docker = berth::engine_api::Docker::from_env().expect("DOCKER_HOST");
+    let docker = engine_api::Docker::from_env().expect("DOCKER_HOST");
     let backend = Arc::new(DockerBackend::new(docker));
     let store = Arc::new(Store::in_memory().unwrap());
     let runs = Runs::new(backend, Policy::default(), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock), 8)

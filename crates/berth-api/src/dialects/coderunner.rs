@@ -1,0 +1,82 @@
+//! The CodeRunner orchestrator (port 8080): code executed in a sandbox
+//! with no network, no capabilities, no new privileges and limits, which
+//! is what every berth code run is.
+//!
+//! Its README shows requests only; the answer of `/execute` is berth's run
+//! under the names such a client reads (`success`, `output`, `stdout`,
+//! `stderr`, `exit_code`, `execution_time`), documented in README.md.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{Caller, Detail, DialectState, Form};
+use berth_core::runs::{RunRequest, RunStatus, Workload};
+
+pub fn routes() -> Router<DialectState> {
+    Router::new().route("/", get(root)).route("/health", get(health)).route("/execute", post(execute))
+}
+
+async fn root(State(s): State<DialectState>) -> Json<Value> {
+    Json(json!({
+        "service": "orchestrator",
+        "status": "running",
+        "backend": s.app.core.backend.name(),
+        "languages": s.app.core.runs.languages(),
+    }))
+}
+
+async fn health(State(s): State<DialectState>) -> (StatusCode, Json<Value>) {
+    let docker = s.app.core.backend.ping().await;
+    let code = if docker.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (
+        code,
+        Json(json!({
+            "status": if docker.is_ok() { "healthy" } else { "unhealthy" },
+            "docker": if docker.is_ok() { "connected" } else { "disconnected" },
+            "sandbox": {"network": "none", "capabilities": "dropped", "no_new_privileges": true},
+            "error": docker.err().map(|e| e.to_string()),
+        })),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Execute {
+    code: String,
+    /// A language of berth's table (default `python`).
+    language: Option<String>,
+    /// Seconds (the language's default when absent).
+    timeout: Option<u64>,
+}
+
+async fn execute(
+    State(s): State<DialectState>,
+    Caller(tenant): Caller,
+    Form(body): Form<Execute>,
+) -> Result<Json<Value>, Detail> {
+    let language = body.language.unwrap_or_else(|| "python".into());
+    let mut req = RunRequest::new(&tenant, Workload::Code { language: language.clone(), code: body.code });
+    req.timeout = body.timeout.map(Duration::from_secs);
+    let runs = s.app.core.runs.clone();
+    let r = tokio::spawn(async move { runs.execute(req).await })
+        .await
+        .map_err(|e| Detail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(json!({
+        "success": r.status == RunStatus::Succeeded,
+        "status": r.status.as_str(),
+        "output": r.stdout,
+        "stdout": r.stdout,
+        "stderr": r.stderr,
+        "exit_code": r.exit_code,
+        "execution_time": r.usage.wall_ms as f64 / 1000.0,
+        "language": language,
+        "execution_id": r.id.0,
+        "error": r.error,
+    })))
+}

@@ -1,0 +1,524 @@
+//! Agents over HTTP: define (and start), read, list, start, stop, restart,
+//! remove, logs, stats, exec (buffered, or interactive over a WebSocket)
+//! and renewal of an agent's expiry.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody};
+use super::observe::{self, LogQuery, LogsView, StatsQuery, UsageView};
+use super::{AppState, Body, Path, Query, Tenant};
+use berth_core::agents::{AgentDefinition, AgentRecord, Worktree};
+use berth_core::backend::{ExecOutput, ExecRequest, Stream};
+use berth_core::orchestrator::Orchestrator;
+use berth_core::spec::{labels, ContainerId};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/agents", post(create_agent).get(list_agents))
+        .route("/v1/agents/{id}", get(get_agent).delete(delete_agent))
+        .route("/v1/agents/{id}/start", post(start_agent))
+        .route("/v1/agents/{id}/stop", post(stop_agent))
+        .route("/v1/agents/{id}/restart", post(restart_agent))
+        .route("/v1/agents/{id}/logs", get(agent_logs))
+        .route("/v1/agents/{id}/stats", get(agent_stats))
+        .route("/v1/agents/{id}/exec", post(agent_exec))
+        .route("/v1/agents/{id}/exec/ws", get(agent_exec_ws))
+        .route("/v1/agents/{id}/renew", post(renew_agent))
+}
+
+/// A worktree mounted read-write for a uid/gid.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorktreeBody {
+    /// Host folder (within the configured bind roots).
+    pub host_path: String,
+    /// Where it appears inside (default `/workspace`); also the working directory.
+    pub mount_at: Option<String>,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// An agent to define.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentBody {
+    /// berth picks `agent_<hex>` when absent.
+    pub id: Option<String>,
+    pub image: String,
+    /// Replaces the image's command.
+    pub command: Option<Vec<String>>,
+    /// Host folder of the agent's code, mounted read-only at `/app/agent`.
+    pub code_dir: Option<String>,
+    pub worktree: Option<WorktreeBody>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// A named network to join (the default bridge when absent).
+    pub network: Option<String>,
+    /// Container ports to publish on ports of the host's pool.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Memory limit such as `512m`.
+    pub memory: Option<String>,
+    /// CPU cores, such as `0.5`.
+    pub cpu: Option<f64>,
+    /// RFC 3339; the reaper removes the container after it.
+    pub expires_at: Option<String>,
+    /// Extra labels (not under `io.berth.`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub session_id: Option<String>,
+    /// Start it now (default true).
+    pub start: Option<bool>,
+}
+
+/// A published port.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PortView {
+    pub container: u16,
+    pub host: u16,
+}
+
+/// An agent and its container.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentView {
+    pub id: String,
+    pub image: String,
+    pub session_id: Option<String>,
+    /// The container's state (`running`, `exited`, …), or `defined` before it exists.
+    pub status: String,
+    pub container_id: Option<String>,
+    pub container_name: String,
+    pub ports: Vec<PortView>,
+    pub expires_at: Option<String>,
+    pub created_at: String,
+}
+
+impl AgentView {
+    pub fn new(r: AgentRecord, status: Option<String>) -> AgentView {
+        let d = r.definition;
+        AgentView {
+            id: d.id,
+            image: d.image,
+            session_id: d.session,
+            status: status.unwrap_or_else(|| if r.container_id.is_some() { "missing" } else { "defined" }.into()),
+            container_id: r.container_id,
+            container_name: r.container_name,
+            ports: r.published.iter().map(|p| PortView { container: p.container, host: p.host }).collect(),
+            expires_at: d.expires_at.map(|t| t.to_rfc3339()),
+            created_at: r.created_at.to_rfc3339(),
+        }
+    }
+}
+
+/// The container state of a record, as a word (`None` when there is no container).
+pub async fn status_of(core: &Orchestrator, r: &AgentRecord) -> Option<String> {
+    let cid = r.container_id.as_ref()?;
+    core.backend.state(&ContainerId(cid.clone())).await.ok().map(|s| s.status)
+}
+
+pub(crate) fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| ApiError::unprocessable(format!("{field}: not an RFC 3339 time ({e})")))
+}
+
+/// The core's definition of an agent from the body of a request.
+pub fn definition(tenant: &str, body: AgentBody) -> Result<AgentDefinition, ApiError> {
+    let (memory, cpu) = super::limits(body.memory.as_deref(), body.cpu)?;
+    let expires_at = body.expires_at.as_deref().map(|t| parse_time("expires_at", t)).transpose()?;
+    if let Some(id) = &body.id {
+        if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+            return Err(ApiError::unprocessable("id: 1 to 64 of [A-Za-z0-9_.-]"));
+        }
+    }
+    Ok(AgentDefinition {
+        id: body.id.unwrap_or_default(),
+        tenant: tenant.into(),
+        session: body.session_id,
+        image: body.image,
+        cmd: body.command,
+        code_dir: body.code_dir,
+        worktree: body.worktree.map(|w| Worktree {
+            host_path: w.host_path,
+            mount_at: w.mount_at.unwrap_or_else(|| "/workspace".into()),
+            uid: w.uid,
+            gid: w.gid,
+        }),
+        env: body.env,
+        network: body.network,
+        ports: body.ports,
+        memory,
+        cpu,
+        expires_at,
+        labels: body.labels,
+        container_name: None,
+    })
+}
+
+/// Defines an agent and, unless `start` is false, starts it.
+#[utoipa::path(post, path = "/v1/agents", request_body = AgentBody,
+    responses((status = 201, body = AgentView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn create_agent(
+    State(s): State<AppState>,
+    Tenant(tenant): Tenant,
+    Body(body): Body<AgentBody>,
+) -> Result<(StatusCode, Json<AgentView>), ApiError> {
+    let start = body.start.unwrap_or(true);
+    let def = definition(&tenant, body)?;
+    let mut record = s.core.agents.define(def)?;
+    if start {
+        let id = record.definition.id.clone();
+        // Started in its own task: a client that hangs up leaves no half-made agent.
+        let agents = s.core.agents.clone();
+        let started = tokio::spawn(async move { agents.start(&tenant, &id).await })
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        record = started?;
+    }
+    let status = status_of(&s.core, &record).await;
+    Ok((StatusCode::CREATED, Json(AgentView::new(record, status))))
+}
+
+/// The caller's agents.
+#[utoipa::path(get, path = "/v1/agents", responses((status = 200, body = Vec<AgentView>), (status = 401, body = ErrorBody)))]
+pub async fn list_agents(State(s): State<AppState>, Tenant(tenant): Tenant) -> Result<Json<Vec<AgentView>>, ApiError> {
+    let records = s.core.agents.list(&tenant)?;
+    // One list call for every state, not one inspect per agent.
+    let mine = [format!("{}=agent", labels::KIND), format!("{}={tenant}", labels::TENANT)];
+    let states: BTreeMap<String, String> =
+        s.core.backend.list(&mine).await?.into_iter().map(|c| (c.id.0, c.status)).collect();
+    Ok(Json(
+        records
+            .into_iter()
+            .map(|r| {
+                let status = r.container_id.as_ref().and_then(|c| states.get(c).cloned());
+                AgentView::new(r, status)
+            })
+            .collect(),
+    ))
+}
+
+/// One of the caller's agents.
+#[utoipa::path(get, path = "/v1/agents/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody)))]
+pub async fn get_agent(
+    State(s): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    let record = s.core.agents.get(&tenant, &id)?;
+    let status = status_of(&s.core, &record).await;
+    Ok(Json(AgentView::new(record, status)))
+}
+
+/// Removes an agent: its container (killed if running), its ports, its record.
+#[utoipa::path(delete, path = "/v1/agents/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_agent(
+    State(s): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.core.agents.remove(&tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts an agent, creating its container when it is missing.
+#[utoipa::path(post, path = "/v1/agents/{id}/start", params(("id" = String, Path)),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn start_agent(
+    State(s): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    let record = s.core.agents.start(&tenant, &id).await?;
+    let status = status_of(&s.core, &record).await;
+    Ok(Json(AgentView::new(record, status)))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StopQuery {
+    /// Seconds between SIGTERM and SIGKILL (default 10, at most 300).
+    pub grace_seconds: Option<u64>,
+}
+
+impl StopQuery {
+    pub fn grace(&self) -> Result<Duration, ApiError> {
+        match self.grace_seconds {
+            Some(g) if g > 300 => Err(ApiError::unprocessable("grace_seconds: at most 300")),
+            Some(g) => Ok(Duration::from_secs(g)),
+            None => Ok(Orchestrator::DEFAULT_GRACE),
+        }
+    }
+}
+
+/// Stops an agent: SIGTERM, then SIGKILL after the grace period.
+#[utoipa::path(post, path = "/v1/agents/{id}/stop", params(("id" = String, Path), StopQuery),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody)))]
+pub async fn stop_agent(
+    State(s): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    Query(q): Query<StopQuery>,
+) -> Result<Json<AgentView>, ApiError> {
+    let record = s.core.agents.stop(&tenant, &id, q.grace()?).await?;
+    let status = status_of(&s.core, &record).await;
+    Ok(Json(AgentView::new(record, status)))
+}
+
+/// Stops, then starts an agent.
+#[utoipa::path(post, path = "/v1/agents/{id}/restart", params(("id" = String, Path), StopQuery),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody)))]
+pub async fn restart_agent(
+    State(s): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    Query(q): Query<StopQuery>,
+) -> Result<Json<AgentView>, ApiError> {
+    let record = s.core.agents.restart(&tenant, &id, q.grace()?).await?;
+    let status = status_of(&s.core, &record).await;
+    Ok(Json(AgentView::new(record, status)))
+}
+
+fn container(s: &AppState, tenant: &str, id: &str) -> Result<ContainerId, ApiError> {
+    let record = s.core.agents.get(tenant, id)?;
+    record.container_id.map(ContainerId).ok_or_else(|| ApiError::not_found(format!("agent {id} has no container yet")))
+}
+
+/// An agent's logs: at once as JSON, or followed.
+#[utoipa::path(get, path = "/v1/agents/{id}/logs", params(("id" = String, Path), LogQuery),
+    responses((status = 200, body = LogsView, description = "JSON; with `follow=true`, NDJSON or SSE of `FollowEvent`s"),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn agent_logs(
+    State(s): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let cid = container(&s, &tenant, &id)?;
+    observe::logs(&s, cid, &q, &headers).await
+}
+
+/// An agent's resource use: one sample, or a stream.
+#[utoipa::path(get, path = "/v1/agents/{id}/stats", params(("id" = String, Path), StatsQuery),
+    responses((status = 200, body = UsageView, description = "JSON; with `stream=true`, NDJSON or SSE of `stats` events"),
+              (status = 404, body = ErrorBody)))]
+pub async fn agent_stats(
+    State(s): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    Query(q): Query<StatsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let cid = container(&s, &tenant, &id)?;
+    observe::stats(&s, cid, &q, &headers).await
+}
+
+/// A command to run in a running agent.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecBody {
+    pub cmd: Vec<String>,
+    /// `NAME=value` entries.
+    #[serde(default)]
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+}
+
+impl ExecBody {
+    pub fn request(self) -> Result<ExecRequest, ApiError> {
+        if self.cmd.is_empty() || self.cmd[0].is_empty() {
+            return Err(ApiError::unprocessable("cmd: give the command and its arguments"));
+        }
+        if let Some(bad) = self.env.iter().find(|e| !e.contains('=')) {
+            return Err(ApiError::unprocessable(format!("env: {bad:?} is not NAME=value")));
+        }
+        Ok(ExecRequest { cmd: self.cmd, env: self.env, working_dir: self.workdir, user: self.user })
+    }
+}
+
+/// What a command printed and how it exited.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecView {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<ExecOutput> for ExecView {
+    fn from(o: ExecOutput) -> Self {
+        ExecView { exit_code: o.exit_code, stdout: o.stdout, stderr: o.stderr }
+    }
+}
+
+/// Runs a command in a running agent to its end (output capped).
+#[utoipa::path(post, path = "/v1/agents/{id}/exec", params(("id" = String, Path)), request_body = ExecBody,
+    responses((status = 200, body = ExecView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub async fn agent_exec(
+    State(s): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    Body(body): Body<ExecBody>,
+) -> Result<Json<ExecView>, ApiError> {
+    let request = body.request()?;
+    Ok(Json(s.core.agents.exec(&tenant, &id, &request).await?.into()))
+}
+
+/// An interactive command over a WebSocket. The first message (text) is an
+/// `ExecBody`; then binary or text messages are the command's stdin, and a
+/// text message `{"eof": true}` (or closing) ends it. berth sends the output
+/// as text messages `{"event":"log","stream","data"}` and, last,
+/// `{"event":"exit","exit_code"}`, then closes.
+#[utoipa::path(get, path = "/v1/agents/{id}/exec/ws", params(("id" = String, Path)),
+    responses((status = 101, description = "WebSocket"), (status = 404, body = ErrorBody)))]
+pub async fn agent_exec_ws(
+    State(s): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    // Whose agent it is comes first: another tenant learns nothing, not even a 400.
+    let cid = container(&s, &tenant, &id)?;
+    let ws = ws.map_err(|r| ApiError::bad_request(r.body_text()))?;
+    let core = s.core.clone();
+    Ok(ws
+        .max_message_size(1 << 20)
+        .on_upgrade(move |socket| async move {
+            if let Err(message) = exec_over(socket, core, cid, tenant, id).await {
+                tracing::debug!(%message, "interactive exec ended early");
+            }
+        })
+        .into_response())
+}
+
+fn event(ev: &super::follow::FollowEvent) -> Message {
+    Message::Text(serde_json::to_string(ev).expect("events serialize").into())
+}
+
+async fn exec_over(
+    mut socket: WebSocket,
+    core: std::sync::Arc<Orchestrator>,
+    cid: ContainerId,
+    tenant: String,
+    agent: String,
+) -> Result<(), String> {
+    use super::follow::FollowEvent;
+    let first = match socket.recv().await {
+        Some(Ok(Message::Text(t))) => t,
+        _ => return Err("the first message must be the command, as JSON text".into()),
+    };
+    let request = match serde_json::from_str::<ExecBody>(&first)
+        .map_err(|e| e.to_string())
+        .and_then(|b| b.request().map_err(|e| e.message))
+    {
+        Ok(r) => r,
+        Err(message) => {
+            let _ = socket.send(event(&FollowEvent::Error { message: message.clone() })).await;
+            return Err(message);
+        }
+    };
+    let session = match core.backend.exec_interactive(&cid, &request).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = socket.send(event(&FollowEvent::Error { message: e.to_string() })).await;
+            return Err(e.to_string());
+        }
+    };
+    core.store.note(core.clock.now(), &tenant, "agent.exec", &agent, "interactive");
+    let berth_core::backend::StdioSession { mut output, mut stdin, exit } = session;
+    let (mut tx, mut rx) = socket.split();
+    use futures_util::SinkExt;
+    // Stdin flows in while output flows out; either side may finish first.
+    let feed = async move {
+        while let Some(Ok(msg)) = rx.next().await {
+            let bytes = match msg {
+                Message::Binary(b) => b,
+                Message::Text(t) if t.trim() == r#"{"eof": true}"# || t.trim() == r#"{"eof":true}"# => break,
+                Message::Text(t) => bytes::Bytes::from(t.as_bytes().to_vec()),
+                Message::Close(_) => break,
+                Message::Ping(_) | Message::Pong(_) => continue,
+            };
+            if stdin.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = stdin.shutdown().await;
+    };
+    let drain = async move {
+        while let Some(item) = output.next().await {
+            let ev = match item {
+                Ok(chunk) => FollowEvent::Log {
+                    stream: if chunk.stream == Stream::Stderr { Stream::Stderr } else { Stream::Stdout },
+                    data: String::from_utf8_lossy(&chunk.data).into_owned(),
+                },
+                Err(e) => FollowEvent::Error { message: e.to_string() },
+            };
+            if tx.send(event(&ev)).await.is_err() {
+                return Err("the client went away".to_owned());
+            }
+        }
+        let ev = match exit.await {
+            Ok(code) => FollowEvent::Exit { status: "exited".into(), exit_code: Some(code), oom_killed: false },
+            Err(e) => FollowEvent::Error { message: e.to_string() },
+        };
+        let _ = tx.send(event(&ev)).await;
+        Ok(tx)
+    };
+    let mut feeding = tokio::spawn(feed);
+    let mut tx = drain.await?;
+    // Input the client sent before the end still reaches the command; a
+    // client that never ends its input is cut off after a moment.
+    if tokio::time::timeout(Duration::from_secs(1), &mut feeding).await.is_err() {
+        feeding.abort();
+    }
+    let _ = tx.send(Message::Close(None)).await;
+    Ok(())
+}
+
+/// A new expiry.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewBody {
+    /// RFC 3339, within the policy's maximum lifetime from now.
+    pub expires_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RenewView {
+    pub id: String,
+    pub expires_at: String,
+}
+
+/// Moves an agent's expiry.
+#[utoipa::path(post, path = "/v1/agents/{id}/renew", params(("id" = String, Path)), request_body = RenewBody,
+    responses((status = 200, body = RenewView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn renew_agent(
+    State(s): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+    Body(body): Body<RenewBody>,
+) -> Result<Json<RenewView>, ApiError> {
+    s.core.agents.get(&tenant, &id)?;
+    let t = parse_time("expires_at", &body.expires_at)?;
+    let t = s.core.reaper.renew(&id, t)?;
+    s.core.agents.set_expiry(&tenant, &id, t)?;
+    Ok(Json(RenewView { id, expires_at: t.to_rfc3339() }))
+}

@@ -1,0 +1,199 @@
+//! The native HTTP API under `/v1`: the orchestration core behind axum.
+//!
+//! This module owns the wire shapes (DTOs with OpenAPI schemas), the error
+//! shape, tenants from bearer tokens and the request id; it converts to and
+//! from the core's types by hand and knows nothing of the engine. The seed
+//! dialects (`crate::dialects`) are other front ends over the same core and
+//! reuse its extractors and error conversions, not its routes.
+//!
+//! Built as `app(state) -> Router` so tests drive it in-process.
+
+pub mod agents;
+pub mod error;
+pub mod follow;
+pub mod observe;
+pub mod ops;
+pub mod relics;
+pub mod runs;
+pub mod sessions;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Json};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, StatusCode};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use berth_core::orchestrator::Orchestrator;
+use berth_core::units::{ByteSize, CpuLimit};
+use error::ApiError;
+
+/// Bearer tokens and the tenant each belongs to. Empty: no auth, one tenant.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens(pub BTreeMap<String, String>);
+
+/// The tenant of an anonymous request when no tokens are configured.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// How long a followed stream may be quiet before a keep-alive is sent.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Arc<Orchestrator>,
+    pub tokens: Arc<Tokens>,
+    pub keepalive: Duration,
+}
+
+impl AppState {
+    pub fn new(core: Arc<Orchestrator>, tokens: Tokens) -> Self {
+        AppState { core, tokens: Arc::new(tokens), keepalive: DEFAULT_KEEPALIVE }
+    }
+}
+
+/// The caller's tenant, from its bearer token.
+pub struct Tenant(pub String);
+
+impl Tenant {
+    /// The tenant a request's headers name, against a token table.
+    pub fn from_headers(headers: &axum::http::HeaderMap, tokens: &Tokens) -> Result<Tenant, ApiError> {
+        if tokens.0.is_empty() {
+            return Ok(Tenant(DEFAULT_TENANT.into()));
+        }
+        let unauthorized =
+            || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
+        let header = headers.get(axum::http::header::AUTHORIZATION).ok_or_else(unauthorized)?;
+        let token = header.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(unauthorized)?;
+        tokens.0.get(token.trim()).map(|t| Tenant(t.clone())).ok_or_else(unauthorized)
+    }
+}
+
+impl FromRequestParts<AppState> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Tenant::from_headers(&parts.headers, &state.tokens)
+    }
+}
+
+/// A JSON body whose rejections answer in the API's error shape.
+pub struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Body(Json::<T>::from_request(req, state).await?.0))
+    }
+}
+
+/// Query parameters whose rejections answer in the API's error shape.
+pub struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Query(axum::extract::Query::<T>::from_request_parts(parts, state).await?.0))
+    }
+}
+
+/// A path parameter whose rejections answer in the API's error shape.
+pub struct Path<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Path(axum::extract::Path::<T>::from_request_parts(parts, state).await?.0))
+    }
+}
+
+/// The memory and CPU limits a request gives as text (`512m`) and cores
+/// (`0.5`); a malformed one is a 422 naming the field.
+pub fn limits(memory: Option<&str>, cpu: Option<f64>) -> Result<(Option<ByteSize>, Option<CpuLimit>), ApiError> {
+    let memory = memory
+        .map(|m| m.parse::<ByteSize>())
+        .transpose()
+        .map_err(|e| ApiError::unprocessable(format!("memory: {e}")))?;
+    let cpu = cpu.map(CpuLimit::from_cores).transpose().map_err(|e| ApiError::unprocessable(format!("cpu: {e}")))?;
+    Ok((memory, cpu))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "berth", description = "A container orchestrator for AI agents and their tools: the native API."),
+    paths(
+        runs::create_run,
+        runs::list_runs,
+        runs::get_run,
+        runs::cancel_run,
+        runs::run_logs,
+        agents::create_agent,
+        agents::list_agents,
+        agents::get_agent,
+        agents::delete_agent,
+        agents::start_agent,
+        agents::stop_agent,
+        agents::restart_agent,
+        agents::agent_logs,
+        agents::agent_stats,
+        agents::agent_exec,
+        agents::agent_exec_ws,
+        agents::renew_agent,
+        relics::start_relic,
+        relics::list_relics,
+        relics::get_relic,
+        relics::stop_relic,
+        relics::delete_relic,
+        relics::relic_logs,
+        relics::relic_stats,
+        sessions::create_session,
+        sessions::list_sessions,
+        sessions::get_session,
+        sessions::end_session,
+        ops::health,
+        ops::ready,
+        ops::audit,
+        ops::pools,
+        ops::metrics,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail, follow::FollowEvent))
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
+
+async fn fallback() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// Request ids, an access log and the error-shaped 404 around any router.
+pub fn layered(router: Router) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    router
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// The native API.
+pub fn app(state: AppState) -> Router {
+    let router = Router::new()
+        .merge(runs::routes())
+        .merge(agents::routes())
+        .merge(relics::routes())
+        .merge(sessions::routes())
+        .merge(ops::routes())
+        .route("/openapi.json", axum::routing::get(openapi))
+        .fallback(fallback)
+        .with_state(state);
+    layered(router)
+}

@@ -1,0 +1,925 @@
+//! Warm pools: code sandboxes created and started ahead of need, each
+//! serving exactly one run.
+//!
+//! A member is created with its stdin open for one attach, attached, its
+//! exit awaited and started, all before any run asks for it; it idles in
+//! the shell of [`launch`], which reads the run's script from stdin and
+//! becomes the run's process. Taking a member therefore costs no round trip
+//! to the engine: the run writes its script, reads its output to the end
+//! and has its exit code from the wait already in flight.
+//!
+//! A pool is keyed by what makes two sandboxes interchangeable
+//! ([`PoolKey`]: kind, image and the admitted limit profile). *Configured*
+//! pools belong to the languages of the code table and are kept at their
+//! `min`. *Demand* pools belong to tool images: one starts when runs of an
+//! image come often enough ([`DemandConfig`]), is sized from how often they
+//! come, and goes when they stop. Members are made through
+//! [`Policy::admit`] with the kind's whole policy already applied
+//! (capabilities dropped, no-new-privileges, no network for sandboxes,
+//! read-only root with a tmpfs, non-root user, limits). They carry
+//! `io.berth.pool`, the instance and an expiry label, so recovery and the
+//! reaper find them after a restart; [`Pools::upkeep`] replaces members
+//! before they expire.
+//!
+//! This module owns the members' lifecycle (refill with bounded
+//! concurrency within each pool's `max` and the memory budget, hand-out,
+//! removal) and the pools' counters. It does not run anything in a member
+//! and knows nothing of run records: [`crate::runs`] takes a member, hands
+//! it the run's script and gives it back with [`Pools::release`], which
+//! removes it. A member is never handed out twice.
+
+pub mod launch;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::backend::{Backend, BackendError, ImageCommand, StdioSession, Stream};
+use crate::ids::{Clock, IdSource};
+use crate::policy::{ContainerRequest, Policy, PolicyViolation};
+use crate::spec::{labels, ContainerId, ContainerSpec, Kind, Network, Stdin};
+use crate::store::{Store, StoreError};
+use crate::units::{ByteSize, CpuLimit};
+
+/// What makes two sandboxes interchangeable: a run may use a member only
+/// when the spec it would run as has the member's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolKey {
+    pub kind: Kind,
+    pub image: String,
+    pub memory: ByteSize,
+    pub cpu: CpuLimit,
+    pub pids: u32,
+    pub network: Network,
+    pub read_only_root: bool,
+    pub user: Option<String>,
+    pub tmpfs: BTreeMap<String, ByteSize>,
+    pub cap_add: Vec<String>,
+}
+
+impl PoolKey {
+    /// The key of an admitted spec of a code or tool run. Specs with binds,
+    /// ports, an entrypoint, a TTY or stdin have none: a member cannot stand
+    /// in for them.
+    pub fn of(spec: &ContainerSpec) -> Option<PoolKey> {
+        let plain = matches!(spec.kind, Kind::Code | Kind::Tool)
+            && spec.binds.is_empty()
+            && spec.ports.is_empty()
+            && spec.entrypoint.is_none()
+            && spec.working_dir.is_none()
+            && spec.health.is_none()
+            && !spec.tty
+            && spec.stdin == Stdin::Closed;
+        plain.then(|| PoolKey {
+            kind: spec.kind,
+            image: spec.image.clone(),
+            memory: spec.limits.memory,
+            cpu: spec.limits.cpu,
+            pids: spec.limits.pids,
+            network: spec.network.clone(),
+            read_only_root: spec.read_only_root,
+            user: spec.user.clone(),
+            tmpfs: spec.tmpfs.clone(),
+            cap_add: spec.cap_add.clone(),
+        })
+    }
+}
+
+/// One configured pool: the image of its language and its size bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSpec {
+    pub image: String,
+    /// Members kept ready.
+    pub min: usize,
+    /// Members at most (ready and being made).
+    pub max: usize,
+}
+
+/// When tool images get pools of their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DemandConfig {
+    /// Runs of one image (with one limit profile) within `window` that start
+    /// its pool; the pool keeps one member per `after` runs in the window,
+    /// at least one while it lasts.
+    pub after: usize,
+    /// How far back runs count; a pool with no run in it goes.
+    pub window: Duration,
+    /// Members of one demand pool at most.
+    pub max: usize,
+    /// Demand pools at once.
+    pub pools: usize,
+}
+
+impl Default for DemandConfig {
+    /// A pool after 3 runs within a minute, up to 2 members, 4 pools.
+    fn default() -> Self {
+        DemandConfig { after: 3, window: Duration::from_secs(60), max: 2, pools: 4 }
+    }
+}
+
+/// The pools' configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolConfig {
+    /// By language name (of the code table).
+    pub pools: BTreeMap<String, PoolSpec>,
+    /// How long a member may wait for a run; carried as its expiry label.
+    pub idle_lifetime: Duration,
+    /// Members ready and being made × their memory limit, over all pools,
+    /// must fit in this (members serving a run are the runs' own).
+    pub memory_budget: ByteSize,
+    /// Background engine operations at once (members made and removed),
+    /// over all pools, so refilling never crowds out the runs themselves.
+    pub refill_concurrency: usize,
+    /// Pools for tool images from demand; `None`: tool runs are never pooled.
+    pub demand: Option<DemandConfig>,
+}
+
+impl Default for PoolConfig {
+    /// `python` and `sh` pools of the default images, min 2, max 4, members
+    /// idle at most 10 minutes, 2 GiB across all pools, 2 made at once; tool
+    /// pools from demand as [`DemandConfig::default`].
+    fn default() -> Self {
+        let pools = crate::runs::default_languages()
+            .into_iter()
+            .map(|(name, lang)| (name, PoolSpec { image: lang.image, min: 2, max: 4 }))
+            .collect();
+        PoolConfig {
+            pools,
+            idle_lifetime: Duration::from_secs(600),
+            memory_budget: ByteSize::mib(2048),
+            refill_concurrency: 2,
+            demand: Some(DemandConfig::default()),
+        }
+    }
+}
+
+/// How long a started member may take to say it is ready.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// Tool images whose members could not be made, remembered at most (they
+/// are never pooled again while remembered).
+const MAX_REFUSED: usize = 256;
+
+/// The longest a failing pool waits before it tries again.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The longest a member may take to be made, pull included.
+const MAKE_WITHIN: Duration = Duration::from_secs(600);
+
+/// How long after its idle deadline a member's expiry label lies: a run
+/// taken just before the deadline may last the longest timeout, and the
+/// reaper must not remove the member under it.
+fn label_slack(policy: &Policy) -> Duration {
+    policy.config.max_timeout + Duration::from_secs(60)
+}
+
+/// The name of the demand pool of a tool image.
+pub fn tool_pool(image: &str) -> String {
+    format!("tool:{image}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("pool {0}: {1}")]
+    Policy(String, PolicyViolation),
+    #[error("pool {0}: min {1} is above max {2}")]
+    Sizes(String, usize, usize),
+    #[error("pool {0}: its image cannot be read: {1}")]
+    Image(String, BackendError),
+    /// The member's shell cannot hand off (no `/bin/sh`, `cat` or `env`):
+    /// the image cannot be pooled.
+    #[error("pool {0}: a member did not get ready: {1}")]
+    NotReady(String, String),
+    #[error("pool {0}: a member was not made: {1}")]
+    NotMade(String, String),
+    #[error("pool {0} is gone")]
+    Gone(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A started sandbox taken from a pool, for one run: its stdio attached
+/// (past [`launch::READY`]) and its exit awaited.
+pub struct Member {
+    pub id: ContainerId,
+    pub name: String,
+    pub pool: String,
+    pub expires_at: DateTime<Utc>,
+    pub session: StdioSession,
+    /// The member's image's own command, which a run's command completes.
+    pub image_command: ImageCommand,
+}
+
+impl Member {
+    /// The process a run of `cmd` would be in a container of its own: the
+    /// image's entrypoint, then `cmd` or else the image's command.
+    pub fn argv(&self, cmd: Option<&[String]>) -> Vec<String> {
+        launch::argv(&self.image_command.entrypoint, &self.image_command.cmd, cmd)
+    }
+
+    /// Whether the member's process has already ended. Call it once, before
+    /// the run is handed to it: an ended member serves nothing.
+    pub fn has_ended(&mut self) -> bool {
+        use futures_util::FutureExt;
+        (&mut self.session.exit).now_or_never().is_some()
+    }
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("pool", &self.pool)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a pool exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolOrigin {
+    /// A language's pool from the configuration, kept at its min.
+    Configured,
+    /// A tool image's pool, started and sized by its runs within the last window.
+    Demand,
+}
+
+impl PoolOrigin {
+    /// The origin's name, as it is written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolOrigin::Configured => "configured",
+            PoolOrigin::Demand => "demand",
+        }
+    }
+}
+
+/// A pool's numbers: what `GET /v1/pools` and the metrics show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStats {
+    /// The language the pool serves (`python`), or `tool:` and the tool image.
+    pub name: String,
+    pub image: String,
+    pub origin: PoolOrigin,
+    /// Members ready now.
+    pub idle: usize,
+    /// Members being made now.
+    pub creating: usize,
+    pub min: usize,
+    pub max: usize,
+    /// Runs served by a member.
+    pub hits: u64,
+    /// Runs of the pool's language that took the cold path (the pool was
+    /// empty, or the request did not fit the pool's profile).
+    pub misses: u64,
+    /// Members made.
+    pub refills: u64,
+    /// Members that could not be made.
+    pub refill_failures: u64,
+    /// Members found gone (reaped, engine restarted) when taken.
+    pub lost: u64,
+    /// How long the last member took to be created and started.
+    pub last_refill_ms: Option<u64>,
+}
+
+struct Pool {
+    spec: PoolSpec,
+    key: PoolKey,
+    template: ContainerSpec,
+    /// A demand pool's runs within the window; `None` for configured pools.
+    demand: Option<VecDeque<Instant>>,
+    idle: VecDeque<Member>,
+    creating: usize,
+    hits: u64,
+    misses: u64,
+    refills: u64,
+    refill_failures: u64,
+    lost: u64,
+    last_refill_ms: Option<u64>,
+    /// Failures since the last member made, and when the next try may be:
+    /// a pool whose members cannot be made (an image gone, an engine
+    /// refusing) is retried less and less often, up to [`MAX_BACKOFF`].
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+impl Pool {
+    fn new(spec: PoolSpec, key: PoolKey, template: ContainerSpec) -> Pool {
+        Pool {
+            spec,
+            key,
+            template,
+            demand: None,
+            idle: VecDeque::new(),
+            creating: 0,
+            hits: 0,
+            misses: 0,
+            refills: 0,
+            refill_failures: 0,
+            lost: 0,
+            last_refill_ms: None,
+            failures: 0,
+            retry_at: None,
+        }
+    }
+
+    /// Counts a failure and puts the next try off: 1 s, 2 s, 4 s, … up to [`MAX_BACKOFF`].
+    fn failed(&mut self) {
+        self.refill_failures += 1;
+        self.failures = self.failures.saturating_add(1);
+        let wait = Duration::from_secs(1u64 << self.failures.min(16).saturating_sub(1)).min(MAX_BACKOFF);
+        self.retry_at = Some(Instant::now() + wait);
+    }
+}
+
+/// A demand pool's runs before `window_start` forgotten, and its `min` one
+/// member per `after` runs left (at least one while any is left).
+fn size_demand_pool(pool: &mut Pool, window_start: Instant, demand: &DemandConfig) {
+    let Some(uses) = &mut pool.demand else { return };
+    while uses.front().is_some_and(|t| *t < window_start) {
+        uses.pop_front();
+    }
+    pool.spec.min = uses.len().div_ceil(demand.after.max(1)).min(demand.max);
+}
+
+/// The spec members of a pool are made from (its command is set when one is
+/// made), and the key of the runs they serve: `kind` and `image` under the
+/// policy, with the limits of `limits` (memory, cpu) or the kind's.
+fn template(
+    policy: &Policy,
+    kind: Kind,
+    image: &str,
+    limits: Option<(ByteSize, CpuLimit)>,
+) -> Result<(ContainerSpec, PoolKey), PolicyViolation> {
+    let mut req = ContainerRequest::new(kind, "berth-pool-template", image);
+    req.memory = limits.map(|l| l.0);
+    req.cpu = limits.map(|l| l.1);
+    let template = policy.admit(req)?;
+    let key = PoolKey::of(&template)
+        .ok_or_else(|| PolicyViolation { field: "pool".into(), reason: "a member cannot be pooled".into() })?;
+    Ok((template, key))
+}
+
+/// Reads a started member's output up to [`launch::READY`]; what it said
+/// instead when it is not ready (its shell lacks what the hand-off needs).
+/// Its stderr before that (a shell's warning about a locale, say) is not an
+/// answer: the first 512 bytes are kept for the error.
+async fn ready(session: &mut StdioSession) -> Result<(), String> {
+    use futures_util::StreamExt;
+    let (mut said, mut complained) = (Vec::new(), Vec::new());
+    while said.len() < launch::READY.len() {
+        let why = || format!("{:?}", String::from_utf8_lossy(&complained).trim());
+        match session.output.next().await {
+            Some(Ok(chunk)) if chunk.stream == Stream::Stdout => said.extend_from_slice(&chunk.data),
+            Some(Ok(chunk)) => {
+                let room = 512usize.saturating_sub(complained.len());
+                complained.extend_from_slice(&chunk.data[..chunk.data.len().min(room)]);
+            }
+            Some(Err(e)) => return Err(e.to_string()),
+            None => {
+                return Err(format!("its output ended after {:?}, saying {}", String::from_utf8_lossy(&said), why()))
+            }
+        }
+    }
+    match said == launch::READY {
+        true => Ok(()),
+        false => Err(format!("it wrote {:?}", String::from_utf8_lossy(&said))),
+    }
+}
+
+/// The session with its exit awaited by a task of its own, so a member that
+/// ends while idle (reaped, engine restarted) is known to have ended the
+/// moment it is taken: the engine's answer is read as it comes, not when
+/// someone polls for it.
+fn watched(mut session: StdioSession) -> StdioSession {
+    let exit = std::mem::replace(&mut session.exit, Box::pin(std::future::pending()));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(exit.await);
+    });
+    session.exit = Box::pin(async move {
+        rx.await.unwrap_or_else(|_| Err(BackendError::Engine("the member's exit was not seen".into())))
+    });
+    session
+}
+
+/// The warm pools of one berth instance.
+pub struct Pools {
+    backend: Arc<dyn Backend>,
+    policy: Policy,
+    /// Runs of tool images without a pool, by pool name, within the window
+    /// (at most `4 × demand.pools` images).
+    seen: Mutex<BTreeMap<String, (PoolKey, VecDeque<Instant>)>>,
+    /// Tool images whose members could not be made.
+    refused: Mutex<std::collections::BTreeSet<String>>,
+    store: Arc<Store>,
+    ids: Arc<dyn IdSource>,
+    clock: Arc<dyn Clock>,
+    config: PoolConfig,
+    pools: Mutex<BTreeMap<String, Pool>>,
+    /// Bounds background creations.
+    background: Arc<Semaphore>,
+    /// Bounds background removals, apart, so a slow creation (a pull) never
+    /// holds back the removal of used members.
+    removals: Arc<Semaphore>,
+    closed: AtomicBool,
+    /// Background tasks (creations, removals) in flight.
+    tasks: AtomicUsize,
+    settled: Notify,
+}
+
+impl Pools {
+    /// Pools as configured; nothing is created until [`Pools::refill`].
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        policy: &Policy,
+        store: Arc<Store>,
+        ids: Arc<dyn IdSource>,
+        clock: Arc<dyn Clock>,
+        config: PoolConfig,
+    ) -> Result<Arc<Pools>, PoolError> {
+        let mut pools = BTreeMap::new();
+        for (name, spec) in &config.pools {
+            if spec.min > spec.max {
+                return Err(PoolError::Sizes(name.clone(), spec.min, spec.max));
+            }
+            let (template, key) =
+                template(policy, Kind::Code, &spec.image, None).map_err(|e| PoolError::Policy(name.clone(), e))?;
+            let pool = Pool::new(spec.clone(), key, template);
+            pools.insert(name.clone(), pool);
+        }
+        Ok(Arc::new(Pools {
+            backend,
+            policy: policy.clone(),
+            seen: Mutex::new(BTreeMap::new()),
+            refused: Mutex::new(Default::default()),
+            store,
+            ids,
+            clock,
+            background: Arc::new(Semaphore::new(config.refill_concurrency.max(1))),
+            removals: Arc::new(Semaphore::new(config.refill_concurrency.max(1))),
+            config,
+            pools: Mutex::new(pools),
+            closed: AtomicBool::new(false),
+            tasks: AtomicUsize::new(0),
+            settled: Notify::new(),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Pool>> {
+        self.pools.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// A ready member of pool `name` for a run whose spec has `key`, or
+    /// `None` (a miss: the pool is empty, or the run does not fit it).
+    /// Expired members met on the way are removed. A miss starts a refill; a
+    /// hit leaves it to [`Pools::release`], so making the next member does not
+    /// compete with the run for the engine.
+    pub fn take(self: &Arc<Self>, name: &str, key: &PoolKey) -> Option<Member> {
+        let now = self.clock.now();
+        let mut expired = Vec::new();
+        let taken = {
+            let mut pools = self.lock();
+            let pool = pools.get_mut(name)?;
+            if pool.key != *key {
+                pool.misses += 1;
+                return None;
+            }
+            let mut taken = None;
+            while let Some(m) = pool.idle.pop_front() {
+                if m.expires_at <= now {
+                    expired.push(m);
+                } else {
+                    taken = Some(m);
+                    break;
+                }
+            }
+            if taken.is_none() {
+                pool.misses += 1;
+            }
+            taken
+        };
+        for m in expired {
+            self.remove_later(m.id);
+        }
+        if taken.is_none() {
+            self.refill();
+        }
+        taken
+    }
+
+    /// A member taken but found gone before its run started: counted as
+    /// lost and removed, in case it is still there.
+    pub fn lost(self: &Arc<Self>, member: Member) {
+        if let Some(pool) = self.lock().get_mut(&member.pool) {
+            pool.lost += 1;
+        }
+        self.remove_later(member.id);
+        self.refill();
+    }
+
+    /// A member given back: removed in the background, never reused; its
+    /// pool is refilled. `served`: a run was handed to it (a hit); else the
+    /// run could not be, and went cold (a miss).
+    pub fn release(self: &Arc<Self>, member: Member, served: bool) {
+        if let Some(pool) = self.lock().get_mut(&member.pool) {
+            match served {
+                true => pool.hits += 1,
+                false => pool.misses += 1,
+            }
+        }
+        self.remove_later(member.id);
+        self.refill();
+    }
+
+    /// Whether pool `name` has a member ready for a run whose spec has `key`.
+    pub fn has_ready(&self, name: &str, key: &PoolKey) -> bool {
+        let now = self.clock.now();
+        self.lock().get(name).is_some_and(|p| p.key == *key && p.idle.iter().any(|m| m.expires_at > now))
+    }
+
+    fn remove_later(self: &Arc<Self>, id: ContainerId) {
+        let backend = self.backend.clone();
+        let background = self.removals.clone();
+        self.spawn(async move {
+            let _permit = background.acquire().await;
+            match backend.remove(&id, true).await {
+                Ok(()) | Err(BackendError::NotFound(_)) => {}
+                // The reaper removes it at its expiry.
+                Err(e) => tracing::warn!(%e, %id, "pool member not removed"),
+            }
+        });
+    }
+
+    fn spawn(self: &Arc<Self>, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        self.tasks.fetch_add(1, Ordering::SeqCst);
+        let me = self.clone();
+        rt.spawn(async move {
+            task.await;
+            if me.tasks.fetch_sub(1, Ordering::SeqCst) == 1 {
+                me.settled.notify_waiters();
+            }
+        });
+    }
+
+    /// Tops every pool up to its `min`, within its `max` and the memory
+    /// budget, in the background (at most `refill_concurrency` at once).
+    pub fn refill(self: &Arc<Self>) {
+        if self.closed.load(Ordering::SeqCst) || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let mut planned = Vec::new();
+        {
+            let mut pools = self.lock();
+            let mut committed: u64 =
+                pools.values().map(|p| (p.idle.len() + p.creating) as u64 * p.key.memory.bytes()).sum();
+            let now = Instant::now();
+            for (name, pool) in pools.iter_mut() {
+                if pool.retry_at.is_some_and(|at| at > now) {
+                    continue;
+                }
+                let memory = pool.key.memory.bytes();
+                while pool.idle.len() + pool.creating < pool.spec.min.min(pool.spec.max)
+                    && committed + memory <= self.config.memory_budget.bytes()
+                {
+                    pool.creating += 1;
+                    committed += memory;
+                    planned.push(name.clone());
+                }
+            }
+        }
+        for name in planned {
+            let me = self.clone();
+            self.spawn(async move { me.make(name).await });
+        }
+    }
+
+    async fn make(self: Arc<Self>, name: String) {
+        let permit = self.background.acquire().await;
+        let started = Instant::now();
+        let made = match permit {
+            Ok(_permit) if !self.closed.load(Ordering::SeqCst) => {
+                match tokio::time::timeout(MAKE_WITHIN, self.create_member(&name)).await {
+                    Ok(made) => Some(made),
+                    Err(_) => Some(Err(PoolError::NotMade(name.clone(), format!("nothing within {MAKE_WITHIN:?}")))),
+                }
+            }
+            _ => None,
+        };
+        let elapsed = started.elapsed().as_millis() as u64;
+        let mut leftover = Vec::new();
+        {
+            let mut pools = self.lock();
+            let closed = self.closed.load(Ordering::SeqCst);
+            match pools.get_mut(&name) {
+                Some(pool) => {
+                    pool.creating = pool.creating.saturating_sub(1);
+                    match made {
+                        Some(Ok(member)) if !closed => {
+                            pool.refills += 1;
+                            pool.last_refill_ms = Some(elapsed);
+                            pool.failures = 0;
+                            pool.retry_at = None;
+                            pool.idle.push_back(member);
+                        }
+                        Some(Ok(member)) => leftover.push(member),
+                        Some(Err(e @ PoolError::NotReady(..))) if pool.demand.is_some() => {
+                            // A tool image a member cannot be made of (no shell, …): its runs go cold.
+                            tracing::warn!(%e, pool = %name, "tool image not pooled");
+                            let image = pool.key.image.clone();
+                            if let Some(gone) = pools.remove(&name) {
+                                leftover.extend(gone.idle);
+                            }
+                            let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+                            if refused.len() >= MAX_REFUSED {
+                                refused.pop_first();
+                            }
+                            refused.insert(image);
+                        }
+                        Some(Err(e)) => {
+                            pool.failed();
+                            tracing::warn!(%e, pool = %name, failures = pool.failures, "pool member not made");
+                        }
+                        None => {}
+                    }
+                }
+                // The pool went (a demand pool no longer used) while this member was made.
+                None => leftover.extend(made.and_then(Result::ok)),
+            }
+        }
+        for member in leftover {
+            self.remove_later(member.id);
+        }
+    }
+
+    /// Counts a tool run that a member of its image could serve (its spec
+    /// has `key`), and starts the image's demand pool when its runs come
+    /// often enough; a demand pool that is there is sized by its runs.
+    pub fn note_tool_run(self: &Arc<Self>, key: &PoolKey) {
+        let Some(demand) = &self.config.demand else { return };
+        if key.kind != Kind::Tool || self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let name = tool_pool(&key.image);
+        let now = Instant::now();
+        let window_start = now.checked_sub(demand.window).unwrap_or(now);
+        {
+            let mut pools = self.lock();
+            if let Some(pool) = pools.get_mut(&name) {
+                if pool.key == *key {
+                    if let Some(uses) = &mut pool.demand {
+                        uses.push_back(now);
+                        // Sizing needs no more than `after × max` runs.
+                        if uses.len() > demand.after.max(1) * demand.max.max(1) {
+                            uses.pop_front();
+                        }
+                        size_demand_pool(pool, window_start, demand);
+                    }
+                }
+                drop(pools);
+                self.refill();
+                return;
+            }
+            if self.refused.lock().unwrap_or_else(|p| p.into_inner()).contains(&key.image) {
+                return;
+            }
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = seen.entry(name.clone()).or_insert_with(|| (key.clone(), VecDeque::new()));
+            if entry.0 != *key {
+                *entry = (key.clone(), VecDeque::new());
+            }
+            entry.1.push_back(now);
+            while entry.1.front().is_some_and(|t| *t < window_start) || entry.1.len() > demand.after.max(1) {
+                entry.1.pop_front();
+            }
+            let demand_pools = pools.values().filter(|p| p.demand.is_some()).count();
+            if entry.1.len() >= demand.after.max(1) && demand_pools < demand.pools {
+                let uses = seen.remove(&name).map(|e| e.1).unwrap_or_default();
+                // Only a run with the image's default limits has the pool's key.
+                let limits = Some((key.memory, key.cpu));
+                match template(&self.policy, Kind::Tool, &key.image, limits) {
+                    Ok((template, pool_key)) if pool_key == *key => {
+                        let mut pool = Pool::new(
+                            PoolSpec { image: key.image.clone(), min: 0, max: demand.max },
+                            key.clone(),
+                            template,
+                        );
+                        pool.demand = Some(uses);
+                        size_demand_pool(&mut pool, window_start, demand);
+                        tracing::info!(pool = %name, min = pool.spec.min, "tool image pooled from demand");
+                        pools.insert(name, pool);
+                    }
+                    _ => {}
+                }
+            } else if seen.len() > 4 * demand.pools.max(1) {
+                // Forget the image whose last run is oldest.
+                let oldest = seen.iter().min_by_key(|(_, (_, uses))| uses.back().copied()).map(|(n, _)| n.clone());
+                if let Some(oldest) = oldest {
+                    seen.remove(&oldest);
+                }
+            }
+        }
+        self.refill();
+    }
+
+    /// Keeps the pools fresh: replaces members that expire within the next
+    /// `margin` (so no run meets an expired one), resizes demand pools from
+    /// their runs in the window, removes the members a smaller pool no
+    /// longer keeps, drops demand pools whose runs stopped, and refills.
+    pub fn upkeep(self: &Arc<Self>, margin: Duration) {
+        let now = self.clock.now();
+        let soon = now + chrono::Duration::from_std(margin).unwrap_or(chrono::Duration::zero());
+        let instant = Instant::now();
+        let mut gone = Vec::new();
+        {
+            let mut pools = self.lock();
+            for pool in pools.values_mut() {
+                let (stale, fresh): (VecDeque<Member>, VecDeque<Member>) =
+                    pool.idle.drain(..).partition(|m| m.expires_at <= soon);
+                pool.idle = fresh;
+                gone.extend(stale);
+                if let (Some(demand), Some(_)) = (&self.config.demand, &pool.demand) {
+                    let window_start = instant.checked_sub(demand.window).unwrap_or(instant);
+                    size_demand_pool(pool, window_start, demand);
+                    // The oldest go first: they expire soonest.
+                    while pool.idle.len() > pool.spec.min {
+                        gone.extend(pool.idle.pop_front());
+                    }
+                }
+            }
+            pools.retain(|name, p| {
+                let unused = p.demand.as_ref().is_some_and(VecDeque::is_empty) && p.idle.is_empty() && p.creating == 0;
+                if unused {
+                    tracing::info!(pool = %name, "demand pool gone: no runs within its window");
+                }
+                !unused
+            });
+        }
+        for member in gone {
+            self.remove_later(member.id);
+        }
+        self.refill();
+    }
+
+    /// Runs [`Pools::upkeep`] every `period` until the pools shut down.
+    pub fn spawn_upkeep(self: &Arc<Self>, period: Duration) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            // Members are replaced when they are within two periods of their
+            // expiry, or a quarter of their lifetime when that is shorter.
+            let margin = (period * 2).min(me.config.idle_lifetime / 4);
+            while !me.closed.load(Ordering::SeqCst) {
+                tick.tick().await;
+                me.upkeep(margin);
+            }
+        })
+    }
+
+    async fn create_member(&self, name: &str) -> Result<Member, PoolError> {
+        let mut spec = match self.lock().get(name) {
+            Some(pool) => pool.template.clone(),
+            None => return Err(PoolError::Gone(name.to_owned())),
+        };
+        let instance = self.store.instance_id(|| self.ids.next_hex())?;
+        let now = self.clock.now();
+        let after = |d: Duration| crate::reaper::expiry_after(now, d);
+        // Handed out until `expires_at`; the reaper's label lies past the longest run after it.
+        let expires_at = after(self.config.idle_lifetime);
+        let label = after(self.config.idle_lifetime + label_slack(&self.policy));
+        spec.name = format!("berth-pool-{}", self.ids.next_hex());
+        spec.labels.insert(labels::POOL.into(), name.to_owned());
+        spec.labels.insert(labels::INSTANCE.into(), instance);
+        spec.labels.insert(labels::EXPIRES_AT.into(), label.to_rfc3339());
+        spec.stdin = Stdin::Once;
+        // The idle shell replaces whatever the image would run.
+        spec.entrypoint = Some(launch::idle_command());
+        spec.cmd = None;
+        self.backend.ensure_image(&spec.image).await?;
+        // Read for every member: a tag pulled again may run something else.
+        let image_command =
+            self.backend.image_command(&spec.image).await.map_err(|e| PoolError::Image(name.into(), e))?;
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(PoolError::Gone(name.to_owned()));
+        }
+        let id = self.backend.create(&spec).await?;
+        let ready = async {
+            let mut session = self.backend.start_attached(&id).await?;
+            match tokio::time::timeout(READY_WITHIN, ready(&mut session)).await {
+                Ok(Ok(())) => Ok(session),
+                Ok(Err(said)) => Err(PoolError::NotReady(name.to_owned(), said)),
+                Err(_) => Err(PoolError::NotReady(name.to_owned(), format!("nothing within {READY_WITHIN:?}"))),
+            }
+        };
+        match ready.await {
+            Ok(session) => Ok(Member {
+                id,
+                name: spec.name,
+                pool: name.to_owned(),
+                expires_at,
+                session: watched(session),
+                image_command,
+            }),
+            Err(e) => {
+                let _ = self.backend.remove(&id, true).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits until no creation or removal is in flight.
+    pub async fn settle(&self) {
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.tasks.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops refilling, waits for what is in flight and removes every ready
+    /// member. Runs in progress still release theirs.
+    pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.settle().await;
+        let members: Vec<Member> = self.lock().values_mut().flat_map(|p| p.idle.drain(..)).collect();
+        for m in members {
+            match self.backend.remove(&m.id, true).await {
+                Ok(()) | Err(BackendError::NotFound(_)) => {}
+                Err(e) => tracing::warn!(%e, id = %m.id, "pool member not removed"),
+            }
+        }
+    }
+
+    /// Every pool's numbers, by name.
+    pub fn stats(&self) -> Vec<PoolStats> {
+        let now = self.clock.now();
+        self.lock()
+            .iter()
+            .map(|(name, p)| PoolStats {
+                name: name.clone(),
+                image: p.spec.image.clone(),
+                origin: if p.demand.is_some() { PoolOrigin::Demand } else { PoolOrigin::Configured },
+                idle: p.idle.iter().filter(|m| m.expires_at > now).count(),
+                creating: p.creating,
+                min: p.spec.min,
+                max: p.spec.max,
+                hits: p.hits,
+                misses: p.misses,
+                refills: p.refills,
+                refill_failures: p.refill_failures,
+                lost: p.lost,
+                last_refill_ms: p.last_refill_ms,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_pools_are_python_and_sh_within_the_memory_budget() {
+        let config = PoolConfig::default();
+        assert_eq!(config.pools.keys().collect::<Vec<_>>(), ["python", "sh"]);
+        let members: u64 = config.pools.values().map(|p| p.max as u64).sum();
+        let policy = Policy::default();
+        assert!(members * policy.config.code.memory.bytes() <= config.memory_budget.bytes());
+    }
+
+    #[test]
+    fn a_code_spec_has_a_key_and_one_with_a_different_limit_has_another() {
+        let policy = Policy::default();
+        let admit = |memory| {
+            let mut req = ContainerRequest::new(Kind::Code, "berth-x", "busybox:1.35");
+            req.memory = memory;
+            policy.admit(req).unwrap()
+        };
+        let plain = PoolKey::of(&admit(None)).unwrap();
+        assert_eq!(plain, PoolKey::of(&admit(Some(policy.config.code.memory))).unwrap());
+        assert_ne!(plain, PoolKey::of(&admit(Some(ByteSize::mib(64)))).unwrap());
+        let tool = policy.admit(ContainerRequest::new(Kind::Tool, "berth-x", "busybox:1.35")).unwrap();
+        assert_ne!(PoolKey::of(&tool), Some(plain), "a tool run never takes a code sandbox");
+        let mut service = ContainerRequest::new(Kind::Tool, "berth-x", "busybox:1.35");
+        service.tty = true;
+        assert_eq!(PoolKey::of(&policy.admit(service).unwrap()), None);
+    }
+}

@@ -1,0 +1,64 @@
+//! An in-process client of berth's HTTP front ends, over the real engine.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use berth_api::native::{AppState, Tokens};
+use berth_core::backend::Backend;
+use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::orchestrator::{Options, Orchestrator};
+use berth_core::policy::Policy;
+use berth_core::store::Store;
+use berth_docker::DockerBackend;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// The core over the docker backend with an in-memory store.
+pub fn core_with(policy: Policy) -> Arc<Orchestrator> {
+    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
+    let store = Arc::new(Store::in_memory().unwrap());
+    Arc::new(Orchestrator::new(backend, policy, store, Arc::new(RandomIds), Arc::new(SystemClock), Options::default()))
+}
+
+pub fn state(tokens: &[(&str, &str)]) -> AppState {
+    let tokens: BTreeMap<String, String> = tokens.iter().map(|(t, n)| (t.to_string(), n.to_string())).collect();
+    AppState::new(core_with(Policy::default()), Tokens(tokens))
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub json: Value,
+    pub text: String,
+    pub headers: axum::http::HeaderMap,
+}
+
+/// One request to `router`; the body is JSON when given.
+pub async fn send(router: &Router, method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let res = router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+    Answer { status, json, text, headers }
+}
+
+/// A unique suffix for names of this test run.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}

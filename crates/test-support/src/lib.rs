@@ -1,0 +1,30 @@
+//! Shared pieces of berth's integration tests.
+//! Each test binary uses a part of them.
+#![allow(dead_code)]
+
+pub mod api;
+
+use std::collections::BTreeMap;
+
+use berth_core::agents::AgentDefinition;
+
+/// A busybox agent of tenant `t1` that sleeps, with nothing else set.
+pub fn sleeping_agent(id: &str) -> AgentDefinition {
+    AgentDefinition {
+        id: id.into(),
+        tenant: "t1".into(),
+        session: None,
+        image: "busybox:1.35".into(),
+        cmd: Some(vec!["sleep".into(), "600".into()]),
+        code_dir: None,
+        worktree: None,
+        env: BTreeMap::new(),
+        network: None,
+        ports: vec![],
+        memory: None,
+        cpu: None,
+        expires_at: None,
+        labels: BTreeMap::new(),
+        container_name: None,
+    }
+}
