@@ -18,10 +18,10 @@ use axum::Router;
 use berth_api::native::{app, AppState, Tokens};
 use berth_core::backend::Backend;
 use berth_core::ids::{RandomIds, SystemClock};
-use berth_core::orchestrator::{Options, Orchestrator};
 use berth_core::policy::Policy;
 use berth_core::runs::{RunId, RunRecord, RunStatus, RunUsage};
 use berth_core::store::Store;
+use berth_core::{Core, Options};
 use berth_docker::DockerBackend;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -155,7 +155,7 @@ fn main() {
     // A daemon is never asked: reading a run touches only the store.
     let backend: Arc<dyn Backend> =
         Arc::new(DockerBackend::new(engine_api::Docker::from_env().expect("a DOCKER_HOST that parses")));
-    let core = Arc::new(Orchestrator::new(
+    let core = Arc::new(Core::new(
         backend,
         Policy::default(),
         store,

@@ -8,11 +8,11 @@ use anyhow::Context;
 use berth::config::{BackendChoice, FileConfig, Flags, ServeConfig};
 use berth_core::backend::Backend;
 use berth_core::ids::{Clock, IdSource, RandomIds, SystemClock};
-use berth_core::orchestrator::{Options, Orchestrator};
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::recovery::Orphans;
 use berth_core::runs::{RunRequest, Runs, Workload};
 use berth_core::store::Store;
+use berth_core::{Core, Options};
 use berth_docker::DockerBackend;
 use berth_oci::OciDryRun;
 use clap::{Parser, Subcommand};
@@ -204,12 +204,11 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
         max_runs_per_tenant: config.max_runs_per_tenant,
         pools,
     };
-    let core = Arc::new(Orchestrator::new(backend, policy, store, ids, clock, options));
-    let pools = core.pools.clone();
-    let reaping = core.reaper.clone().spawn(Duration::from_secs(30));
-    // Members are replaced before they expire; demand pools grow, shrink and go.
-    let upkeep = pools.as_ref().map(|p| p.spawn_upkeep(Duration::from_secs(5)));
-    let state = berth_api::native::AppState::new(core, berth_api::native::Tokens(config.tokens.clone()));
+    let core = Arc::new(Core::new(backend, policy, store, ids, clock, options));
+    // The reaper every 30 s; every 5 s, pool members are replaced before
+    // they expire and demand pools grow, shrink and go.
+    let background = core.spawn_background(Duration::from_secs(30), Duration::from_secs(5));
+    let state = berth_api::native::AppState::new(core.clone(), berth_api::native::Tokens(config.tokens.clone()));
 
     // Bind every listener before serving any, so a taken port fails the start.
     let mut servers = Vec::new();
@@ -244,13 +243,8 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     while let Some(done) = tasks.join_next().await {
         done??;
     }
-    reaping.abort();
-    if let Some(upkeep) = upkeep {
-        upkeep.abort();
-    }
-    if let Some(pools) = pools {
-        pools.shutdown().await;
-    }
+    background.stop();
+    core.shutdown().await;
     Ok(())
 }
 

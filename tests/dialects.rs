@@ -125,7 +125,7 @@ async fn lais_deploys_an_agent_with_its_code_read_only_and_manages_it_as_documen
     let code = agents_dir.path().join("agent-code");
     std::fs::create_dir_all(&code).unwrap();
     std::fs::write(code.join("main.py"), "print('hi')\n").unwrap();
-    let (api, state) = dialect(Dialect::Lais, &[], &[agents_dir.path().to_str().unwrap()]);
+    let (api, _state) = dialect(Dialect::Lais, &[], &[agents_dir.path().to_str().unwrap()]);
     let id = unique("lais");
     let body = json!({"agent_id": id, "code_path": code.to_str().unwrap(), "env": {"MODEL": "small"}});
     let deployed = send(&api, "POST", "/api/deploy", None, Some(body)).await;
@@ -134,9 +134,7 @@ async fn lais_deploys_an_agent_with_its_code_read_only_and_manages_it_as_documen
     assert_eq!(deployed.json["image"], "laias/agent-runner:latest");
 
     let cid = ContainerId(deployed.json["container_id"].as_str().unwrap().to_owned());
-    let ro = state
-        .core
-        .backend
+    let ro = support::api::engine()
         .exec(
             &cid,
             &berth_core::backend::ExecRequest {
@@ -217,7 +215,7 @@ async fn warder_starts_creates_reads_and_stops_an_agent_container_as_documented(
     assert!(stats.json["stats"]["cpu_usage"].as_str().unwrap().ends_with('%'), "{}", stats.text);
     assert!(stats.json["stats"]["memory_usage"].as_str().unwrap().ends_with("MB"));
     assert_eq!(stats.json["stats"]["memory_limit"], "512MB");
-    let record = state.core.agents.get("warder-user", &id).unwrap();
+    let record = state.core.agent_record("warder-user", &id).unwrap();
     assert_eq!(record.definition.network.as_deref(), Some("warder_network"));
     assert_eq!(record.published.len(), 1, "a port from the pool");
     assert!((9000..=9500).contains(&record.published[0].host));
@@ -230,14 +228,14 @@ async fn warder_starts_creates_reads_and_stops_an_agent_container_as_documented(
     assert_eq!((unknown.status, &unknown.json), (StatusCode::NOT_FOUND, &json!({"detail": "Agent not found"})));
     let anonymous = send(&api, "GET", &format!("/api/agents/{id}/logs"), None, None).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
-    state.core.agents.remove("warder-user", &id).await.unwrap();
+    state.core.remove_agent("warder-user", &id).await.unwrap();
 }
 
 /// docker-spawner's README: health, spawn (with its labels), status, exec, stop.
 #[tokio::test]
 async fn spawner_spawns_execs_and_stops_a_bead_container_as_documented() {
     std::fs::create_dir_all("/worktrees/tidepool-abc").unwrap();
-    let (api, state) = dialect(Dialect::Spawner, &[], &["/worktrees"]);
+    let (api, _state) = dialect(Dialect::Spawner, &[], &["/worktrees"]);
     let health = send(&api, "GET", "/health", None, None).await;
     assert_eq!((health.status, health.text.as_str()), (StatusCode::OK, "\"OK\""));
 
@@ -262,7 +260,7 @@ async fn spawner_spawns_execs_and_stops_a_bead_container_as_documented() {
     assert_eq!(spawned.status, StatusCode::OK, "{}", spawned.text);
     assert_eq!(spawned.json["hostname"], "tidepool-agent-tidepool-abc");
     let cid = ContainerId(spawned.json["container_id"].as_str().unwrap().to_owned());
-    let labels = state.core.backend.state(&cid).await.unwrap().labels;
+    let labels = support::api::engine().state(&cid).await.unwrap().labels;
     assert_eq!(labels["com.tidepool.bead_id"], "tidepool-abc");
     assert_eq!(labels["com.tidepool.role"], "agent");
     assert!(labels["com.tidepool.expires_at"].starts_with(&chrono::Utc::now().format("%Y-").to_string()));
@@ -279,7 +277,7 @@ async fn spawner_spawns_execs_and_stops_a_bead_container_as_documented() {
     assert_eq!(stopped.status, StatusCode::OK);
     let status = send(&api, "GET", "/status/tidepool-abc", None, None).await;
     assert_eq!(status.json, json!({"status": "not_found"}));
-    assert!(state.core.backend.state(&cid).await.is_err(), "stopped and removed");
+    assert!(support::api::engine().state(&cid).await.is_err(), "stopped and removed");
 }
 
 /// CodeRunner's README: status, health, and code executed in a sandbox with no network.

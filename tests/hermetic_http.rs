@@ -16,9 +16,9 @@ use axum::http::StatusCode;
 use axum::Router;
 use berth_api::dialects::{Dialect, SeedEnv};
 use berth_api::native::{app, AppState, Tokens};
-use berth_core::orchestrator::{Options, Orchestrator};
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::store::Store;
+use berth_core::{Core, Options};
 use berth_docker::fixture::Fixture;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -35,8 +35,7 @@ fn flow(name: &str) -> Flow {
     let policy = Policy::new(PolicyConfig { bind_roots: vec!["/tmp".into()], ..Default::default() });
     let options = Options { ports: berth_core::agents::PortRange { first: 19600, last: 19609 }, ..Default::default() };
     let store = Arc::new(Store::in_memory().unwrap());
-    let core =
-        Arc::new(Orchestrator::new(fixture.backend(), policy, store, fixture.ids(), fixture.clock.clone(), options));
+    let core = Arc::new(Core::new(fixture.backend(), policy, store, fixture.ids(), fixture.clock.clone(), options));
     let tokens = Tokens([("fx-token".to_owned(), "fx-tenant".to_owned())].into());
     let mut state = AppState::new(core, tokens);
     state.keepalive = Duration::from_secs(30);
@@ -237,7 +236,7 @@ async fn the_agent_dialects_answer_over_a_recording() {
     assert_eq!(send(&lais, "GET", "/api/health/containers", T, None).await.json["total"], 2);
     assert_eq!(send(&lais, "GET", "/api/health/docker", T, None).await.json["connected"], true);
     assert_eq!(send(&lais, "DELETE", "/api/containers/fx-l", T, None).await.json["removed"], true);
-    f.state.core.agents.remove("fx-tenant", "fx-w").await.unwrap();
+    f.state.core.remove_agent("fx-tenant", "fx-w").await.unwrap();
 
     let spawner = f.dialect(Dialect::Spawner);
     let spawn = json!({"bead_id": "fx-b", "worktree_path": "/tmp", "backend": "claude", "uid": 1000, "gid": 1000,

@@ -75,7 +75,7 @@ async fn a_relic_that_never_becomes_healthy_is_reported_failed_with_its_logs_and
     let relic = send(&api, "POST", "/v1/relics", None, Some(body)).await;
     assert_eq!((relic.status, &relic.json["status"]), (StatusCode::CREATED, &json!("failed")), "{}", relic.text);
     assert!(relic.json["error"].as_str().unwrap().contains("last logs"));
-    let leftover = s.core.backend.list(&[format!("io.berth.session={session}")]).await.unwrap();
+    let leftover = support::api::engine().list(&[format!("io.berth.session={session}")]).await.unwrap();
     assert!(leftover.iter().all(|c| c.status != "running"), "{leftover:?}");
     send(&api, "DELETE", &format!("/v1/sessions/{session}?force=true"), None, None).await;
 

@@ -54,9 +54,19 @@ fn stats(pools: &Pools, name: &str) -> PoolStats {
 
 /// Waits until pool `name` has `n` members ready.
 async fn ready(pools: &Pools, name: &str, n: usize) {
+    ready_by(|| pools.stats(), name, n).await
+}
+
+/// Waits until pool `name` of the whole core has `n` members ready.
+async fn ready_in(core: &berth_core::Core, name: &str, n: usize) {
+    ready_by(|| core.pool_stats(), name, n).await
+}
+
+async fn ready_by(stats: impl Fn() -> Vec<PoolStats>, name: &str, n: usize) {
+    let of = |name: &str| stats().into_iter().find(|s| s.name == name).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while stats(pools, name).idle < n {
-        assert!(Instant::now() < deadline, "pool {name} never reached {n}: {:?}", stats(pools, name));
+    while of(name).idle < n {
+        assert!(Instant::now() < deadline, "pool {name} never reached {n}: {:?}", of(name));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -70,13 +80,11 @@ async fn no_leak(f: &Fixture) {
 }
 
 /// The whole core, with one `sh` pool of one member, over the real engine.
-fn orchestrator_with_sh_pool() -> (Arc<berth_core::orchestrator::Orchestrator>, Arc<Pools>, Arc<dyn Backend>, Arc<Store>)
-{
+fn orchestrator_with_sh_pool() -> (Arc<berth_core::Core>, Arc<dyn Backend>, Arc<Store>) {
     let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let store = Arc::new(Store::in_memory().unwrap());
-    let options =
-        berth_core::orchestrator::Options { pools: Some(config(&[("sh", "busybox:1.35", 1)])), ..Default::default() };
-    let core = Arc::new(berth_core::orchestrator::Orchestrator::new(
+    let options = berth_core::Options { pools: Some(config(&[("sh", "busybox:1.35", 1)])), ..Default::default() };
+    let core = Arc::new(berth_core::Core::new(
         backend.clone(),
         Policy::default(),
         store.clone(),
@@ -84,8 +92,7 @@ fn orchestrator_with_sh_pool() -> (Arc<berth_core::orchestrator::Orchestrator>, 
         Arc::new(SystemClock),
         options,
     ));
-    let pools = core.pools.clone().expect("pools are configured");
-    (core, pools, backend, store)
+    (core, backend, store)
 }
 
 fn code(language: &str, code: &str) -> RunRequest {
@@ -200,14 +207,14 @@ async fn a_pooled_run_killed_by_a_signal_ends_like_a_cold_one_with_nothing_from_
 
 #[tokio::test]
 async fn ending_a_session_cancels_its_pooled_run_and_without_force_counts_it_as_running() {
-    let (core, pools, backend, store) = orchestrator_with_sh_pool();
-    ready(&pools, "sh", 1).await;
+    let (core, backend, store) = orchestrator_with_sh_pool();
+    ready_in(&core, "sh", 1).await;
     let session = format!("pool-s-{}", std::process::id());
     let mut req = code("sh", "sleep 30");
     req.session = Some(session.clone());
     let exec = {
         let core = core.clone();
-        tokio::spawn(async move { core.runs.execute(req).await })
+        tokio::spawn(async move { core.run(req, None).await })
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while !store.list_runs("t1", 1).unwrap().iter().any(|r| r.status == RunStatus::Running) {
@@ -219,7 +226,7 @@ async fn ending_a_session_cancels_its_pooled_run_and_without_force_counts_it_as_
     core.end_session("t1", &session, true).await.unwrap();
     let run = tokio::time::timeout(Duration::from_secs(20), exec).await.unwrap().unwrap().unwrap();
     assert_eq!((run.status, run.path.as_str()), (RunStatus::Cancelled, "pooled"), "{run:?}");
-    pools.shutdown().await;
+    core.shutdown().await;
     let instance = store.instance_id(|| unreachable!("the pools made it")).unwrap();
     let left = backend.list(&[format!("{}={instance}", labels::INSTANCE)]).await.unwrap();
     assert!(left.is_empty(), "leaked: {left:?}");
@@ -227,9 +234,10 @@ async fn ending_a_session_cancels_its_pooled_run_and_without_force_counts_it_as_
 
 #[tokio::test]
 async fn following_a_live_pooled_runs_logs_shows_what_the_run_wrote_and_nothing_of_the_member() {
-    let (core, pools, backend, store) = orchestrator_with_sh_pool();
-    ready(&pools, "sh", 1).await;
-    let api = berth_api::native::app(berth_api::native::AppState::new(core, berth_api::native::Tokens::default()));
+    let (core, backend, store) = orchestrator_with_sh_pool();
+    ready_in(&core, "sh", 1).await;
+    let api =
+        berth_api::native::app(berth_api::native::AppState::new(core.clone(), berth_api::native::Tokens::default()));
     let submit = {
         let api = api.clone();
         let body = serde_json::json!({"language": "sh", "code": "echo start; echo warn >&2; sleep 1; echo done"});
@@ -257,7 +265,7 @@ async fn following_a_live_pooled_runs_logs_shows_what_the_run_wrote_and_nothing_
     assert_eq!(said("stderr"), "warn\n", "{}", followed.text);
     assert!(!followed.text.contains("berth-"), "{}", followed.text);
     assert_eq!(events.last().unwrap()["status"], "succeeded", "{}", followed.text);
-    pools.shutdown().await;
+    core.shutdown().await;
     let instance = store.instance_id(|| unreachable!("the pools made it")).unwrap();
     let left = backend.list(&[format!("{}={instance}", labels::INSTANCE)]).await.unwrap();
     assert!(left.is_empty(), "leaked: {left:?}");
@@ -414,10 +422,11 @@ async fn an_expired_member_is_never_handed_out_and_its_label_outlives_the_longes
 
 #[tokio::test]
 async fn the_orchestrator_serves_configured_pools_and_the_api_shows_their_counters() {
-    let (core, pools, backend, store) = orchestrator_with_sh_pool();
-    ready(&pools, "sh", 1).await;
+    let (core, backend, store) = orchestrator_with_sh_pool();
+    ready_in(&core, "sh", 1).await;
     let instance = store.instance_id(|| unreachable!("the pools made it")).unwrap();
-    let api = berth_api::native::app(berth_api::native::AppState::new(core, berth_api::native::Tokens::default()));
+    let api =
+        berth_api::native::app(berth_api::native::AppState::new(core.clone(), berth_api::native::Tokens::default()));
     let body = serde_json::json!({"language": "sh", "code": "echo hi"});
     let run = support::api::send(&api, "POST", "/v1/runs", None, Some(body)).await;
     assert_eq!(
@@ -435,7 +444,7 @@ async fn the_orchestrator_serves_configured_pools_and_the_api_shows_their_counte
     let metrics = support::api::send(&api, "GET", "/v1/metrics", None, None).await;
     assert_eq!(metrics.status, axum::http::StatusCode::OK);
     assert!(metrics.text.contains("berth_pool_hits_total{pool=\"sh\",origin=\"configured\"} 1\n"), "{}", metrics.text);
-    pools.shutdown().await;
+    core.shutdown().await;
     let left = backend.list(&[format!("{}={instance}", labels::INSTANCE)]).await.unwrap();
     assert!(left.is_empty(), "leaked: {left:?}");
 }

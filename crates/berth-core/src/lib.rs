@@ -1,19 +1,28 @@
-//! berth: a container orchestrator for AI agents and their tools.
+//! berth-core: the orchestration core of berth, a container orchestrator
+//! for AI agents and their tools.
 //!
-//! The orchestration core: what the five seed systems do with containers,
-//! done once, safely, behind the [`backend::Backend`] trait. Nothing here
-//! sees an HTTP type of either side; the engine is reached only through a
-//! backend (the docker one speaks the Engine API through `engine-api`).
+//! What the five seed systems do with containers, done once, safely,
+//! behind the [`backend::Backend`] seam. Every front end (the native API,
+//! each seed dialect, the CLI) holds an `Arc<`[`Core`]`>` and calls one
+//! method per use case; the engine and the store are reached only from
+//! inside it. Nothing here sees an HTTP type of either side or a concrete
+//! engine: this crate's dependencies name neither.
 //!
 //! - [`policy`] turns requests into [`spec::ContainerSpec`]s or refuses them;
 //! - [`runs`] executes tool and code runs to completion and keeps their records;
+//! - [`pool`] keeps warm sandboxes ahead of the runs that need them;
+//! - [`agents`], [`relics`] and [`sessions`] are the long-lived objects;
+//! - [`observe`] reads what a container says about itself;
+//! - [`reaper`] and [`recovery`] keep lifetimes across expiry and restarts;
 //! - [`store`] keeps what the engine cannot (records, audit trail);
-//! - [`ids`] makes ids and tells time, injectably, for replayable scenarios.
+//! - [`ids`] makes ids and tells time, injectably, for replayable scenarios;
+//! - [`error`] is the one classification every use case fails with.
 
 pub mod agents;
 pub mod backend;
+pub mod error;
 pub mod ids;
-pub mod orchestrator;
+pub mod observe;
 pub mod output;
 pub mod policy;
 pub mod pool;
@@ -25,3 +34,664 @@ pub mod sessions;
 pub mod spec;
 pub mod store;
 pub mod units;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+
+use crate::agents::{AgentDefinition, AgentRecord, Agents, PortRange};
+use crate::backend::{
+    Backend, ContainerInfo, ExecOutput, ExecRequest, LogChunk, LogRequest, LogStream, NetworkInfo, StdioSession,
+    Stream, Usage,
+};
+use crate::ids::{Clock, IdSource};
+use crate::observe::{EndingFuture, LogsRead, Target};
+use crate::policy::Policy;
+use crate::pool::{PoolConfig, PoolStats, Pools};
+use crate::reaper::Reaper;
+use crate::relics::{RelicRecord, RelicRequest, Relics};
+use crate::runs::{RunId, RunRecord, RunRequest, Runs};
+use crate::sessions::{check_session_id, network_name, SessionCleanup};
+use crate::spec::{labels, ContainerId, ContainerSpec};
+use crate::store::{AuditEntry, Store};
+
+pub use crate::error::{Error, ErrorKind};
+
+/// The knobs of the core that are not policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Host ports published for agents come from here.
+    pub ports: PortRange,
+    /// Runs in flight at once, over all tenants.
+    pub max_runs: usize,
+    /// Runs in flight at once for one tenant.
+    pub max_runs_per_tenant: usize,
+    /// Warm pools for code runs. Off by default, so a core built with
+    /// `Options::default()` (the recorded hermetic scenarios, the CLI's
+    /// one-shot `berth run`) sends exactly the cold path's requests;
+    /// `berth serve` turns them on with [`PoolConfig::default`].
+    pub pools: Option<PoolConfig>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { ports: PortRange::default(), max_runs: 32, max_runs_per_tenant: 8, pools: None }
+    }
+}
+
+/// An agent with its container's state word (`running`, `exited`, …;
+/// `None` when it has no container or the engine does not know it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    pub record: AgentRecord,
+    pub status: Option<String>,
+}
+
+/// A session and what belongs to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub id: String,
+    /// Its private network, when it has one.
+    pub network: Option<NetworkInfo>,
+    pub containers: Vec<ContainerInfo>,
+    pub relics: Vec<RelicRecord>,
+}
+
+/// A run's output as it comes, and its record once it is final.
+pub struct RunFollow {
+    /// What the run writes: followed from its container while it runs,
+    /// from its record once it has ended.
+    pub output: LogStream,
+    /// The run's final record, once it has one.
+    pub end: futures_util::future::BoxFuture<'static, Result<RunRecord, Error>>,
+}
+
+/// A container's output followed until it ends.
+pub struct Followed {
+    pub output: LogStream,
+    /// How it ended, once the output has.
+    pub end: EndingFuture,
+}
+
+/// A container's usage sampled until it ends.
+pub struct UsageFollow {
+    pub samples: futures_util::stream::BoxStream<'static, Usage>,
+    pub end: EndingFuture,
+}
+
+/// The engine, as the core sees it: which backend, and whether it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineHealth {
+    pub backend: &'static str,
+    /// Why the engine did not answer, when it did not.
+    pub error: Option<String>,
+}
+
+/// The tasks a serving core runs in the background (the reaper, the warm
+/// pools' upkeep); [`Background::stop`] ends them.
+pub struct Background {
+    reaping: tokio::task::JoinHandle<()>,
+    upkeep: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Ends the background tasks.
+    pub fn stop(self) {
+        self.reaping.abort();
+        if let Some(upkeep) = self.upkeep {
+            upkeep.abort();
+        }
+    }
+}
+
+/// The core: every use case of berth, one method each, over one backend,
+/// store, policy, source of ids and clock. Its parts are private: a front
+/// end cannot reach the engine or the store past it.
+pub struct Core {
+    backend: Arc<dyn Backend>,
+    store: Arc<Store>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    runs: Arc<Runs>,
+    agents: Arc<Agents>,
+    relics: Arc<Relics>,
+    reaper: Arc<Reaper>,
+    /// The warm pools, when configured (and admitted by the policy).
+    pools: Option<Arc<Pools>>,
+}
+
+/// Containers sampled at once by [`Core::running_usage`].
+pub const USAGE_AT_ONCE: usize = 8;
+
+/// How long an interactive or pooled follow waits for a run's record to
+/// turn final after its output ended.
+const RECORD_SETTLES: Duration = Duration::from_secs(60);
+
+impl Core {
+    /// How long a stop waits for SIGTERM before SIGKILL, unless asked otherwise.
+    pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        policy: Policy,
+        store: Arc<Store>,
+        ids: Arc<dyn IdSource>,
+        clock: Arc<dyn Clock>,
+        options: Options,
+    ) -> Self {
+        let pools = options.pools.clone().and_then(|config| {
+            Pools::new(backend.clone(), &policy, store.clone(), ids.clone(), clock.clone(), config)
+                .inspect_err(|e| tracing::error!(%e, "warm pools refused by policy; every run takes the cold path"))
+                .ok()
+        });
+        let mut runs =
+            Runs::new(backend.clone(), policy.clone(), store.clone(), ids.clone(), clock.clone(), options.max_runs)
+                .with_per_tenant_limit(options.max_runs_per_tenant);
+        if let Some(pools) = &pools {
+            runs = runs.with_pools(pools.clone());
+            // Fills the pools in the background (a no-op outside a runtime:
+            // the first run's take starts it then).
+            pools.refill();
+        }
+        let agents =
+            Agents::new(backend.clone(), policy.clone(), store.clone(), ids.clone(), clock.clone(), options.ports);
+        let relics = Relics::new(backend.clone(), policy.clone(), store.clone(), ids, clock.clone());
+        let reaper = Reaper::new(backend.clone(), store.clone(), clock.clone(), policy.config.max_lifetime);
+        Core {
+            backend,
+            store,
+            policy,
+            clock,
+            runs: Arc::new(runs),
+            agents: Arc::new(agents),
+            relics: Arc::new(relics),
+            reaper: Arc::new(reaper),
+            pools,
+        }
+    }
+
+    /// Starts the reaper (every `reap_every`) and the warm pools' upkeep
+    /// (every `upkeep_every`: members replaced before they expire, demand
+    /// pools grown, shrunk and dropped).
+    pub fn spawn_background(&self, reap_every: Duration, upkeep_every: Duration) -> Background {
+        Background {
+            reaping: self.reaper.clone().spawn(reap_every),
+            upkeep: self.pools.as_ref().map(|p| p.spawn_upkeep(upkeep_every)),
+        }
+    }
+
+    /// Ends what the core keeps running for later runs: the warm pools'
+    /// members are removed (a pool refills no more afterwards).
+    pub async fn shutdown(&self) {
+        if let Some(pools) = &self.pools {
+            pools.shutdown().await;
+        }
+    }
+
+    // ----- the engine and the core's own state -------------------------
+
+    /// The backend's name (`docker`, `oci-dry-run`, …).
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Whether the engine answers now.
+    pub async fn engine_health(&self) -> EngineHealth {
+        let error = self.backend.ping().await.err().map(|e| e.to_string());
+        EngineHealth { backend: self.backend.name(), error }
+    }
+
+    /// The tenant's audit trail, newest first, at most `limit` entries.
+    pub fn audit_trail(&self, tenant: &str, limit: usize) -> Result<Vec<AuditEntry>, Error> {
+        Ok(self.store.audit_trail(tenant, limit)?)
+    }
+
+    /// Every warm pool's numbers (empty when pools are off).
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        self.pools.as_ref().map(|p| p.stats()).unwrap_or_default()
+    }
+
+    /// Now, as the core's clock tells it (front ends turn relative times
+    /// such as a timeout in seconds into expiries with it).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The most output a read keeps (the policy's output cap).
+    pub fn output_cap(&self) -> usize {
+        self.policy.config.output_cap
+    }
+
+    // ----- runs ----------------------------------------------------------
+
+    /// The languages code runs may be written in.
+    pub fn languages(&self) -> Vec<String> {
+        self.runs.languages()
+    }
+
+    /// Runs a tool image or a code snippet to completion and returns its
+    /// record. The run goes on in a task of its own, so a caller that stops
+    /// waiting abandons no container half-way: the record is there to fetch.
+    /// `recorded`, when given, learns the record as soon as it is stored.
+    pub async fn run(
+        &self,
+        req: RunRequest,
+        recorded: Option<tokio::sync::oneshot::Sender<RunRecord>>,
+    ) -> Result<RunRecord, Error> {
+        let runs = self.runs.clone();
+        let task = tokio::spawn(async move { runs.execute_reporting(req, recorded).await });
+        Ok(task.await.map_err(|e| Error::internal(format!("the run's task failed: {e}")))??)
+    }
+
+    /// The container spec a run would be given (for plans), or the refusal.
+    pub fn run_spec(&self, req: &RunRequest) -> Result<ContainerSpec, Error> {
+        Ok(self.runs.container_spec(req)?)
+    }
+
+    pub fn run_record(&self, tenant: &str, id: &RunId) -> Result<RunRecord, Error> {
+        Ok(self.runs.get(tenant, id)?)
+    }
+
+    /// The tenant's runs, newest first, at most `limit`.
+    pub fn runs(&self, tenant: &str, limit: usize) -> Result<Vec<RunRecord>, Error> {
+        Ok(self.runs.list(tenant, limit)?)
+    }
+
+    /// Cancels a run in progress; false when it had already ended.
+    pub fn cancel_run(&self, tenant: &str, id: &RunId) -> Result<bool, Error> {
+        Ok(self.runs.cancel(tenant, id)?)
+    }
+
+    /// A run's output followed as it comes (from its container while it
+    /// runs, from its record once it has ended) and its final record.
+    ///
+    /// A pooled run's member writes more than the run did (its ready and
+    /// end lines): that is left out. A pooled run that is ending but no
+    /// longer live is read from its record once that is final.
+    pub async fn follow_run(&self, tenant: &str, id: &RunId, request: &LogRequest) -> Result<RunFollow, Error> {
+        let mut record = self.runs.get(tenant, id)?;
+        let pooled = record.path == "pooled" && !record.status.is_terminal();
+        let marker = if pooled { self.runs.live_marker(id) } else { None };
+        if pooled && marker.is_none() {
+            record = self.settled(tenant, id, record, Duration::from_secs(10)).await?;
+        }
+        let live = !record.status.is_terminal() && !record.container_removed;
+        let output = match (&record.container_id, live, marker) {
+            (Some(cid), true, Some(marker)) => {
+                // The whole of the member's log, without timestamps: the view must see its ready line.
+                let whole = LogRequest { follow: true, tail: None, since: None, timestamps: false };
+                let logs = self.backend.logs(&ContainerId(cid.clone()), &whole).await?;
+                let mut view = pool::launch::MemberOutput::new(&marker);
+                logs.map(move |chunk| {
+                    chunk.map(|mut c| {
+                        let data = match c.stream {
+                            Stream::Stderr => view.stderr(&c.data),
+                            Stream::Stdout | Stream::Console => view.stdout(&c.data),
+                        };
+                        c.data = data.into();
+                        c
+                    })
+                })
+                .filter(|c| std::future::ready(c.as_ref().map_or(true, |c| !c.data.is_empty())))
+                .boxed()
+            }
+            (Some(cid), true, None) => {
+                let request = LogRequest { follow: true, ..request.clone() };
+                self.backend.logs(&ContainerId(cid.clone()), &request).await?
+            }
+            _ => {
+                let out = [(Stream::Stdout, record.stdout.clone()), (Stream::Stderr, record.stderr.clone())];
+                futures_util::stream::iter(out.into_iter().filter(|(_, d)| !d.is_empty()))
+                    .map(|(stream, data)| Ok(LogChunk { stream, data: data.into() }))
+                    .boxed()
+            }
+        };
+        let runs = self.runs.clone();
+        let (tenant, id) = (tenant.to_owned(), id.clone());
+        let end = Box::pin(async move {
+            // The container's output ends a moment before its record does.
+            settle(&runs, &tenant, &id, record, RECORD_SETTLES).await
+        });
+        Ok(RunFollow { output, end })
+    }
+
+    async fn settled(
+        &self,
+        tenant: &str,
+        id: &RunId,
+        record: RunRecord,
+        at_most: Duration,
+    ) -> Result<RunRecord, Error> {
+        settle(&self.runs, tenant, id, record, at_most).await
+    }
+
+    // ----- agents --------------------------------------------------------
+
+    /// Defines an agent (checked by policy now) and, when `start`, starts
+    /// it. The start goes on in a task of its own: a caller that stops
+    /// waiting leaves no half-made agent.
+    pub async fn create_agent(&self, def: AgentDefinition, start: bool) -> Result<Agent, Error> {
+        let record = self.agents.define(def)?;
+        if !start {
+            return Ok(self.with_status(record).await);
+        }
+        let (tenant, id) = (record.definition.tenant.clone(), record.definition.id.clone());
+        self.start_agent(&tenant, &id).await
+    }
+
+    /// Defines an agent without starting it.
+    pub fn define_agent(&self, def: AgentDefinition) -> Result<AgentRecord, Error> {
+        Ok(self.agents.define(def)?)
+    }
+
+    pub async fn agent(&self, tenant: &str, id: &str) -> Result<Agent, Error> {
+        let record = self.agents.get(tenant, id)?;
+        Ok(self.with_status(record).await)
+    }
+
+    /// The agent record alone, without asking the engine for its state.
+    pub fn agent_record(&self, tenant: &str, id: &str) -> Result<AgentRecord, Error> {
+        Ok(self.agents.get(tenant, id)?)
+    }
+
+    /// An agent of the tenant named by its id, its container's name, or its
+    /// container id (or a prefix of at least 12 characters of it).
+    pub fn find_agent(&self, tenant: &str, key: &str) -> Result<AgentRecord, Error> {
+        if let Ok(r) = self.agents.get(tenant, key) {
+            return Ok(r);
+        }
+        self.agents
+            .list(tenant)?
+            .into_iter()
+            .find(|r| {
+                r.container_name == key
+                    || r.container_id.as_deref().is_some_and(|c| key.len() >= 12 && c.starts_with(key))
+            })
+            .ok_or_else(|| Error::not_found(format!("no such agent: {key}")))
+    }
+
+    /// The tenant's agents with their states (one list call for every state).
+    pub async fn agents(&self, tenant: &str) -> Result<Vec<Agent>, Error> {
+        let records = self.agents.list(tenant)?;
+        let mine = [format!("{}=agent", labels::KIND), format!("{}={tenant}", labels::TENANT)];
+        let states: BTreeMap<String, String> =
+            self.backend.list(&mine).await?.into_iter().map(|c| (c.id.0, c.status)).collect();
+        Ok(records
+            .into_iter()
+            .map(|record| {
+                let status = record.container_id.as_ref().and_then(|c| states.get(c).cloned());
+                Agent { record, status }
+            })
+            .collect())
+    }
+
+    /// Starts an agent, creating its container first when it is missing,
+    /// in a task of its own.
+    pub async fn start_agent(&self, tenant: &str, id: &str) -> Result<Agent, Error> {
+        let agents = self.agents.clone();
+        let (t, i) = (tenant.to_owned(), id.to_owned());
+        let started = tokio::spawn(async move { agents.start(&t, &i).await })
+            .await
+            .map_err(|e| Error::internal(format!("the agent's start failed: {e}")))??;
+        Ok(self.with_status(started).await)
+    }
+
+    /// Stops an agent: SIGTERM, then SIGKILL after `grace`.
+    pub async fn stop_agent(&self, tenant: &str, id: &str, grace: Duration) -> Result<Agent, Error> {
+        let record = self.agents.stop(tenant, id, grace).await?;
+        Ok(self.with_status(record).await)
+    }
+
+    pub async fn restart_agent(&self, tenant: &str, id: &str, grace: Duration) -> Result<Agent, Error> {
+        let record = self.agents.restart(tenant, id, grace).await?;
+        Ok(self.with_status(record).await)
+    }
+
+    /// Removes an agent: its container (killed if running), its ports, its record.
+    pub async fn remove_agent(&self, tenant: &str, id: &str) -> Result<(), Error> {
+        Ok(self.agents.remove(tenant, id).await?)
+    }
+
+    /// Moves an agent's expiry, within the policy's maximum lifetime.
+    pub fn renew_agent(&self, tenant: &str, id: &str, expires_at: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
+        self.agents.get(tenant, id)?;
+        let t = self.reaper.renew(id, expires_at)?;
+        self.agents.set_expiry(tenant, id, t)?;
+        Ok(t)
+    }
+
+    /// Runs a command in a running agent to its end (output capped).
+    pub async fn exec_agent(&self, tenant: &str, id: &str, request: &ExecRequest) -> Result<ExecOutput, Error> {
+        Ok(self.agents.exec(tenant, id, request).await?)
+    }
+
+    /// Starts an interactive command in a running agent: its stdin, its
+    /// output as it comes and its exit. The start is audited.
+    pub async fn exec_agent_interactive(
+        &self,
+        tenant: &str,
+        id: &str,
+        request: &ExecRequest,
+    ) -> Result<StdioSession, Error> {
+        let cid = self.container_id(tenant, &Target::Agent(id.to_owned())).await?;
+        let session = self.backend.exec_interactive(&cid, request).await?;
+        self.store.note(self.clock.now(), tenant, "agent.exec", id, "interactive");
+        Ok(session)
+    }
+
+    async fn with_status(&self, record: AgentRecord) -> Agent {
+        let status = match &record.container_id {
+            Some(cid) => self.backend.state(&ContainerId(cid.clone())).await.ok().map(|s| s.status),
+            None => None,
+        };
+        Agent { record, status }
+    }
+
+    // ----- relics and sessions -------------------------------------------
+
+    /// Starts a relic on its session's network and waits for its health
+    /// check, in a task of its own.
+    pub async fn start_relic(&self, req: RelicRequest) -> Result<RelicRecord, Error> {
+        let relics = self.relics.clone();
+        let task = tokio::spawn(async move { relics.start(req).await });
+        Ok(task.await.map_err(|e| Error::internal(format!("the relic's start failed: {e}")))??)
+    }
+
+    pub fn relic(&self, tenant: &str, id: &str) -> Result<RelicRecord, Error> {
+        Ok(self.relics.get(tenant, id)?)
+    }
+
+    /// The tenant's relics, of one session or of all.
+    pub fn relics(&self, tenant: &str, session: Option<&str>) -> Result<Vec<RelicRecord>, Error> {
+        Ok(self.relics.list(tenant, session)?)
+    }
+
+    pub async fn stop_relic(&self, tenant: &str, id: &str) -> Result<RelicRecord, Error> {
+        Ok(self.relics.stop(tenant, id).await?)
+    }
+
+    pub async fn delete_relic(&self, tenant: &str, id: &str) -> Result<(), Error> {
+        Ok(self.relics.delete(tenant, id).await?)
+    }
+
+    /// Opens a session: its private network is made now (or found).
+    pub async fn open_session(&self, tenant: &str, session: &str) -> Result<Session, Error> {
+        self.relics.sessions().ensure_network(tenant, session).await?;
+        self.store.note(self.clock.now(), tenant, "session.open", session, "ok");
+        self.session_view(tenant, session).await
+    }
+
+    /// A session of the tenant's, with its network, containers and relics;
+    /// not found when it has none of them.
+    pub async fn session(&self, tenant: &str, session: &str) -> Result<Session, Error> {
+        check_session_id(session)?;
+        let s = self.session_view(tenant, session).await?;
+        if s.network.is_none() && s.containers.is_empty() && s.relics.is_empty() {
+            return Err(Error::not_found(format!("no such session: {session}")));
+        }
+        Ok(s)
+    }
+
+    /// The tenant's sessions: those with a network or a relic.
+    pub async fn sessions(&self, tenant: &str) -> Result<Vec<String>, Error> {
+        let mine = [format!("{}=session-network", labels::KIND), format!("{}={tenant}", labels::TENANT)];
+        let mut ids: BTreeSet<String> = self
+            .backend
+            .list_networks(&mine)
+            .await?
+            .into_iter()
+            .filter_map(|n| n.labels.get(labels::SESSION).cloned())
+            .collect();
+        ids.extend(self.relics.list(tenant, None)?.into_iter().map(|r| r.session_id));
+        Ok(ids.into_iter().collect())
+    }
+
+    async fn session_view(&self, tenant: &str, session: &str) -> Result<Session, Error> {
+        let mine = [format!("{}={session}", labels::SESSION), format!("{}={tenant}", labels::TENANT)];
+        let network = self.backend.list_networks(&mine).await?.into_iter().find(|n| n.name == network_name(session));
+        let containers = self.backend.list(&mine).await?;
+        let relics = self.relics.list(tenant, Some(session))?;
+        Ok(Session { id: session.into(), network, containers, relics })
+    }
+
+    /// Ends a session: its runs in progress, its containers, its network,
+    /// its relics' records. Runs in progress are cancelled with `force` and
+    /// count as running without it, as its running containers do (a pooled
+    /// run's member carries no session label, so the runs are asked here).
+    pub async fn end_session(&self, tenant: &str, session: &str, force: bool) -> Result<SessionCleanup, Error> {
+        let running = self.runs.active_in_session(tenant, session).len();
+        if running > 0 && !force {
+            return Err(sessions::SessionError::Running { session: session.into(), running }.into());
+        }
+        self.runs.cancel_session(tenant, session);
+        Ok(self.relics.end_session(tenant, session, force).await?)
+    }
+
+    /// Removes every berth network no container uses that is older than
+    /// `min_age`; returns their names.
+    pub async fn sweep_networks(&self, min_age: Duration) -> Result<Vec<String>, Error> {
+        Ok(self.relics.sessions().sweep_networks(min_age).await?)
+    }
+
+    /// A network of that name, made (and labelled as berth's, so the sweep
+    /// may remove it once unused) when missing, as the seeds' set-up
+    /// scripts make theirs.
+    pub async fn ensure_named_network(&self, name: &str) -> Result<(), Error> {
+        if self.backend.list_networks(&[]).await?.iter().any(|n| n.name == name) {
+            return Ok(());
+        }
+        let net_labels = BTreeMap::from([
+            (labels::MANAGED.to_owned(), "true".to_owned()),
+            (labels::KIND.to_owned(), "seed-network".to_owned()),
+        ]);
+        match self.backend.create_network(name, false, &net_labels).await {
+            Ok(_) | Err(backend::BackendError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ----- observing containers --------------------------------------------
+
+    /// The tenant's containers that berth manages, of one kind (`agent`,
+    /// `tool`, …) or of all.
+    pub async fn containers(&self, tenant: &str, kind: Option<&str>) -> Result<Vec<ContainerInfo>, Error> {
+        let mine = [
+            match kind {
+                Some(kind) => format!("{}={kind}", labels::KIND),
+                None => labels::MANAGED.to_owned(),
+            },
+            format!("{}={tenant}", labels::TENANT),
+        ];
+        Ok(self.backend.list(&mine).await?)
+    }
+
+    /// A container of the tenant's that berth manages, named as
+    /// [`Target::Managed`] names it.
+    pub async fn managed_container(&self, tenant: &str, key: &str) -> Result<ContainerInfo, Error> {
+        let all = self.containers(tenant, None).await?;
+        observe::find_managed(all, key).ok_or_else(|| Error::not_found(format!("no container of yours is named {key}")))
+    }
+
+    async fn container_id(&self, tenant: &str, target: &Target) -> Result<ContainerId, Error> {
+        let (cid, kind, id) = match target {
+            Target::Agent(id) => (self.agents.get(tenant, id)?.container_id, "agent", id),
+            Target::Relic(id) => (self.relics.get(tenant, id)?.container_id, "relic", id),
+            Target::Managed(key) => return Ok(self.managed_container(tenant, key).await?.id),
+        };
+        cid.map(ContainerId).ok_or_else(|| Error::not_found(format!("{kind} {id} has no container yet")))
+    }
+
+    /// A target's logs read at once, kept to the policy's output cap.
+    pub async fn read_logs(&self, tenant: &str, target: &Target, request: &LogRequest) -> Result<LogsRead, Error> {
+        let cid = self.container_id(tenant, target).await?;
+        let stream = self.backend.logs(&cid, &LogRequest { follow: false, ..request.clone() }).await?;
+        Ok(LogsRead::collect(stream, self.policy.config.output_cap).await?)
+    }
+
+    /// A target's logs followed until its container ends, and how it ended.
+    pub async fn follow_logs(&self, tenant: &str, target: &Target, request: &LogRequest) -> Result<Followed, Error> {
+        let cid = self.container_id(tenant, target).await?;
+        let output = self.backend.logs(&cid, &LogRequest { follow: true, ..request.clone() }).await?;
+        Ok(Followed { output, end: observe::ending(self.backend.clone(), cid) })
+    }
+
+    /// A managed container of the tenant's, named as [`Target::Managed`]
+    /// names it, with one sample of its resource use.
+    pub async fn managed_usage(&self, tenant: &str, key: &str) -> Result<(ContainerInfo, Usage), Error> {
+        let c = self.managed_container(tenant, key).await?;
+        let u = self.backend.usage(&c.id).await?;
+        Ok((c, u))
+    }
+
+    /// One sample of the resource use of each of the tenant's running
+    /// containers, [`USAGE_AT_ONCE`] sampled at a time; a container that
+    /// ends before its sample is left out.
+    pub async fn running_usage(&self, tenant: &str) -> Result<Vec<(ContainerInfo, Usage)>, Error> {
+        let running: Vec<_> =
+            self.containers(tenant, None).await?.into_iter().filter(|c| c.status == "running").collect();
+        let backend = self.backend.clone();
+        Ok(futures_util::stream::iter(running)
+            .map(|c| {
+                let backend = backend.clone();
+                async move { backend.usage(&c.id).await.ok().map(|u| (c, u)) }
+            })
+            .buffered(USAGE_AT_ONCE)
+            .filter_map(std::future::ready)
+            .collect()
+            .await)
+    }
+
+    /// One sample of a target's resource use.
+    pub async fn usage(&self, tenant: &str, target: &Target) -> Result<Usage, Error> {
+        let cid = self.container_id(tenant, target).await?;
+        Ok(self.backend.usage(&cid).await?)
+    }
+
+    /// A target's resource use about once a second until it ends.
+    pub async fn follow_usage(&self, tenant: &str, target: &Target) -> Result<UsageFollow, Error> {
+        let cid = self.container_id(tenant, target).await?;
+        let samples = self.backend.usage_stream(&cid).await?;
+        Ok(UsageFollow { samples, end: observe::ending(self.backend.clone(), cid) })
+    }
+}
+
+/// The record of a run once it is final, waiting at most `at_most` for it.
+async fn settle(
+    runs: &Runs,
+    tenant: &str,
+    id: &RunId,
+    mut record: RunRecord,
+    at_most: Duration,
+) -> Result<RunRecord, Error> {
+    let step = Duration::from_millis(20);
+    let mut waited = Duration::ZERO;
+    while !record.status.is_terminal() && waited < at_most {
+        tokio::time::sleep(step).await;
+        waited += step;
+        record = runs.get(tenant, id)?;
+    }
+    Ok(record)
+}

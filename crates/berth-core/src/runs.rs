@@ -218,6 +218,8 @@ pub enum RunError {
     BadRequest(String),
     #[error("no such run: {0}")]
     NotFound(String),
+    #[error("berth is shutting down")]
+    ShuttingDown,
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
@@ -533,7 +535,7 @@ impl Runs {
         self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), active);
         // A tenant's own bound first, so one tenant's queue never holds global slots.
         let tenant_slots = self.tenant_slots(&req.tenant);
-        let closed = |_| RunError::BadRequest("berth is shutting down".into());
+        let closed = |_| RunError::ShuttingDown;
         let _tenant_slot = tenant_slots.acquire().await.map_err(closed)?;
         let _slot = self.slots.acquire().await.map_err(closed)?;
 

@@ -9,19 +9,25 @@ use axum::Router;
 use berth_api::native::{AppState, Tokens};
 use berth_core::backend::Backend;
 use berth_core::ids::{RandomIds, SystemClock};
-use berth_core::orchestrator::{Options, Orchestrator};
 use berth_core::policy::Policy;
 use berth_core::store::Store;
+use berth_core::{Core, Options};
 use berth_docker::DockerBackend;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
+/// A backend over the engine at `DOCKER_HOST`, for a test to see for
+/// itself what the core made, apart from the core.
+pub fn engine() -> Arc<dyn Backend> {
+    Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()))
+}
+
 /// The core over the docker backend with an in-memory store.
-pub fn core_with(policy: Policy) -> Arc<Orchestrator> {
-    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
+pub fn core_with(policy: Policy) -> Arc<Core> {
+    let backend = engine();
     let store = Arc::new(Store::in_memory().unwrap());
-    Arc::new(Orchestrator::new(backend, policy, store, Arc::new(RandomIds), Arc::new(SystemClock), Options::default()))
+    Arc::new(Core::new(backend, policy, store, Arc::new(RandomIds), Arc::new(SystemClock), Options::default()))
 }
 
 pub fn state(tokens: &[(&str, &str)]) -> AppState {

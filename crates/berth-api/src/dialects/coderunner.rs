@@ -26,21 +26,21 @@ async fn root(State(s): State<DialectState>) -> Json<Value> {
     Json(json!({
         "service": "orchestrator",
         "status": "running",
-        "backend": s.app.core.backend.name(),
-        "languages": s.app.core.runs.languages(),
+        "backend": s.app.core.backend_name(),
+        "languages": s.app.core.languages(),
     }))
 }
 
 async fn health(State(s): State<DialectState>) -> (StatusCode, Json<Value>) {
-    let docker = s.app.core.backend.ping().await;
-    let code = if docker.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let docker = s.app.core.engine_health().await.error;
+    let code = if docker.is_none() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
         code,
         Json(json!({
-            "status": if docker.is_ok() { "healthy" } else { "unhealthy" },
-            "docker": if docker.is_ok() { "connected" } else { "disconnected" },
+            "status": if docker.is_none() { "healthy" } else { "unhealthy" },
+            "docker": if docker.is_none() { "connected" } else { "disconnected" },
             "sandbox": {"network": "none", "capabilities": "dropped", "no_new_privileges": true},
-            "error": docker.err().map(|e| e.to_string()),
+            "error": docker,
         })),
     )
 }
@@ -63,10 +63,7 @@ async fn execute(
     let language = body.language.unwrap_or_else(|| "python".into());
     let mut req = RunRequest::new(&tenant, Workload::Code { language: language.clone(), code: body.code });
     req.timeout = body.timeout.map(Duration::from_secs);
-    let runs = s.app.core.runs.clone();
-    let r = tokio::spawn(async move { runs.execute(req).await })
-        .await
-        .map_err(|e| Detail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let r = s.app.core.run(req, None).await?;
     Ok(Json(json!({
         "success": r.status == RunStatus::Succeeded,
         "status": r.status.as_str(),

@@ -14,11 +14,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{find_container, mib, usage_numbers, Caller, Detail, DialectState, Form, Params};
+use super::{mib, usage_numbers, Caller, Detail, DialectState, Form, Params};
 use berth_core::backend::Usage;
 use berth_core::relics::{status_word, RelicRecord, RelicRequest};
 use berth_core::runs::{RunId, RunRecord, RunRequest, RunStatus, Workload};
@@ -43,12 +42,12 @@ pub fn routes() -> Router<DialectState> {
 }
 
 async fn health(State(s): State<DialectState>) -> Json<Value> {
-    let docker = s.app.core.backend.ping().await.is_ok();
+    let docker = s.app.core.engine_health().await.error.is_none();
     Json(json!({
         "status": if docker { "healthy" } else { "degraded" },
         "service": "container_orchestrator",
         "docker_connected": docker,
-        "backend": s.app.core.backend.name(),
+        "backend": s.app.core.backend_name(),
     }))
 }
 
@@ -154,10 +153,7 @@ async fn execute(
     req.cpu = cpu;
     req.timeout = body.resource_limits.timeout_seconds.map(Duration::from_secs);
     req.cleanup = body.cleanup.unwrap_or(true);
-    let runs = s.app.core.runs.clone();
-    let record = tokio::spawn(async move { runs.execute(req).await })
-        .await
-        .map_err(|e| Detail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let record = s.app.core.run(req, None).await?;
     Ok(Json(record.into()))
 }
 
@@ -166,7 +162,7 @@ async fn tool(
     Caller(tenant): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Execution>, Detail> {
-    Ok(Json(s.app.core.runs.get(&tenant, &RunId(id))?.into()))
+    Ok(Json(s.app.core.run_record(&tenant, &RunId(id))?.into()))
 }
 
 async fn tool_logs(
@@ -174,7 +170,7 @@ async fn tool_logs(
     Caller(tenant): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
-    let r = s.app.core.runs.get(&tenant, &RunId(id))?;
+    let r = s.app.core.run_record(&tenant, &RunId(id))?;
     Ok(Json(json!({
         "execution_id": r.id.0,
         "stdout": r.stdout,
@@ -188,7 +184,7 @@ async fn cancel(
     Caller(tenant): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
-    let cancelled = s.app.core.runs.cancel(&tenant, &RunId(id.clone()))?;
+    let cancelled = s.app.core.cancel_run(&tenant, &RunId(id.clone()))?;
     let status = if cancelled { "cancelling" } else { "already_finished" };
     Ok(Json(json!({"execution_id": id, "cancelled": cancelled, "status": status})))
 }
@@ -252,9 +248,9 @@ async fn start_relic(
         expires_at: body
             .resource_limits
             .timeout_seconds
-            .map(|t| s.app.core.clock.now() + chrono::Duration::seconds(t.min(i64::MAX as u64) as i64)),
+            .map(|t| s.app.core.now() + chrono::Duration::seconds(t.min(i64::MAX as u64) as i64)),
     };
-    Ok(Json(relic_view(crate::native::relics::start(&s.app, req).await?)))
+    Ok(Json(relic_view(s.app.core.start_relic(req).await?)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,7 +264,7 @@ async fn list_relics(
     Caller(tenant): Caller,
     Params(q): Params<RelicFilter>,
 ) -> Result<Json<Vec<Value>>, Detail> {
-    Ok(Json(s.app.core.relics.list(&tenant, q.session_id.as_deref())?.into_iter().map(relic_view).collect()))
+    Ok(Json(s.app.core.relics(&tenant, q.session_id.as_deref())?.into_iter().map(relic_view).collect()))
 }
 
 async fn relic(
@@ -276,7 +272,7 @@ async fn relic(
     Caller(tenant): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
-    Ok(Json(relic_view(s.app.core.relics.get(&tenant, &id)?)))
+    Ok(Json(relic_view(s.app.core.relic(&tenant, &id)?)))
 }
 
 async fn stop_relic(
@@ -284,7 +280,7 @@ async fn stop_relic(
     Caller(tenant): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
-    Ok(Json(relic_view(s.app.core.relics.stop(&tenant, &id).await?)))
+    Ok(Json(relic_view(s.app.core.stop_relic(&tenant, &id).await?)))
 }
 
 async fn delete_relic(
@@ -292,7 +288,7 @@ async fn delete_relic(
     Caller(tenant): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
-    s.app.core.relics.delete(&tenant, &id).await?;
+    s.app.core.delete_relic(&tenant, &id).await?;
     Ok(Json(json!({"relic_id": id, "deleted": true})))
 }
 
@@ -308,22 +304,8 @@ fn stats_view(c: &berth_core::backend::ContainerInfo, u: &Usage) -> Value {
     Value::Object(v)
 }
 
-/// Stats are sampled this many containers at a time.
-const STATS_AT_ONCE: usize = 8;
-
 async fn all_stats(State(s): State<DialectState>, Caller(tenant): Caller) -> Result<Json<Value>, Detail> {
-    let backend = s.app.core.backend.clone();
-    let mine = [labels::MANAGED.to_owned(), format!("{}={tenant}", labels::TENANT)];
-    let running: Vec<_> = backend.list(&mine).await?.into_iter().filter(|c| c.status == "running").collect();
-    let stats: Vec<Value> = futures_util::stream::iter(running)
-        .map(|c| {
-            let backend = backend.clone();
-            async move { backend.usage(&c.id).await.ok().map(|u| stats_view(&c, &u)) }
-        })
-        .buffered(STATS_AT_ONCE)
-        .filter_map(std::future::ready)
-        .collect()
-        .await;
+    let stats: Vec<Value> = s.app.core.running_usage(&tenant).await?.iter().map(|(c, u)| stats_view(c, u)).collect();
     Ok(Json(json!({"total": stats.len(), "containers": stats})))
 }
 
@@ -332,8 +314,10 @@ async fn one_stats(
     Caller(tenant): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
-    let c = find_container(&s, &tenant, &id).await?;
-    let u = s.app.core.backend.usage(&c.id).await?;
+    let (c, u) = s.app.core.managed_usage(&tenant, &id).await.map_err(|e| match e.kind() {
+        berth_core::ErrorKind::NotFound => Detail::not_found(format!("Container {id} not found")),
+        _ => e.into(),
+    })?;
     Ok(Json(stats_view(&c, &u)))
 }
 
@@ -362,6 +346,6 @@ async fn cleanup_session(
 async fn cleanup_networks(State(s): State<DialectState>, Caller(_tenant): Caller) -> Result<Json<Value>, Detail> {
     // Only networks no container uses, and not one made a moment ago for a
     // relic that is about to join it: a live session's network stays.
-    let removed = s.app.core.relics.sessions().sweep_networks(Duration::from_secs(10)).await?;
+    let removed = s.app.core.sweep_networks(Duration::from_secs(10)).await?;
     Ok(Json(json!({"networks_removed": removed, "count": removed.len()})))
 }

@@ -20,13 +20,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{find_agent, usage_numbers, Caller, Detail, DialectState, Form, Params};
-use crate::native::agents::status_of;
-use crate::native::observe::LogsView;
 use berth_core::agents::{AgentDefinition, AgentRecord};
 use berth_core::backend::LogRequest;
-use berth_core::orchestrator::Orchestrator;
-use berth_core::spec::{labels, ContainerId};
+use berth_core::observe::Target;
 use berth_core::units::{ByteSize, CpuLimit};
+use berth_core::{Agent, Core};
 
 pub fn routes() -> Router<DialectState> {
     Router::new()
@@ -66,8 +64,9 @@ struct Deploy {
     command: Option<Vec<String>>,
 }
 
-async fn view(core: &Orchestrator, r: AgentRecord) -> Value {
-    let status = status_of(core, &r).await.unwrap_or_else(|| "created".into());
+fn view(a: Agent) -> Value {
+    let status = a.status.unwrap_or_else(|| "created".into());
+    let r = a.record;
     let d = &r.definition;
     json!({
         "id": d.id,
@@ -115,21 +114,11 @@ async fn deploy(
     if def.code_dir.is_none() && !def.id.is_empty() {
         def.code_dir = Some(format!("{}/{}", s.env.lais_agents_dir.trim_end_matches('/'), def.id));
     }
-    let record = core.agents.define(def)?;
-    let id = record.definition.id.clone();
-    let agents = core.agents.clone();
-    let started = tokio::spawn(async move { agents.start(&tenant, &id).await })
-        .await
-        .map_err(|e| Detail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    Ok((StatusCode::CREATED, Json(view(core, started).await)))
+    Ok((StatusCode::CREATED, Json(view(core.create_agent(def, true).await?))))
 }
 
 async fn list(State(s): State<DialectState>, Caller(tenant): Caller) -> Result<Json<Vec<Value>>, Detail> {
-    let mut out = Vec::new();
-    for r in s.app.core.agents.list(&tenant)? {
-        out.push(view(&s.app.core, r).await);
-    }
-    Ok(Json(out))
+    Ok(Json(s.app.core.agents(&tenant).await?.into_iter().map(view).collect()))
 }
 
 async fn details(
@@ -138,7 +127,7 @@ async fn details(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
     let r = find_agent(&s, &tenant, &id)?;
-    Ok(Json(view(&s.app.core, r).await))
+    Ok(Json(view(s.app.core.agent(&tenant, &r.definition.id).await?)))
 }
 
 async fn start(
@@ -147,8 +136,7 @@ async fn start(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
     let r = find_agent(&s, &tenant, &id)?;
-    let r = s.app.core.agents.start(&tenant, &r.definition.id).await?;
-    Ok(Json(view(&s.app.core, r).await))
+    Ok(Json(view(s.app.core.start_agent(&tenant, &r.definition.id).await?)))
 }
 
 async fn stop(
@@ -157,8 +145,7 @@ async fn stop(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
     let r = find_agent(&s, &tenant, &id)?;
-    let r = s.app.core.agents.stop(&tenant, &r.definition.id, Orchestrator::DEFAULT_GRACE).await?;
-    Ok(Json(view(&s.app.core, r).await))
+    Ok(Json(view(s.app.core.stop_agent(&tenant, &r.definition.id, Core::DEFAULT_GRACE).await?)))
 }
 
 async fn remove(
@@ -167,15 +154,16 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
     let r = find_agent(&s, &tenant, &id)?;
-    s.app.core.agents.remove(&tenant, &r.definition.id).await?;
+    s.app.core.remove_agent(&tenant, &r.definition.id).await?;
     Ok(Json(json!({"id": r.definition.id, "removed": true})))
 }
 
-fn container_of(r: &AgentRecord) -> Result<ContainerId, Detail> {
-    r.container_id
-        .clone()
-        .map(ContainerId)
-        .ok_or_else(|| Detail::not_found(format!("Container {} has not been created", r.definition.id)))
+/// The agent as a target to observe, once its container has been made.
+fn observed(r: &AgentRecord) -> Result<Target, Detail> {
+    match r.container_id {
+        Some(_) => Ok(Target::Agent(r.definition.id.clone())),
+        None => Err(Detail::not_found(format!("Container {} has not been created", r.definition.id))),
+    }
 }
 
 async fn metrics(
@@ -184,7 +172,7 @@ async fn metrics(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
     let r = find_agent(&s, &tenant, &id)?;
-    let u = s.app.core.backend.usage(&container_of(&r)?).await?;
+    let u = s.app.core.usage(&tenant, &observed(&r)?).await?;
     let mut v = usage_numbers(&u);
     v.insert("id".into(), json!(r.definition.id));
     Ok(Json(Value::Object(v)))
@@ -210,8 +198,7 @@ async fn logs(
     let r = find_agent(&s, &tenant, &id)?;
     let request =
         LogRequest { follow: false, tail: Some(q.tail.unwrap_or(100)), since: q.since, timestamps: q.timestamps };
-    let stream = s.app.core.backend.logs(&container_of(&r)?, &request).await?;
-    let read = LogsView::collect(stream, s.app.core.policy.config.output_cap).await?;
+    let read = s.app.core.read_logs(&tenant, &observed(&r)?, &request).await?;
     Ok(Json(json!({"id": r.definition.id, "logs": read.logs, "truncated": read.truncated})))
 }
 
@@ -224,10 +211,10 @@ async fn stream_logs(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, Detail> {
     let r = find_agent(&s, &tenant, &id)?;
-    let cid = container_of(&r)?;
+    let target = observed(&r)?;
     let ws = ws.map_err(|e| Detail::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let request = LogRequest { follow: true, tail: Some(100), since: None, timestamps: false };
-    let stream = s.app.core.backend.logs(&cid, &request).await?;
+    let stream = s.app.core.follow_logs(&tenant, &target, &request).await?.output;
     let keepalive = s.app.keepalive;
     Ok(ws.on_upgrade(move |socket| forward(socket, stream, keepalive)))
 }
@@ -248,22 +235,20 @@ async fn forward(mut socket: WebSocket, mut stream: berth_core::backend::LogStre
 }
 
 async fn health(State(s): State<DialectState>) -> Json<Value> {
-    Json(json!({"status": "healthy", "service": "docker-orchestrator", "backend": s.app.core.backend.name()}))
+    Json(json!({"status": "healthy", "service": "docker-orchestrator", "backend": s.app.core.backend_name()}))
 }
 
 async fn health_docker(State(s): State<DialectState>) -> (StatusCode, Json<Value>) {
-    match s.app.core.backend.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "connected", "connected": true}))),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "disconnected", "connected": false, "error": e.to_string()})),
-        ),
+    match s.app.core.engine_health().await.error {
+        None => (StatusCode::OK, Json(json!({"status": "connected", "connected": true}))),
+        Some(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "disconnected", "connected": false, "error": e})))
+        }
     }
 }
 
 async fn health_containers(State(s): State<DialectState>, Caller(tenant): Caller) -> Result<Json<Value>, Detail> {
-    let mine = [format!("{}=agent", labels::KIND), format!("{}={tenant}", labels::TENANT)];
-    let containers = s.app.core.backend.list(&mine).await?;
+    let containers = s.app.core.containers(&tenant, Some("agent")).await?;
     let running = containers.iter().filter(|c| c.status == "running").count();
     Ok(Json(json!({
         "total": containers.len(),

@@ -29,8 +29,6 @@ use serde::de::DeserializeOwned;
 use crate::native::error::ApiError;
 use crate::native::{AppState, Tenant};
 use berth_core::agents::AgentRecord;
-use berth_core::backend::ContainerInfo;
-use berth_core::spec::labels;
 
 /// A seed whose API berth serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -201,24 +199,19 @@ impl From<ApiError> for Detail {
     }
 }
 
-/// The core's errors answer as on the native API, in the seeds' shape.
-macro_rules! detail_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for Detail {
-            fn from(e: $t) -> Self {
-                ApiError::from(e).into()
-            }
-        }
-    )*};
+/// The core's errors answer with the native API's statuses, in the seeds' shape.
+impl From<berth_core::Error> for Detail {
+    fn from(e: berth_core::Error) -> Self {
+        ApiError::from(e).into()
+    }
 }
-detail_from!(
-    berth_core::agents::AgentError,
-    berth_core::relics::RelicError,
-    berth_core::runs::RunError,
-    berth_core::sessions::SessionError,
-    berth_core::backend::BackendError,
-    berth_core::store::StoreError
-);
+
+/// An engine error met inside a stream the core handed out.
+impl From<berth_core::backend::BackendError> for Detail {
+    fn from(e: berth_core::backend::BackendError) -> Self {
+        ApiError::from(e).into()
+    }
+}
 
 async fn not_found() -> Detail {
     Detail::not_found("Not Found")
@@ -266,54 +259,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 /// An agent of the caller's, named by its id, its container's name, or
 /// its container id (or a prefix of at least 12 characters of it).
 pub fn find_agent(state: &DialectState, tenant: &str, key: &str) -> Result<AgentRecord, Detail> {
-    let agents = &state.app.core.agents;
-    if let Ok(r) = agents.get(tenant, key) {
-        return Ok(r);
-    }
-    agents
-        .list(tenant)?
-        .into_iter()
-        .find(|r| {
-            r.container_name == key || r.container_id.as_deref().is_some_and(|c| key.len() >= 12 && c.starts_with(key))
-        })
-        .ok_or_else(|| Detail::not_found(format!("Container {key} not found")))
-}
-
-/// A container of the caller's that berth manages, named by berth's object
-/// id (run, relic, agent), its name, or its id (or a 12+ character prefix).
-pub async fn find_container(state: &DialectState, tenant: &str, key: &str) -> Result<ContainerInfo, Detail> {
-    let mine = [labels::MANAGED.to_owned(), format!("{}={tenant}", labels::TENANT)];
-    state
-        .app
-        .core
-        .backend
-        .list(&mine)
-        .await?
-        .into_iter()
-        .find(|c| {
-            c.labels.get(labels::OBJECT).is_some_and(|o| o == key)
-                || c.name == key
-                || (key.len() >= 12 && c.id.0.starts_with(key))
-        })
-        .ok_or_else(|| Detail::not_found(format!("Container {key} not found")))
+    state.app.core.find_agent(tenant, key).map_err(|e| match e.kind() {
+        berth_core::ErrorKind::NotFound => Detail::not_found(format!("Container {key} not found")),
+        _ => e.into(),
+    })
 }
 
 /// A seed's named network (`AGENT_NETWORK`, `TIDEPOOL_NETWORK`), made when
-/// missing as the seeds' set-up scripts do. berth labels the ones it makes,
-/// so its sweep may remove them once no container uses them.
+/// missing as the seeds' set-up scripts do.
 pub async fn ensure_named_network(state: &DialectState, name: &str) -> Result<(), Detail> {
-    let backend = &state.app.core.backend;
-    if backend.list_networks(&[]).await?.iter().any(|n| n.name == name) {
-        return Ok(());
-    }
-    let net_labels = BTreeMap::from([
-        (labels::MANAGED.to_owned(), "true".to_owned()),
-        (labels::KIND.to_owned(), "seed-network".to_owned()),
-    ]);
-    match backend.create_network(name, false, &net_labels).await {
-        Ok(_) | Err(berth_core::backend::BackendError::Conflict(_)) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(state.app.core.ensure_named_network(name).await?)
 }
 
 /// A container's resource use in the Python seeds' numbers (MiB and

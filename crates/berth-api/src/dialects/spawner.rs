@@ -97,28 +97,27 @@ async fn spawn(
     };
     let core = &s.app.core;
     ensure_named_network(&s, &s.env.tidepool_network).await?;
-    core.agents.define(def)?;
-    let agents = core.agents.clone();
-    let (id, owner) = (body.bead_id.clone(), tenant.clone());
-    let started = tokio::spawn(async move { agents.start(&tenant, &id).await })
-        .await
-        .map_err(|e| Detail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let record = match started {
-        Ok(r) => r,
+    let agent = match core.create_agent(def, true).await {
+        Ok(a) => a,
         Err(e) => {
             // A spawn that fails leaves nothing behind, so the bead can be spawned again.
-            let _ = core.agents.remove(&owner, &body.bead_id).await;
+            if e.kind() != berth_core::ErrorKind::Conflict {
+                let _ = core.remove_agent(&tenant, &body.bead_id).await;
+            }
             return Err(e.into());
         }
     };
-    Ok(Json(json!({"container_id": record.container_id, "hostname": hostname})))
+    Ok(Json(json!({"container_id": agent.record.container_id, "hostname": hostname})))
 }
 
 async fn status(State(s): State<DialectState>, Caller(tenant): Caller, Path(id): Path<String>) -> Json<Value> {
     let Ok(r) = find_agent(&s, &tenant, &id) else {
         return Json(json!({"status": "not_found"}));
     };
-    let status = crate::native::agents::status_of(&s.app.core, &r).await.unwrap_or_else(|| "not_found".into());
+    let status = match s.app.core.agent(&tenant, &r.definition.id).await {
+        Ok(a) => a.status.unwrap_or_else(|| "not_found".into()),
+        Err(_) => "not_found".into(),
+    };
     Json(json!({ "status": status }))
 }
 
@@ -129,8 +128,8 @@ async fn stop(
 ) -> Result<StatusCode, Detail> {
     let r = find_agent(&s, &tenant, &id)?;
     let core = &s.app.core;
-    core.agents.stop(&tenant, &r.definition.id, Duration::from_secs(10)).await?;
-    core.agents.remove(&tenant, &r.definition.id).await?;
+    core.stop_agent(&tenant, &r.definition.id, Duration::from_secs(10)).await?;
+    core.remove_agent(&tenant, &r.definition.id).await?;
     Ok(StatusCode::OK)
 }
 
@@ -145,7 +144,7 @@ async fn exec(
     if request.working_dir.is_none() && r.definition.worktree.is_some() {
         request.working_dir = Some(WORKSPACE.into());
     }
-    let out = s.app.core.agents.exec(&tenant, &r.definition.id, &request).await?;
+    let out = s.app.core.exec_agent(&tenant, &r.definition.id, &request).await?;
     // In the README's field order: exit_code, stdout, stderr.
     Ok(Json(out.into()))
 }

@@ -19,12 +19,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ensure_named_network, mib, Caller, Detail, DialectState, Params};
-use crate::native::observe::LogsView;
-use berth_core::agents::{AgentDefinition, AgentError};
+use berth_core::agents::AgentDefinition;
 use berth_core::backend::LogRequest;
-use berth_core::orchestrator::Orchestrator;
-use berth_core::spec::ContainerId;
+use berth_core::observe::Target;
 use berth_core::units::{ByteSize, CpuLimit};
+use berth_core::Core;
 
 pub fn routes() -> Router<DialectState> {
     Router::new()
@@ -71,7 +70,7 @@ async fn start(
 ) -> Result<Json<Value>, Detail> {
     let core = &s.app.core;
     let bad = |m: String| Detail::new(StatusCode::UNPROCESSABLE_ENTITY, m);
-    if core.agents.get(&tenant, &agent_id).is_err() {
+    if core.agent_record(&tenant, &agent_id).is_err() {
         let given: StartBody = if body.iter().all(u8::is_ascii_whitespace) {
             StartBody::default()
         } else {
@@ -99,16 +98,14 @@ async fn start(
             labels: BTreeMap::from([("warder.agent_id".to_owned(), agent_id.clone())]),
             container_name: Some(format!("warder-agent-{agent_id}")),
         };
-        match core.agents.define(def) {
-            Ok(_) | Err(AgentError::Exists(_)) => {}
+        match core.define_agent(def) {
+            Ok(_) => {}
+            // Defined a moment ago by a start racing this one.
+            Err(e) if e.kind() == berth_core::ErrorKind::Conflict => {}
             Err(e) => return Err(e.into()),
         }
     }
-    let agents = core.agents.clone();
-    let id = agent_id.clone();
-    tokio::spawn(async move { agents.start(&tenant, &id).await })
-        .await
-        .map_err(|e| Detail::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    core.start_agent(&tenant, &agent_id).await?;
     Ok(message("Agent container started successfully"))
 }
 
@@ -117,14 +114,18 @@ async fn stop(
     Caller(tenant): Caller,
     Path(agent_id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
-    s.app.core.agents.get(&tenant, &agent_id).map_err(|_| not_found())?;
-    s.app.core.agents.stop(&tenant, &agent_id, Orchestrator::DEFAULT_GRACE).await?;
+    s.app.core.agent_record(&tenant, &agent_id).map_err(|_| not_found())?;
+    s.app.core.stop_agent(&tenant, &agent_id, Core::DEFAULT_GRACE).await?;
     Ok(message("Agent container stopped successfully"))
 }
 
-fn container(s: &DialectState, tenant: &str, agent_id: &str) -> Result<ContainerId, Detail> {
-    let r = s.app.core.agents.get(tenant, agent_id).map_err(|_| not_found())?;
-    r.container_id.map(ContainerId).ok_or_else(|| Detail::not_found("Agent container not found"))
+/// The agent as a target to observe, once its container has been made.
+fn observed(s: &DialectState, tenant: &str, agent_id: &str) -> Result<Target, Detail> {
+    let r = s.app.core.agent_record(tenant, agent_id).map_err(|_| not_found())?;
+    match r.container_id {
+        Some(_) => Ok(Target::Agent(agent_id.to_owned())),
+        None => Err(Detail::not_found("Agent container not found")),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,10 +141,9 @@ async fn logs(
     Path(agent_id): Path<String>,
     Params(q): Params<Lines>,
 ) -> Result<Json<Value>, Detail> {
-    let cid = container(&s, &tenant, &agent_id)?;
+    let target = observed(&s, &tenant, &agent_id)?;
     let request = LogRequest { tail: Some(q.lines.unwrap_or(100)), ..Default::default() };
-    let stream = s.app.core.backend.logs(&cid, &request).await?;
-    let read = LogsView::collect(stream, s.app.core.policy.config.output_cap).await?;
+    let read = s.app.core.read_logs(&tenant, &target, &request).await?;
     Ok(Json(json!({ "logs": read.logs })))
 }
 
@@ -152,8 +152,8 @@ async fn stats(
     Caller(tenant): Caller,
     Path(agent_id): Path<String>,
 ) -> Result<Json<Value>, Detail> {
-    let cid = container(&s, &tenant, &agent_id)?;
-    let u = s.app.core.backend.usage(&cid).await?;
+    let target = observed(&s, &tenant, &agent_id)?;
+    let u = s.app.core.usage(&tenant, &target).await?;
     let mb = |b: Option<u64>| b.map(|b| format!("{}MB", mib(b)));
     let percent = u.memory_percent().map(|p| format!("{p:.2}%"));
     Ok(Json(json!({

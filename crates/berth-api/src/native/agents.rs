@@ -22,8 +22,8 @@ use super::observe::{self, LogQuery, LogsView, StatsQuery, UsageView};
 use super::{AppState, Body, Path, Query, Tenant};
 use berth_core::agents::{AgentDefinition, AgentRecord, Worktree};
 use berth_core::backend::{ExecOutput, ExecRequest, Stream};
-use berth_core::orchestrator::Orchestrator;
-use berth_core::spec::{labels, ContainerId};
+use berth_core::observe::Target;
+use berth_core::{Agent, Core};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -106,6 +106,12 @@ pub struct AgentView {
     pub created_at: String,
 }
 
+impl From<Agent> for AgentView {
+    fn from(a: Agent) -> Self {
+        AgentView::new(a.record, a.status)
+    }
+}
+
 impl AgentView {
     pub fn new(r: AgentRecord, status: Option<String>) -> AgentView {
         let d = r.definition;
@@ -121,12 +127,6 @@ impl AgentView {
             created_at: r.created_at.to_rfc3339(),
         }
     }
-}
-
-/// The container state of a record, as a word (`None` when there is no container).
-pub async fn status_of(core: &Orchestrator, r: &AgentRecord) -> Option<String> {
-    let cid = r.container_id.as_ref()?;
-    core.backend.state(&ContainerId(cid.clone())).await.ok().map(|s| s.status)
 }
 
 pub(crate) fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -179,37 +179,14 @@ pub async fn create_agent(
 ) -> Result<(StatusCode, Json<AgentView>), ApiError> {
     let start = body.start.unwrap_or(true);
     let def = definition(&tenant, body)?;
-    let mut record = s.core.agents.define(def)?;
-    if start {
-        let id = record.definition.id.clone();
-        // Started in its own task: a client that hangs up leaves no half-made agent.
-        let agents = s.core.agents.clone();
-        let started = tokio::spawn(async move { agents.start(&tenant, &id).await })
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-        record = started?;
-    }
-    let status = status_of(&s.core, &record).await;
-    Ok((StatusCode::CREATED, Json(AgentView::new(record, status))))
+    let agent = s.core.create_agent(def, start).await?;
+    Ok((StatusCode::CREATED, Json(agent.into())))
 }
 
 /// The caller's agents.
 #[utoipa::path(get, path = "/v1/agents", responses((status = 200, body = Vec<AgentView>), (status = 401, body = ErrorBody)))]
 pub async fn list_agents(State(s): State<AppState>, Tenant(tenant): Tenant) -> Result<Json<Vec<AgentView>>, ApiError> {
-    let records = s.core.agents.list(&tenant)?;
-    // One list call for every state, not one inspect per agent.
-    let mine = [format!("{}=agent", labels::KIND), format!("{}={tenant}", labels::TENANT)];
-    let states: BTreeMap<String, String> =
-        s.core.backend.list(&mine).await?.into_iter().map(|c| (c.id.0, c.status)).collect();
-    Ok(Json(
-        records
-            .into_iter()
-            .map(|r| {
-                let status = r.container_id.as_ref().and_then(|c| states.get(c).cloned());
-                AgentView::new(r, status)
-            })
-            .collect(),
-    ))
+    Ok(Json(s.core.agents(&tenant).await?.into_iter().map(AgentView::from).collect()))
 }
 
 /// One of the caller's agents.
@@ -220,9 +197,7 @@ pub async fn get_agent(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
-    let record = s.core.agents.get(&tenant, &id)?;
-    let status = status_of(&s.core, &record).await;
-    Ok(Json(AgentView::new(record, status)))
+    Ok(Json(s.core.agent(&tenant, &id).await?.into()))
 }
 
 /// Removes an agent: its container (killed if running), its ports, its record.
@@ -233,7 +208,7 @@ pub async fn delete_agent(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.core.agents.remove(&tenant, &id).await?;
+    s.core.remove_agent(&tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -245,9 +220,7 @@ pub async fn start_agent(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
-    let record = s.core.agents.start(&tenant, &id).await?;
-    let status = status_of(&s.core, &record).await;
-    Ok(Json(AgentView::new(record, status)))
+    Ok(Json(s.core.start_agent(&tenant, &id).await?.into()))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -262,7 +235,7 @@ impl StopQuery {
         match self.grace_seconds {
             Some(g) if g > 300 => Err(ApiError::unprocessable("grace_seconds: at most 300")),
             Some(g) => Ok(Duration::from_secs(g)),
-            None => Ok(Orchestrator::DEFAULT_GRACE),
+            None => Ok(Core::DEFAULT_GRACE),
         }
     }
 }
@@ -276,9 +249,7 @@ pub async fn stop_agent(
     Path(id): Path<String>,
     Query(q): Query<StopQuery>,
 ) -> Result<Json<AgentView>, ApiError> {
-    let record = s.core.agents.stop(&tenant, &id, q.grace()?).await?;
-    let status = status_of(&s.core, &record).await;
-    Ok(Json(AgentView::new(record, status)))
+    Ok(Json(s.core.stop_agent(&tenant, &id, q.grace()?).await?.into()))
 }
 
 /// Stops, then starts an agent.
@@ -290,14 +261,7 @@ pub async fn restart_agent(
     Path(id): Path<String>,
     Query(q): Query<StopQuery>,
 ) -> Result<Json<AgentView>, ApiError> {
-    let record = s.core.agents.restart(&tenant, &id, q.grace()?).await?;
-    let status = status_of(&s.core, &record).await;
-    Ok(Json(AgentView::new(record, status)))
-}
-
-fn container(s: &AppState, tenant: &str, id: &str) -> Result<ContainerId, ApiError> {
-    let record = s.core.agents.get(tenant, id)?;
-    record.container_id.map(ContainerId).ok_or_else(|| ApiError::not_found(format!("agent {id} has no container yet")))
+    Ok(Json(s.core.restart_agent(&tenant, &id, q.grace()?).await?.into()))
 }
 
 /// An agent's logs: at once as JSON, or followed.
@@ -311,8 +275,7 @@ pub async fn agent_logs(
     Query(q): Query<LogQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let cid = container(&s, &tenant, &id)?;
-    observe::logs(&s, cid, &q, &headers).await
+    observe::logs(&s, &tenant, Target::Agent(id), &q, &headers).await
 }
 
 /// An agent's resource use: one sample, or a stream.
@@ -326,8 +289,7 @@ pub async fn agent_stats(
     Query(q): Query<StatsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let cid = container(&s, &tenant, &id)?;
-    observe::stats(&s, cid, &q, &headers).await
+    observe::stats(&s, &tenant, Target::Agent(id), &q, &headers).await
 }
 
 /// A command to run in a running agent.
@@ -379,7 +341,7 @@ pub async fn agent_exec(
     Body(body): Body<ExecBody>,
 ) -> Result<Json<ExecView>, ApiError> {
     let request = body.request()?;
-    Ok(Json(s.core.agents.exec(&tenant, &id, &request).await?.into()))
+    Ok(Json(s.core.exec_agent(&tenant, &id, &request).await?.into()))
 }
 
 /// An interactive command over a WebSocket. The first message (text) is an
@@ -396,13 +358,16 @@ pub async fn agent_exec_ws(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     // Whose agent it is comes first: another tenant learns nothing, not even a 400.
-    let cid = container(&s, &tenant, &id)?;
+    let record = s.core.agent_record(&tenant, &id)?;
+    if record.container_id.is_none() {
+        return Err(ApiError::not_found(format!("agent {id} has no container yet")));
+    }
     let ws = ws.map_err(|r| ApiError::bad_request(r.body_text()))?;
     let core = s.core.clone();
     Ok(ws
         .max_message_size(1 << 20)
         .on_upgrade(move |socket| async move {
-            if let Err(message) = exec_over(socket, core, cid, tenant, id).await {
+            if let Err(message) = exec_over(socket, core, tenant, id).await {
                 tracing::debug!(%message, "interactive exec ended early");
             }
         })
@@ -415,8 +380,7 @@ fn event(ev: &super::follow::FollowEvent) -> Message {
 
 async fn exec_over(
     mut socket: WebSocket,
-    core: std::sync::Arc<Orchestrator>,
-    cid: ContainerId,
+    core: std::sync::Arc<Core>,
     tenant: String,
     agent: String,
 ) -> Result<(), String> {
@@ -435,14 +399,13 @@ async fn exec_over(
             return Err(message);
         }
     };
-    let session = match core.backend.exec_interactive(&cid, &request).await {
+    let session = match core.exec_agent_interactive(&tenant, &agent, &request).await {
         Ok(s) => s,
         Err(e) => {
             let _ = socket.send(event(&FollowEvent::Error { message: e.to_string() })).await;
             return Err(e.to_string());
         }
     };
-    core.store.note(core.clock.now(), &tenant, "agent.exec", &agent, "interactive");
     let berth_core::backend::StdioSession { mut output, mut stdin, exit } = session;
     let (mut tx, mut rx) = socket.split();
     use futures_util::SinkExt;
@@ -516,9 +479,8 @@ pub async fn renew_agent(
     Path(id): Path<String>,
     Body(body): Body<RenewBody>,
 ) -> Result<Json<RenewView>, ApiError> {
-    s.core.agents.get(&tenant, &id)?;
+    s.core.agent_record(&tenant, &id)?;
     let t = parse_time("expires_at", &body.expires_at)?;
-    let t = s.core.reaper.renew(&id, t)?;
-    s.core.agents.set_expiry(&tenant, &id, t)?;
+    let t = s.core.renew_agent(&tenant, &id, t)?;
     Ok(Json(RenewView { id, expires_at: t.to_rfc3339() }))
 }

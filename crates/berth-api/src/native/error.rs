@@ -6,14 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use berth_core::agents::AgentError;
 use berth_core::backend::BackendError;
-use berth_core::policy::PolicyViolation;
-use berth_core::reaper::ReaperError;
-use berth_core::relics::RelicError;
-use berth_core::runs::RunError;
-use berth_core::sessions::SessionError;
-use berth_core::store::StoreError;
+use berth_core::ErrorKind;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -83,84 +77,28 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+/// The one mapping of the core's classification to statuses: the code and
+/// message are the core's own.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::Policy => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<berth_core::Error> for ApiError {
+    fn from(e: berth_core::Error) -> Self {
+        ApiError::new(status_of(e.kind()), e.code(), e.message())
+    }
+}
+
+/// An engine error met inside a stream the core handed out.
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
-        match e {
-            BackendError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "engine_not_found", m),
-            BackendError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
-            BackendError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "engine_refused", m),
-            BackendError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable", m),
-            BackendError::Engine(m) => ApiError::new(StatusCode::BAD_GATEWAY, "engine_error", m),
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", e.to_string())
-    }
-}
-
-fn policy(v: PolicyViolation) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_violation", v.to_string())
-}
-
-impl From<RunError> for ApiError {
-    fn from(e: RunError) -> Self {
-        match e {
-            RunError::Policy(v) => policy(v),
-            RunError::UnknownLanguage(..) | RunError::BadRequest(_) => ApiError::bad_request(e.to_string()),
-            RunError::NotFound(id) => ApiError::not_found(format!("no such run: {id}")),
-            RunError::Backend(b) => b.into(),
-            RunError::Store(s) => s.into(),
-        }
-    }
-}
-
-impl From<AgentError> for ApiError {
-    fn from(e: AgentError) -> Self {
-        match e {
-            AgentError::NotFound(_) => ApiError::not_found(e.to_string()),
-            AgentError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "exists", e.to_string()),
-            AgentError::NoPorts(..) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_ports", e.to_string()),
-            AgentError::Policy(v) => policy(v),
-            AgentError::Backend(b) => b.into(),
-            AgentError::Store(s) => s.into(),
-        }
-    }
-}
-
-impl From<SessionError> for ApiError {
-    fn from(e: SessionError) -> Self {
-        match e {
-            SessionError::Running { .. } => ApiError::new(StatusCode::CONFLICT, "session_running", e.to_string()),
-            SessionError::BadId(_) => ApiError::bad_request(e.to_string()),
-            SessionError::Backend(b) => b.into(),
-        }
-    }
-}
-
-impl From<RelicError> for ApiError {
-    fn from(e: RelicError) -> Self {
-        match e {
-            RelicError::NotFound(_) => ApiError::not_found(e.to_string()),
-            RelicError::BadRequest(m) => ApiError::bad_request(m),
-            RelicError::Policy(v) => policy(v),
-            RelicError::Session(s) => s.into(),
-            RelicError::Backend(b) => b.into(),
-            RelicError::Store(s) => s.into(),
-        }
-    }
-}
-
-impl From<ReaperError> for ApiError {
-    fn from(e: ReaperError) -> Self {
-        match e {
-            ReaperError::TooLong { .. } | ReaperError::Past(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_violation", e.to_string())
-            }
-            ReaperError::Backend(b) => b.into(),
-            ReaperError::Store(s) => s.into(),
-        }
+        berth_core::Error::from(e).into()
     }
 }

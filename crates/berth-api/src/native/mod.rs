@@ -29,8 +29,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
-use berth_core::orchestrator::Orchestrator;
 use berth_core::units::{ByteSize, CpuLimit};
+use berth_core::Core;
 use error::ApiError;
 
 /// Bearer tokens and the tenant each belongs to. Empty: no auth, one tenant.
@@ -45,13 +45,13 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 
 #[derive(Clone)]
 pub struct AppState {
-    pub core: Arc<Orchestrator>,
+    pub core: Arc<Core>,
     pub tokens: Arc<Tokens>,
     pub keepalive: Duration,
 }
 
 impl AppState {
-    pub fn new(core: Arc<Orchestrator>, tokens: Tokens) -> Self {
+    pub fn new(core: Arc<Core>, tokens: Tokens) -> Self {
         AppState { core, tokens: Arc::new(tokens), keepalive: DEFAULT_KEEPALIVE }
     }
 }

@@ -14,10 +14,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::ApiError;
 use super::follow::{self, FollowEvent, Format};
 use super::AppState;
-use berth_core::backend::{Backend, LogRequest, LogStream, Stream, Usage};
-use berth_core::output::CappedOutput;
+use berth_core::backend::{LogRequest, Usage};
+use berth_core::observe::{EndingFuture, LogsRead, Target};
 use berth_core::runs::RunRecord;
-use berth_core::spec::ContainerId;
 
 /// Which logs, and how.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -68,21 +67,11 @@ impl LogsView {
             truncated: r.stdout_truncated || r.stderr_truncated,
         }
     }
+}
 
-    /// Reads a finite log stream, keeping at most `cap` bytes of it.
-    pub async fn collect(mut stream: LogStream, cap: usize) -> Result<LogsView, ApiError> {
-        let (mut out, mut err, mut all) = (CappedOutput::new(cap), CappedOutput::new(cap), CappedOutput::new(cap));
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            match chunk.stream {
-                Stream::Stderr => err.push(&chunk.data),
-                Stream::Stdout | Stream::Console => out.push(&chunk.data),
-            }
-            // Memory stays within the caps; the rest is only counted.
-            all.push(&chunk.data);
-        }
-        let truncated = all.truncated();
-        Ok(LogsView { stdout: out.into_text(), stderr: err.into_text(), logs: all.into_text(), truncated })
+impl From<LogsRead> for LogsView {
+    fn from(r: LogsRead) -> Self {
+        LogsView { stdout: r.stdout, stderr: r.stderr, logs: r.logs, truncated: r.truncated }
     }
 }
 
@@ -130,44 +119,49 @@ pub struct StatsQuery {
     pub format: Option<String>,
 }
 
-/// The final event of a followed container: how it ended, from its state.
-fn exit_of(backend: std::sync::Arc<dyn Backend>, id: ContainerId) -> BoxFuture<'static, FollowEvent> {
+/// The final event of a followed container: how it ended.
+fn exit_of(end: EndingFuture) -> BoxFuture<'static, FollowEvent> {
     Box::pin(async move {
-        match backend.state(&id).await {
-            Ok(st) => FollowEvent::Exit {
-                status: st.status,
-                exit_code: if st.running { None } else { st.exit_code },
-                oom_killed: st.oom_killed,
-            },
+        match end.await {
+            Ok(e) => FollowEvent::Exit { status: e.status, exit_code: e.exit_code, oom_killed: e.oom_killed },
             Err(e) => FollowEvent::Error { message: e.to_string() },
         }
     })
 }
 
-/// A container's logs as the query asks: JSON at once, or followed.
-pub async fn logs(s: &AppState, id: ContainerId, q: &LogQuery, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let (backend, cap, keepalive) = (s.core.backend.clone(), s.core.policy.config.output_cap, s.keepalive);
+/// A target's logs as the query asks: JSON at once, or followed.
+pub async fn logs(
+    s: &AppState,
+    tenant: &str,
+    target: Target,
+    q: &LogQuery,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let format = q.format(headers)?;
-    let stream = backend.logs(&id, &q.request()).await?;
     if !q.follow {
-        return Ok(Json(LogsView::collect(stream, cap).await?).into_response());
+        return Ok(Json(LogsView::from(s.core.read_logs(tenant, &target, &q.request()).await?)).into_response());
     }
-    let end = exit_of(backend, id);
-    Ok(follow::respond(follow::logs(stream), end, format, keepalive))
+    let followed = s.core.follow_logs(tenant, &target, &q.request()).await?;
+    Ok(follow::respond(follow::logs(followed.output), exit_of(followed.end), format, s.keepalive))
 }
 
-/// A container's resource use as the query asks: one sample or a stream.
-pub async fn stats(s: &AppState, id: ContainerId, q: &StatsQuery, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let (backend, keepalive) = (s.core.backend.clone(), s.keepalive);
+/// A target's resource use as the query asks: one sample or a stream.
+pub async fn stats(
+    s: &AppState,
+    tenant: &str,
+    target: Target,
+    q: &StatsQuery,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::choose(q.format.as_deref(), accept).map_err(ApiError::bad_request)?;
     if !q.stream {
-        return Ok(Json(UsageView::from(backend.usage(&id).await?)).into_response());
+        return Ok(Json(UsageView::from(s.core.usage(tenant, &target).await?)).into_response());
     }
-    let samples = backend
-        .usage_stream(&id)
-        .await?
+    let followed = s.core.follow_usage(tenant, &target).await?;
+    let samples = followed
+        .samples
         .map(|u| FollowEvent::Stats { usage: serde_json::to_value(UsageView::from(u)).unwrap_or_default() })
         .boxed();
-    Ok(follow::respond(samples, exit_of(backend, id), format, keepalive))
+    Ok(follow::respond(samples, exit_of(followed.end), format, s.keepalive))
 }

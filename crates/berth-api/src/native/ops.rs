@@ -35,17 +35,17 @@ pub struct Health {
 /// Liveness: berth answers.
 #[utoipa::path(get, path = "/v1/health", responses((status = 200, body = Health)))]
 pub async fn health(State(s): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok".into(), backend: s.core.backend.name().into(), engine: None })
+    Json(Health { status: "ok".into(), backend: s.core.backend_name().into(), engine: None })
 }
 
 /// Readiness: the engine answers too.
 #[utoipa::path(get, path = "/v1/ready", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
-    let up = s.core.backend.ping().await.is_ok();
+    let up = s.core.engine_health().await.error.is_none();
     let status = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = Health {
         status: if up { "ok" } else { "degraded" }.into(),
-        backend: s.core.backend.name().into(),
+        backend: s.core.backend_name().into(),
         engine: Some(if up { "up" } else { "down" }.into()),
     };
     (status, Json(body))
@@ -75,7 +75,7 @@ pub async fn audit(
     Tenant(tenant): Tenant,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
-    let entries = s.core.store.audit_trail(&tenant, q.limit.unwrap_or(100).min(1000))?;
+    let entries = s.core.audit_trail(&tenant, q.limit.unwrap_or(100).min(1000))?;
     Ok(Json(
         entries
             .into_iter()
@@ -89,7 +89,7 @@ pub async fn audit(
 #[utoipa::path(get, path = "/v1/pools",
     responses((status = 200, body = Vec<PoolView>), (status = 401, body = ErrorBody)))]
 pub async fn pools(State(s): State<AppState>, Tenant(_): Tenant) -> Json<Vec<PoolView>> {
-    Json(s.core.pools.as_ref().map(|p| p.stats()).unwrap_or_default().into_iter().map(PoolView::from).collect())
+    Json(s.core.pool_stats().into_iter().map(PoolView::from).collect())
 }
 
 /// A pool's numbers.
@@ -150,7 +150,7 @@ impl From<PoolStats> for PoolView {
 #[utoipa::path(get, path = "/v1/metrics",
     responses((status = 200, content_type = "text/plain; version=0.0.4", body = String), (status = 401, body = ErrorBody)))]
 pub async fn metrics(State(s): State<AppState>, Tenant(_): Tenant) -> impl axum::response::IntoResponse {
-    let stats = s.core.pools.as_ref().map(|p| p.stats()).unwrap_or_default();
+    let stats = s.core.pool_stats();
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], exposition(&stats))
 }
 

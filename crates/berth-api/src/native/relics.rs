@@ -16,8 +16,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ErrorBody};
 use super::observe::{self, LogQuery, LogsView, StatsQuery, UsageView};
 use super::{AppState, Body, Path, Query, Tenant};
+use berth_core::observe::Target;
 use berth_core::relics::{status_word, RelicRecord, RelicRequest};
-use berth_core::spec::ContainerId;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -113,16 +113,6 @@ fn request(tenant: &str, b: RelicBody) -> Result<RelicRequest, ApiError> {
     })
 }
 
-/// Starts a relic in a task of its own (a client that hangs up leaves no
-/// half-made relic) and waits until it is healthy or has failed.
-pub async fn start(s: &AppState, req: RelicRequest) -> Result<RelicRecord, ApiError> {
-    let relics = s.core.relics.clone();
-    tokio::spawn(async move { relics.start(req).await })
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(ApiError::from)
-}
-
 /// Starts a relic and answers once it is healthy (or has failed: then
 /// `status` is `failed` and `error` holds why, with its last logs).
 #[utoipa::path(post, path = "/v1/relics", request_body = RelicBody,
@@ -134,7 +124,7 @@ pub async fn start_relic(
     Body(body): Body<RelicBody>,
 ) -> Result<(StatusCode, Json<RelicView>), ApiError> {
     let req = request(&tenant, body)?;
-    Ok((StatusCode::CREATED, Json(start(&s, req).await?.into())))
+    Ok((StatusCode::CREATED, Json(s.core.start_relic(req).await?.into())))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -152,7 +142,7 @@ pub async fn list_relics(
     Tenant(tenant): Tenant,
     Query(q): Query<RelicFilter>,
 ) -> Result<Json<Vec<RelicView>>, ApiError> {
-    let relics = s.core.relics.list(&tenant, q.session_id.as_deref())?;
+    let relics = s.core.relics(&tenant, q.session_id.as_deref())?;
     Ok(Json(relics.into_iter().map(RelicView::from).collect()))
 }
 
@@ -164,7 +154,7 @@ pub async fn get_relic(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<RelicView>, ApiError> {
-    Ok(Json(s.core.relics.get(&tenant, &id)?.into()))
+    Ok(Json(s.core.relic(&tenant, &id)?.into()))
 }
 
 /// Stops a relic (its record stays, `stopped`).
@@ -175,7 +165,7 @@ pub async fn stop_relic(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<RelicView>, ApiError> {
-    Ok(Json(s.core.relics.stop(&tenant, &id).await?.into()))
+    Ok(Json(s.core.stop_relic(&tenant, &id).await?.into()))
 }
 
 /// Removes a relic: its container and its record.
@@ -186,13 +176,8 @@ pub async fn delete_relic(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    s.core.relics.delete(&tenant, &id).await?;
+    s.core.delete_relic(&tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn container(s: &AppState, tenant: &str, id: &str) -> Result<ContainerId, ApiError> {
-    let record = s.core.relics.get(tenant, id)?;
-    record.container_id.map(ContainerId).ok_or_else(|| ApiError::not_found(format!("relic {id} has no container")))
 }
 
 /// A relic's logs: at once as JSON, or followed.
@@ -206,8 +191,7 @@ pub async fn relic_logs(
     Query(q): Query<LogQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let cid = container(&s, &tenant, &id)?;
-    observe::logs(&s, cid, &q, &headers).await
+    observe::logs(&s, &tenant, Target::Relic(id), &q, &headers).await
 }
 
 /// A relic's resource use: one sample, or a stream.
@@ -220,6 +204,5 @@ pub async fn relic_stats(
     Query(q): Query<StatsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let cid = container(&s, &tenant, &id)?;
-    observe::stats(&s, cid, &q, &headers).await
+    observe::stats(&s, &tenant, Target::Relic(id), &q, &headers).await
 }

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -17,9 +16,7 @@ use super::error::{ApiError, ErrorBody};
 use super::follow::{self, FollowEvent};
 use super::observe::LogQuery;
 use super::{AppState, Body, Path, Query, Tenant};
-use berth_core::backend::{LogRequest, Stream};
 use berth_core::runs::{RunId, RunRecord, RunRequest, Workload};
-use berth_core::spec::ContainerId;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -153,28 +150,27 @@ pub async fn create_run(
 ) -> Result<Response, ApiError> {
     let wait = body.wait.unwrap_or(true);
     let req = run_request(tenant, body)?;
-    // The run goes on in its own task: a client that hangs up does not
-    // abandon a container half-way; the record is there to fetch later.
-    let runs = s.core.runs.clone();
+    // The run goes on in the core's own task: a client that hangs up
+    // does not abandon a container half-way.
     let (recorded_tx, recorded) = tokio::sync::oneshot::channel();
-    let mut task = tokio::spawn(async move { runs.execute_reporting(req, Some(recorded_tx)).await });
-    let joined =
-        |e: tokio::task::JoinError| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
+    let run = s.core.run(req, Some(recorded_tx));
     if !wait {
-        // A refusal comes before the record: the task ends with it and the sender unused.
+        tokio::pin!(run);
+        // A refusal comes before the record: the run ends with it and the sender unused.
         tokio::select! {
             Ok(record) = recorded => {
+                // The run's task was started by the first poll of `run`
+                // and goes on when this request lets go of it.
                 let location = format!("/v1/runs/{}", record.id.0);
                 let headers = [(axum::http::header::LOCATION, location)];
                 return Ok((StatusCode::ACCEPTED, headers, Json(RunView::from(record))).into_response());
             }
-            ended = &mut task => {
-                let record = ended.map_err(joined)??;
-                return Ok((StatusCode::CREATED, Json(RunView::from(record))).into_response());
+            ended = &mut run => {
+                return Ok((StatusCode::CREATED, Json(RunView::from(ended?))).into_response());
             }
         }
     }
-    let record = task.await.map_err(joined)??;
+    let record = run.await?;
     Ok((StatusCode::CREATED, Json(RunView::from(record))).into_response())
 }
 
@@ -193,7 +189,7 @@ pub async fn list_runs(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<RunView>>, ApiError> {
     let limit = q.limit.unwrap_or(100).min(1000);
-    let runs = s.core.runs.list(&tenant, limit)?;
+    let runs = s.core.runs(&tenant, limit)?;
     Ok(Json(runs.into_iter().map(RunView::from).collect()))
 }
 
@@ -205,7 +201,7 @@ pub async fn get_run(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
-    Ok(Json(s.core.runs.get(&tenant, &RunId(id))?.into()))
+    Ok(Json(s.core.run_record(&tenant, &RunId(id))?.into()))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -222,7 +218,7 @@ pub async fn cancel_run(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Cancelled>, ApiError> {
-    Ok(Json(Cancelled { cancelled: s.core.runs.cancel(&tenant, &RunId(id))? }))
+    Ok(Json(Cancelled { cancelled: s.core.cancel_run(&tenant, &RunId(id))? }))
 }
 
 /// A run's output: its record's once it has ended; followed from its
@@ -240,88 +236,21 @@ pub async fn run_logs(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = RunId(id);
-    let mut record = s.core.runs.get(&tenant, &id)?;
     let format = q.format(&headers)?;
     if !q.follow {
+        let record = s.core.run_record(&tenant, &id)?;
         return Ok(Json(super::observe::LogsView::of_run(&record)).into_response());
     }
-    // A pooled run's member logs more than the run wrote: its view leaves
-    // that out. A pooled run no longer in progress is read from its record,
-    // once that is final.
-    let pooled = record.path == "pooled" && !record.status.is_terminal();
-    let marker = if pooled { s.core.runs.live_marker(&id) } else { None };
-    if pooled && marker.is_none() {
-        record = settled(&s.core.runs, &tenant, &id, record).await?;
-    }
-    let live = !record.status.is_terminal() && !record.container_removed;
-    let events = match (&record.container_id, live, marker) {
-        (Some(cid), true, Some(marker)) => {
-            // The whole of the member's log, without timestamps: the view must see its ready line.
-            let request = LogRequest { follow: true, tail: None, since: None, timestamps: false };
-            let logs = s.core.backend.logs(&ContainerId(cid.clone()), &request).await?;
-            let mut view = berth_core::pool::launch::MemberOutput::new(&marker);
-            let logs = logs
-                .map(move |chunk| {
-                    chunk.map(|mut c| {
-                        let data = match c.stream {
-                            Stream::Stderr => view.stderr(&c.data),
-                            Stream::Stdout | Stream::Console => view.stdout(&c.data),
-                        };
-                        c.data = data.into();
-                        c
-                    })
-                })
-                .filter(|c| std::future::ready(c.as_ref().map_or(true, |c| !c.data.is_empty())))
-                .boxed();
-            follow::logs(logs)
-        }
-        (Some(cid), true, None) => {
-            let request = LogRequest { follow: true, tail: q.tail, since: q.since, timestamps: q.timestamps };
-            follow::logs(s.core.backend.logs(&ContainerId(cid.clone()), &request).await?)
-        }
-        _ => {
-            let out = [(Stream::Stdout, record.stdout.clone()), (Stream::Stderr, record.stderr.clone())];
-            futures_util::stream::iter(out.into_iter().filter(|(_, d)| !d.is_empty()))
-                .map(|(stream, data)| FollowEvent::Log { stream, data })
-                .boxed()
-        }
-    };
-    let runs = s.core.runs.clone();
+    let followed = s.core.follow_run(&tenant, &id, &q.request()).await?;
     let end = Box::pin(async move {
-        // The container's output ends a moment before its record does.
-        let mut record = record;
-        for _ in 0..600 {
-            if record.status.is_terminal() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            match runs.get(&tenant, &id) {
-                Ok(r) => record = r,
-                Err(e) => return FollowEvent::Error { message: e.to_string() },
-            }
-        }
-        FollowEvent::Exit {
-            status: record.status.as_str().into(),
-            exit_code: record.exit_code,
-            oom_killed: record.status == berth_core::runs::RunStatus::OomKilled,
+        match followed.end.await {
+            Ok(record) => FollowEvent::Exit {
+                status: record.status.as_str().into(),
+                exit_code: record.exit_code,
+                oom_killed: record.status == berth_core::runs::RunStatus::OomKilled,
+            },
+            Err(e) => FollowEvent::Error { message: e.to_string() },
         }
     });
-    Ok(follow::respond(events, end, format, s.keepalive))
-}
-
-/// The record of a run that is ending, once it is final (at most 10 s later).
-async fn settled(
-    runs: &berth_core::runs::Runs,
-    tenant: &str,
-    id: &RunId,
-    mut record: RunRecord,
-) -> Result<RunRecord, ApiError> {
-    for _ in 0..500 {
-        if record.status.is_terminal() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        record = runs.get(tenant, id)?;
-    }
-    Ok(record)
+    Ok(follow::respond(follow::logs(followed.output), end, format, s.keepalive))
 }

@@ -2,8 +2,6 @@
 //! network. Created by naming it (its network is made then), read with what
 //! belongs to it, and ended, which removes its containers and its network.
 
-use std::collections::BTreeSet;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -14,8 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ErrorBody};
 use super::relics::RelicView;
 use super::{AppState, Body, Path, Query, Tenant};
-use berth_core::sessions::{check_session_id, network_name, SessionCleanup};
+use berth_core::sessions::SessionCleanup;
 use berth_core::spec::labels;
+use berth_core::Session;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -51,30 +50,25 @@ pub struct SessionView {
     pub relics: Vec<RelicView>,
 }
 
-async fn view(s: &AppState, tenant: &str, session: &str) -> Result<SessionView, ApiError> {
-    let mine = [format!("{}={session}", labels::SESSION), format!("{}={tenant}", labels::TENANT)];
-    let network = s.core.backend.list_networks(&mine).await?.into_iter().find(|n| n.name == network_name(session));
-    let containers = s
-        .core
-        .backend
-        .list(&mine)
-        .await?
-        .into_iter()
-        .map(|c| MemberView {
-            kind: c.labels.get(labels::KIND).cloned(),
-            container_id: c.id.0,
-            name: c.name,
-            status: c.status,
-        })
-        .collect();
-    let relics = s.core.relics.list(tenant, Some(session))?.into_iter().map(RelicView::from).collect();
-    Ok(SessionView {
-        session_id: session.into(),
-        network_id: network.as_ref().map(|n| n.id.clone()),
-        network_name: network.map(|n| n.name),
-        containers,
-        relics,
-    })
+impl From<Session> for SessionView {
+    fn from(s: Session) -> Self {
+        SessionView {
+            session_id: s.id,
+            network_id: s.network.as_ref().map(|n| n.id.clone()),
+            network_name: s.network.map(|n| n.name),
+            containers: s
+                .containers
+                .into_iter()
+                .map(|c| MemberView {
+                    kind: c.labels.get(labels::KIND).cloned(),
+                    container_id: c.id.0,
+                    name: c.name,
+                    status: c.status,
+                })
+                .collect(),
+            relics: s.relics.into_iter().map(RelicView::from).collect(),
+        }
+    }
 }
 
 /// Opens a session: its private network is made now (or found).
@@ -85,25 +79,13 @@ pub async fn create_session(
     Tenant(tenant): Tenant,
     Body(body): Body<SessionBody>,
 ) -> Result<(StatusCode, Json<SessionView>), ApiError> {
-    s.core.relics.sessions().ensure_network(&tenant, &body.session_id).await?;
-    s.core.store.note(s.core.clock.now(), &tenant, "session.open", &body.session_id, "ok");
-    Ok((StatusCode::CREATED, Json(view(&s, &tenant, &body.session_id).await?)))
+    Ok((StatusCode::CREATED, Json(s.core.open_session(&tenant, &body.session_id).await?.into())))
 }
 
 /// The caller's sessions: those with a network or a relic.
 #[utoipa::path(get, path = "/v1/sessions", responses((status = 200, body = Vec<String>)))]
 pub async fn list_sessions(State(s): State<AppState>, Tenant(tenant): Tenant) -> Result<Json<Vec<String>>, ApiError> {
-    let mine = [format!("{}=session-network", labels::KIND), format!("{}={tenant}", labels::TENANT)];
-    let mut ids: BTreeSet<String> = s
-        .core
-        .backend
-        .list_networks(&mine)
-        .await?
-        .into_iter()
-        .filter_map(|n| n.labels.get(labels::SESSION).cloned())
-        .collect();
-    ids.extend(s.core.relics.list(&tenant, None)?.into_iter().map(|r| r.session_id));
-    Ok(Json(ids.into_iter().collect()))
+    Ok(Json(s.core.sessions(&tenant).await?))
 }
 
 /// One of the caller's sessions, with its containers and relics.
@@ -114,12 +96,7 @@ pub async fn get_session(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, ApiError> {
-    check_session_id(&id)?;
-    let v = view(&s, &tenant, &id).await?;
-    if v.network_id.is_none() && v.containers.is_empty() && v.relics.is_empty() {
-        return Err(ApiError::not_found(format!("no such session: {id}")));
-    }
-    Ok(Json(v))
+    Ok(Json(s.core.session(&tenant, &id).await?.into()))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
