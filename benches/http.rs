@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use axum::Router;
 use berth_api::native::{app, AppState, Tokens};
-use berth_core::backend::Backend;
+use berth_core::engine::Engine;
 use berth_core::ids::{RandomIds, SystemClock};
 use berth_core::policy::Policy;
 use berth_core::runs::{RunId, RunRecord, RunStatus, RunUsage};
@@ -49,6 +49,7 @@ fn record() -> RunRecord {
         result: Some(serde_json::json!({"pages": 12})),
         usage: RunUsage { wall_ms: 412, cpu_ms: Some(31), peak_memory_bytes: Some(3 << 20) },
         container_id: Some("f".repeat(64)),
+        placement: Default::default(),
         container_name: "berth-run-0123456789ab".into(),
         container_removed: true,
         error: None,
@@ -153,7 +154,7 @@ fn main() {
     let store = Arc::new(Store::in_memory().unwrap());
     store.put_run(&rec).unwrap();
     // A daemon is never asked: reading a run touches only the store.
-    let backend: Arc<dyn Backend> =
+    let backend: Arc<dyn Engine> =
         Arc::new(DockerBackend::new(engine_api::Docker::from_env().expect("a DOCKER_HOST that parses")));
     let core = Arc::new(Core::new(
         backend,

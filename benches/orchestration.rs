@@ -10,11 +10,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_core::backend::Backend;
+use berth_core::engine::Engine;
+use berth_core::engine::Handle;
 use berth_core::ids::{RandomIds, SystemClock};
 use berth_core::policy::Policy;
 use berth_core::runs::{RunRequest, RunStatus, Runs, Workload};
-use berth_core::spec::ContainerId;
 use berth_core::store::Store;
 use berth_docker::DockerBackend;
 use engine_api::models::ContainerConfig;
@@ -108,7 +108,7 @@ fn main() {
     let docker = Docker::from_env().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("berth.db")).unwrap());
-    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(docker.clone()));
+    let backend: Arc<dyn Engine> = Arc::new(DockerBackend::new(docker.clone()));
     let runs = Runs::new(backend.clone(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock), 64);
     let n = if quick() { 5 } else { 40 };
     let mut rows: Vec<[String; 4]> = Vec::new();
@@ -167,16 +167,17 @@ fn main() {
                 .unwrap()
                 .id;
             docker.start_container(&id).await.unwrap();
-            ids.push(ContainerId(id));
+            ids.push(Handle::local(id));
         }
         let t = Instant::now();
-        let all = futures_util::future::join_all(ids.iter().map(|id| backend.usage(id))).await;
+        let io = backend.io(&ids[0]).unwrap();
+        let all = futures_util::future::join_all(ids.iter().map(|id| io.usage(id))).await;
         let together = t.elapsed();
         assert!(all.iter().all(|u| u.as_ref().is_ok_and(|u| u.cpu_percent.is_some())));
         let sample = 5.min(count);
         let t = Instant::now();
         for id in &ids[..sample] {
-            backend.usage(id).await.unwrap();
+            io.usage(id).await.unwrap();
         }
         let one_by_one = t.elapsed() / sample as u32 * count as u32;
         rows.push([
@@ -186,7 +187,7 @@ fn main() {
             format!("{:.0}x faster", one_by_one.as_secs_f64() / together.as_secs_f64()),
         ]);
         for id in &ids {
-            docker.remove_container(&id.0, RemoveOptions { force: true, volumes: true }).await.unwrap();
+            docker.remove_container(&id.id.0, RemoveOptions { force: true, volumes: true }).await.unwrap();
         }
     });
 

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_core::backend::Backend;
+use berth_core::engine::Engine;
 use berth_core::ids::{IdSource, RandomIds, SystemClock};
 use berth_core::policy::Policy;
 use berth_core::pool::{DemandConfig, PoolConfig, PoolSpec, Pools};
@@ -140,7 +140,7 @@ fn pool_config(min: usize) -> PoolConfig {
     PoolConfig { pools, memory_budget: budget, demand: Some(demand), ..Default::default() }
 }
 
-fn pooled_runs(backend: &Arc<dyn Backend>, store: &Arc<Store>, min: usize) -> (Runs, Arc<Pools>) {
+fn pooled_runs(backend: &Arc<dyn Engine>, store: &Arc<Store>, min: usize) -> (Runs, Arc<Pools>) {
     let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
     let policy = Policy::default();
     let pools =
@@ -156,7 +156,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("berth.db")).unwrap());
-    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().expect("DOCKER_HOST")));
+    let backend: Arc<dyn Engine> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().expect("DOCKER_HOST")));
     let cold =
         Runs::new(backend.clone(), Policy::default(), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock), 64);
     let n = if quick() { 5 } else { 40 };
@@ -175,11 +175,11 @@ fn main() {
         req.cmd = Some(vec!["sleep".into(), "600".into()]);
         let sandbox = backend.create(&Policy::default().admit(req).unwrap()).await.unwrap();
         backend.start(&sandbox).await.unwrap();
-        let echo = berth_core::backend::ExecRequest { cmd: vec!["echo".into(), "hi".into()], ..Default::default() };
+        let echo = berth_core::engine::ExecRequest { cmd: vec!["echo".into(), "hi".into()], ..Default::default() };
         let mut floor = vec![];
         for _ in 0..n + 1 {
             let t = Instant::now();
-            assert_eq!(backend.exec(&sandbox, &echo, 1024).await.unwrap().stdout, "hi\n");
+            assert_eq!(backend.io(&sandbox).unwrap().exec_to_end(&sandbox, &echo, 1024).await.unwrap().stdout, "hi\n");
             floor.push(t.elapsed());
         }
         backend.remove(&sandbox, true).await.unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth::config::{BackendChoice, FileConfig, Flags, ServeConfig};
-use berth_core::backend::Backend;
+use berth_core::engine::Engine;
 use berth_core::ids::{Clock, IdSource, RandomIds, SystemClock};
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::recovery::Orphans;
@@ -95,7 +95,7 @@ fn open_store(data: &std::path::Path) -> anyhow::Result<Arc<Store>> {
     Ok(Arc::new(Store::open(&data.join("berth.db"))?))
 }
 
-fn docker_backend() -> anyhow::Result<Arc<dyn Backend>> {
+fn docker_backend() -> anyhow::Result<Arc<dyn Engine>> {
     Ok(Arc::new(DockerBackend::new(engine_api::Docker::from_env()?)))
 }
 
@@ -166,7 +166,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     };
     let config = ServeConfig::resolve(file, &std::env::vars().collect(), flags).map_err(|e| anyhow::anyhow!(e))?;
     let store = open_store(&config.data)?;
-    let dry_run = || -> Arc<dyn Backend> { Arc::new(OciDryRun::new(config.data.join("bundles"))) };
+    let dry_run = || -> Arc<dyn Engine> { Arc::new(OciDryRun::new(config.data.join("bundles"))) };
     let backend = match config.backend {
         BackendChoice::OciDryRun => dry_run(),
         BackendChoice::Docker => docker_backend()?,
@@ -196,8 +196,9 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
         Err(e) => eprintln!("berth: docker backend, engine not reachable yet ({e})"),
     }
     let policy = Policy::new(PolicyConfig { bind_roots: config.bind_roots.clone(), ..Default::default() });
-    // Warm pools where something runs: the dry run renders each run's own plan.
-    let pools = config.pools.clone().filter(|_| backend.name() != berth_oci::NAME);
+    // Warm pools where the engine can hand a run to a member (the dry run
+    // cannot: it renders each run's own plan).
+    let pools = config.pools.clone().filter(|_| backend.capabilities().attach_before_start);
     let options = Options {
         ports: config.ports,
         max_runs: config.max_runs,

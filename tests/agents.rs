@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::agents::{AgentDefinition, AgentError, Agents, PortRange};
-use berth_core::backend::{Backend, ExecRequest, LogRequest, Stream};
+use berth_core::engine::Handle;
+use berth_core::engine::{Engine, ExecRequest, LogRequest, Stream};
 use berth_core::ids::{RandomIds, SystemClock};
 use berth_core::policy::{Policy, PolicyConfig};
-use berth_core::spec::ContainerId;
 use berth_core::store::Store;
 use berth_docker::DockerBackend;
 use futures_util::StreamExt;
@@ -61,7 +61,7 @@ async fn an_agent_is_created_on_start_runs_its_mounted_code_and_is_removed_with_
     assert_eq!(started.published.len(), 1);
     let host_port = started.published[0].host;
     assert!((19400..=19409).contains(&host_port));
-    assert!(agents.state("t1", &id).await.unwrap().running);
+    assert!(agents.state("t1", &id).await.unwrap().running());
     assert!(matches!(agents.get("t2", &id), Err(AgentError::NotFound(_))), "another tenant sees nothing");
 
     // The published port answers on loopback.
@@ -107,18 +107,18 @@ async fn an_agent_is_created_on_start_runs_its_mounted_code_and_is_removed_with_
     // Stop, then start again: the same container.
     let cid = started.container_id.clone().unwrap();
     agents.stop("t1", &id, Duration::from_secs(1)).await.unwrap();
-    assert!(!agents.state("t1", &id).await.unwrap().running);
+    assert!(!agents.state("t1", &id).await.unwrap().running());
     assert_eq!(agents.start("t1", &id).await.unwrap().container_id.unwrap(), cid);
 
     // A container removed behind berth's back is made again on start.
-    backend.remove(&ContainerId(cid.clone()), true).await.unwrap();
+    backend.remove(&Handle::local(cid.clone()), true).await.unwrap();
     let again = agents.start("t1", &id).await.unwrap();
     assert_ne!(again.container_id.clone().unwrap(), cid);
-    assert!(agents.state("t1", &id).await.unwrap().running);
+    assert!(agents.state("t1", &id).await.unwrap().running());
 
     agents.remove("t1", &id).await.unwrap();
-    let gone = backend.state(&ContainerId(again.container_id.unwrap())).await;
-    assert!(matches!(gone, Err(berth_core::backend::BackendError::NotFound(_))), "{gone:?}");
+    let gone = backend.inspect(&Handle::local(again.container_id.unwrap())).await;
+    assert!(gone.as_ref().is_err_and(|e| e.is_not_found()), "{gone:?}");
     assert_eq!(store.allocate_ports("probe", 10, 19400, 19409).unwrap().len(), 10, "every port came back");
 }
 

@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::Router;
 use berth_api::dialects::{Dialect, SeedEnv};
 use berth_api::native::{AppState, Tokens};
+use berth_core::engine::Handle;
 use berth_core::policy::{Policy, PolicyConfig};
-use berth_core::spec::ContainerId;
 use futures_util::StreamExt;
 use serde_json::json;
 use support::api::{core_with, send, unique};
@@ -133,11 +133,14 @@ async fn lais_deploys_an_agent_with_its_code_read_only_and_manages_it_as_documen
     assert_eq!((&deployed.json["id"], &deployed.json["status"]), (&json!(id), &json!("running")));
     assert_eq!(deployed.json["image"], "laias/agent-runner:latest");
 
-    let cid = ContainerId(deployed.json["container_id"].as_str().unwrap().to_owned());
-    let ro = support::api::engine()
-        .exec(
+    let cid = Handle::local(deployed.json["container_id"].as_str().unwrap().to_owned());
+    let engine = support::api::engine();
+    let ro = engine
+        .io(&cid)
+        .unwrap()
+        .exec_to_end(
             &cid,
-            &berth_core::backend::ExecRequest {
+            &berth_core::engine::ExecRequest {
                 cmd: vec![
                     "sh".into(),
                     "-c".into(),
@@ -259,8 +262,8 @@ async fn spawner_spawns_execs_and_stops_a_bead_container_as_documented() {
     let spawned = send(&api, "POST", "/spawn", None, Some(body)).await;
     assert_eq!(spawned.status, StatusCode::OK, "{}", spawned.text);
     assert_eq!(spawned.json["hostname"], "tidepool-agent-tidepool-abc");
-    let cid = ContainerId(spawned.json["container_id"].as_str().unwrap().to_owned());
-    let labels = support::api::engine().state(&cid).await.unwrap().labels;
+    let cid = Handle::local(spawned.json["container_id"].as_str().unwrap().to_owned());
+    let labels = support::api::engine().inspect(&cid).await.unwrap().labels;
     assert_eq!(labels["com.tidepool.bead_id"], "tidepool-abc");
     assert_eq!(labels["com.tidepool.role"], "agent");
     assert!(labels["com.tidepool.expires_at"].starts_with(&chrono::Utc::now().format("%Y-").to_string()));
@@ -277,7 +280,7 @@ async fn spawner_spawns_execs_and_stops_a_bead_container_as_documented() {
     assert_eq!(stopped.status, StatusCode::OK);
     let status = send(&api, "GET", "/status/tidepool-abc", None, None).await;
     assert_eq!(status.json, json!({"status": "not_found"}));
-    assert!(support::api::engine().state(&cid).await.is_err(), "stopped and removed");
+    assert!(support::api::engine().inspect(&cid).await.is_err(), "stopped and removed");
 }
 
 /// CodeRunner's README: status, health, and code executed in a sandbox with no network.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::backend::Backend;
+use berth_core::engine::{Engine, Selector};
 use berth_core::ids::{RandomIds, SystemClock};
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::runs::{RunRecord, RunRequest, RunStatus, Runs, Workload};
@@ -53,7 +53,7 @@ impl Faulty {
             Some(&run),
             "the stored record is the ended one"
         );
-        let mine = [format!("{}={tenant}", labels::TENANT)];
+        let mine = Selector::all().tenant(tenant);
         assert_eq!(self.backend.list(&mine).await.unwrap(), vec![], "no container is left behind");
         run
     }
@@ -143,6 +143,6 @@ async fn a_create_that_never_reached_the_engine_leaves_a_container_of_that_name_
     f.faults.inject("/containers/create", Fault::Drop);
     let ours = spec_named(&name, "t-fault-foreign");
     assert!(f.backend.create(&ours).await.is_err());
-    assert!(f.backend.state(&foreign).await.is_ok(), "the other container is still there");
+    assert!(f.backend.inspect(&foreign).await.is_ok(), "the other container is still there");
     f.backend.remove(&foreign, true).await.unwrap();
 }

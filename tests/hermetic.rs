@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use berth_core::agents::{AgentDefinition, Agents, PortRange};
-use berth_core::backend::ExecRequest;
+use berth_core::engine::ExecRequest;
 use berth_core::ids::Clock;
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::relics::{RelicRequest, RelicStatus, Relics};
@@ -109,12 +109,12 @@ async fn an_agent_is_created_on_start_exec_stopped_restarted_and_removed() {
     f.agents.define(def).unwrap();
     let started = f.agents.start("tenant-a", "fx-agent").await.unwrap();
     assert_eq!(started.published[0].host, 19500);
-    assert!(f.agents.state("tenant-a", "fx-agent").await.unwrap().running);
+    assert!(f.agents.state("tenant-a", "fx-agent").await.unwrap().running());
     let exec = ExecRequest { cmd: vec!["sh".into(), "-c".into(), "echo $ROLE; exit 4".into()], ..Default::default() };
     let out = f.agents.exec("tenant-a", "fx-agent", &exec).await.unwrap();
     assert_eq!((out.exit_code, out.stdout.as_str()), (4, "fixture\n"));
     f.agents.stop("tenant-a", "fx-agent", std::time::Duration::from_secs(1)).await.unwrap();
-    assert!(!f.agents.state("tenant-a", "fx-agent").await.unwrap().running);
+    assert!(!f.agents.state("tenant-a", "fx-agent").await.unwrap().running());
     let again = f.agents.start("tenant-a", "fx-agent").await.unwrap();
     assert_eq!(again.container_id, started.container_id, "the same container, started again");
     f.agents.remove("tenant-a", "fx-agent").await.unwrap();

@@ -45,7 +45,10 @@ async fn an_agent_is_defined_started_read_stopped_restarted_and_removed() {
     assert_eq!(gone.status, StatusCode::NO_CONTENT);
     let missing = send(&api, "GET", &format!("/v1/agents/{id}"), None, None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
-    assert!(support::api::engine().state(&berth_core::spec::ContainerId(cid)).await.is_err(), "its container is gone");
+    assert!(
+        support::api::engine().inspect(&berth_core::engine::Handle::local(cid)).await.is_err(),
+        "its container is gone"
+    );
 
     let trail = send(&api, "GET", "/v1/audit?limit=50", None, None).await;
     let actions: Vec<&str> = trail

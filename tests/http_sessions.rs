@@ -75,8 +75,8 @@ async fn a_relic_that_never_becomes_healthy_is_reported_failed_with_its_logs_and
     let relic = send(&api, "POST", "/v1/relics", None, Some(body)).await;
     assert_eq!((relic.status, &relic.json["status"]), (StatusCode::CREATED, &json!("failed")), "{}", relic.text);
     assert!(relic.json["error"].as_str().unwrap().contains("last logs"));
-    let leftover = support::api::engine().list(&[format!("io.berth.session={session}")]).await.unwrap();
-    assert!(leftover.iter().all(|c| c.status != "running"), "{leftover:?}");
+    let leftover = support::api::engine().list(&berth_core::engine::Selector::all().session(&session)).await.unwrap();
+    assert!(leftover.iter().all(|c| c.phase != berth_core::engine::Phase::Running), "{leftover:?}");
     send(&api, "DELETE", &format!("/v1/sessions/{session}?force=true"), None, None).await;
 
     let bad = json!({"relic_name": "x", "session_id": "no spaces", "image": "busybox:1.35"});

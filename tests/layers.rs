@@ -94,7 +94,7 @@ fn sources(dir: &Path) -> Vec<(PathBuf, String)> {
 }
 
 /// Whether `code` holds `name` as a whole: not as the start of a longer
-/// identifier (`Backend` in `BackendError`).
+/// identifier (`Engine` in `EngineError`).
 fn names_word(code: &str, name: &str) -> bool {
     code.match_indices(name).any(|(at, _)| {
         let next = code[at + name.len()..].chars().next();
@@ -127,7 +127,7 @@ fn the_front_ends_reach_the_engine_and_the_store_only_through_the_core() {
         "crates/berth-api",
         &[
             "backend::Backend",
-            "dyn Backend",
+            "dyn Engine",
             "berth_core::store",
             "Store::",
             "berth_core::runs::Runs",

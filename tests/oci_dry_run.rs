@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::agents::{AgentError, Agents, PortRange};
-use berth_core::backend::{Backend, BackendError, ExecRequest, LogRequest};
+use berth_core::engine::{Engine, ExecRequest, LogRequest};
+use berth_core::engine::{Handle, Isolation, Phase, Selector};
 use berth_core::ids::{Clock, FixedClock, IdSource, RandomIds, SequentialIds, SystemClock};
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::relics::{RelicRequest, RelicStatus, Relics};
@@ -128,7 +129,10 @@ async fn a_run_kept_after_it_ends_leaves_its_bundle_on_disk() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(config, run.plan.unwrap()["config"]);
     assert!(std::fs::read_to_string(dir.join(NOTE_FILE)).unwrap().contains("busybox:1.35"));
-    assert_eq!(d.backend.state(&cid).await.unwrap().status, "exited");
+    assert_eq!(
+        d.backend.inspect(&Handle { id: cid.clone(), placement: Default::default() }).await.unwrap().phase,
+        Phase::Exited
+    );
 }
 
 #[tokio::test]
@@ -137,7 +141,7 @@ async fn a_refused_run_creates_nothing_on_the_dry_run_either() {
     let mut req = sh("true");
     req.memory = Some(ByteSize::mib(1 << 20));
     assert!(matches!(d.runs().execute(req).await, Err(RunError::Policy(v)) if v.field == "memory"));
-    assert!(d.backend.list(&[]).await.unwrap().is_empty());
+    assert!(d.backend.list(&Selector::all()).await.unwrap().is_empty());
     assert_eq!(d.bundles(), 0);
     assert!(d.store.list_runs("t1", 10).unwrap().is_empty());
 }
@@ -150,7 +154,7 @@ async fn the_spec_a_request_would_run_as_renders_without_anything_created() {
     let bundle = berth_oci::plan(&spec, None).unwrap();
     assert_eq!(bundle.config.process.args, ["sh", "-c", "echo planned"]);
     assert!(bundle.config.root.readonly);
-    assert!(d.backend.list(&[]).await.unwrap().is_empty());
+    assert!(d.backend.list(&Selector::all()).await.unwrap().is_empty());
     assert!(d.store.list_runs("t1", 10).unwrap().is_empty());
 }
 
@@ -169,8 +173,8 @@ async fn an_agent_is_defined_started_stopped_started_again_and_removed() {
     let started = agents.start("t1", "dry-agent").await.unwrap();
     assert_eq!(started.published[0].host, 19600);
     let cid = ContainerId(started.container_id.clone().unwrap());
-    assert!(agents.state("t1", "dry-agent").await.unwrap().running);
-    let plan = d.backend.plan(&cid).await.unwrap().unwrap();
+    assert!(agents.state("t1", "dry-agent").await.unwrap().running());
+    let plan = d.backend.plan(&Handle { id: cid.clone(), placement: Default::default() }).await.unwrap().unwrap();
     let code_mount = plan["config"]["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/app/agent");
     assert_eq!(code_mount.unwrap()["options"], serde_json::json!(["rbind", "ro", "rprivate"]));
     assert_eq!(plan["note"]["ports"], serde_json::json!([{"container": 8080, "host": 19600}]));
@@ -186,14 +190,20 @@ async fn an_agent_is_defined_started_stopped_started_again_and_removed() {
 
     agents.stop("t1", "dry-agent", Duration::from_secs(1)).await.unwrap();
     let stopped = agents.state("t1", "dry-agent").await.unwrap();
-    assert!(!stopped.running);
+    assert!(!stopped.running());
     assert_eq!(stopped.exit_code, Some(143));
-    assert!(matches!(agents.exec("t1", "dry-agent", &exec).await, Err(AgentError::Backend(BackendError::Conflict(_)))));
+    assert!(
+        matches!(agents.exec("t1", "dry-agent", &exec).await, Err(AgentError::Engine(e)) if e.kind() == berth_core::engine::EngineErrorKind::Conflict)
+    );
     let again = agents.start("t1", "dry-agent").await.unwrap();
     assert_eq!(again.container_id, started.container_id, "the same container, started again");
 
     agents.remove("t1", "dry-agent").await.unwrap();
-    assert!(matches!(d.backend.state(&cid).await, Err(BackendError::NotFound(_))));
+    assert!(d
+        .backend
+        .inspect(&Handle { id: cid.clone(), placement: Default::default() })
+        .await
+        .is_err_and(|e| e.is_not_found()));
     assert_eq!(d.bundles(), 0);
     assert_eq!(d.store.allocate_ports("probe", 10, 19600, 19609).unwrap().len(), 10, "every port came back");
 }
@@ -210,7 +220,7 @@ async fn a_container_left_behind_under_an_agents_name_is_replaced_on_start() {
     d.store.put_object("dry-leftover", "agent", "t1", None, &record).unwrap();
     let second = agents.start("t1", "dry-leftover").await.unwrap();
     assert_ne!(second.container_id, first.container_id);
-    assert_eq!(d.backend.list(&[format!("{}=dry-leftover", labels::OBJECT)]).await.unwrap().len(), 1);
+    assert_eq!(d.backend.list(&Selector::all().label(labels::OBJECT, "dry-leftover")).await.unwrap().len(), 1);
 }
 
 fn relic(session: &str, name: &str) -> RelicRequest {
@@ -238,17 +248,17 @@ async fn a_relic_starts_on_its_session_network_stops_and_the_session_ends() {
     let r = relics.start(relic("dry-s1", "cache")).await.unwrap();
     assert_eq!((r.status, r.healthy), (RelicStatus::Running, true), "no check asked, none failed");
     let cid = ContainerId(r.container_id.clone().unwrap());
-    let plan = d.backend.plan(&cid).await.unwrap().unwrap();
+    let plan = d.backend.plan(&Handle { id: cid.clone(), placement: Default::default() }).await.unwrap().unwrap();
     assert_eq!(plan["note"]["network"]["named"]["name"], "berth-session-dry-s1");
     assert_eq!(plan["note"]["network"]["named"]["aliases"], serde_json::json!(["cache"]));
-    let nets = d.backend.list_networks(&[format!("{}=dry-s1", labels::SESSION)]).await.unwrap();
+    let nets = d.backend.list_networks(&Selector::all().session("dry-s1")).await.unwrap();
     assert_eq!((nets.len(), nets[0].internal, nets[0].containers), (1, true, 1));
 
     let other = relics.start(relic("dry-s1", "db")).await.unwrap();
     assert_eq!(other.network_id, r.network_id, "one network per session");
     let stopped = relics.stop("t1", &r.relic_id).await.unwrap();
     assert_eq!(stopped.status, RelicStatus::Stopped);
-    assert!(!d.backend.state(&cid).await.unwrap().running);
+    assert!(!d.backend.inspect(&Handle { id: cid.clone(), placement: Default::default() }).await.unwrap().running());
 
     let refused = relics.end_session("t1", "dry-s1", false).await.unwrap_err();
     assert!(
@@ -258,7 +268,7 @@ async fn a_relic_starts_on_its_session_network_stops_and_the_session_ends() {
     let cleanup = relics.end_session("t1", "dry-s1", true).await.unwrap();
     assert_eq!(cleanup.containers_removed.len(), 2);
     assert_eq!(cleanup.networks_removed, ["berth-session-dry-s1"]);
-    assert!(d.backend.list(&[format!("{}=dry-s1", labels::SESSION)]).await.unwrap().is_empty());
+    assert!(d.backend.list(&Selector::all().session("dry-s1")).await.unwrap().is_empty());
     assert_eq!(relics.get("t1", &other.relic_id).unwrap().status, RelicStatus::Stopped);
     assert_eq!(d.bundles(), 0);
 }
@@ -272,7 +282,7 @@ async fn a_relic_with_a_health_check_fails_plainly_since_no_check_ran() {
     let r = relics.start(req).await.unwrap();
     assert_eq!((r.status, r.healthy), (RelicStatus::Failed, false));
     assert!(r.error.as_deref().unwrap().contains("dry run, nothing ran"), "{:?}", r.error);
-    assert!(d.backend.list(&[format!("{}=dry-s2", labels::SESSION)]).await.unwrap().is_empty(), "removed");
+    assert!(d.backend.list(&Selector::all().session("dry-s2")).await.unwrap().is_empty(), "removed");
 }
 
 #[tokio::test]
@@ -284,13 +294,13 @@ async fn the_sweep_removes_idle_berth_networks_and_leaves_used_ones() {
     sessions.ensure_network("t1", "dry-idle").await.unwrap();
     let removed = sessions.sweep_networks(Duration::ZERO).await.unwrap();
     assert_eq!(removed, ["berth-session-dry-idle"]);
-    assert_eq!(d.backend.list_networks(&[labels::MANAGED.into()]).await.unwrap().len(), 1);
+    assert_eq!(d.backend.list_networks(&Selector::managed()).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn recovery_removes_orphan_run_containers_on_the_dry_run() {
     let d = dry_run();
-    let backend: Arc<dyn Backend> = d.backend.clone();
+    let backend: Arc<dyn Engine> = d.backend.clone();
     let ids: Arc<dyn IdSource> = Arc::new(SequentialIds::default());
     let clock: Arc<dyn Clock> = Arc::new(FixedClock::at("2026-01-01T00:00:00Z".parse().unwrap()));
     // A run container of this instance the store never heard of: an orphan.
@@ -302,7 +312,7 @@ async fn recovery_removes_orphan_run_containers_on_the_dry_run() {
         .await
         .unwrap();
     assert_eq!(report.containers_removed, std::slice::from_ref(&spec.name));
-    assert!(matches!(backend.state(&orphan).await, Err(BackendError::NotFound(_))));
+    assert!(backend.inspect(&orphan).await.is_err_and(|e| e.is_not_found()));
 }
 
 #[tokio::test]
@@ -316,7 +326,7 @@ async fn the_reaper_removes_expired_agents_on_the_dry_run() {
     let later = Arc::new(FixedClock::at(chrono::Utc::now() + chrono::Duration::seconds(120)));
     let reaper = berth_core::reaper::Reaper::new(d.backend.clone(), d.store.clone(), later, Duration::from_secs(3600));
     assert_eq!(reaper.sweep().await.unwrap(), ["berth-agent-dry-expiring"]);
-    assert!(d.backend.list(&[labels::MANAGED.into()]).await.unwrap().is_empty());
+    assert!(d.backend.list(&Selector::managed()).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -12,9 +12,9 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use berth_core::backend::Backend;
+use berth_core::engine::Engine;
 use berth_core::policy::{ContainerRequest, Policy, PolicyConfig};
-use berth_core::spec::{Bind, ContainerId, ContainerSpec, Kind};
+use berth_core::spec::{Bind, ContainerSpec, Kind};
 use berth_core::units::{ByteSize, CpuLimit};
 use berth_docker::DockerBackend;
 use berth_oci::bundle;
@@ -397,14 +397,14 @@ async fn compare_with_dockerd(spec: &ContainerSpec) -> Vec<String> {
     // The container is removed even when the comparison panics.
     let compared = std::panic::AssertUnwindSafe(async {
         backend.start(&id).await.unwrap();
-        let full = docker().inspect_container(&id.0).await.unwrap().id;
+        let full = docker().inspect_container(&id.id.0).await.unwrap().id;
         let theirs = dockerd_spec(&full);
         let ours = serde_json::to_value(render(spec, &full, Some(&image)).unwrap().config).unwrap();
         differences(&theirs, &ours)
     })
     .catch_unwind()
     .await;
-    backend.remove(&ContainerId(id.0.clone()), true).await.unwrap();
+    backend.remove(&id, true).await.unwrap();
     compared.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_core::backend::Backend;
+use berth_core::engine::{Engine, Handle, Selector};
 use berth_core::ids::{IdSource, RandomIds, SystemClock};
 use berth_core::policy::Policy;
 use berth_core::pool::{DemandConfig, PoolConfig, PoolSpec, PoolStats, Pools};
 use berth_core::runs::{RunRequest, RunStatus, Runs, Workload};
-use berth_core::spec::labels;
+use berth_core::spec::{annotations, labels};
 use berth_core::store::Store;
 use berth_core::units::ByteSize;
 use berth_docker::DockerBackend;
@@ -21,7 +21,7 @@ use berth_docker::DockerBackend;
 struct Fixture {
     runs: Arc<Runs>,
     pools: Arc<Pools>,
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn Engine>,
     store: Arc<Store>,
     instance: String,
 }
@@ -35,7 +35,7 @@ fn config(pools: &[(&str, &str, usize)]) -> PoolConfig {
 }
 
 fn fixture(config: PoolConfig) -> Fixture {
-    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
+    let backend: Arc<dyn Engine> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let store = Arc::new(Store::in_memory().unwrap());
     let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
     let instance = store.instance_id(|| ids.next_hex()).unwrap();
@@ -74,14 +74,14 @@ async fn ready_by(stats: impl Fn() -> Vec<PoolStats>, name: &str, n: usize) {
 /// Shuts the pools down and checks that nothing of this instance is left.
 async fn no_leak(f: &Fixture) {
     f.pools.shutdown().await;
-    let mine = [format!("{}={}", labels::INSTANCE, f.instance)];
+    let mine = Selector::all().instance(&f.instance);
     let left = f.backend.list(&mine).await.unwrap();
     assert!(left.is_empty(), "leaked: {:?}", left.iter().map(|c| &c.name).collect::<Vec<_>>());
 }
 
 /// The whole core, with one `sh` pool of one member, over the real engine.
-fn orchestrator_with_sh_pool() -> (Arc<berth_core::Core>, Arc<dyn Backend>, Arc<Store>) {
-    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
+fn orchestrator_with_sh_pool() -> (Arc<berth_core::Core>, Arc<dyn Engine>, Arc<Store>) {
+    let backend: Arc<dyn Engine> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let store = Arc::new(Store::in_memory().unwrap());
     let options = berth_core::Options { pools: Some(config(&[("sh", "busybox:1.35", 1)])), ..Default::default() };
     let core = Arc::new(berth_core::Core::new(
@@ -156,7 +156,7 @@ async fn both_paths(f: &Fixture, language: &str, code_text: &str) -> (String, St
     keep.cleanup = false;
     let cold = f.runs.execute(keep).await.unwrap();
     assert_eq!((cold.status, cold.path.as_str()), (RunStatus::Succeeded, "cold"), "{cold:?}");
-    f.backend.remove(&berth_core::spec::ContainerId(cold.container_id.unwrap()), true).await.unwrap();
+    f.backend.remove(&Handle::local(cold.container_id.unwrap()), true).await.unwrap();
     (pooled.stdout, cold.stdout)
 }
 
@@ -197,7 +197,7 @@ async fn a_pooled_run_killed_by_a_signal_ends_like_a_cold_one_with_nothing_from_
     let mut keep = code("sh", text);
     keep.cleanup = false;
     let cold = f.runs.execute(keep).await.unwrap();
-    f.backend.remove(&berth_core::spec::ContainerId(cold.container_id.clone().unwrap()), true).await.unwrap();
+    f.backend.remove(&Handle::local(cold.container_id.clone().unwrap()), true).await.unwrap();
     assert_eq!(pooled.path, "pooled");
     let ending = |r: &berth_core::runs::RunRecord| (r.status, r.exit_code, r.stdout.clone(), r.stderr.clone());
     assert_eq!(ending(&pooled), (RunStatus::Failed, Some(137), "out\n".into(), "dying\n".into()));
@@ -228,7 +228,7 @@ async fn ending_a_session_cancels_its_pooled_run_and_without_force_counts_it_as_
     assert_eq!((run.status, run.path.as_str()), (RunStatus::Cancelled, "pooled"), "{run:?}");
     core.shutdown().await;
     let instance = store.instance_id(|| unreachable!("the pools made it")).unwrap();
-    let left = backend.list(&[format!("{}={instance}", labels::INSTANCE)]).await.unwrap();
+    let left = backend.list(&Selector::all().instance(&instance)).await.unwrap();
     assert!(left.is_empty(), "leaked: {left:?}");
 }
 
@@ -267,7 +267,7 @@ async fn following_a_live_pooled_runs_logs_shows_what_the_run_wrote_and_nothing_
     assert_eq!(events.last().unwrap()["status"], "succeeded", "{}", followed.text);
     core.shutdown().await;
     let instance = store.instance_id(|| unreachable!("the pools made it")).unwrap();
-    let left = backend.list(&[format!("{}={instance}", labels::INSTANCE)]).await.unwrap();
+    let left = backend.list(&Selector::all().instance(&instance)).await.unwrap();
     assert!(left.is_empty(), "leaked: {left:?}");
 }
 
@@ -275,14 +275,14 @@ async fn following_a_live_pooled_runs_logs_shows_what_the_run_wrote_and_nothing_
 async fn a_member_gone_before_its_run_is_counted_lost_and_the_run_still_succeeds() {
     let f = fixture(config(&[("sh", "busybox:1.35", 1)]));
     ready(&f.pools, "sh", 1).await;
-    let of_pool = [format!("{}=sh", labels::POOL), format!("{}={}", labels::INSTANCE, f.instance)];
+    let of_pool = Selector::all().label(labels::POOL, "sh").instance(&f.instance);
     let member = f.backend.list(&of_pool).await.unwrap().pop().expect("one member");
-    f.backend.remove(&member.id, true).await.unwrap();
+    f.backend.remove(&member.handle, true).await.unwrap();
     // The member's awaited exit comes back from the engine.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let run = f.runs.execute(code("sh", "echo hi")).await.unwrap();
     assert_eq!((run.status, run.stdout.as_str()), (RunStatus::Succeeded, "hi\n"), "{run:?}");
-    assert_ne!(run.container_id.as_deref(), Some(member.id.0.as_str()));
+    assert_ne!(run.container_id.as_deref(), Some(member.handle.id.0.as_str()));
     assert_eq!(stats(&f.pools, "sh").lost, 1);
     no_leak(&f).await;
 }
@@ -352,7 +352,7 @@ async fn a_request_that_does_not_fit_the_pool_takes_the_cold_path_and_says_so() 
     keep.cleanup = false; // a container kept for inspection is its own
     let kept = f.runs.execute(keep).await.unwrap();
     assert_eq!(kept.path, "cold");
-    f.backend.remove(&berth_core::spec::ContainerId(kept.container_id.unwrap()), true).await.unwrap();
+    f.backend.remove(&Handle::local(kept.container_id.unwrap()), true).await.unwrap();
     let s = stats(&f.pools, "sh");
     assert_eq!((s.hits, s.misses, s.idle), (0, 1, 1), "{s:?}");
     no_leak(&f).await;
@@ -385,7 +385,7 @@ async fn members_left_by_an_earlier_process_are_removed_by_recovery() {
     let f = fixture(config(&[("sh", "busybox:1.35", 2)]));
     ready(&f.pools, "sh", 2).await;
     // The process "dies": its pools are never shut down.
-    let mine = [labels::POOL.to_owned(), format!("{}={}", labels::INSTANCE, f.instance)];
+    let mine = Selector::all().has(labels::POOL).instance(&f.instance);
     assert_eq!(f.backend.list(&mine).await.unwrap().len(), 2);
     let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
     let clock: Arc<dyn berth_core::ids::Clock> = Arc::new(SystemClock);
@@ -409,10 +409,10 @@ async fn an_expired_member_is_never_handed_out_and_its_label_outlives_the_longes
     assert_eq!(stats(&f.pools, "sh").idle, 0, "an expired member is not counted as ready");
     // The reaper's label lies past the idle deadline by the longest run, so
     // it never removes a member under a run taken just before the deadline.
-    let mine = [labels::POOL.to_owned(), format!("{}={}", labels::INSTANCE, f.instance)];
+    let mine = Selector::all().has(labels::POOL).instance(&f.instance);
     let members = f.backend.list(&mine).await.unwrap();
     assert_eq!(members.len(), 1);
-    let expiry = chrono::DateTime::parse_from_rfc3339(&members[0].labels[labels::EXPIRES_AT]).unwrap();
+    let expiry = chrono::DateTime::parse_from_rfc3339(&members[0].annotations[annotations::EXPIRES_AT]).unwrap();
     let longest = chrono::Duration::from_std(Policy::default().config.max_timeout).unwrap();
     assert!(expiry > chrono::Utc::now() + longest, "{expiry}");
     let run = f.runs.execute(code("sh", "echo hi")).await.unwrap();
@@ -445,7 +445,7 @@ async fn the_orchestrator_serves_configured_pools_and_the_api_shows_their_counte
     assert_eq!(metrics.status, axum::http::StatusCode::OK);
     assert!(metrics.text.contains("berth_pool_hits_total{pool=\"sh\",origin=\"configured\"} 1\n"), "{}", metrics.text);
     core.shutdown().await;
-    let left = backend.list(&[format!("{}={instance}", labels::INSTANCE)]).await.unwrap();
+    let left = backend.list(&Selector::all().instance(&instance)).await.unwrap();
     assert!(left.is_empty(), "leaked: {left:?}");
 }
 
@@ -485,7 +485,7 @@ async fn a_tool_image_run_often_gets_a_pool_that_serves_its_runs_and_goes_when_t
 async fn a_member_near_its_expiry_is_replaced_by_upkeep_before_any_run_meets_it() {
     let f = fixture(config(&[("sh", "busybox:1.35", 1)]));
     ready(&f.pools, "sh", 1).await;
-    let of_pool = [format!("{}=sh", labels::POOL), format!("{}={}", labels::INSTANCE, f.instance)];
+    let of_pool = Selector::all().label(labels::POOL, "sh").instance(&f.instance);
     let before = f.backend.list(&of_pool).await.unwrap();
     // Members live 10 minutes: with a margin of 11, this one is stale.
     f.pools.upkeep(Duration::from_secs(660));
@@ -493,7 +493,7 @@ async fn a_member_near_its_expiry_is_replaced_by_upkeep_before_any_run_meets_it(
     f.pools.settle().await;
     let after = f.backend.list(&of_pool).await.unwrap();
     assert_eq!((before.len(), after.len()), (1, 1));
-    assert_ne!(before[0].id, after[0].id);
+    assert_ne!(before[0].handle, after[0].handle);
     assert_eq!(stats(&f.pools, "sh").refills, 2);
     let run = f.runs.execute(code("sh", "echo hi")).await.unwrap();
     assert_eq!((run.status, run.path.as_str()), (RunStatus::Succeeded, "pooled"), "{run:?}");

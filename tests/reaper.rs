@@ -46,7 +46,7 @@ async fn expired_agents_are_reaped_and_renewed_ones_are_kept() {
     let removed = reaper.sweep().await.unwrap();
     assert!(removed.contains(&format!("berth-agent-{short}")), "{removed:?}");
     assert!(!removed.contains(&format!("berth-agent-{renewed}")), "{removed:?}");
-    assert!(agents.state("t1", &renewed).await.unwrap().running);
+    assert!(agents.state("t1", &renewed).await.unwrap().running());
     agents.remove("t1", &renewed).await.unwrap();
     agents.remove("t1", &short).await.unwrap();
 

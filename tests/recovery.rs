@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_core::backend::Backend;
+use berth_core::engine::{Engine, Selector};
 use berth_core::runs::RunStatus;
 use berth_core::spec::labels;
 use berth_core::store::Store;
@@ -28,7 +28,7 @@ async fn runs_interrupted_by_a_killed_berth_end_failed_and_leave_no_container() 
         })
         .collect();
     let store = Store::open(&data.path().join("berth.db")).unwrap();
-    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
+    let backend: Arc<dyn Engine> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
 
     // Wait until all three run, then kill -9 every berth process.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -45,7 +45,7 @@ async fn runs_interrupted_by_a_killed_berth_end_failed_and_leave_no_container() 
         child.wait().unwrap();
     }
     let instance = store.instance_id(|| panic!("the runs made the instance id")).unwrap();
-    let mine = [format!("{}={instance}", labels::INSTANCE)];
+    let mine = Selector::all().instance(&instance);
     assert_eq!(backend.list(&mine).await.unwrap().len(), 3, "the killed runs left their containers");
 
     let out = Command::new(env!("CARGO_BIN_EXE_berth")).arg("recover").arg("--data").arg(data.path()).output().unwrap();
@@ -67,7 +67,7 @@ async fn an_orphan_run_container_is_kept_when_configured_and_removed_by_default(
     let data = tempfile::tempdir().unwrap();
     let store = Store::open(&data.path().join("berth.db")).unwrap();
     let instance = store.instance_id(|| format!("{:012x}", std::process::id())).unwrap();
-    let backend: Arc<dyn Backend> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
+    let backend: Arc<dyn Engine> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let name = format!("berth-orphan-{instance}");
     let mut req = berth_core::policy::ContainerRequest::new(berth_core::spec::Kind::Code, name.clone(), "busybox:1.35");
     req.cmd = Some(vec!["sleep".into(), "60".into()]);
@@ -90,8 +90,8 @@ async fn an_orphan_run_container_is_kept_when_configured_and_removed_by_default(
     };
     let kept = recover(&["--orphans", "keep"]);
     assert_eq!(kept["orphans_kept"], serde_json::json!([name]), "{kept}");
-    assert!(backend.state(&id).await.unwrap().running, "left running");
+    assert!(backend.inspect(&id).await.unwrap().running(), "left running");
     let removed = recover(&[]);
     assert_eq!(removed["containers_removed"], serde_json::json!([name]), "{removed}");
-    assert!(backend.state(&id).await.is_err(), "removed");
+    assert!(backend.inspect(&id).await.is_err(), "removed");
 }

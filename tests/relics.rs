@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::backend::{Backend, ExecRequest};
+use berth_core::engine::{Engine, ExecRequest};
+use berth_core::engine::{Handle, WorkloadIo};
 use berth_core::ids::{RandomIds, SystemClock};
 use berth_core::policy::Policy;
 use berth_core::relics::{RelicError, RelicRequest, RelicStatus, Relics};
 use berth_core::sessions::SessionError;
-use berth_core::spec::ContainerId;
 use berth_core::store::Store;
 use berth_docker::DockerBackend;
 
@@ -65,8 +65,8 @@ async fn a_relic_is_healthy_on_its_session_network_and_ending_the_session_remove
         relic.internal_url
     );
     let out = backend
-        .exec(
-            &ContainerId(client.container_id.clone().unwrap()),
+        .exec_to_end(
+            &Handle::local(client.container_id.clone().unwrap()),
             &ExecRequest { cmd: vec!["python3".into(), "-c".into(), fetch], ..Default::default() },
             4096,
         )
@@ -85,7 +85,7 @@ async fn a_relic_is_healthy_on_its_session_network_and_ending_the_session_remove
     assert_eq!(cleanup.containers_removed.len(), 2);
     assert_eq!(cleanup.networks_removed, vec![format!("berth-session-{session}")]);
     for r in [&relic, &client] {
-        assert!(backend.state(&ContainerId(r.container_id.clone().unwrap())).await.is_err());
+        assert!(backend.inspect(&Handle::local(r.container_id.clone().unwrap())).await.is_err());
         assert_eq!(relics.get("t1", &r.relic_id).unwrap().status, RelicStatus::Stopped);
     }
 }
@@ -102,7 +102,7 @@ async fn a_relic_whose_health_check_fails_is_reported_failed_with_its_last_logs_
     let error = relic.error.unwrap();
     assert!(error.contains("health check failed") || error.contains("not healthy"), "{error}");
     assert!(error.contains("serving"), "last logs included: {error}");
-    assert!(backend.state(&ContainerId(relic.container_id.unwrap())).await.is_err());
+    assert!(backend.inspect(&Handle::local(relic.container_id.unwrap())).await.is_err());
     relics.end_session("t1", &session, true).await.unwrap();
 }
 

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::backend::Backend;
+use berth_core::engine::Engine;
+use berth_core::engine::{Handle, Selector};
 use berth_core::ids::{RandomIds, SystemClock};
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::runs::{RunError, RunRequest, RunStatus, Runs, Workload};
-use berth_core::spec::{labels, ContainerId};
+use berth_core::spec::{annotations, labels};
 use berth_core::store::Store;
 use berth_core::units::ByteSize;
 use berth_docker::DockerBackend;
@@ -44,8 +45,8 @@ async fn a_run_that_exits_zero_succeeds_and_its_record_outlives_the_container() 
     assert_eq!(run.stdout, "hi\n");
     assert_eq!(run.stderr, "oops\n");
     assert!(run.container_removed);
-    let cid = ContainerId(run.container_id.clone().unwrap());
-    assert!(matches!(backend.state(&cid).await, Err(berth_core::backend::BackendError::NotFound(_))));
+    let cid = Handle::local(run.container_id.clone().unwrap());
+    assert!(backend.inspect(&cid).await.is_err_and(|e| e.is_not_found()));
     assert_eq!(store.get_run("t1", &run.id).unwrap().unwrap(), run);
     assert!(store.get_run("t2", &run.id).unwrap().is_none(), "another tenant sees nothing");
     assert_eq!(store.audit_trail("t1", 10).unwrap()[0].outcome, "succeeded");
@@ -149,7 +150,7 @@ async fn a_refused_request_creates_nothing() {
     // A tenant of its own, so runs of the tests beside this one do not count.
     let mut req = RunRequest::new("t-refused", Workload::Code { language: "sh".into(), code: "true".into() });
     req.memory = Some(ByteSize::mib(1 << 20));
-    let mine = [format!("{}=t-refused", labels::TENANT)];
+    let mine = Selector::all().tenant("t-refused");
     match runs.execute(req).await {
         Err(RunError::Policy(v)) => assert_eq!(v.field, "memory"),
         other => panic!("expected a policy refusal, got {other:?}"),
@@ -228,7 +229,7 @@ async fn a_tenant_never_has_more_runs_in_flight_than_its_bound() {
 async fn a_run_container_carries_an_expiry_past_its_deadline_unless_it_is_kept() {
     let (runs, backend, _) = runs();
     let tenant = "t-expiry";
-    let mine = [format!("{}={tenant}", labels::TENANT)];
+    let mine = Selector::all().tenant(tenant);
     let mut req = RunRequest::new(tenant, Workload::Code { language: "sh".into(), code: "sleep 2".into() });
     req.timeout = Some(Duration::from_secs(30));
     let started = chrono::Utc::now();
@@ -239,7 +240,7 @@ async fn a_run_container_carries_an_expiry_past_its_deadline_unless_it_is_kept()
     let mut label = None;
     for _ in 0..100 {
         if let Some(c) = backend.list(&mine).await.unwrap().into_iter().next() {
-            label = c.labels.get(labels::EXPIRES_AT).cloned();
+            label = c.annotations.get(annotations::EXPIRES_AT).cloned();
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -252,9 +253,14 @@ async fn a_run_container_carries_an_expiry_past_its_deadline_unless_it_is_kept()
     let mut kept = RunRequest::new(tenant, Workload::Code { language: "sh".into(), code: "true".into() });
     kept.cleanup = false;
     let run = runs.execute(kept).await.unwrap();
-    let cid = ContainerId(run.container_id.unwrap());
+    let cid = Handle::local(run.container_id.unwrap());
     let listed = backend.list(&mine).await.unwrap();
-    let c = listed.iter().find(|c| c.id == cid).expect("kept");
-    assert!(!c.labels.contains_key(labels::EXPIRES_AT), "a kept container is the caller's: {:?}", c.labels);
+    let c = listed.iter().find(|c| c.handle == cid).expect("kept");
+    assert!(
+        !c.annotations.contains_key(annotations::EXPIRES_AT),
+        "a kept container is the caller's: {:?}",
+        c.annotations
+    );
+    assert!(!c.labels.contains_key(labels::EXPIRES_AT), "nor the label of before: {:?}", c.labels);
     backend.remove(&cid, true).await.unwrap();
 }

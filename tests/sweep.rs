@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use berth_core::backend::Backend;
+use berth_core::engine::Isolation;
 use berth_core::sessions::Sessions;
 use berth_docker::DockerBackend;
 
@@ -18,5 +18,5 @@ async fn the_sweep_removes_berth_networks_no_longer_in_use() {
     assert!(!kept.contains(&format!("berth-session-{session}")), "a network just made is left alone: {kept:?}");
     let removed = sessions.sweep_networks(std::time::Duration::ZERO).await.unwrap();
     assert!(removed.contains(&format!("berth-session-{session}")), "{removed:?}");
-    assert!(backend.list_networks(&[format!("io.berth.session={session}")]).await.unwrap().is_empty());
+    assert!(backend.list_networks(&berth_core::engine::Selector::all().session(&session)).await.unwrap().is_empty());
 }

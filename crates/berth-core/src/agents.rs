@@ -14,10 +14,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, BackendError, ContainerState, ExecOutput, ExecRequest, LogRequest, LogStream, Usage};
+use crate::engine::{
+    Engine, EngineError, ExecOutput, ExecRequest, GoneIsDone, Handle, LogRequest, LogStream, Placement, Usage,
+    WorkloadState,
+};
 use crate::ids::{Clock, IdSource};
 use crate::policy::{ContainerRequest, NetworkRequest, Policy, PolicyViolation};
-use crate::spec::{labels, Bind, ContainerId, Kind, PortMapping};
+use crate::spec::{annotations, labels, Bind, Kind, PortMapping};
 use crate::store::{Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
 
@@ -65,9 +68,19 @@ pub struct AgentDefinition {
 pub struct AgentRecord {
     pub definition: AgentDefinition,
     pub container_id: Option<String>,
+    /// Where its container runs (records made before placements read as local).
+    #[serde(default)]
+    pub placement: Placement,
     pub container_name: String,
     pub published: Vec<PortMapping>,
     pub created_at: DateTime<Utc>,
+}
+
+impl AgentRecord {
+    /// Its container, once it has one.
+    pub fn handle(&self) -> Option<Handle> {
+        self.container_id.as_ref().map(|id| Handle::at(id.clone(), self.placement.clone()))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +94,7 @@ pub enum AgentError {
     #[error(transparent)]
     Policy(#[from] PolicyViolation),
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    Engine(#[from] EngineError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -100,7 +113,7 @@ impl Default for PortRange {
 }
 
 pub struct Agents {
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn Engine>,
     policy: Policy,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
@@ -110,7 +123,7 @@ pub struct Agents {
 
 impl Agents {
     pub fn new(
-        backend: Arc<dyn Backend>,
+        backend: Arc<dyn Engine>,
         policy: Policy,
         store: Arc<Store>,
         ids: Arc<dyn IdSource>,
@@ -152,6 +165,7 @@ impl Agents {
         let record = AgentRecord {
             definition: def,
             container_id: None,
+            placement: Placement::Local,
             container_name: name,
             published: vec![],
             created_at: self.clock.now(),
@@ -188,32 +202,33 @@ impl Agents {
     /// Starts an agent, creating its container first when it is missing.
     pub async fn start(&self, tenant: &str, id: &str) -> Result<AgentRecord, AgentError> {
         let mut record = self.get(tenant, id)?;
-        let existing = match &record.container_id {
-            Some(cid) => match self.backend.state(&ContainerId(cid.clone())).await {
-                Ok(state) => Some((ContainerId(cid.clone()), state)),
-                Err(BackendError::NotFound(_)) => None,
+        let existing = match record.handle() {
+            Some(h) => match self.backend.inspect(&h).await {
+                Ok(state) => Some((h, state)),
+                Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(e.into()),
             },
             None => None,
         };
-        let cid = match existing {
-            Some((cid, state)) if state.running => return self.saved(record, cid),
-            Some((cid, _)) => cid,
+        let h = match existing {
+            Some((h, state)) if state.running() => return self.saved(record, h),
+            Some((h, _)) => h,
             None => self.create_container(&mut record).await?,
         };
-        self.backend.start(&cid).await?;
+        self.backend.start(&h).await?;
         self.audit(tenant, "agent.start", id, "ok");
-        self.saved(record, cid)
+        self.saved(record, h)
     }
 
-    fn saved(&self, mut record: AgentRecord, cid: ContainerId) -> Result<AgentRecord, AgentError> {
-        record.container_id = Some(cid.0);
+    fn saved(&self, mut record: AgentRecord, h: Handle) -> Result<AgentRecord, AgentError> {
+        record.container_id = Some(h.id.0);
+        record.placement = h.placement;
         let d = &record.definition;
         self.store.put_object(&d.id, KIND, &d.tenant, d.session.as_deref(), &record)?;
         Ok(record)
     }
 
-    async fn create_container(&self, record: &mut AgentRecord) -> Result<ContainerId, AgentError> {
+    async fn create_container(&self, record: &mut AgentRecord) -> Result<Handle, AgentError> {
         let def = record.definition.clone();
         self.store.release_ports(&def.id)?;
         let hosts = self.store.allocate_ports(&def.id, def.ports.len(), self.ports.first, self.ports.last)?;
@@ -236,22 +251,20 @@ impl Agents {
             spec.labels.insert(labels::SESSION.into(), s.clone());
         }
         if let Some(t) = def.expires_at {
-            spec.labels.insert(labels::EXPIRES_AT.into(), t.to_rfc3339());
+            spec.annotations.insert(annotations::EXPIRES_AT.into(), t.to_rfc3339());
         }
         let created = async {
             self.backend.ensure_image(&spec.image).await?;
-            // A container of the same name left behind (by a crash, say) is replaced.
-            match self.backend.remove(&ContainerId(spec.name.clone()), true).await {
-                Ok(()) | Err(BackendError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
+            // A container of the same name left behind (by a crash, say) is
+            // replaced: engines take a name where they take an id.
+            self.backend.remove(&Handle::local(spec.name.clone()), true).await.or_gone()?;
             self.backend.create(&spec).await
         }
         .await;
         match created {
-            Ok(cid) => {
+            Ok(h) => {
                 record.published = published;
-                Ok(cid)
+                Ok(h)
             }
             Err(e) => {
                 self.store.release_ports(&def.id)?;
@@ -263,11 +276,8 @@ impl Agents {
     /// Stops with SIGTERM, then SIGKILL after `grace`.
     pub async fn stop(&self, tenant: &str, id: &str, grace: Duration) -> Result<AgentRecord, AgentError> {
         let record = self.get(tenant, id)?;
-        if let Some(cid) = &record.container_id {
-            match self.backend.stop(&ContainerId(cid.clone()), grace).await {
-                Ok(()) | Err(BackendError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+        if let Some(h) = record.handle() {
+            self.backend.stop(&h, grace).await.or_gone()?;
         }
         self.audit(tenant, "agent.stop", id, "ok");
         Ok(record)
@@ -281,11 +291,8 @@ impl Agents {
     /// Removes the agent: its container (killed if running), its ports, its record.
     pub async fn remove(&self, tenant: &str, id: &str) -> Result<(), AgentError> {
         let record = self.get(tenant, id)?;
-        if let Some(cid) = &record.container_id {
-            match self.backend.remove(&ContainerId(cid.clone()), true).await {
-                Ok(()) | Err(BackendError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+        if let Some(h) = record.handle() {
+            self.backend.remove(&h, true).await.or_gone()?;
         }
         self.store.release_ports(id)?;
         self.store.delete_object(KIND, tenant, id)?;
@@ -303,26 +310,28 @@ impl Agents {
         Ok(record)
     }
 
-    fn container(&self, tenant: &str, id: &str) -> Result<ContainerId, AgentError> {
+    fn container(&self, tenant: &str, id: &str) -> Result<Handle, AgentError> {
         let record = self.get(tenant, id)?;
-        record.container_id.map(ContainerId).ok_or_else(|| AgentError::NotFound(format!("{id} has no container yet")))
+        record.handle().ok_or_else(|| AgentError::NotFound(format!("{id} has no container yet")))
     }
 
-    pub async fn state(&self, tenant: &str, id: &str) -> Result<ContainerState, AgentError> {
-        Ok(self.backend.state(&self.container(tenant, id)?).await?)
+    pub async fn state(&self, tenant: &str, id: &str) -> Result<WorkloadState, AgentError> {
+        Ok(self.backend.inspect(&self.container(tenant, id)?).await?)
     }
 
     pub async fn logs(&self, tenant: &str, id: &str, request: &LogRequest) -> Result<LogStream, AgentError> {
-        Ok(self.backend.logs(&self.container(tenant, id)?, request).await?)
+        let h = self.container(tenant, id)?;
+        Ok(self.backend.io(&h)?.logs(&h, request).await?)
     }
 
     pub async fn stats(&self, tenant: &str, id: &str) -> Result<Usage, AgentError> {
-        Ok(self.backend.usage(&self.container(tenant, id)?).await?)
+        let h = self.container(tenant, id)?;
+        Ok(self.backend.io(&h)?.usage(&h).await?)
     }
 
     pub async fn exec(&self, tenant: &str, id: &str, request: &ExecRequest) -> Result<ExecOutput, AgentError> {
-        let cid = self.container(tenant, id)?;
-        let out = self.backend.exec(&cid, request, self.policy.config.output_cap).await?;
+        let h = self.container(tenant, id)?;
+        let out = self.backend.io(&h)?.exec_to_end(&h, request, self.policy.config.output_cap).await?;
         self.audit(tenant, "agent.exec", id, &format!("exit {}", out.exit_code));
         Ok(out)
     }

@@ -3,7 +3,7 @@
 //! is, so that each front end maps kinds to its own answers once (the
 //! native API to statuses and codes, a seed dialect to its `detail` shape).
 //!
-//! The module errors (`RunError`, `AgentError`, `BackendError`, …) stay
+//! The module errors (`RunError`, `AgentError`, `EngineError`, …) stay
 //! what their modules speak; an [`Error`] keeps the one it came from as its
 //! [`source`](std::error::Error::source), so nothing of the chain is
 //! flattened into a string.
@@ -11,7 +11,7 @@
 use std::fmt;
 
 use crate::agents::AgentError;
-use crate::backend::BackendError;
+use crate::engine::{EngineError, EngineErrorKind};
 use crate::policy::PolicyViolation;
 use crate::reaper::ReaperError;
 use crate::relics::RelicError;
@@ -104,15 +104,16 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<BackendError> for Error {
-    fn from(e: BackendError) -> Self {
-        let (kind, code, message) = match &e {
-            BackendError::NotFound(m) => (ErrorKind::NotFound, "engine_not_found", m.clone()),
-            BackendError::Conflict(m) => (ErrorKind::Conflict, "conflict", m.clone()),
-            BackendError::Invalid(m) => (ErrorKind::Invalid, "engine_refused", m.clone()),
-            BackendError::Unavailable(m) => (ErrorKind::Unavailable, "engine_unavailable", m.clone()),
-            BackendError::Engine(m) => (ErrorKind::Internal, "engine_error", m.clone()),
+impl From<EngineError> for Error {
+    fn from(e: EngineError) -> Self {
+        let (kind, code) = match e.kind() {
+            EngineErrorKind::NotFound => (ErrorKind::NotFound, "engine_not_found"),
+            EngineErrorKind::Conflict => (ErrorKind::Conflict, "conflict"),
+            EngineErrorKind::Invalid => (ErrorKind::Invalid, "engine_refused"),
+            EngineErrorKind::Unavailable => (ErrorKind::Unavailable, "engine_unavailable"),
+            EngineErrorKind::Failed => (ErrorKind::Internal, "engine_error"),
         };
+        let message = e.message().to_owned();
         Error::from_source(kind, code, message, e)
     }
 }
@@ -133,7 +134,7 @@ impl From<RunError> for Error {
     fn from(e: RunError) -> Self {
         match e {
             RunError::Policy(v) => v.into(),
-            RunError::Backend(b) => b.into(),
+            RunError::Engine(b) => b.into(),
             RunError::Store(s) => s.into(),
             RunError::UnknownLanguage(..) | RunError::BadRequest(_) => {
                 Error::from_source(ErrorKind::Invalid, "bad_request", e.to_string(), e)
@@ -148,7 +149,7 @@ impl From<AgentError> for Error {
     fn from(e: AgentError) -> Self {
         match e {
             AgentError::Policy(v) => v.into(),
-            AgentError::Backend(b) => b.into(),
+            AgentError::Engine(b) => b.into(),
             AgentError::Store(s) => s.into(),
             AgentError::NotFound(_) => Error::from_source(ErrorKind::NotFound, "not_found", e.to_string(), e),
             AgentError::Exists(_) => Error::from_source(ErrorKind::Conflict, "exists", e.to_string(), e),
@@ -160,11 +161,13 @@ impl From<AgentError> for Error {
 impl From<SessionError> for Error {
     fn from(e: SessionError) -> Self {
         match e {
-            SessionError::Backend(b) => b.into(),
+            SessionError::Engine(b) => b.into(),
             SessionError::Running { .. } => {
                 Error::from_source(ErrorKind::Conflict, "session_running", e.to_string(), e)
             }
-            SessionError::BadId(_) => Error::from_source(ErrorKind::Invalid, "bad_request", e.to_string(), e),
+            SessionError::BadId(_) | SessionError::NoIsolation(_) => {
+                Error::from_source(ErrorKind::Invalid, "bad_request", e.to_string(), e)
+            }
         }
     }
 }
@@ -174,7 +177,7 @@ impl From<RelicError> for Error {
         match e {
             RelicError::Policy(v) => v.into(),
             RelicError::Session(s) => s.into(),
-            RelicError::Backend(b) => b.into(),
+            RelicError::Engine(b) => b.into(),
             RelicError::Store(s) => s.into(),
             RelicError::NotFound(_) => Error::from_source(ErrorKind::NotFound, "not_found", e.to_string(), e),
             RelicError::BadRequest(_) => Error::from_source(ErrorKind::Invalid, "bad_request", e.to_string(), e),
@@ -185,7 +188,7 @@ impl From<RelicError> for Error {
 impl From<ReaperError> for Error {
     fn from(e: ReaperError) -> Self {
         match e {
-            ReaperError::Backend(b) => b.into(),
+            ReaperError::Engine(b) => b.into(),
             ReaperError::Store(s) => s.into(),
             ReaperError::TooLong { .. } | ReaperError::Past(_) => {
                 Error::from_source(ErrorKind::Policy, "policy_violation", e.to_string(), e)
@@ -201,10 +204,10 @@ mod tests {
 
     #[test]
     fn an_engine_failure_keeps_the_backend_error_as_its_source() {
-        let e = Error::from(RunError::Backend(BackendError::Unavailable("no socket".into())));
+        let e = Error::from(RunError::Engine(EngineError::unavailable("no socket")));
         assert_eq!((e.kind(), e.code(), e.message()), (ErrorKind::Unavailable, "engine_unavailable", "no socket"));
         let source = e.source().expect("the backend error is kept");
-        assert!(source.downcast_ref::<BackendError>().is_some(), "{source:?}");
+        assert!(source.downcast_ref::<EngineError>().is_some(), "{source:?}");
     }
 
     #[test]

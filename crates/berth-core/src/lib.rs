@@ -2,7 +2,7 @@
 //! for AI agents and their tools.
 //!
 //! What the five seed systems do with containers, done once, safely,
-//! behind the [`backend::Backend`] seam. Every front end (the native API,
+//! behind the [`engine`] seam. Every front end (the native API,
 //! each seed dialect, the CLI) holds an `Arc<`[`Core`]`>` and calls one
 //! method per use case; the engine and the store are reached only from
 //! inside it. Nothing here sees an HTTP type of either side or a concrete
@@ -19,7 +19,7 @@
 //! - [`error`] is the one classification every use case fails with.
 
 pub mod agents;
-pub mod backend;
+pub mod engine;
 pub mod error;
 pub mod ids;
 pub mod observe;
@@ -43,9 +43,9 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
 use crate::agents::{AgentDefinition, AgentRecord, Agents, PortRange};
-use crate::backend::{
-    Backend, ContainerInfo, ExecOutput, ExecRequest, LogChunk, LogRequest, LogStream, NetworkInfo, StdioSession,
-    Stream, Usage,
+use crate::engine::{
+    Engine, EngineError, EngineErrorKind, ExecOutput, ExecRequest, Handle, LogChunk, LogRequest, LogStream,
+    NetworkInfo, Phase, Selector, StdioSession, Stream, Usage, WorkloadInfo, WorkloadIo,
 };
 use crate::ids::{Clock, IdSource};
 use crate::observe::{EndingFuture, LogsRead, Target};
@@ -55,7 +55,7 @@ use crate::reaper::Reaper;
 use crate::relics::{RelicRecord, RelicRequest, Relics};
 use crate::runs::{RunId, RunRecord, RunRequest, Runs};
 use crate::sessions::{check_session_id, network_name, SessionCleanup};
-use crate::spec::{labels, ContainerId, ContainerSpec};
+use crate::spec::{labels, ContainerSpec, Kind};
 use crate::store::{AuditEntry, Store};
 
 pub use crate::error::{Error, ErrorKind};
@@ -82,12 +82,12 @@ impl Default for Options {
     }
 }
 
-/// An agent with its container's state word (`running`, `exited`, …;
-/// `None` when it has no container or the engine does not know it).
+/// An agent with its container's phase (`None` when it has no container
+/// or the engine does not know it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Agent {
     pub record: AgentRecord,
-    pub status: Option<String>,
+    pub status: Option<Phase>,
 }
 
 /// A session and what belongs to it.
@@ -96,7 +96,7 @@ pub struct Session {
     pub id: String,
     /// Its private network, when it has one.
     pub network: Option<NetworkInfo>,
-    pub containers: Vec<ContainerInfo>,
+    pub containers: Vec<WorkloadInfo>,
     pub relics: Vec<RelicRecord>,
 }
 
@@ -151,7 +151,7 @@ impl Background {
 /// store, policy, source of ids and clock. Its parts are private: a front
 /// end cannot reach the engine or the store past it.
 pub struct Core {
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn Engine>,
     store: Arc<Store>,
     policy: Policy,
     clock: Arc<dyn Clock>,
@@ -175,7 +175,7 @@ impl Core {
     pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
     pub fn new(
-        backend: Arc<dyn Backend>,
+        backend: Arc<dyn Engine>,
         policy: Policy,
         store: Arc<Store>,
         ids: Arc<dyn IdSource>,
@@ -319,11 +319,11 @@ impl Core {
             record = self.settled(tenant, id, record, Duration::from_secs(10)).await?;
         }
         let live = !record.status.is_terminal() && !record.container_removed;
-        let output = match (&record.container_id, live, marker) {
+        let output = match (record.handle(), live, marker) {
             (Some(cid), true, Some(marker)) => {
                 // The whole of the member's log, without timestamps: the view must see its ready line.
                 let whole = LogRequest { follow: true, tail: None, since: None, timestamps: false };
-                let logs = self.backend.logs(&ContainerId(cid.clone()), &whole).await?;
+                let logs = self.io(&cid)?.logs(&cid, &whole).await?;
                 let mut view = pool::launch::MemberOutput::new(&marker);
                 logs.map(move |chunk| {
                     chunk.map(|mut c| {
@@ -340,7 +340,7 @@ impl Core {
             }
             (Some(cid), true, None) => {
                 let request = LogRequest { follow: true, ..request.clone() };
-                self.backend.logs(&ContainerId(cid.clone()), &request).await?
+                self.io(&cid)?.logs(&cid, &request).await?
             }
             _ => {
                 let out = [(Stream::Stdout, record.stdout.clone()), (Stream::Stderr, record.stderr.clone())];
@@ -416,9 +416,9 @@ impl Core {
     /// The tenant's agents with their states (one list call for every state).
     pub async fn agents(&self, tenant: &str) -> Result<Vec<Agent>, Error> {
         let records = self.agents.list(tenant)?;
-        let mine = [format!("{}=agent", labels::KIND), format!("{}={tenant}", labels::TENANT)];
-        let states: BTreeMap<String, String> =
-            self.backend.list(&mine).await?.into_iter().map(|c| (c.id.0, c.status)).collect();
+        let mine = Selector::all().kind(Kind::Agent).tenant(tenant);
+        let states: BTreeMap<String, Phase> =
+            self.backend.list(&mine).await?.into_iter().map(|c| (c.handle.id.0, c.phase)).collect();
         Ok(records
             .into_iter()
             .map(|record| {
@@ -476,15 +476,16 @@ impl Core {
         id: &str,
         request: &ExecRequest,
     ) -> Result<StdioSession, Error> {
-        let cid = self.container_id(tenant, &Target::Agent(id.to_owned())).await?;
-        let session = self.backend.exec_interactive(&cid, request).await?;
+        let h = self.container_id(tenant, &Target::Agent(id.to_owned())).await?;
+        let request = ExecRequest { stdin: true, ..request.clone() };
+        let session = self.io(&h)?.exec(&h, &request).await?.stdio;
         self.store.note(self.clock.now(), tenant, "agent.exec", id, "interactive");
         Ok(session)
     }
 
     async fn with_status(&self, record: AgentRecord) -> Agent {
-        let status = match &record.container_id {
-            Some(cid) => self.backend.state(&ContainerId(cid.clone())).await.ok().map(|s| s.status),
+        let status = match record.handle() {
+            Some(h) => self.backend.inspect(&h).await.ok().map(|s| s.phase),
             None => None,
         };
         Agent { record, status }
@@ -537,21 +538,28 @@ impl Core {
 
     /// The tenant's sessions: those with a network or a relic.
     pub async fn sessions(&self, tenant: &str) -> Result<Vec<String>, Error> {
-        let mine = [format!("{}=session-network", labels::KIND), format!("{}={tenant}", labels::TENANT)];
-        let mut ids: BTreeSet<String> = self
-            .backend
-            .list_networks(&mine)
-            .await?
-            .into_iter()
-            .filter_map(|n| n.labels.get(labels::SESSION).cloned())
-            .collect();
+        let mine = Selector::all().kind_word("session-network").tenant(tenant);
+        let mut ids: BTreeSet<String> = match self.backend.isolation() {
+            Some(isolation) => isolation
+                .list_networks(&mine)
+                .await?
+                .into_iter()
+                .filter_map(|n| n.labels.get(labels::SESSION).cloned())
+                .collect(),
+            None => BTreeSet::new(),
+        };
         ids.extend(self.relics.list(tenant, None)?.into_iter().map(|r| r.session_id));
         Ok(ids.into_iter().collect())
     }
 
     async fn session_view(&self, tenant: &str, session: &str) -> Result<Session, Error> {
-        let mine = [format!("{}={session}", labels::SESSION), format!("{}={tenant}", labels::TENANT)];
-        let network = self.backend.list_networks(&mine).await?.into_iter().find(|n| n.name == network_name(session));
+        let mine = Selector::all().session(session).tenant(tenant);
+        let network = match self.backend.isolation() {
+            Some(isolation) => {
+                isolation.list_networks(&mine).await?.into_iter().find(|n| n.name == network_name(session))
+            }
+            None => None,
+        };
         let containers = self.backend.list(&mine).await?;
         let relics = self.relics.list(tenant, Some(session))?;
         Ok(Session { id: session.into(), network, containers, relics })
@@ -580,15 +588,20 @@ impl Core {
     /// may remove it once unused) when missing, as the seeds' set-up
     /// scripts make theirs.
     pub async fn ensure_named_network(&self, name: &str) -> Result<(), Error> {
-        if self.backend.list_networks(&[]).await?.iter().any(|n| n.name == name) {
+        let isolation = self
+            .backend
+            .isolation()
+            .ok_or_else(|| Error::from(sessions::SessionError::NoIsolation(self.backend.name())))?;
+        if isolation.list_networks(&Selector::all()).await?.iter().any(|n| n.name == name) {
             return Ok(());
         }
         let net_labels = BTreeMap::from([
             (labels::MANAGED.to_owned(), "true".to_owned()),
             (labels::KIND.to_owned(), "seed-network".to_owned()),
         ]);
-        match self.backend.create_network(name, false, &net_labels).await {
-            Ok(_) | Err(backend::BackendError::Conflict(_)) => Ok(()),
+        match isolation.create_network(name, false, &net_labels).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == EngineErrorKind::Conflict => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -597,66 +610,70 @@ impl Core {
 
     /// The tenant's containers that berth manages, of one kind (`agent`,
     /// `tool`, …) or of all.
-    pub async fn containers(&self, tenant: &str, kind: Option<&str>) -> Result<Vec<ContainerInfo>, Error> {
-        let mine = [
-            match kind {
-                Some(kind) => format!("{}={kind}", labels::KIND),
-                None => labels::MANAGED.to_owned(),
-            },
-            format!("{}={tenant}", labels::TENANT),
-        ];
-        Ok(self.backend.list(&mine).await?)
+    pub async fn containers(&self, tenant: &str, kind: Option<Kind>) -> Result<Vec<WorkloadInfo>, Error> {
+        let mine = match kind {
+            Some(kind) => Selector::all().kind(kind),
+            None => Selector::managed(),
+        };
+        Ok(self.backend.list(&mine.tenant(tenant)).await?)
     }
 
     /// A container of the tenant's that berth manages, named as
     /// [`Target::Managed`] names it.
-    pub async fn managed_container(&self, tenant: &str, key: &str) -> Result<ContainerInfo, Error> {
+    pub async fn managed_container(&self, tenant: &str, key: &str) -> Result<WorkloadInfo, Error> {
         let all = self.containers(tenant, None).await?;
         observe::find_managed(all, key).ok_or_else(|| Error::not_found(format!("no container of yours is named {key}")))
     }
 
-    async fn container_id(&self, tenant: &str, target: &Target) -> Result<ContainerId, Error> {
-        let (cid, kind, id) = match target {
-            Target::Agent(id) => (self.agents.get(tenant, id)?.container_id, "agent", id),
-            Target::Relic(id) => (self.relics.get(tenant, id)?.container_id, "relic", id),
-            Target::Managed(key) => return Ok(self.managed_container(tenant, key).await?.id),
+    async fn container_id(&self, tenant: &str, target: &Target) -> Result<Handle, Error> {
+        let (h, kind, id) = match target {
+            Target::Agent(id) => (self.agents.get(tenant, id)?.handle(), "agent", id),
+            Target::Relic(id) => (self.relics.get(tenant, id)?.handle(), "relic", id),
+            Target::Managed(key) => return Ok(self.managed_container(tenant, key).await?.handle),
         };
-        cid.map(ContainerId).ok_or_else(|| Error::not_found(format!("{kind} {id} has no container yet")))
+        h.ok_or_else(|| Error::not_found(format!("{kind} {id} has no container yet")))
+    }
+
+    /// The data plane of workload `h`.
+    fn io(&self, h: &Handle) -> Result<&dyn WorkloadIo, EngineError> {
+        self.backend.io(h)
     }
 
     /// A target's logs read at once, kept to the policy's output cap.
     pub async fn read_logs(&self, tenant: &str, target: &Target, request: &LogRequest) -> Result<LogsRead, Error> {
         let cid = self.container_id(tenant, target).await?;
-        let stream = self.backend.logs(&cid, &LogRequest { follow: false, ..request.clone() }).await?;
+        let stream = self.io(&cid)?.logs(&cid, &LogRequest { follow: false, ..request.clone() }).await?;
         Ok(LogsRead::collect(stream, self.policy.config.output_cap).await?)
     }
 
     /// A target's logs followed until its container ends, and how it ended.
     pub async fn follow_logs(&self, tenant: &str, target: &Target, request: &LogRequest) -> Result<Followed, Error> {
         let cid = self.container_id(tenant, target).await?;
-        let output = self.backend.logs(&cid, &LogRequest { follow: true, ..request.clone() }).await?;
+        let output = self.io(&cid)?.logs(&cid, &LogRequest { follow: true, ..request.clone() }).await?;
         Ok(Followed { output, end: observe::ending(self.backend.clone(), cid) })
     }
 
     /// A managed container of the tenant's, named as [`Target::Managed`]
     /// names it, with one sample of its resource use.
-    pub async fn managed_usage(&self, tenant: &str, key: &str) -> Result<(ContainerInfo, Usage), Error> {
+    pub async fn managed_usage(&self, tenant: &str, key: &str) -> Result<(WorkloadInfo, Usage), Error> {
         let c = self.managed_container(tenant, key).await?;
-        let u = self.backend.usage(&c.id).await?;
+        let u = self.io(&c.handle)?.usage(&c.handle).await?;
         Ok((c, u))
     }
 
     /// One sample of the resource use of each of the tenant's running
     /// containers, [`USAGE_AT_ONCE`] sampled at a time; a container that
     /// ends before its sample is left out.
-    pub async fn running_usage(&self, tenant: &str) -> Result<Vec<(ContainerInfo, Usage)>, Error> {
+    pub async fn running_usage(&self, tenant: &str) -> Result<Vec<(WorkloadInfo, Usage)>, Error> {
         let running: Vec<_> =
-            self.containers(tenant, None).await?.into_iter().filter(|c| c.status == "running").collect();
-        let backend = self.backend.clone();
+            self.containers(tenant, None).await?.into_iter().filter(|c| c.phase == Phase::Running).collect();
         Ok(futures_util::stream::iter(running)
-            .map(|c| {
-                let backend = backend.clone();
-                async move { backend.usage(&c.id).await.ok().map(|u| (c, u)) }
+            .map(|c| async move {
+                let usage = match self.io(&c.handle) {
+                    Ok(io) => io.usage(&c.handle).await.ok(),
+                    Err(_) => None,
+                };
+                usage.map(|u| (c, u))
             })
             .buffered(USAGE_AT_ONCE)
             .filter_map(std::future::ready)
@@ -667,13 +684,13 @@ impl Core {
     /// One sample of a target's resource use.
     pub async fn usage(&self, tenant: &str, target: &Target) -> Result<Usage, Error> {
         let cid = self.container_id(tenant, target).await?;
-        Ok(self.backend.usage(&cid).await?)
+        Ok(self.io(&cid)?.usage(&cid).await?)
     }
 
     /// A target's resource use about once a second until it ends.
     pub async fn follow_usage(&self, tenant: &str, target: &Target) -> Result<UsageFollow, Error> {
         let cid = self.container_id(tenant, target).await?;
-        let samples = self.backend.usage_stream(&cid).await?;
+        let samples = self.io(&cid)?.usage_stream(&cid).await?;
         Ok(UsageFollow { samples, end: observe::ending(self.backend.clone(), cid) })
     }
 }

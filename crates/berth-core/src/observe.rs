@@ -10,9 +10,9 @@
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
-use crate::backend::{Backend, BackendError, ContainerInfo, LogStream, Stream};
+use crate::engine::{Engine, EngineError, Handle, LogStream, Phase, Stream, WorkloadInfo};
 use crate::output::CappedOutput;
-use crate::spec::{labels, ContainerId};
+use crate::spec::labels;
 use crate::Error;
 
 /// An object of a tenant whose container is to be observed.
@@ -41,7 +41,7 @@ pub struct LogsRead {
 
 impl LogsRead {
     /// Reads a finite log stream, keeping at most `cap` bytes of each view.
-    pub async fn collect(mut stream: LogStream, cap: usize) -> Result<LogsRead, BackendError> {
+    pub async fn collect(mut stream: LogStream, cap: usize) -> Result<LogsRead, EngineError> {
         let (mut out, mut err, mut all) = (CappedOutput::new(cap), CappedOutput::new(cap), CappedOutput::new(cap));
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
@@ -60,9 +60,9 @@ impl LogsRead {
 /// How a followed container ended, from its state once its output ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ending {
-    /// The container's status word (`exited`, or `running` when only the
-    /// stream ended).
-    pub status: String,
+    /// The container's phase (`Exited`, or `Running` when only the stream
+    /// ended).
+    pub status: Phase,
     /// Its exit code, once it has exited.
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
@@ -72,12 +72,12 @@ pub struct Ending {
 pub type EndingFuture = BoxFuture<'static, Result<Ending, Error>>;
 
 /// A future that reads how `id` ended.
-pub(crate) fn ending(backend: std::sync::Arc<dyn Backend>, id: ContainerId) -> EndingFuture {
+pub(crate) fn ending(backend: std::sync::Arc<dyn Engine>, id: Handle) -> EndingFuture {
     Box::pin(async move {
-        let st = backend.state(&id).await?;
+        let st = backend.inspect(&id).await?;
         Ok(Ending {
-            status: st.status,
-            exit_code: if st.running { None } else { st.exit_code },
+            status: st.phase,
+            exit_code: if st.running() { None } else { st.exit_code },
             oom_killed: st.oom_killed,
         })
     })
@@ -85,11 +85,11 @@ pub(crate) fn ending(backend: std::sync::Arc<dyn Backend>, id: ContainerId) -> E
 
 /// The managed container of `tenant` that `key` names (object id, name,
 /// or an id prefix of at least 12 characters), from a list of them.
-pub(crate) fn find_managed(containers: Vec<ContainerInfo>, key: &str) -> Option<ContainerInfo> {
+pub(crate) fn find_managed(containers: Vec<WorkloadInfo>, key: &str) -> Option<WorkloadInfo> {
     containers.into_iter().find(|c| {
         c.labels.get(labels::OBJECT).is_some_and(|o| o == key)
             || c.name == key
-            || (key.len() >= 12 && c.id.0.starts_with(key))
+            || (key.len() >= 12 && c.handle.id.0.starts_with(key))
     })
 }
 
@@ -98,12 +98,13 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn info(id: &str, name: &str, object: &str) -> ContainerInfo {
-        ContainerInfo {
-            id: ContainerId(id.into()),
+    fn info(id: &str, name: &str, object: &str) -> WorkloadInfo {
+        WorkloadInfo {
+            handle: Handle::local(id),
             name: name.into(),
-            status: "running".into(),
+            phase: Phase::Running,
             labels: BTreeMap::from([(labels::OBJECT.to_owned(), object.to_owned())]),
+            annotations: BTreeMap::new(),
         }
     }
 
@@ -118,7 +119,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_log_read_keeps_each_view_to_the_cap_and_says_so() {
-        use crate::backend::LogChunk;
+        use crate::engine::LogChunk;
         let chunks = vec![
             Ok(LogChunk { stream: Stream::Stdout, data: bytes::Bytes::from_static(b"hello ") }),
             Ok(LogChunk { stream: Stream::Stderr, data: bytes::Bytes::from_static(b"oops ") }),

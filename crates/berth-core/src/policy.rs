@@ -321,6 +321,7 @@ impl Policy {
             working_dir: req.working_dir,
             user,
             labels: all_labels,
+            annotations: BTreeMap::new(),
             limits: Limits { memory, cpu, pids },
             cap_add,
             read_only_root,

@@ -1,19 +1,20 @@
 //! The reaper: removes what has expired, from the engine's labels and the
 //! store's renewals, so it works the same after berth restarts.
 //!
-//! Containers carry `io.berth.expires-at` from their creation; a renewal
-//! (labels cannot change on a running container) is kept in the store under
-//! the object's id and wins over the label. A sweep removes every managed
-//! container whose expiry has passed.
+//! Containers carry their expiry as the annotation `expires-at` from their
+//! creation (those made before annotations, as the label
+//! `io.berth.expires-at`); a renewal (neither can change on a running
+//! container) is kept in the store under the object's id and wins. A sweep
+//! removes every managed container whose expiry has passed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::backend::{Backend, BackendError};
+use crate::engine::{Engine, EngineError, GoneIsDone, Selector, WorkloadInfo};
 use crate::ids::Clock;
-use crate::spec::labels;
+use crate::spec::{annotations, labels};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +24,15 @@ pub enum ReaperError {
     #[error("expires_at {0} is in the past")]
     Past(DateTime<Utc>),
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    Engine(#[from] EngineError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A workload's expiry as it was made with: the annotation, or the label of
+/// workloads made before annotations. Without either, it does not expire.
+pub fn expiry_of(w: &WorkloadInfo) -> Option<&str> {
+    w.annotations.get(annotations::EXPIRES_AT).or(w.labels.get(labels::EXPIRES_AT)).map(String::as_str)
 }
 
 /// The moment `after` from `now`, for an expiry label: the end of time when
@@ -35,7 +42,7 @@ pub fn expiry_after(now: DateTime<Utc>, after: Duration) -> DateTime<Utc> {
 }
 
 pub struct Reaper {
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn Engine>,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     max_lifetime: Duration,
@@ -57,7 +64,7 @@ impl Default for Retention {
 }
 
 impl Reaper {
-    pub fn new(backend: Arc<dyn Backend>, store: Arc<Store>, clock: Arc<dyn Clock>, max_lifetime: Duration) -> Self {
+    pub fn new(backend: Arc<dyn Engine>, store: Arc<Store>, clock: Arc<dyn Clock>, max_lifetime: Duration) -> Self {
         Reaper { backend, store, clock, max_lifetime, retention: Retention::default() }
     }
 
@@ -97,20 +104,21 @@ impl Reaper {
     pub async fn sweep(&self) -> Result<Vec<String>, ReaperError> {
         let now = self.clock.now();
         let mut removed = Vec::new();
-        for c in self.backend.list(&[labels::EXPIRES_AT.to_owned(), labels::MANAGED.to_owned()]).await? {
+        for c in self.backend.list(&Selector::managed()).await? {
+            let Some(label) = expiry_of(&c) else {
+                continue;
+            };
             let renewed = match c.labels.get(labels::OBJECT) {
                 Some(object) => self.store.renewal(object)?,
                 None => None,
             };
-            let expiry = renewed.as_deref().or(c.labels.get(labels::EXPIRES_AT).map(String::as_str));
-            let Some(expiry) = expiry.and_then(|e| DateTime::parse_from_rfc3339(e).ok()) else {
+            let expiry = renewed.as_deref().unwrap_or(label);
+            let Ok(expiry) = DateTime::parse_from_rfc3339(expiry) else {
                 continue;
             };
             if expiry.with_timezone(&Utc) <= now {
-                match self.backend.remove(&c.id, true).await {
-                    Ok(()) | Err(BackendError::NotFound(_)) => removed.push(c.name),
-                    Err(e) => return Err(e.into()),
-                }
+                self.backend.remove(&c.handle, true).await.or_gone()?;
+                removed.push(c.name);
             }
         }
         Ok(removed)

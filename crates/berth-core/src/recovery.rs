@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, BackendError};
+use crate::engine::{Engine, EngineError, GoneIsDone, Phase, Selector};
 use crate::ids::Clock;
 use crate::runs::RunStatus;
-use crate::spec::{labels, ContainerId};
+use crate::spec::{labels, Kind};
 use crate::store::{Store, StoreError};
 
 /// What recovery does with run containers the store does not know.
@@ -58,13 +58,13 @@ pub struct RecoveryReport {
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    Engine(#[from] EngineError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 pub async fn recover(
-    backend: &Arc<dyn Backend>,
+    backend: &Arc<dyn Engine>,
     store: &Store,
     ids: &Arc<dyn crate::ids::IdSource>,
     clock: &Arc<dyn Clock>,
@@ -75,14 +75,14 @@ pub async fn recover(
     let mut known = HashSet::new();
     for mut run in store.unfinished_runs()? {
         known.insert(run.id.0.clone());
-        let reason = match &run.container_id {
-            Some(cid) => match backend.remove(&ContainerId(cid.clone()), true).await {
+        let reason = match run.handle() {
+            Some(h) => match backend.remove(&h, true).await {
                 Ok(()) => {
                     report.containers_removed.push(run.container_name.clone());
                     run.container_removed = true;
                     "berth restarted during the run; its container was stopped and removed"
                 }
-                Err(BackendError::NotFound(_)) => "the run's container vanished while berth was down",
+                Err(e) if e.is_not_found() => "the run's container vanished while berth was down",
                 Err(e) => return Err(e.into()),
             },
             None => "berth restarted before the run's container was created",
@@ -95,19 +95,13 @@ pub async fn recover(
     }
     // Warm-pool members of this instance serve no run any more: never adopted
     // (a member serves one run and its pool's counters died with the process).
-    let pooled = [labels::MANAGED.to_owned(), labels::POOL.to_owned(), format!("{}={instance}", labels::INSTANCE)];
+    let pooled = Selector::managed().has(labels::POOL).instance(&instance);
     for c in backend.list(&pooled).await? {
-        match backend.remove(&c.id, true).await {
-            Ok(()) | Err(BackendError::NotFound(_)) => report.pool_members_removed.push(c.name),
-            Err(e) => return Err(e.into()),
-        }
+        backend.remove(&c.handle, true).await.or_gone()?;
+        report.pool_members_removed.push(c.name);
     }
-    for kind in ["tool", "code"] {
-        let filter = [
-            labels::MANAGED.to_owned(),
-            format!("{}={kind}", labels::KIND),
-            format!("{}={instance}", labels::INSTANCE),
-        ];
+    for kind in [Kind::Tool, Kind::Code] {
+        let filter = Selector::managed().kind(kind).instance(&instance);
         for c in backend.list(&filter).await? {
             let Some(run_id) = c.labels.get(labels::OBJECT) else { continue };
             if known.contains(run_id) {
@@ -122,12 +116,11 @@ pub async fn recover(
                 report.orphans_kept.push(c.name);
                 continue;
             }
-            if orphan || c.status != "running" && stored.is_some_and(|r| r.status.is_terminal() && r.container_removed)
-            {
-                match backend.remove(&c.id, true).await {
-                    Ok(()) | Err(BackendError::NotFound(_)) => report.containers_removed.push(c.name),
-                    Err(e) => return Err(e.into()),
-                }
+            let ended =
+                c.phase != Phase::Running && stored.is_some_and(|r| r.status.is_terminal() && r.container_removed);
+            if orphan || ended {
+                backend.remove(&c.handle, true).await.or_gone()?;
+                report.containers_removed.push(c.name);
             }
         }
     }

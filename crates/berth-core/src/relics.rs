@@ -11,12 +11,12 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, BackendError, LogRequest};
+use crate::engine::{Engine, EngineError, GoneIsDone, Handle, Health, LogRequest, Placement};
 use crate::ids::{Clock, IdSource};
 use crate::output::HeadTailLines;
 use crate::policy::{ContainerRequest, NetworkRequest, Policy, PolicyViolation};
 use crate::sessions::{check_session_id, network_name, SessionError, Sessions};
-use crate::spec::{labels, ContainerId, HealthCheck, Kind};
+use crate::spec::{annotations, labels, HealthCheck, Kind};
 use crate::store::{Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
 
@@ -51,6 +51,13 @@ pub struct RelicRequest {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+impl RelicRecord {
+    /// Its container, once it has one.
+    pub fn handle(&self) -> Option<Handle> {
+        self.container_id.as_ref().map(|id| Handle::at(id.clone(), self.placement.clone()))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RelicStatus {
@@ -68,6 +75,9 @@ pub struct RelicRecord {
     pub tenant: String,
     pub status: RelicStatus,
     pub container_id: Option<String>,
+    /// Where its container runs (records made before placements read as local).
+    #[serde(default)]
+    pub placement: Placement,
     pub container_name: String,
     pub network_id: Option<String>,
     pub internal_url: String,
@@ -90,13 +100,13 @@ pub enum RelicError {
     #[error(transparent)]
     Session(#[from] SessionError),
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    Engine(#[from] EngineError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 pub struct Relics {
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn Engine>,
     sessions: Sessions,
     policy: Policy,
     store: Arc<Store>,
@@ -124,7 +134,7 @@ pub fn status_word(s: RelicStatus) -> &'static str {
 
 impl Relics {
     pub fn new(
-        backend: Arc<dyn Backend>,
+        backend: Arc<dyn Engine>,
         policy: Policy,
         store: Arc<Store>,
         ids: Arc<dyn IdSource>,
@@ -183,7 +193,7 @@ impl Relics {
         spec.labels.insert(labels::TENANT.into(), req.tenant.clone());
         spec.labels.insert(labels::SESSION.into(), req.session_id.clone());
         if let Some(t) = req.expires_at {
-            spec.labels.insert(labels::EXPIRES_AT.into(), t.to_rfc3339());
+            spec.annotations.insert(annotations::EXPIRES_AT.into(), t.to_rfc3339());
         }
 
         let network_id = if req.create_private_network {
@@ -199,6 +209,7 @@ impl Relics {
             tenant: req.tenant.clone(),
             status: RelicStatus::Running,
             container_id: None,
+            placement: Placement::Local,
             container_name: container_name.clone(),
             network_id,
             internal_url: format!("http://{container_name}:{}", req.port),
@@ -208,7 +219,8 @@ impl Relics {
             expires_at: req.expires_at,
         };
         let cid = self.backend.create(&spec).await?;
-        record.container_id = Some(cid.0.clone());
+        record.container_id = Some(cid.id.0.clone());
+        record.placement = cid.placement.clone();
         self.save(&record)?;
         self.backend.start(&cid).await?;
 
@@ -234,14 +246,16 @@ impl Relics {
     }
 
     /// Polls the engine's health status until healthy, unhealthy, exited or `timeout`.
-    async fn await_health(&self, cid: &ContainerId, timeout: Duration) -> Result<Result<(), String>, RelicError> {
+    async fn await_health(&self, cid: &Handle, timeout: Duration) -> Result<Result<(), String>, RelicError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let state = self.backend.state(cid).await?;
-            match state.health.as_deref() {
-                Some("healthy") => return Ok(Ok(())),
-                Some("unhealthy") => return Ok(Err(format!("health check failed: {}", state.health_log.join(" | ")))),
-                _ if !state.running => return Ok(Err(format!("the relic exited with code {:?}", state.exit_code))),
+            let state = self.backend.inspect(cid).await?;
+            match state.health {
+                Some(Health::Healthy) => return Ok(Ok(())),
+                Some(Health::Unhealthy) => {
+                    return Ok(Err(format!("health check failed: {}", state.health_log.join(" | "))))
+                }
+                _ if !state.running() => return Ok(Err(format!("the relic exited with code {:?}", state.exit_code))),
                 _ => {}
             }
             if Instant::now() >= deadline {
@@ -254,9 +268,13 @@ impl Relics {
     /// The first and last lines of what the relic wrote (stdout and stderr,
     /// in order), so that its start-up stays in view however many lines its
     /// health checks made it log afterwards.
-    async fn last_logs(&self, cid: &ContainerId) -> String {
+    async fn last_logs(&self, cid: &Handle) -> String {
         let mut kept = HeadTailLines::new(LOG_LINES_KEPT, LOG_LINE_MAX);
-        if let Ok(mut logs) = self.backend.logs(cid, &LogRequest::default()).await {
+        let logs = match self.backend.io(cid) {
+            Ok(io) => io.logs(cid, &LogRequest::default()).await,
+            Err(e) => Err(e),
+        };
+        if let Ok(mut logs) = logs {
             let mut read = 0usize;
             while let Some(Ok(chunk)) = logs.next().await {
                 kept.push(&chunk.data);
@@ -271,11 +289,8 @@ impl Relics {
 
     pub async fn stop(&self, tenant: &str, relic_id: &str) -> Result<RelicRecord, RelicError> {
         let mut record = self.get(tenant, relic_id)?;
-        if let Some(cid) = &record.container_id {
-            match self.backend.stop(&ContainerId(cid.clone()), Duration::from_secs(10)).await {
-                Ok(()) | Err(BackendError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+        if let Some(h) = record.handle() {
+            self.backend.stop(&h, Duration::from_secs(10)).await.or_gone()?;
         }
         record.status = RelicStatus::Stopped;
         record.healthy = false;
@@ -286,8 +301,8 @@ impl Relics {
 
     pub async fn delete(&self, tenant: &str, relic_id: &str) -> Result<(), RelicError> {
         let record = self.get(tenant, relic_id)?;
-        if let Some(cid) = &record.container_id {
-            self.sessions.remove_container(&ContainerId(cid.clone())).await?;
+        if let Some(h) = record.handle() {
+            self.sessions.remove_container(&h).await?;
         }
         self.store.delete_object(KIND, tenant, relic_id)?;
         self.audit(tenant, "relic.delete", relic_id, "ok");

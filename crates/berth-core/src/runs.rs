@@ -29,13 +29,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, BackendError, LogRequest, StdioSession, Stream, Usage};
+use crate::engine::{Engine, EngineError, GoneIsDone, Handle, LogRequest, Placement, StdioSession, Stream, Usage};
 use crate::ids::{Clock, IdSource};
 use crate::output::CappedOutput;
 use crate::policy::{ContainerRequest, Policy, PolicyViolation};
 use crate::pool::launch::{self, EndScanner};
 use crate::pool::{Member, PoolKey, Pools};
-use crate::spec::{labels, ContainerId, ContainerSpec, Kind};
+use crate::spec::{annotations, labels, ContainerSpec, Kind};
 use crate::store::{Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
 
@@ -169,6 +169,9 @@ pub struct RunRecord {
     pub result: Option<serde_json::Value>,
     pub usage: RunUsage,
     pub container_id: Option<String>,
+    /// Where its container runs (records made before placements read as local).
+    #[serde(default)]
+    pub placement: Placement,
     pub container_name: String,
     /// The container is gone. For a pooled run: its removal was ordered, in
     /// the background so the answer is not delayed (the reaper removes it at
@@ -184,6 +187,13 @@ pub struct RunRecord {
     pub plan: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl RunRecord {
+    /// Its container, once it has one.
+    pub fn handle(&self) -> Option<Handle> {
+        self.container_id.as_ref().map(|id| Handle::at(id.clone(), self.placement.clone()))
+    }
 }
 
 /// A language of the code table: the image and the command the code is appended to.
@@ -221,14 +231,14 @@ pub enum RunError {
     #[error("berth is shutting down")]
     ShuttingDown,
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    Engine(#[from] EngineError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 /// Executes runs.
 pub struct Runs {
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn Engine>,
     policy: Policy,
     store: Arc<Store>,
     ids: Arc<dyn IdSource>,
@@ -289,7 +299,7 @@ fn conclude(record: &mut RunRecord, o: Outcome) {
 
 impl Runs {
     pub fn new(
-        backend: Arc<dyn Backend>,
+        backend: Arc<dyn Engine>,
         policy: Policy,
         store: Arc<Store>,
         ids: Arc<dyn IdSource>,
@@ -517,6 +527,7 @@ impl Runs {
             result: None,
             usage: RunUsage::default(),
             container_id: None,
+            placement: Placement::Local,
             container_name: container_name.clone(),
             container_removed: false,
             error: None,
@@ -540,7 +551,7 @@ impl Runs {
         let _slot = self.slots.acquire().await.map_err(closed)?;
 
         // The pooled path, while a member is there and the run fits its pool.
-        let mut pooled: Option<(Member, Result<(), BackendError>)> = None;
+        let mut pooled: Option<(Member, Result<(), EngineError>)> = None;
         if let Some((pools, name, key)) = &pool {
             let marker = launch::marker(&format!("{}{}", self.ids.next_hex(), self.ids.next_hex()));
             if let Some(a) = self.active.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
@@ -594,9 +605,9 @@ impl Runs {
             record.error = Some(e.to_string());
         }
         if req.cleanup && !record.container_removed {
-            if let Some(cid) = &record.container_id {
-                match self.backend.remove(&ContainerId(cid.clone()), true).await {
-                    Ok(()) | Err(BackendError::NotFound(_)) => record.container_removed = true,
+            if let Some(h) = record.handle() {
+                match self.backend.remove(&h, true).await.or_gone() {
+                    Ok(()) => record.container_removed = true,
                     Err(e) => {
                         record.error.get_or_insert(format!("the container was not removed: {e}"));
                     }
@@ -621,28 +632,36 @@ impl Runs {
         cleanup: bool,
         token: &CancellationToken,
         record: &mut RunRecord,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), EngineError> {
         let spec = if cleanup {
             let mut with_expiry = spec.clone();
             let expiry = crate::reaper::expiry_after(self.clock.now(), timeout + EXPIRY_SLACK);
-            with_expiry.labels.insert(labels::EXPIRES_AT.into(), expiry.to_rfc3339());
+            with_expiry.annotations.insert(annotations::EXPIRES_AT.into(), expiry.to_rfc3339());
             std::borrow::Cow::Owned(with_expiry)
         } else {
             std::borrow::Cow::Borrowed(spec)
         };
         let spec = spec.as_ref();
         let cid = self.backend.create(spec).await?;
-        record.container_id = Some(cid.0.clone());
-        record.status = RunStatus::Running;
+        record.container_id = Some(cid.id.0.clone());
+        record.placement = cid.placement.clone();
+        // The container is recorded before it starts, so recovery finds it;
+        // the run is `running` only once it is: a follow that came between
+        // would read a log that has not begun as one that has ended.
         if let Err(e) = self.store.put_run(record) {
             tracing::warn!(%e, "run record not updated");
         }
         let started = Instant::now();
         let exit = self.backend.start_watched(&cid).await?;
+        record.status = RunStatus::Running;
+        if let Err(e) = self.store.put_run(record) {
+            tracing::warn!(%e, "run record not updated");
+        }
         // The sample stream is opened (its head awaited) before the race, so
         // the same requests go out however quickly the run ends.
         let last_usage: Arc<Mutex<Option<Usage>>> = Arc::default();
-        let samples = self.backend.usage_stream(&cid).await.ok();
+        let io = self.backend.io(&cid)?;
+        let samples = io.usage_stream(&cid).await.ok();
         let sampler = {
             let last = last_usage.clone();
             tokio::spawn(async move {
@@ -672,12 +691,12 @@ impl Runs {
             Ending::Broken(_) => None,
         };
         sampler.abort();
-        let state = self.backend.state(&cid).await?;
+        let state = self.backend.inspect(&cid).await?;
         let plan = self.backend.plan(&cid).await?;
 
         let cap = self.policy.config.output_cap;
         let (mut out, mut err) = (CappedOutput::new(cap), CappedOutput::new(cap));
-        let mut logs = self.backend.logs(&cid, &LogRequest::default()).await?;
+        let mut logs = io.logs(&cid, &LogRequest::default()).await?;
         while let Some(chunk) = logs.next().await {
             let chunk = chunk?;
             match chunk.stream {
@@ -726,11 +745,12 @@ impl Runs {
         timeout: Duration,
         token: &CancellationToken,
         record: &mut RunRecord,
-    ) -> Result<bool, BackendError> {
+    ) -> Result<bool, EngineError> {
         if member.has_ended() {
             return Ok(false);
         }
-        record.container_id = Some(member.id.0.clone());
+        record.container_id = Some(member.id.id.0.clone());
+        record.placement = member.id.placement.clone();
         record.container_name = member.name.clone();
         record.path = "pooled".into();
         record.status = RunStatus::Running;
@@ -779,7 +799,7 @@ impl Runs {
         // The shell that would have checked the cgroup is gone: the engine
         // tells whether the OOM killer took the member.
         if member_exited && matches!(ending, Ending::Exited(137)) {
-            oom_killed = self.backend.state(&member.id).await.map(|s| s.oom_killed).unwrap_or(false);
+            oom_killed = self.backend.inspect(&member.id).await.map(|s| s.oom_killed).unwrap_or(false);
         }
         let (stdout_truncated, stderr_truncated) = (out.truncated(), err.truncated());
         conclude(
@@ -818,7 +838,7 @@ async fn hand_off(
     marker: &str,
     out: &mut CappedOutput,
     err: &mut CappedOutput,
-) -> Result<HandOff, BackendError> {
+) -> Result<HandOff, EngineError> {
     let delivered = async {
         session.stdin.write_all(script.as_bytes()).await?;
         session.stdin.shutdown().await
@@ -831,10 +851,10 @@ async fn hand_off(
         match (stdout.end(), stderr.end()) {
             (Some(Ok(a)), Some(Ok(b))) if a == b => return Ok(HandOff::Ended(*a)),
             (Some(Ok(a)), Some(Ok(b))) => {
-                return Err(BackendError::Engine(format!("the member's end lines disagree: {a:?} and {b:?}")));
+                return Err(EngineError::failed(format!("the member's end lines disagree: {a:?} and {b:?}")));
             }
             (Some(Err(why)), _) | (_, Some(Err(why))) => {
-                return Err(BackendError::Engine(format!("the member wrote {why}")));
+                return Err(EngineError::failed(format!("the member wrote {why}")));
             }
             _ => {}
         }

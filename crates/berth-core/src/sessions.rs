@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, BackendError};
+use crate::engine::{Engine, EngineError, EngineErrorKind, GoneIsDone, Handle, Isolation, Selector};
 use crate::ids::Clock;
-use crate::spec::{labels, ContainerId};
+use crate::spec::labels;
 
 /// The name of a session's private network.
 pub fn network_name(session: &str) -> String {
@@ -29,8 +29,10 @@ pub enum SessionError {
     Running { session: String, running: usize },
     #[error("{0:?} is not a session id ([a-zA-Z0-9_.-], at most 64)")]
     BadId(String),
+    #[error("the {0} backend has no session networks")]
+    NoIsolation(&'static str),
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    Engine(#[from] EngineError),
 }
 
 pub fn check_session_id(id: &str) -> Result<(), SessionError> {
@@ -45,23 +47,28 @@ pub fn check_session_id(id: &str) -> Result<(), SessionError> {
 }
 
 pub struct Sessions {
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn Engine>,
     /// What "old enough to sweep" is measured against (injected, so that a
     /// recorded sweep replays the same removals).
     clock: Arc<dyn Clock>,
 }
 
 impl Sessions {
-    pub fn new(backend: Arc<dyn Backend>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(backend: Arc<dyn Engine>, clock: Arc<dyn Clock>) -> Self {
         Sessions { backend, clock }
+    }
+
+    fn isolation(&self) -> Result<&dyn Isolation, SessionError> {
+        self.backend.isolation().ok_or(SessionError::NoIsolation(self.backend.name()))
     }
 
     /// The session's private (internal) network, created on first use.
     pub async fn ensure_network(&self, tenant: &str, session: &str) -> Result<String, SessionError> {
         check_session_id(session)?;
         let name = network_name(session);
-        let mine = [format!("{}={session}", labels::SESSION), format!("{}={tenant}", labels::TENANT)];
-        if let Some(n) = self.backend.list_networks(&mine).await?.into_iter().find(|n| n.name == name) {
+        let mine = Selector::all().session(session).tenant(tenant);
+        let isolation = self.isolation()?;
+        if let Some(n) = isolation.list_networks(&mine).await?.into_iter().find(|n| n.name == name) {
             return Ok(n.id);
         }
         let net_labels = BTreeMap::from([
@@ -70,13 +77,13 @@ impl Sessions {
             (labels::SESSION.to_owned(), session.to_owned()),
             (labels::TENANT.to_owned(), tenant.to_owned()),
         ]);
-        match self.backend.create_network(&name, true, &net_labels).await {
+        match isolation.create_network(&name, true, &net_labels).await {
             Ok(id) => Ok(id),
             // Two relics of one session racing: the other one made it.
-            Err(BackendError::Conflict(_)) => {
-                let found = self.backend.list_networks(&mine).await?;
+            Err(e) if e.kind() == EngineErrorKind::Conflict => {
+                let found = isolation.list_networks(&mine).await?;
                 found.into_iter().find(|n| n.name == name).map(|n| n.id).ok_or_else(|| {
-                    SessionError::Backend(BackendError::Conflict(format!("network {name} is taken by another tenant")))
+                    SessionError::Engine(EngineError::conflict(format!("network {name} is taken by another tenant")))
                 })
             }
             Err(e) => Err(e.into()),
@@ -87,24 +94,23 @@ impl Sessions {
     /// `force`) and its network.
     pub async fn end(&self, tenant: &str, session: &str, force: bool) -> Result<SessionCleanup, SessionError> {
         check_session_id(session)?;
-        let mine = [format!("{}={session}", labels::SESSION), format!("{}={tenant}", labels::TENANT)];
+        let mine = Selector::all().session(session).tenant(tenant);
         let containers = self.backend.list(&mine).await?;
-        let running = containers.iter().filter(|c| c.status == "running").count();
+        let running = containers.iter().filter(|c| c.phase.is_live()).count();
         if running > 0 && !force {
             return Err(SessionError::Running { session: session.into(), running });
         }
         let mut cleanup = SessionCleanup::default();
         for c in containers {
-            match self.backend.remove(&c.id, true).await {
-                Ok(()) | Err(BackendError::NotFound(_)) => cleanup.containers_removed.push(c.name),
-                Err(e) => return Err(e.into()),
-            }
+            self.backend.remove(&c.handle, true).await.or_gone()?;
+            cleanup.containers_removed.push(c.name);
         }
-        for n in self.backend.list_networks(&mine).await? {
-            match self.backend.remove_network(&n.id).await {
-                Ok(()) | Err(BackendError::NotFound(_)) => cleanup.networks_removed.push(n.name),
-                Err(e) => return Err(e.into()),
-            }
+        let Some(isolation) = self.backend.isolation() else {
+            return Ok(cleanup);
+        };
+        for n in isolation.list_networks(&mine).await? {
+            isolation.remove_network(&n.id).await.or_gone()?;
+            cleanup.networks_removed.push(n.name);
         }
         Ok(cleanup)
     }
@@ -115,13 +121,16 @@ impl Sessions {
     pub async fn sweep_networks(&self, min_age: std::time::Duration) -> Result<Vec<String>, SessionError> {
         let mut removed = Vec::new();
         let cutoff = self.clock.now() - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
-        for n in self.backend.list_networks(&[labels::MANAGED.to_owned()]).await? {
+        let Some(isolation) = self.backend.isolation() else {
+            return Ok(removed);
+        };
+        for n in isolation.list_networks(&Selector::managed()).await? {
             let old_enough = n.created.is_none_or(|c| c <= cutoff);
             if n.containers == 0 && old_enough {
-                match self.backend.remove_network(&n.id).await {
-                    Ok(()) | Err(BackendError::NotFound(_)) => removed.push(n.name),
+                match isolation.remove_network(&n.id).await.or_gone() {
+                    Ok(()) => removed.push(n.name),
                     // In use after all (a container joined since the list).
-                    Err(BackendError::Conflict(_)) | Err(BackendError::Engine(_)) => {}
+                    Err(e) if matches!(e.kind(), EngineErrorKind::Conflict | EngineErrorKind::Failed) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -130,10 +139,7 @@ impl Sessions {
     }
 
     /// Stops and removes one container of a session (a relic), as the session's tenant.
-    pub async fn remove_container(&self, id: &ContainerId) -> Result<(), SessionError> {
-        match self.backend.remove(id, true).await {
-            Ok(()) | Err(BackendError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+    pub async fn remove_container(&self, h: &Handle) -> Result<(), SessionError> {
+        Ok(self.backend.remove(h, true).await.or_gone()?)
     }
 }

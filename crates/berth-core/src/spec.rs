@@ -5,23 +5,13 @@
 //! only way a request becomes a spec, so every spec has its limits set.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::units::{ByteSize, CpuLimit};
 
-/// A container id as the engine knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ContainerId(pub String);
-
-impl fmt::Display for ContainerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::engine::ContainerId;
 
 /// What a container is for; decides its policy defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -57,11 +47,21 @@ pub mod labels {
     pub const OBJECT: &str = "io.berth.object";
     pub const SESSION: &str = "io.berth.session";
     pub const TENANT: &str = "io.berth.tenant";
+    /// Where containers made before annotations kept their expiry; the
+    /// reaper still reads it. New ones carry [`super::annotations::EXPIRES_AT`].
     pub const EXPIRES_AT: &str = "io.berth.expires-at";
     /// The berth instance (its store) that made the container.
     pub const INSTANCE: &str = "io.berth.instance";
     /// The warm pool a sandbox was made for (it serves one run, then goes).
     pub const POOL: &str = "io.berth.pool";
+}
+
+/// The annotations berth keeps with a workload: values that are not for
+/// selecting it (an engine without annotations keeps them as labels under
+/// [`crate::engine::state::ANNOTATION_PREFIX`]).
+pub mod annotations {
+    /// When the reaper removes the workload (RFC 3339).
+    pub const EXPIRES_AT: &str = "expires-at";
 }
 
 /// Which network a container joins.
@@ -138,6 +138,9 @@ pub struct ContainerSpec {
     /// `uid[:gid]` or a user name; `None` keeps the image's user.
     pub user: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// Values kept with the workload that are not for selecting it.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     pub limits: Limits,
     /// Capabilities added back after all are dropped.
     pub cap_add: Vec<String>,

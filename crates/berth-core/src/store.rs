@@ -61,6 +61,12 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
      );",
+    // Records that name a container say where it runs; those made before
+    // placements ran on the one local engine.
+    "UPDATE runs SET record = json_set(record, '$.placement', 'local')
+        WHERE json_extract(record, '$.placement') IS NULL;
+     UPDATE objects SET record = json_set(record, '$.placement', 'local')
+        WHERE kind IN ('agent', 'relic') AND json_extract(record, '$.placement') IS NULL;",
 ];
 
 /// One line of the audit trail: who did what to what, when, and how it went.
@@ -336,6 +342,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn records_stored_before_placements_read_as_local_after_the_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.db");
+        {
+            // A store as the code before placements left it.
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            let run = r#"{"id":"run_old","tenant":"t1","session":null,"name":null,"image":"busybox:1.35",
+                "status":"succeeded","exit_code":0,"stdout":"","stderr":"","stdout_truncated":false,
+                "stderr_truncated":false,"result":null,"usage":{"wall_ms":1,"cpu_ms":null,"peak_memory_bytes":null},
+                "container_id":"abc","container_name":"berth-run-old","container_removed":true,"error":null,
+                "path":"cold","created_at":"2026-11-01T00:00:00Z","finished_at":"2026-11-01T00:00:01Z"}"#;
+            conn.execute(
+                "INSERT INTO runs (id, tenant, session, status, created_at, record) VALUES (?1, 't1', NULL, 'succeeded', ?2, ?3)",
+                rusqlite::params!["run_old", "2026-11-01T00:00:00Z", run],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let run = store.get_run("t1", &RunId("run_old".into())).unwrap().expect("the old run is still there");
+        assert_eq!(run.placement, crate::engine::Placement::Local);
+        assert_eq!(run.handle(), Some(crate::engine::Handle::local("abc")));
+        let raw: String =
+            store.conn().query_row("SELECT record FROM runs WHERE id = 'run_old'", [], |r| r.get(0)).unwrap();
+        assert!(raw.contains(r#""placement":"local""#), "the migration wrote it: {raw}");
+    }
+
+    #[test]
     fn pruning_forgets_old_finished_runs_and_the_oldest_audit_entries_only() {
         use crate::runs::{RunId, RunRecord, RunStatus};
         let store = Store::in_memory().unwrap();
@@ -397,6 +434,7 @@ mod tests {
             result: None,
             usage: RunUsage::default(),
             container_id: None,
+            placement: Default::default(),
             container_name: "berth-run-1".into(),
             container_removed: true,
             error: None,

@@ -16,7 +16,7 @@ use engine_api::transport::cassette::CassetteError;
 use engine_api::transport::scenario::Scenario;
 
 use crate::DockerBackend;
-use berth_core::backend::Backend;
+use berth_core::engine::Engine;
 use berth_core::ids::{FixedClock, IdSource, SequentialIds};
 
 /// The committed recordings: `fixtures/<suite>/<scenario>.json`.
@@ -49,7 +49,7 @@ impl Fixture {
     }
 
     /// The backend as orchestration holds it.
-    pub fn backend(&self) -> Arc<dyn Backend> {
+    pub fn backend(&self) -> Arc<dyn Engine> {
         self.backend.clone()
     }
 

@@ -15,17 +15,18 @@ use engine_api::models::{
     ContainerConfig, EmptyObject, EndpointSettings, ExecConfig, HealthConfig, HostConfig, NetworkConfig,
     NetworkingConfig, PortBinding, RestartPolicy,
 };
-use engine_api::transport::Transport;
-use engine_api::{Docker, Error as EngineError, Filters, ListOptions, LogsOptions, RemoveOptions, StreamKind, Tail};
+use engine_api::transport::{RequestBody, Transport};
+use engine_api::{Docker, Error as ClientError, Filters, ListOptions, LogsOptions, RemoveOptions, StreamKind, Tail};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 
-use berth_core::backend::{
-    Backend, BackendError, ContainerEvent, ContainerInfo, ContainerState, ExecOutput, ExecRequest, ExitWatch,
-    ImageCommand, LogChunk, LogRequest, LogStream, NetworkInfo, StdioSession, Stream, Usage,
+use berth_core::engine::state::{split_annotations, ANNOTATION_PREFIX};
+use berth_core::engine::{
+    ByteStream, Capabilities, Engine, EngineError, ExecRequest, ExecSession, ExitWatch, Handle, Health, ImageCommand,
+    Isolation, LogChunk, LogRequest, LogStream, NetworkInfo, Phase, ProcessId, Selector, StdioSession, Stream, TtySize,
+    Usage, UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
 };
-use berth_core::output::CappedOutput;
-use berth_core::spec::{ContainerId, ContainerSpec, Network, Stdin};
+use berth_core::spec::{ContainerSpec, Network, Stdin};
 
 /// The docker backend.
 #[derive(Clone)]
@@ -60,10 +61,10 @@ impl DockerBackend {
     /// describes: exactly that name (the engine also resolves id prefixes)
     /// and every label of the spec. A container of that name that is not
     /// ours (had the request never arrived, it would have been refused) stays.
-    async fn remove_if_ours(&self, spec: &ContainerSpec) -> Result<(), EngineError> {
+    async fn remove_if_ours(&self, spec: &ContainerSpec) -> Result<(), ClientError> {
         let found = match self.docker.inspect_container(&spec.name).await {
             Ok(found) => found,
-            Err(EngineError::NotFound { .. }) => return Ok(()),
+            Err(ClientError::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
         let named = found.name.trim_start_matches('/') == spec.name;
@@ -74,20 +75,22 @@ impl DockerBackend {
             return Ok(());
         }
         match self.docker.remove_container(&found.id, RemoveOptions { force: true, volumes: false }).await {
-            Ok(()) | Err(EngineError::NotFound { .. }) => Ok(()),
+            Ok(()) | Err(ClientError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }
 }
 
-fn engine_err(err: EngineError) -> BackendError {
-    match err {
-        EngineError::NotFound { message } => BackendError::NotFound(message),
-        EngineError::Conflict { message } => BackendError::Conflict(message),
-        EngineError::BadParameter { message } => BackendError::Invalid(message),
-        e @ (EngineError::Transport(_) | EngineError::Timeout { .. }) => BackendError::Unavailable(e.to_string()),
-        other => BackendError::Engine(other.to_string()),
-    }
+/// The engine client's error as the seam's, kept as its source.
+fn engine_err(err: ClientError) -> EngineError {
+    let e = match &err {
+        ClientError::NotFound { message } => EngineError::not_found(message.clone()),
+        ClientError::Conflict { message } => EngineError::conflict(message.clone()),
+        ClientError::BadParameter { message } => EngineError::invalid(message.clone()),
+        ClientError::Transport(_) | ClientError::Timeout { .. } => EngineError::unavailable(err.to_string()),
+        other => EngineError::failed(other.to_string()),
+    };
+    e.with_source(err)
 }
 
 /// How long berth tries to remove a container whose creation went unanswered.
@@ -170,17 +173,25 @@ pub fn container_config(spec: &ContainerSpec, publish_ip: &str) -> ContainerConf
         }),
         image: Some(spec.image.clone()),
         working_dir: spec.working_dir.clone(),
-        labels: Some(spec.labels.clone().into_iter().collect()),
+        // Annotations travel as labels: API 1.41 has no container annotations.
+        labels: Some(
+            spec.labels
+                .clone()
+                .into_iter()
+                .chain(spec.annotations.iter().map(|(k, v)| (format!("{ANNOTATION_PREFIX}{k}"), v.clone())))
+                .collect(),
+        ),
         host_config: Some(host),
         networking_config: networking,
         ..Default::default()
     }
 }
 
-/// The Engine API form of an exec, with or without stdin.
-fn exec_config(request: &ExecRequest, stdin: bool) -> ExecConfig {
+/// The Engine API form of an exec.
+fn exec_config(request: &ExecRequest) -> ExecConfig {
     ExecConfig {
-        attach_stdin: stdin,
+        attach_stdin: request.stdin,
+        tty: request.tty.is_some(),
         attach_stdout: true,
         attach_stderr: true,
         cmd: request.cmd.clone(),
@@ -191,8 +202,8 @@ fn exec_config(request: &ExecRequest, stdin: bool) -> ExecConfig {
     }
 }
 
-fn label_filters(labels: &[String]) -> Filters {
-    labels.iter().fold(Filters::new(), |f, l| f.label(l.clone()))
+fn label_filters(selector: &Selector) -> Filters {
+    selector.label_filters().into_iter().fold(Filters::new(), |f, l| f.label(l))
 }
 
 fn usage_of(stats: &engine_api::models::Stats, previous: Option<&engine_api::models::CpuStats>) -> Usage {
@@ -213,41 +224,55 @@ fn usage_of(stats: &engine_api::models::Stats, previous: Option<&engine_api::mod
 }
 
 #[async_trait]
-impl Backend for DockerBackend {
+impl Engine for DockerBackend {
     fn name(&self) -> &'static str {
         "docker"
     }
 
-    async fn ping(&self) -> Result<(), BackendError> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            attach_before_start: true,
+            interactive_exec: true,
+            tty: true,
+            pause: true,
+            host_ports: true,
+            plans: false,
+            isolation: true,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), EngineError> {
         self.docker.ping().await.map_err(engine_err)
     }
 
-    async fn ensure_image(&self, image: &str) -> Result<(), BackendError> {
+    async fn ensure_image(&self, image: &str) -> Result<(), EngineError> {
         match self.docker.inspect_image(image).await {
             Ok(_) => return Ok(()),
-            Err(EngineError::NotFound { .. }) => {}
+            Err(ClientError::NotFound { .. }) => {}
             Err(e) => return Err(engine_err(e)),
         }
         let mut progress = self.docker.pull_image(image).await.map_err(|e| match e {
-            EngineError::NotFound { message } => BackendError::NotFound(format!("image {image}: {message}")),
+            ClientError::NotFound { ref message } => {
+                EngineError::not_found(format!("image {image}: {message}")).with_source(e)
+            }
             other => engine_err(other),
         })?;
         while let Some(line) = progress.next().await {
-            line.map_err(|e| BackendError::NotFound(format!("image {image} could not be pulled: {e}")))?;
+            line.map_err(|e| EngineError::not_found(format!("image {image} could not be pulled: {e}")).with_source(e))?;
         }
         Ok(())
     }
 
-    async fn image_command(&self, image: &str) -> Result<ImageCommand, BackendError> {
+    async fn image_command(&self, image: &str) -> Result<ImageCommand, EngineError> {
         let config = self.docker.inspect_image(image).await.map_err(engine_err)?.config.unwrap_or_default();
         Ok(ImageCommand { entrypoint: config.entrypoint, cmd: config.cmd })
     }
 
-    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, BackendError> {
+    async fn create(&self, spec: &ContainerSpec) -> Result<Handle, EngineError> {
         let config = container_config(spec, &self.publish_ip);
         match self.docker.create_container(Some(&spec.name), &config).await {
-            Ok(created) => Ok(ContainerId(created.id)),
-            Err(e @ (EngineError::Transport(_) | EngineError::Timeout { .. })) => {
+            Ok(created) => Ok(Handle::local(created.id)),
+            Err(e @ (ClientError::Transport(_) | ClientError::Timeout { .. })) => {
                 // The answer was lost, not necessarily the request: the
                 // engine may have made the container. Nobody would know its
                 // id, so it is looked up by its name now, or it would be left
@@ -268,50 +293,122 @@ impl Backend for DockerBackend {
         }
     }
 
-    async fn start(&self, id: &ContainerId) -> Result<(), BackendError> {
-        self.docker.start_container(&id.0).await.map(|_| ()).map_err(engine_err)
+    async fn start(&self, h: &Handle) -> Result<(), EngineError> {
+        self.docker.start_container(&h.id.0).await.map(|_| ()).map_err(engine_err)
     }
 
-    async fn start_watched(&self, id: &ContainerId) -> Result<ExitWatch, BackendError> {
+    async fn start_watched(&self, h: &Handle) -> Result<ExitWatch, EngineError> {
         let waiting =
-            self.docker.wait_container(&id.0, engine_api::WaitCondition::NextExit).await.map_err(engine_err)?;
-        self.docker.start_container(&id.0).await.map_err(engine_err)?;
+            self.docker.wait_container(&h.id.0, engine_api::WaitCondition::NextExit).await.map_err(engine_err)?;
+        self.docker.start_container(&h.id.0).await.map_err(engine_err)?;
         Ok(Box::pin(async move { waiting.exit().await.map(|e| e.status_code).map_err(engine_err) }))
     }
 
-    async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), BackendError> {
-        self.docker.stop_container(&id.0, Some(grace)).await.map(|_| ()).map_err(engine_err)
+    async fn start_attached(&self, h: &Handle) -> Result<StdioSession, EngineError> {
+        // Members are made without a TTY: the attach stream is multiplexed.
+        let attached = self.docker.attach_container(&h.id.0, false).await.map_err(engine_err)?;
+        let waiting =
+            self.docker.wait_container(&h.id.0, engine_api::WaitCondition::NextExit).await.map_err(engine_err)?;
+        self.docker.start_container(&h.id.0).await.map_err(engine_err)?;
+        let exit = Box::pin(async move { waiting.exit().await.map(|e| e.status_code).map_err(engine_err) });
+        Ok(StdioSession { output: attached_output(attached.output), stdin: Box::pin(attached.stdin), exit })
     }
 
-    async fn kill(&self, id: &ContainerId) -> Result<(), BackendError> {
-        match self.docker.kill_container(&id.0, None).await {
+    async fn stop(&self, h: &Handle, grace: Duration) -> Result<(), EngineError> {
+        self.docker.stop_container(&h.id.0, Some(grace)).await.map(|_| ()).map_err(engine_err)
+    }
+
+    async fn kill(&self, h: &Handle) -> Result<(), EngineError> {
+        match self.docker.kill_container(&h.id.0, None).await {
             Ok(()) => Ok(()),
             // Killing a container that just ended is not a failure to kill it.
-            Err(EngineError::Conflict { .. }) => Ok(()),
+            Err(ClientError::Conflict { .. }) => Ok(()),
             Err(e) => Err(engine_err(e)),
         }
     }
 
-    async fn remove(&self, id: &ContainerId, force: bool) -> Result<(), BackendError> {
-        self.docker.remove_container(&id.0, RemoveOptions { force, volumes: true }).await.map_err(engine_err)
+    async fn pause(&self, h: &Handle) -> Result<(), EngineError> {
+        self.docker.pause_container(&h.id.0).await.map_err(engine_err)
     }
 
-    async fn state(&self, id: &ContainerId) -> Result<ContainerState, BackendError> {
-        let c = self.docker.inspect_container(&id.0).await.map_err(engine_err)?;
+    async fn unpause(&self, h: &Handle) -> Result<(), EngineError> {
+        self.docker.unpause_container(&h.id.0).await.map_err(engine_err)
+    }
+
+    async fn remove(&self, h: &Handle, force: bool) -> Result<(), EngineError> {
+        self.docker.remove_container(&h.id.0, RemoveOptions { force, volumes: true }).await.map_err(engine_err)
+    }
+
+    async fn inspect(&self, h: &Handle) -> Result<WorkloadState, EngineError> {
+        let c = self.docker.inspect_container(&h.id.0).await.map_err(engine_err)?;
         let health = c.state.health.as_ref();
-        Ok(ContainerState {
-            status: c.state.status.as_str().to_owned(),
-            running: c.state.running,
+        let (labels, annotations) = split_annotations(c.labels().cloned().unwrap_or_default());
+        Ok(WorkloadState {
+            phase: phase_of(&c.state.status),
+            health: health.and_then(|h| match h.status.as_str() {
+                "starting" => Some(Health::Starting),
+                "healthy" => Some(Health::Healthy),
+                "unhealthy" => Some(Health::Unhealthy),
+                _ => None,
+            }),
             exit_code: c.state.exit_code,
             oom_killed: c.state.oom_killed,
-            health: health.map(|h| h.status.clone()).filter(|s| !s.is_empty() && s != "none"),
             health_log: health.map(|h| h.log.iter().map(|l| l.output.clone()).collect()).unwrap_or_default(),
-            labels: c.labels().cloned().unwrap_or_default(),
+            labels,
+            annotations,
             name: c.name.trim_start_matches('/').to_owned(),
         })
     }
 
-    async fn logs(&self, id: &ContainerId, request: &LogRequest) -> Result<LogStream, BackendError> {
+    async fn list(&self, selector: &Selector) -> Result<Vec<WorkloadInfo>, EngineError> {
+        let options = ListOptions { all: true, limit: None, filters: label_filters(selector) };
+        let list = self.docker.list_containers(&options).await.map_err(engine_err)?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let (labels, annotations) = split_annotations(c.labels);
+                WorkloadInfo {
+                    handle: Handle::local(c.id),
+                    name: c.names.first().map(|n| n.trim_start_matches('/').to_owned()).unwrap_or_default(),
+                    phase: phase_of(&c.state),
+                    labels,
+                    annotations,
+                }
+            })
+            .collect())
+    }
+
+    async fn events(
+        &self,
+        selector: &Selector,
+    ) -> Result<BoxStream<'static, Result<WorkloadEvent, EngineError>>, EngineError> {
+        let filters = label_filters(selector).add("type", "container");
+        let options = engine_api::EventsOptions { since: None, until: None, filters };
+        let events = self.docker.events(&options).await.map_err(engine_err)?;
+        Ok(events
+            .map(|e| {
+                let e = e.map_err(engine_err)?;
+                Ok(WorkloadEvent {
+                    handle: Handle::local(e.actor.id),
+                    action: e.action,
+                    attributes: e.actor.attributes,
+                })
+            })
+            .boxed())
+    }
+
+    fn io(&self, _h: &Handle) -> Result<&dyn WorkloadIo, EngineError> {
+        Ok(self)
+    }
+
+    fn isolation(&self) -> Option<&dyn Isolation> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl WorkloadIo for DockerBackend {
+    async fn logs(&self, h: &Handle, request: &LogRequest) -> Result<LogStream, EngineError> {
         let options = LogsOptions {
             follow: request.follow,
             stdout: true,
@@ -322,27 +419,24 @@ impl Backend for DockerBackend {
             tail: request.tail.map_or(Tail::All, Tail::Lines),
             tty: None,
         };
-        let stream = self.docker.logs(&id.0, &options).await.map_err(engine_err)?;
+        let stream = self.docker.logs(&h.id.0, &options).await.map_err(engine_err)?;
         Ok(stream
             .map(|item| {
                 let out = item.map_err(engine_err)?;
-                let stream = match out.stream {
-                    StreamKind::Stderr => Stream::Stderr,
-                    StreamKind::Console => Stream::Console,
-                    StreamKind::Stdout | StreamKind::Stdin => Stream::Stdout,
-                };
-                Ok(LogChunk { stream, data: out.data })
+                Ok(LogChunk { stream: stream_of(out.stream), data: out.data })
             })
             .boxed())
     }
 
-    async fn usage(&self, id: &ContainerId) -> Result<Usage, BackendError> {
-        let stats = self.docker.stats(&id.0).await.map_err(engine_err)?;
+    /// One stats call: the engine's answer carries the previous CPU sample,
+    /// so the CPU percent comes without waiting for a second one here.
+    async fn usage(&self, h: &Handle) -> Result<Usage, EngineError> {
+        let stats = self.docker.stats(&h.id.0).await.map_err(engine_err)?;
         Ok(usage_of(&stats, None))
     }
 
-    async fn usage_stream(&self, id: &ContainerId) -> Result<BoxStream<'static, Usage>, BackendError> {
-        let stream = self.docker.stats_stream(&id.0).await.map_err(engine_err)?;
+    async fn usage_stream(&self, h: &Handle) -> Result<UsageStream, EngineError> {
+        let stream = self.docker.stats_stream(&h.id.0).await.map_err(engine_err)?;
         let mut previous: Option<engine_api::models::CpuStats> = None;
         let mut peak = 0u64;
         Ok(stream
@@ -365,96 +459,73 @@ impl Backend for DockerBackend {
             .boxed())
     }
 
-    async fn exec(&self, id: &ContainerId, request: &ExecRequest, cap: usize) -> Result<ExecOutput, BackendError> {
-        let exec = self.docker.create_exec(&id.0, &exec_config(request, false)).await.map_err(engine_err)?.id;
-        let mut stream = self.docker.start_exec(&exec, false).await.map_err(engine_err)?;
-        let (mut out, mut err) = (CappedOutput::new(cap), CappedOutput::new(cap));
-        while let Some(item) = stream.next().await {
-            let o = item.map_err(engine_err)?;
-            match o.stream {
-                StreamKind::Stderr => err.push(&o.data),
-                _ => out.push(&o.data),
-            }
-        }
-        let inspect = self.docker.inspect_exec(&exec).await.map_err(engine_err)?;
-        let exit_code = inspect.exit_code.ok_or_else(|| BackendError::Engine("the exec has no exit code".into()))?;
-        let (stdout_truncated, stderr_truncated) = (out.truncated(), err.truncated());
-        Ok(ExecOutput {
-            exit_code,
-            stdout: out.into_text(),
-            stderr: err.into_text(),
-            stdout_truncated,
-            stderr_truncated,
-        })
-    }
-
-    async fn exec_interactive(&self, id: &ContainerId, request: &ExecRequest) -> Result<StdioSession, BackendError> {
-        let exec = self.docker.create_exec(&id.0, &exec_config(request, true)).await.map_err(engine_err)?.id;
-        let attached = self.docker.start_exec_attached(&exec, false).await.map_err(engine_err)?;
-        let output = attached_output(attached.output);
+    async fn exec(&self, h: &Handle, request: &ExecRequest) -> Result<ExecSession, EngineError> {
+        let exec = self.docker.create_exec(&h.id.0, &exec_config(request)).await.map_err(engine_err)?.id;
+        let tty = request.tty.is_some();
+        let (output, stdin): (LogStream, std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>) = if request.stdin {
+            let attached = self.docker.start_exec_attached(&exec, tty).await.map_err(engine_err)?;
+            (attached_output(attached.output), Box::pin(attached.stdin))
+        } else {
+            // Without stdin, no upgrade: the output is a plain streamed answer.
+            let stream = self.docker.start_exec(&exec, tty).await.map_err(engine_err)?;
+            let output = stream
+                .map(|item| {
+                    let out = item.map_err(engine_err)?;
+                    Ok(LogChunk { stream: stream_of(out.stream), data: out.data })
+                })
+                .boxed();
+            (output, Box::pin(tokio::io::sink()))
+        };
         let docker = self.docker.clone();
+        let id = exec.clone();
         let exit = Box::pin(async move {
-            let inspect = docker.inspect_exec(&exec).await.map_err(engine_err)?;
-            inspect.exit_code.ok_or_else(|| BackendError::Engine("the exec is still running".into()))
+            let inspect = docker.inspect_exec(&id).await.map_err(engine_err)?;
+            inspect.exit_code.ok_or_else(|| EngineError::failed("the exec has no exit code yet"))
         });
-        Ok(StdioSession { output, stdin: Box::pin(attached.stdin), exit })
+        Ok(ExecSession { process: ProcessId(exec), stdio: StdioSession { output, stdin, exit } })
     }
 
-    async fn start_attached(&self, id: &ContainerId) -> Result<StdioSession, BackendError> {
-        // Members are made without a TTY: the attach stream is multiplexed.
-        let attached = self.docker.attach_container(&id.0, false).await.map_err(engine_err)?;
+    async fn resize(&self, _h: &Handle, process: &ProcessId, size: TtySize) -> Result<(), EngineError> {
+        self.docker.resize_exec(&process.0, u32::from(size.rows), u32::from(size.cols)).await.map_err(engine_err)
+    }
+
+    async fn attach(&self, h: &Handle) -> Result<StdioSession, EngineError> {
+        let attached = self.docker.attach_container(&h.id.0, false).await.map_err(engine_err)?;
         let waiting =
-            self.docker.wait_container(&id.0, engine_api::WaitCondition::NextExit).await.map_err(engine_err)?;
-        self.docker.start_container(&id.0).await.map_err(engine_err)?;
+            self.docker.wait_container(&h.id.0, engine_api::WaitCondition::NotRunning).await.map_err(engine_err)?;
         let exit = Box::pin(async move { waiting.exit().await.map(|e| e.status_code).map_err(engine_err) });
         Ok(StdioSession { output: attached_output(attached.output), stdin: Box::pin(attached.stdin), exit })
     }
 
-    async fn events(
-        &self,
-        labels: &[String],
-    ) -> Result<BoxStream<'static, Result<ContainerEvent, BackendError>>, BackendError> {
-        let filters = label_filters(labels).add("type", "container");
-        let options = engine_api::EventsOptions { since: None, until: None, filters };
-        let events = self.docker.events(&options).await.map_err(engine_err)?;
-        Ok(events
-            .map(|e| {
-                let e = e.map_err(engine_err)?;
-                Ok(ContainerEvent { id: ContainerId(e.actor.id), action: e.action, attributes: e.actor.attributes })
-            })
-            .boxed())
+    async fn put_files(&self, h: &Handle, dir: &str, tar: ByteStream) -> Result<(), EngineError> {
+        let body = tar.map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string()))).boxed();
+        self.docker.put_archive(&h.id.0, dir, RequestBody::Stream(body)).await.map_err(engine_err)
     }
 
-    async fn list(&self, labels: &[String]) -> Result<Vec<ContainerInfo>, BackendError> {
-        let options = ListOptions { all: true, limit: None, filters: label_filters(labels) };
-        let list = self.docker.list_containers(&options).await.map_err(engine_err)?;
-        Ok(list
-            .into_iter()
-            .map(|c| ContainerInfo {
-                id: ContainerId(c.id),
-                name: c.names.first().map(|n| n.trim_start_matches('/').to_owned()).unwrap_or_default(),
-                status: c.state.as_str().to_owned(),
-                labels: c.labels,
-            })
-            .collect())
+    async fn get_files(&self, h: &Handle, path: &str) -> Result<ByteStream, EngineError> {
+        let (_stat, body) = self.docker.get_archive(&h.id.0, path).await.map_err(engine_err)?;
+        Ok(body.map(|chunk| chunk.map_err(|e| EngineError::unavailable(e.to_string()).with_source(e))).boxed())
     }
+}
 
+#[async_trait]
+impl Isolation for DockerBackend {
     async fn create_network(
         &self,
         name: &str,
         internal: bool,
         labels: &BTreeMap<String, String>,
-    ) -> Result<String, BackendError> {
+    ) -> Result<String, EngineError> {
         let config = NetworkConfig { name: name.into(), internal, labels: labels.clone(), ..Default::default() };
         Ok(self.docker.create_network(&config).await.map_err(engine_err)?.id)
     }
 
-    async fn remove_network(&self, id_or_name: &str) -> Result<(), BackendError> {
+    async fn remove_network(&self, id_or_name: &str) -> Result<(), EngineError> {
         self.docker.remove_network(id_or_name).await.map_err(engine_err)
     }
 
-    async fn list_networks(&self, labels: &[String]) -> Result<Vec<NetworkInfo>, BackendError> {
-        let list = self.docker.list_networks(&label_filters(labels)).await.map_err(engine_err)?;
+    async fn list_networks(&self, selector: &Selector) -> Result<Vec<NetworkInfo>, EngineError> {
+        let list = self.docker.list_networks(&label_filters(selector)).await.map_err(engine_err)?;
         let mut out = Vec::with_capacity(list.len());
         for n in list {
             // Lists leave Containers empty: inspect tells who is attached.
@@ -470,6 +541,29 @@ impl Backend for DockerBackend {
             });
         }
         Ok(out)
+    }
+}
+
+/// The engine's status word as a phase.
+fn phase_of(status: &engine_api::models::ContainerStatus) -> Phase {
+    use engine_api::models::ContainerStatus as S;
+    match status {
+        S::Created => Phase::Created,
+        S::Running => Phase::Running,
+        S::Paused => Phase::Paused,
+        S::Restarting => Phase::Restarting,
+        S::Removing => Phase::Removing,
+        S::Exited => Phase::Exited,
+        S::Dead => Phase::Dead,
+        S::Other(_) => Phase::Unknown,
+    }
+}
+
+fn stream_of(kind: StreamKind) -> Stream {
+    match kind {
+        StreamKind::Stderr => Stream::Stderr,
+        StreamKind::Console => Stream::Console,
+        StreamKind::Stdout | StreamKind::Stdin => Stream::Stdout,
     }
 }
 

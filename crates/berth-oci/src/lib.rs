@@ -32,9 +32,10 @@ use tokio::sync::broadcast;
 
 use self::render::{Bundle, ImageConfig, RenderError};
 use self::state::{Net, Phase, State, KILLED, STOPPED};
-use berth_core::backend::{
-    Backend, BackendError, ContainerEvent, ContainerInfo, ContainerState, ExecOutput, ExecRequest, ExitWatch,
-    ImageCommand, LogChunk, LogRequest, LogStream, NetworkInfo, StdioSession, Stream, Usage,
+use berth_core::engine::{
+    ByteStream, Capabilities, Engine, EngineError, ExecRequest, ExecSession, ExitWatch, Handle, Health, ImageCommand,
+    Isolation, LogChunk, LogRequest, LogStream, NetworkInfo, Placement, ProcessId, Selector, StdioSession, Stream,
+    TtySize, Usage, UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
 };
 use berth_core::spec::{ContainerId, ContainerSpec};
 
@@ -65,7 +66,7 @@ pub struct OciDryRun {
     root: PathBuf,
     images: BTreeMap<String, ImageConfig>,
     inner: Mutex<Inner>,
-    events: broadcast::Sender<ContainerEvent>,
+    events: broadcast::Sender<WorkloadEvent>,
 }
 
 impl OciDryRun {
@@ -108,11 +109,15 @@ impl OciDryRun {
             attributes.insert("exitCode".into(), code.to_string());
         }
         // No subscriber is not an error.
-        let _ = self.events.send(ContainerEvent { id: id.clone(), action: action.into(), attributes });
+        let _ = self.events.send(WorkloadEvent {
+            handle: Handle { id: id.clone(), placement: Placement::Local },
+            action: action.into(),
+            attributes,
+        });
     }
 
     /// Ends a running container with `code`, telling subscribers.
-    fn end(&self, id: &ContainerId, code: i64) -> Result<(), BackendError> {
+    fn end(&self, id: &ContainerId, code: i64) -> Result<(), EngineError> {
         let ended = {
             let mut inner = self.inner();
             let c = inner.state.container(&id.0)?;
@@ -125,11 +130,11 @@ impl OciDryRun {
         Ok(())
     }
 
-    fn running(&self, id: &ContainerId) -> Result<(), BackendError> {
+    fn running(&self, id: &ContainerId) -> Result<(), EngineError> {
         let inner = self.inner();
         let c = inner.state.container(&id.0)?;
         if c.phase != Phase::Running {
-            return Err(BackendError::Conflict(format!("container {} is not running", c.id)));
+            return Err(EngineError::conflict(format!("container {} is not running", c.id)));
         }
         Ok(())
     }
@@ -139,7 +144,7 @@ impl OciDryRun {
         futures_util::stream::iter([Ok(chunk)]).boxed()
     }
 
-    fn zero_usage(&self, id: &ContainerId) -> Result<Usage, BackendError> {
+    fn zero_usage(&self, id: &ContainerId) -> Result<Usage, EngineError> {
         let inner = self.inner();
         let c = inner.state.container(&id.0)?;
         Ok(Usage {
@@ -158,33 +163,46 @@ impl OciDryRun {
 }
 
 #[async_trait]
-impl Backend for OciDryRun {
+impl Engine for OciDryRun {
     fn name(&self) -> &'static str {
         NAME
     }
 
-    async fn ping(&self) -> Result<(), BackendError> {
+    /// Nothing runs: no attach, no processes, no pause; networks and plans.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            attach_before_start: false,
+            interactive_exec: false,
+            tty: false,
+            pause: false,
+            host_ports: true,
+            plans: true,
+            isolation: true,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), EngineError> {
         Ok(())
     }
 
     /// Nothing is pulled: the image is named in each bundle's note.
-    async fn ensure_image(&self, image: &str) -> Result<(), BackendError> {
+    async fn ensure_image(&self, image: &str) -> Result<(), EngineError> {
         if image.trim().is_empty() {
-            return Err(BackendError::Invalid("an image reference is needed".into()));
+            return Err(EngineError::invalid("an image reference is needed"));
         }
         Ok(())
     }
 
-    async fn image_command(&self, image: &str) -> Result<ImageCommand, BackendError> {
+    async fn image_command(&self, image: &str) -> Result<ImageCommand, EngineError> {
         // An image the dry run was not told of runs what its spec says.
         let config = self.images.get(image).cloned().unwrap_or_default();
         Ok(ImageCommand { entrypoint: config.entrypoint, cmd: config.cmd })
     }
 
-    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, BackendError> {
+    async fn create(&self, spec: &ContainerSpec) -> Result<Handle, EngineError> {
         let id = ContainerId(fresh_id());
         let bundle = render::render(spec, &id.0, self.images.get(&spec.image))
-            .map_err(|e| BackendError::Invalid(format!("{}: {e}", spec.name)))?;
+            .map_err(|e| EngineError::invalid(format!("{}: {e}", spec.name)))?;
         let dir = self.bundle_dir(&id);
         {
             let mut inner = self.inner();
@@ -193,18 +211,18 @@ impl Backend for OciDryRun {
                 // Best effort: the error below is the one that matters.
                 let _ = bundle::remove(&dir);
                 inner.state.remove(&id.0, true)?;
-                return Err(BackendError::Engine(e.to_string()));
+                return Err(EngineError::failed(e.to_string()).with_source(e));
             }
             inner.bundles.insert(id.clone(), bundle);
         }
         self.emit(&id, spec, "create", None);
-        Ok(id)
+        Ok(Handle { id, placement: Placement::Local })
     }
 
-    async fn start(&self, id: &ContainerId) -> Result<(), BackendError> {
+    async fn start(&self, h: &Handle) -> Result<(), EngineError> {
         let (cid, spec) = {
             let mut inner = self.inner();
-            let c = inner.state.start(&id.0)?;
+            let c = inner.state.start(&h.id.0)?;
             (c.id.clone(), c.spec.clone())
         };
         self.emit(&cid, &spec, "start", None);
@@ -212,109 +230,83 @@ impl Backend for OciDryRun {
     }
 
     /// Starts and, since nothing runs, ends at once with code 0.
-    async fn start_watched(&self, id: &ContainerId) -> Result<ExitWatch, BackendError> {
-        self.start(id).await?;
-        self.end(id, 0)?;
+    async fn start_watched(&self, h: &Handle) -> Result<ExitWatch, EngineError> {
+        self.start(h).await?;
+        self.end(&h.id, 0)?;
         Ok(Box::pin(std::future::ready(Ok(0))))
     }
 
-    async fn stop(&self, id: &ContainerId, _grace: Duration) -> Result<(), BackendError> {
-        self.end(id, STOPPED)
+    async fn stop(&self, h: &Handle, _grace: Duration) -> Result<(), EngineError> {
+        self.end(&h.id, STOPPED)
     }
 
-    async fn kill(&self, id: &ContainerId) -> Result<(), BackendError> {
-        self.end(id, KILLED)
+    async fn kill(&self, h: &Handle) -> Result<(), EngineError> {
+        self.end(&h.id, KILLED)
     }
 
-    async fn remove(&self, id: &ContainerId, force: bool) -> Result<(), BackendError> {
+    async fn pause(&self, h: &Handle) -> Result<(), EngineError> {
+        Err(EngineError::invalid(format!("{h}: nothing runs in the dry run, so nothing pauses")))
+    }
+
+    async fn unpause(&self, h: &Handle) -> Result<(), EngineError> {
+        Err(EngineError::invalid(format!("{h}: nothing runs in the dry run, so nothing pauses")))
+    }
+
+    async fn remove(&self, h: &Handle, force: bool) -> Result<(), EngineError> {
         let (removed, was_running) = {
             let mut inner = self.inner();
-            let was_running = inner.state.container(&id.0)?.phase == Phase::Running;
-            let removed = inner.state.remove(&id.0, force)?;
+            let was_running = inner.state.container(&h.id.0)?.phase == Phase::Running;
+            let removed = inner.state.remove(&h.id.0, force)?;
             inner.bundles.remove(&removed.id);
             (removed, was_running)
         };
         if was_running {
             self.emit(&removed.id, &removed.spec, "die", Some(KILLED));
         }
-        bundle::remove(&self.bundle_dir(&removed.id)).map_err(|e| BackendError::Engine(e.to_string()))?;
+        bundle::remove(&self.bundle_dir(&removed.id)).map_err(|e| EngineError::failed(e.to_string()).with_source(e))?;
         self.emit(&removed.id, &removed.spec, "destroy", None);
         Ok(())
     }
 
-    async fn state(&self, id: &ContainerId) -> Result<ContainerState, BackendError> {
+    async fn inspect(&self, h: &Handle) -> Result<WorkloadState, EngineError> {
         let inner = self.inner();
-        let c = inner.state.container(&id.0)?;
+        let c = inner.state.container(&h.id.0)?;
         let started = c.phase != Phase::Created;
         let checked = c.spec.health.is_some() && started;
-        Ok(ContainerState {
-            status: c.phase.as_str().to_owned(),
-            running: c.phase == Phase::Running,
+        Ok(WorkloadState {
+            phase: c.phase.engine_phase(),
+            health: checked.then_some(Health::Unhealthy),
             exit_code: Some(match c.phase {
                 Phase::Exited { code } => code,
                 Phase::Created | Phase::Running => 0,
             }),
             oom_killed: false,
-            health: checked.then(|| "unhealthy".to_owned()),
             health_log: if checked { vec![NOTHING_RAN.trim_end().to_owned()] } else { vec![] },
             labels: c.spec.labels.clone(),
+            annotations: c.spec.annotations.clone(),
             name: c.spec.name.clone(),
         })
     }
 
-    async fn logs(&self, id: &ContainerId, request: &LogRequest) -> Result<LogStream, BackendError> {
-        self.inner().state.container(&id.0)?;
-        if request.tail == Some(0) {
-            return Ok(futures_util::stream::empty().boxed());
-        }
-        Ok(Self::nothing_ran())
-    }
-
-    async fn usage(&self, id: &ContainerId) -> Result<Usage, BackendError> {
-        self.zero_usage(id)
-    }
-
-    /// One sample of zeros, then the end (nothing is running to sample).
-    async fn usage_stream(&self, id: &ContainerId) -> Result<BoxStream<'static, Usage>, BackendError> {
-        let usage = self.zero_usage(id)?;
-        Ok(futures_util::stream::iter([usage]).boxed())
-    }
-
-    async fn exec(&self, id: &ContainerId, _request: &ExecRequest, _cap: usize) -> Result<ExecOutput, BackendError> {
-        self.running(id)?;
-        Ok(ExecOutput {
-            exit_code: 0,
-            stdout: NOTHING_RAN.into(),
-            stderr: String::new(),
-            stdout_truncated: false,
-            stderr_truncated: false,
-        })
-    }
-
-    async fn exec_interactive(&self, id: &ContainerId, _request: &ExecRequest) -> Result<StdioSession, BackendError> {
-        self.running(id)?;
-        Ok(StdioSession {
-            output: Self::nothing_ran(),
-            stdin: Box::pin(tokio::io::sink()),
-            exit: Box::pin(std::future::ready(Ok(0))),
-        })
+    async fn list(&self, selector: &Selector) -> Result<Vec<WorkloadInfo>, EngineError> {
+        Ok(self.inner().state.list(selector))
     }
 
     async fn events(
         &self,
-        labels: &[String],
-    ) -> Result<BoxStream<'static, Result<ContainerEvent, BackendError>>, BackendError> {
-        let filters = labels.to_vec();
+        selector: &Selector,
+    ) -> Result<BoxStream<'static, Result<WorkloadEvent, EngineError>>, EngineError> {
+        let selector = selector.clone();
         let receiver = self.events.subscribe();
         Ok(futures_util::stream::unfold(receiver, move |mut rx| {
-            let filters = filters.clone();
+            let selector = selector.clone();
             async move {
                 loop {
                     match rx.recv().await {
-                        Ok(event) if state::matches(&event.attributes, &filters) => return Some((Ok(event), rx)),
+                        Ok(event) if selector.matches(&event.attributes) => return Some((Ok(event), rx)),
                         Ok(_) => continue,
                         Err(broadcast::error::RecvError::Lagged(n)) => {
-                            return Some((Err(BackendError::Engine(format!("{n} events were dropped"))), rx))
+                            return Some((Err(EngineError::failed(format!("{n} events were dropped"))), rx))
                         }
                         Err(broadcast::error::RecvError::Closed) => return None,
                     }
@@ -324,16 +316,84 @@ impl Backend for OciDryRun {
         .boxed())
     }
 
-    async fn list(&self, labels: &[String]) -> Result<Vec<ContainerInfo>, BackendError> {
-        Ok(self.inner().state.list(labels))
+    fn io(&self, _h: &Handle) -> Result<&dyn WorkloadIo, EngineError> {
+        Ok(self)
     }
 
+    fn isolation(&self) -> Option<&dyn Isolation> {
+        Some(self)
+    }
+
+    async fn plan(&self, h: &Handle) -> Result<Option<serde_json::Value>, EngineError> {
+        let inner = self.inner();
+        let cid = inner.state.container(&h.id.0)?.id.clone();
+        let bundle = inner.bundles.get(&cid).ok_or_else(|| EngineError::not_found(cid.0.clone()))?;
+        serde_json::to_value(bundle).map(Some).map_err(|e| EngineError::failed(e.to_string()).with_source(e))
+    }
+}
+
+/// The dry run's data plane: one line that says nothing ran, zeros for
+/// usage, and no files.
+#[async_trait]
+impl WorkloadIo for OciDryRun {
+    async fn logs(&self, h: &Handle, request: &LogRequest) -> Result<LogStream, EngineError> {
+        self.inner().state.container(&h.id.0)?;
+        if request.tail == Some(0) {
+            return Ok(futures_util::stream::empty().boxed());
+        }
+        Ok(Self::nothing_ran())
+    }
+
+    async fn usage(&self, h: &Handle) -> Result<Usage, EngineError> {
+        self.zero_usage(&h.id)
+    }
+
+    /// One sample of zeros, then the end (nothing is running to sample).
+    async fn usage_stream(&self, h: &Handle) -> Result<UsageStream, EngineError> {
+        let usage = self.zero_usage(&h.id)?;
+        Ok(futures_util::stream::iter([usage]).boxed())
+    }
+
+    async fn exec(&self, h: &Handle, _request: &ExecRequest) -> Result<ExecSession, EngineError> {
+        self.running(&h.id)?;
+        let stdio = StdioSession {
+            output: Self::nothing_ran(),
+            stdin: Box::pin(tokio::io::sink()),
+            exit: Box::pin(std::future::ready(Ok(0))),
+        };
+        Ok(ExecSession { process: ProcessId(fresh_id()), stdio })
+    }
+
+    async fn resize(&self, h: &Handle, _process: &ProcessId, _size: TtySize) -> Result<(), EngineError> {
+        self.running(&h.id)
+    }
+
+    async fn attach(&self, h: &Handle) -> Result<StdioSession, EngineError> {
+        self.running(&h.id)?;
+        Ok(StdioSession {
+            output: Self::nothing_ran(),
+            stdin: Box::pin(tokio::io::sink()),
+            exit: Box::pin(std::future::ready(Ok(0))),
+        })
+    }
+
+    async fn put_files(&self, h: &Handle, _dir: &str, _tar: ByteStream) -> Result<(), EngineError> {
+        Err(EngineError::invalid(format!("{h}: the dry run has no files")))
+    }
+
+    async fn get_files(&self, h: &Handle, _path: &str) -> Result<ByteStream, EngineError> {
+        Err(EngineError::invalid(format!("{h}: the dry run has no files")))
+    }
+}
+
+#[async_trait]
+impl Isolation for OciDryRun {
     async fn create_network(
         &self,
         name: &str,
         internal: bool,
         labels: &BTreeMap<String, String>,
-    ) -> Result<String, BackendError> {
+    ) -> Result<String, EngineError> {
         let net = Net {
             id: fresh_id(),
             name: name.to_owned(),
@@ -344,19 +404,12 @@ impl Backend for OciDryRun {
         self.inner().state.create_network(net)
     }
 
-    async fn remove_network(&self, id_or_name: &str) -> Result<(), BackendError> {
+    async fn remove_network(&self, id_or_name: &str) -> Result<(), EngineError> {
         self.inner().state.remove_network(id_or_name)
     }
 
-    async fn list_networks(&self, labels: &[String]) -> Result<Vec<NetworkInfo>, BackendError> {
-        Ok(self.inner().state.list_networks(labels))
-    }
-
-    async fn plan(&self, id: &ContainerId) -> Result<Option<serde_json::Value>, BackendError> {
-        let inner = self.inner();
-        let cid = inner.state.container(&id.0)?.id.clone();
-        let bundle = inner.bundles.get(&cid).ok_or_else(|| BackendError::NotFound(cid.0.clone()))?;
-        serde_json::to_value(bundle).map(Some).map_err(|e| BackendError::Engine(e.to_string()))
+    async fn list_networks(&self, selector: &Selector) -> Result<Vec<NetworkInfo>, EngineError> {
+        Ok(self.inner().state.list_networks(selector))
     }
 }
 
@@ -377,18 +430,21 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let backend = OciDryRun::new(tmp.path());
         let id = backend.create(&spec("berth-a")).await.unwrap();
-        let dir = backend.bundle_dir(&id);
+        let dir = backend.bundle_dir(&id.id);
         assert!(dir.join("config.json").is_file() && dir.join(bundle::NOTE_FILE).is_file());
         let plan = backend.plan(&id).await.unwrap().unwrap();
         assert_eq!(plan["config"]["process"]["args"], serde_json::json!(["true"]));
         assert_eq!(plan["note"]["image"], "busybox:1.35");
         let exit = backend.start_watched(&id).await.unwrap().await.unwrap();
         assert_eq!(exit, 0);
-        let state = backend.state(&id).await.unwrap();
-        assert_eq!((state.status.as_str(), state.running, state.exit_code), ("exited", false, Some(0)));
+        let state = backend.inspect(&id).await.unwrap();
+        assert_eq!(
+            (state.phase, state.running(), state.exit_code),
+            (berth_core::engine::Phase::Exited, false, Some(0))
+        );
         backend.remove(&id, false).await.unwrap();
         assert!(!dir.exists());
-        assert!(matches!(backend.plan(&id).await, Err(BackendError::NotFound(_))));
+        assert!(matches!(backend.plan(&id).await, Err(e) if e.is_not_found()));
     }
 
     #[tokio::test]
@@ -397,8 +453,10 @@ mod tests {
         let backend = OciDryRun::new(tmp.path());
         let mut bad = spec("berth-b");
         bad.user = Some("nobody".into());
-        assert!(matches!(backend.create(&bad).await, Err(BackendError::Invalid(_))));
-        assert!(backend.list(&[]).await.unwrap().is_empty());
+        assert!(
+            matches!(backend.create(&bad).await, Err(e) if e.kind() == berth_core::engine::EngineErrorKind::Invalid)
+        );
+        assert!(backend.list(&Selector::all()).await.unwrap().is_empty());
         assert!(!tmp.path().exists() || std::fs::read_dir(tmp.path()).unwrap().count() == 0);
     }
 
@@ -406,14 +464,14 @@ mod tests {
     async fn events_follow_the_lifecycle_of_labelled_containers() {
         let tmp = tempfile::tempdir().unwrap();
         let backend = OciDryRun::new(tmp.path());
-        let mut events = backend.events(&["io.berth.kind=tool".into()]).await.unwrap();
+        let mut events = backend.events(&Selector::all().kind(Kind::Tool)).await.unwrap();
         let id = backend.create(&spec("berth-c")).await.unwrap();
         backend.start(&id).await.unwrap();
         backend.remove(&id, true).await.unwrap();
         let mut actions = vec![];
         for _ in 0..4 {
             let e = events.next().await.unwrap().unwrap();
-            assert_eq!(e.id, id);
+            assert_eq!(e.handle, id);
             actions.push(e.action);
         }
         assert_eq!(actions, ["create", "start", "die", "destroy"]);

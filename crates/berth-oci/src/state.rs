@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use berth_core::backend::{BackendError, ContainerInfo, NetworkInfo};
+use berth_core::engine::{self, EngineError, Handle, NetworkInfo, Placement, Selector, WorkloadInfo};
 use berth_core::spec::{ContainerId, ContainerSpec, Network};
 
 /// Where a container stands.
@@ -27,12 +27,12 @@ pub enum Phase {
 }
 
 impl Phase {
-    /// The engine's word for it.
-    pub fn as_str(self) -> &'static str {
+    /// The seam's phase for it.
+    pub fn engine_phase(self) -> engine::Phase {
         match self {
-            Phase::Created => "created",
-            Phase::Running => "running",
-            Phase::Exited { .. } => "exited",
+            Phase::Created => engine::Phase::Created,
+            Phase::Running => engine::Phase::Running,
+            Phase::Exited { .. } => engine::Phase::Exited,
         }
     }
 }
@@ -60,14 +60,6 @@ pub struct Net {
     pub created: DateTime<Utc>,
 }
 
-/// Whether `labels` carry every one of `filters` (`key=value`, or `key` for any value).
-pub fn matches(labels: &BTreeMap<String, String>, filters: &[String]) -> bool {
-    filters.iter().all(|f| match f.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
-        None => labels.contains_key(f.as_str()),
-    })
-}
-
 /// Containers and networks, and the rules between them.
 #[derive(Debug, Default)]
 pub struct State {
@@ -77,8 +69,8 @@ pub struct State {
 
 impl State {
     /// A container by id, name, or unique id prefix, as the engine finds them.
-    pub fn container(&self, id_or_name: &str) -> Result<&Container, BackendError> {
-        let missing = || BackendError::NotFound(format!("No such container: {id_or_name}"));
+    pub fn container(&self, id_or_name: &str) -> Result<&Container, EngineError> {
+        let missing = || EngineError::not_found(format!("No such container: {id_or_name}"));
         if id_or_name.is_empty() {
             return Err(missing());
         }
@@ -91,14 +83,14 @@ impl State {
         let mut prefixed = self.containers.values().filter(|c| c.id.0.starts_with(id_or_name));
         match (prefixed.next(), prefixed.next()) {
             (Some(c), None) => Ok(c),
-            (Some(_), Some(_)) => Err(BackendError::NotFound(format!("{id_or_name} is ambiguous"))),
+            (Some(_), Some(_)) => Err(EngineError::not_found(format!("{id_or_name} is ambiguous"))),
             _ => Err(missing()),
         }
     }
 
-    fn container_mut(&mut self, id_or_name: &str) -> Result<&mut Container, BackendError> {
+    fn container_mut(&mut self, id_or_name: &str) -> Result<&mut Container, EngineError> {
         let id = self.container(id_or_name)?.id.clone();
-        self.containers.get_mut(&id).ok_or_else(|| BackendError::NotFound(format!("No such container: {id}")))
+        self.containers.get_mut(&id).ok_or_else(|| EngineError::not_found(format!("No such container: {id}")))
     }
 
     fn network(&self, id_or_name: &str) -> Option<&Net> {
@@ -106,36 +98,36 @@ impl State {
     }
 
     /// Adds a created container under `id`.
-    pub fn create(&mut self, id: ContainerId, spec: ContainerSpec) -> Result<&Container, BackendError> {
+    pub fn create(&mut self, id: ContainerId, spec: ContainerSpec) -> Result<&Container, EngineError> {
         if self.containers.values().any(|c| c.spec.name == spec.name) {
-            return Err(BackendError::Conflict(format!(
+            return Err(EngineError::conflict(format!(
                 "the container name \"/{}\" is already in use by another container",
                 spec.name
             )));
         }
         if self.containers.contains_key(&id) {
-            return Err(BackendError::Conflict(format!("container id {id} is already in use")));
+            return Err(EngineError::conflict(format!("container id {id} is already in use")));
         }
         if let Network::Named { name, .. } = &spec.network {
             if self.network(name).is_none() {
-                return Err(BackendError::NotFound(format!("network {name} not found")));
+                return Err(EngineError::not_found(format!("network {name} not found")));
             }
         }
         Ok(self.containers.entry(id.clone()).or_insert(Container { id, spec, phase: Phase::Created }))
     }
 
     /// Created or exited → running.
-    pub fn start(&mut self, id: &str) -> Result<&Container, BackendError> {
+    pub fn start(&mut self, id: &str) -> Result<&Container, EngineError> {
         let c = self.container_mut(id)?;
         if c.phase == Phase::Running {
-            return Err(BackendError::Conflict(format!("container {} is already running", c.id)));
+            return Err(EngineError::conflict(format!("container {} is already running", c.id)));
         }
         c.phase = Phase::Running;
         Ok(c)
     }
 
     /// Running → exited with `code`; anything else stays as it is. True when it was running.
-    pub fn exit(&mut self, id: &str, code: i64) -> Result<bool, BackendError> {
+    pub fn exit(&mut self, id: &str, code: i64) -> Result<bool, EngineError> {
         let c = self.container_mut(id)?;
         let was_running = c.phase == Phase::Running;
         if was_running {
@@ -145,35 +137,36 @@ impl State {
     }
 
     /// Removes a container; a running one only with `force`.
-    pub fn remove(&mut self, id: &str, force: bool) -> Result<Container, BackendError> {
+    pub fn remove(&mut self, id: &str, force: bool) -> Result<Container, EngineError> {
         let c = self.container(id)?;
         if c.phase == Phase::Running && !force {
-            return Err(BackendError::Conflict(format!(
+            return Err(EngineError::conflict(format!(
                 "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
                 c.id
             )));
         }
         let id = c.id.clone();
-        self.containers.remove(&id).ok_or_else(|| BackendError::NotFound(format!("No such container: {id}")))
+        self.containers.remove(&id).ok_or_else(|| EngineError::not_found(format!("No such container: {id}")))
     }
 
-    /// Containers carrying every label of `filters`.
-    pub fn list(&self, filters: &[String]) -> Vec<ContainerInfo> {
+    /// Containers whose labels match `selector`.
+    pub fn list(&self, selector: &Selector) -> Vec<WorkloadInfo> {
         self.containers
             .values()
-            .filter(|c| matches(&c.spec.labels, filters))
-            .map(|c| ContainerInfo {
-                id: c.id.clone(),
+            .filter(|c| selector.matches(&c.spec.labels))
+            .map(|c| WorkloadInfo {
+                handle: Handle { id: c.id.clone(), placement: Placement::Local },
                 name: c.spec.name.clone(),
-                status: c.phase.as_str().to_owned(),
+                phase: c.phase.engine_phase(),
                 labels: c.spec.labels.clone(),
+                annotations: c.spec.annotations.clone(),
             })
             .collect()
     }
 
-    pub fn create_network(&mut self, net: Net) -> Result<String, BackendError> {
+    pub fn create_network(&mut self, net: Net) -> Result<String, EngineError> {
         if self.network(&net.name).is_some() {
-            return Err(BackendError::Conflict(format!("network with name {} already exists", net.name)));
+            return Err(EngineError::conflict(format!("network with name {} already exists", net.name)));
         }
         let id = net.id.clone();
         self.networks.insert(id.clone(), net);
@@ -189,12 +182,12 @@ impl State {
             .count()
     }
 
-    pub fn remove_network(&mut self, id_or_name: &str) -> Result<(), BackendError> {
+    pub fn remove_network(&mut self, id_or_name: &str) -> Result<(), EngineError> {
         let net = self
             .network(id_or_name)
-            .ok_or_else(|| BackendError::NotFound(format!("network {id_or_name} not found")))?;
+            .ok_or_else(|| EngineError::not_found(format!("network {id_or_name} not found")))?;
         if self.attached(net) > 0 {
-            return Err(BackendError::Conflict(format!(
+            return Err(EngineError::conflict(format!(
                 "error while removing network: network {} has active endpoints",
                 net.name
             )));
@@ -204,10 +197,10 @@ impl State {
         Ok(())
     }
 
-    pub fn list_networks(&self, filters: &[String]) -> Vec<NetworkInfo> {
+    pub fn list_networks(&self, selector: &Selector) -> Vec<NetworkInfo> {
         self.networks
             .values()
-            .filter(|n| matches(&n.labels, filters))
+            .filter(|n| selector.matches(&n.labels))
             .map(|n| NetworkInfo {
                 id: n.id.clone(),
                 name: n.name.clone(),
@@ -236,8 +229,8 @@ mod tests {
         ContainerId(format!("{n:02x}{}", "0".repeat(62)))
     }
 
-    fn conflict<T: std::fmt::Debug>(r: Result<T, BackendError>) -> bool {
-        matches!(r, Err(BackendError::Conflict(_)))
+    fn conflict<T: std::fmt::Debug>(r: Result<T, EngineError>) -> bool {
+        matches!(r, Err(e) if e.kind() == berth_core::engine::EngineErrorKind::Conflict)
     }
 
     #[test]
@@ -245,9 +238,9 @@ mod tests {
         let mut s = State::default();
         s.create(id(1), spec("berth-a")).unwrap();
         assert!(conflict(s.create(id(2), spec("berth-a"))));
-        assert!(matches!(s.container("berth-b"), Err(BackendError::NotFound(_))));
-        assert!(matches!(s.start("nope"), Err(BackendError::NotFound(_))));
-        assert!(matches!(s.remove("nope", true), Err(BackendError::NotFound(_))));
+        assert!(matches!(s.container("berth-b"), Err(e) if e.is_not_found()));
+        assert!(matches!(s.start("nope"), Err(e) if e.is_not_found()));
+        assert!(matches!(s.remove("nope", true), Err(e) if e.is_not_found()));
         assert_eq!(s.container("berth-a").unwrap().id, id(1), "by name");
         assert_eq!(s.container("01").unwrap().id, id(1), "by id prefix");
     }
@@ -265,18 +258,18 @@ mod tests {
         assert_eq!(s.container("berth-a").unwrap().phase, Phase::Exited { code: STOPPED });
         s.start("berth-a").unwrap();
         assert_eq!(s.remove("berth-a", true).unwrap().id, id(1));
-        assert!(s.list(&[]).is_empty());
+        assert!(s.list(&Selector::all()).is_empty());
     }
 
     #[test]
     fn lists_filter_by_every_label_given() {
         let mut s = State::default();
         s.create(id(1), spec("berth-a")).unwrap();
-        let all = |f: &[&str]| s.list(&f.iter().map(|x| x.to_string()).collect::<Vec<_>>()).len();
-        assert_eq!(all(&["team=a", "io.berth.kind=agent"]), 1);
-        assert_eq!(all(&["team"]), 1);
-        assert_eq!(all(&["team=b"]), 0);
-        assert_eq!(all(&["team=a", "other"]), 0);
+        let all = |sel: Selector| s.list(&sel).len();
+        assert_eq!(all(Selector::all().label("team", "a").kind(Kind::Agent)), 1);
+        assert_eq!(all(Selector::all().has("team")), 1);
+        assert_eq!(all(Selector::all().label("team", "b")), 0);
+        assert_eq!(all(Selector::all().label("team", "a").has("other")), 0);
     }
 
     #[test]
@@ -285,7 +278,7 @@ mod tests {
         let mut req = ContainerRequest::new(Kind::Relic, "berth-r", "busybox:1.35");
         req.network = NetworkRequest::Named { name: "berth-session-s1".into(), aliases: vec![] };
         let relic = Policy::default().admit(req).unwrap();
-        assert!(matches!(s.create(id(1), relic.clone()), Err(BackendError::NotFound(_))));
+        assert!(matches!(s.create(id(1), relic.clone()), Err(e) if e.is_not_found()));
         let net = |id: &str| Net {
             id: id.into(),
             name: "berth-session-s1".into(),
@@ -297,10 +290,10 @@ mod tests {
         assert!(conflict(s.create_network(net("n2"))), "a name is taken once");
         s.create(id(1), relic).unwrap();
         s.start("berth-r").unwrap();
-        assert_eq!(s.list_networks(&["io.berth.session=s1".into()])[0].containers, 1);
+        assert_eq!(s.list_networks(&Selector::all().session("s1"))[0].containers, 1);
         assert!(conflict(s.remove_network("berth-session-s1")));
         s.exit("berth-r", STOPPED).unwrap();
         s.remove_network("n1").unwrap();
-        assert!(matches!(s.remove_network("n1"), Err(BackendError::NotFound(_))));
+        assert!(matches!(s.remove_network("n1"), Err(e) if e.is_not_found()));
     }
 }

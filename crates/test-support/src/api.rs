@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use berth_api::native::{AppState, Tokens};
-use berth_core::backend::Backend;
+use berth_core::engine::Engine;
 use berth_core::ids::{RandomIds, SystemClock};
 use berth_core::policy::Policy;
 use berth_core::store::Store;
@@ -19,7 +19,7 @@ use tower::ServiceExt;
 
 /// A backend over the engine at `DOCKER_HOST`, for a test to see for
 /// itself what the core made, apart from the core.
-pub fn engine() -> Arc<dyn Backend> {
+pub fn engine() -> Arc<dyn Engine> {
     Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()))
 }
 

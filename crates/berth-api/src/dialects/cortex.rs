@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{mib, usage_numbers, Caller, Detail, DialectState, Form, Params};
-use berth_core::backend::Usage;
+use berth_core::engine::Usage;
 use berth_core::relics::{status_word, RelicRecord, RelicRequest};
 use berth_core::runs::{RunId, RunRecord, RunRequest, RunStatus, Workload};
 use berth_core::spec::labels;
@@ -293,14 +293,14 @@ async fn delete_relic(
 }
 
 /// One container's stats in the Python seeds' numbers.
-fn stats_view(c: &berth_core::backend::ContainerInfo, u: &Usage) -> Value {
+fn stats_view(c: &berth_core::engine::WorkloadInfo, u: &Usage) -> Value {
     let mut v = usage_numbers(u);
-    v.insert("container_id".into(), json!(c.id.0));
+    v.insert("container_id".into(), json!(c.handle.id.0));
     v.insert("container_name".into(), json!(c.name));
     v.insert("kind".into(), json!(c.labels.get(labels::KIND)));
     v.insert("object_id".into(), json!(c.labels.get(labels::OBJECT)));
     v.insert("session_id".into(), json!(c.labels.get(labels::SESSION)));
-    v.insert("status".into(), json!(c.status));
+    v.insert("status".into(), json!(c.phase.as_str()));
     Value::Object(v)
 }
 

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::{find_agent, usage_numbers, Caller, Detail, DialectState, Form, Params};
 use berth_core::agents::{AgentDefinition, AgentRecord};
-use berth_core::backend::LogRequest;
+use berth_core::engine::LogRequest;
 use berth_core::observe::Target;
 use berth_core::units::{ByteSize, CpuLimit};
 use berth_core::{Agent, Core};
@@ -65,7 +65,7 @@ struct Deploy {
 }
 
 fn view(a: Agent) -> Value {
-    let status = a.status.unwrap_or_else(|| "created".into());
+    let status = a.status.map_or("created", |p| p.as_str());
     let r = a.record;
     let d = &r.definition;
     json!({
@@ -219,7 +219,7 @@ async fn stream_logs(
     Ok(ws.on_upgrade(move |socket| forward(socket, stream, keepalive)))
 }
 
-async fn forward(mut socket: WebSocket, mut stream: berth_core::backend::LogStream, keepalive: std::time::Duration) {
+async fn forward(mut socket: WebSocket, mut stream: berth_core::engine::LogStream, keepalive: std::time::Duration) {
     loop {
         let msg = match tokio::time::timeout(keepalive, stream.next()).await {
             Err(_) => Message::Ping(Default::default()),
@@ -248,12 +248,12 @@ async fn health_docker(State(s): State<DialectState>) -> (StatusCode, Json<Value
 }
 
 async fn health_containers(State(s): State<DialectState>, Caller(tenant): Caller) -> Result<Json<Value>, Detail> {
-    let containers = s.app.core.containers(&tenant, Some("agent")).await?;
-    let running = containers.iter().filter(|c| c.status == "running").count();
+    let containers = s.app.core.containers(&tenant, Some(berth_core::spec::Kind::Agent)).await?;
+    let running = containers.iter().filter(|c| c.phase == berth_core::engine::Phase::Running).count();
     Ok(Json(json!({
         "total": containers.len(),
         "running": running,
         "stopped": containers.len() - running,
-        "containers": containers.iter().map(|c| json!({"name": c.name, "status": c.status})).collect::<Vec<_>>(),
+        "containers": containers.iter().map(|c| json!({"name": c.name, "status": c.phase.as_str()})).collect::<Vec<_>>(),
     })))
 }

@@ -207,8 +207,8 @@ impl From<berth_core::Error> for Detail {
 }
 
 /// An engine error met inside a stream the core handed out.
-impl From<berth_core::backend::BackendError> for Detail {
-    fn from(e: berth_core::backend::BackendError) -> Self {
+impl From<berth_core::engine::EngineError> for Detail {
+    fn from(e: berth_core::engine::EngineError) -> Self {
         ApiError::from(e).into()
     }
 }
@@ -273,7 +273,7 @@ pub async fn ensure_named_network(state: &DialectState, name: &str) -> Result<()
 
 /// A container's resource use in the Python seeds' numbers (MiB and
 /// percents with two places), for the caller to add its own fields to.
-pub fn usage_numbers(u: &berth_core::backend::Usage) -> serde_json::Map<String, serde_json::Value> {
+pub fn usage_numbers(u: &berth_core::engine::Usage) -> serde_json::Map<String, serde_json::Value> {
     let two = |x: f64| (x * 100.0).round() / 100.0;
     let percent = u.memory_percent().map(two);
     let serde_json::Value::Object(map) = serde_json::json!({

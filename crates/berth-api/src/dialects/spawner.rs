@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::{ensure_named_network, find_agent, Caller, Detail, DialectState, Form};
 use crate::native::agents::{ExecBody, ExecView};
 use berth_core::agents::{AgentDefinition, Worktree};
-use berth_core::backend::ExecRequest;
+use berth_core::engine::ExecRequest;
 
 pub fn routes() -> Router<DialectState> {
     Router::new()
@@ -115,8 +115,8 @@ async fn status(State(s): State<DialectState>, Caller(tenant): Caller, Path(id):
         return Json(json!({"status": "not_found"}));
     };
     let status = match s.app.core.agent(&tenant, &r.definition.id).await {
-        Ok(a) => a.status.unwrap_or_else(|| "not_found".into()),
-        Err(_) => "not_found".into(),
+        Ok(a) => a.status.map_or("not_found", |p| p.as_str()),
+        Err(_) => "not_found",
     };
     Json(json!({ "status": status }))
 }

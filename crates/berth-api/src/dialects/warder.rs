@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use super::{ensure_named_network, mib, Caller, Detail, DialectState, Params};
 use berth_core::agents::AgentDefinition;
-use berth_core::backend::LogRequest;
+use berth_core::engine::LogRequest;
 use berth_core::observe::Target;
 use berth_core::units::{ByteSize, CpuLimit};
 use berth_core::Core;

@@ -21,7 +21,7 @@ use super::error::{ApiError, ErrorBody};
 use super::observe::{self, LogQuery, LogsView, StatsQuery, UsageView};
 use super::{AppState, Body, Path, Query, Tenant};
 use berth_core::agents::{AgentDefinition, AgentRecord, Worktree};
-use berth_core::backend::{ExecOutput, ExecRequest, Stream};
+use berth_core::engine::{ExecOutput, ExecRequest, Stream};
 use berth_core::observe::Target;
 use berth_core::{Agent, Core};
 
@@ -108,7 +108,7 @@ pub struct AgentView {
 
 impl From<Agent> for AgentView {
     fn from(a: Agent) -> Self {
-        AgentView::new(a.record, a.status)
+        AgentView::new(a.record, a.status.map(|p| p.as_str().to_owned()))
     }
 }
 
@@ -312,7 +312,14 @@ impl ExecBody {
         if let Some(bad) = self.env.iter().find(|e| !e.contains('=')) {
             return Err(ApiError::unprocessable(format!("env: {bad:?} is not NAME=value")));
         }
-        Ok(ExecRequest { cmd: self.cmd, env: self.env, working_dir: self.workdir, user: self.user })
+        Ok(ExecRequest {
+            cmd: self.cmd,
+            env: self.env,
+            working_dir: self.workdir,
+            user: self.user,
+            stdin: false,
+            tty: None,
+        })
     }
 }
 
@@ -406,7 +413,7 @@ async fn exec_over(
             return Err(e.to_string());
         }
     };
-    let berth_core::backend::StdioSession { mut output, mut stdin, exit } = session;
+    let berth_core::engine::StdioSession { mut output, mut stdin, exit } = session;
     let (mut tx, mut rx) = socket.split();
     use futures_util::SinkExt;
     // Stdin flows in while output flows out; either side may finish first.

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use berth_core::backend::BackendError;
+use berth_core::engine::EngineError;
 use berth_core::ErrorKind;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -97,8 +97,8 @@ impl From<berth_core::Error> for ApiError {
 }
 
 /// An engine error met inside a stream the core handed out.
-impl From<BackendError> for ApiError {
-    fn from(e: BackendError) -> Self {
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
         berth_core::Error::from(e).into()
     }
 }

@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use berth_core::backend::{BackendError, LogChunk, LogStream, Stream};
+use berth_core::engine::{EngineError, LogChunk, LogStream, Stream};
 
 /// How a followed stream is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl FollowEvent {
         }
     }
 
-    fn from_chunk(item: Result<LogChunk, BackendError>) -> FollowEvent {
+    fn from_chunk(item: Result<LogChunk, EngineError>) -> FollowEvent {
         match item {
             Ok(chunk) => {
                 FollowEvent::Log { stream: chunk.stream, data: String::from_utf8_lossy(&chunk.data).into_owned() }

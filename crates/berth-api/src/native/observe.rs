@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::ApiError;
 use super::follow::{self, FollowEvent, Format};
 use super::AppState;
-use berth_core::backend::{LogRequest, Usage};
+use berth_core::engine::{LogRequest, Usage};
 use berth_core::observe::{EndingFuture, LogsRead, Target};
 use berth_core::runs::RunRecord;
 
@@ -123,7 +123,9 @@ pub struct StatsQuery {
 fn exit_of(end: EndingFuture) -> BoxFuture<'static, FollowEvent> {
     Box::pin(async move {
         match end.await {
-            Ok(e) => FollowEvent::Exit { status: e.status, exit_code: e.exit_code, oom_killed: e.oom_killed },
+            Ok(e) => {
+                FollowEvent::Exit { status: e.status.as_str().into(), exit_code: e.exit_code, oom_killed: e.oom_killed }
+            }
             Err(e) => FollowEvent::Error { message: e.to_string() },
         }
     })

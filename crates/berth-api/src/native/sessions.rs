@@ -61,9 +61,9 @@ impl From<Session> for SessionView {
                 .into_iter()
                 .map(|c| MemberView {
                     kind: c.labels.get(labels::KIND).cloned(),
-                    container_id: c.id.0,
+                    container_id: c.handle.id.0,
                     name: c.name,
-                    status: c.status,
+                    status: c.phase.as_str().into(),
                 })
                 .collect(),
             relics: s.relics.into_iter().map(RelicView::from).collect(),

@@ -39,10 +39,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::backend::{Backend, BackendError, ImageCommand, StdioSession, Stream};
+use crate::engine::{Engine, EngineError, GoneIsDone, Handle, ImageCommand, StdioSession, Stream};
 use crate::ids::{Clock, IdSource};
 use crate::policy::{ContainerRequest, Policy, PolicyViolation};
-use crate::spec::{labels, ContainerId, ContainerSpec, Kind, Network, Stdin};
+use crate::spec::{annotations, labels, ContainerSpec, Kind, Network, Stdin};
 use crate::store::{Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
 
@@ -187,10 +187,13 @@ pub fn tool_pool(image: &str) -> String {
 pub enum PoolError {
     #[error("pool {0}: {1}")]
     Policy(String, PolicyViolation),
-    #[error("pool {0}: min {1} is above max {2}")]
-    Sizes(String, usize, usize),
+    #[error("pool {pool}: min {min} is above max {max}")]
+    Sizes { pool: String, min: usize, max: usize },
+    /// Members are handed their runs through an attach before start.
+    #[error("the {0} backend cannot attach to a workload before starting it: no warm pools")]
+    NoAttach(&'static str),
     #[error("pool {0}: its image cannot be read: {1}")]
-    Image(String, BackendError),
+    Image(String, EngineError),
     /// The member's shell cannot hand off (no `/bin/sh`, `cat` or `env`):
     /// the image cannot be pooled.
     #[error("pool {0}: a member did not get ready: {1}")]
@@ -200,7 +203,7 @@ pub enum PoolError {
     #[error("pool {0} is gone")]
     Gone(String),
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    Engine(#[from] EngineError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -208,7 +211,7 @@ pub enum PoolError {
 /// A started sandbox taken from a pool, for one run: its stdio attached
 /// (past [`launch::READY`]) and its exit awaited.
 pub struct Member {
-    pub id: ContainerId,
+    pub id: Handle,
     pub name: String,
     pub pool: String,
     pub expires_at: DateTime<Utc>,
@@ -406,15 +409,16 @@ fn watched(mut session: StdioSession) -> StdioSession {
     tokio::spawn(async move {
         let _ = tx.send(exit.await);
     });
-    session.exit = Box::pin(async move {
-        rx.await.unwrap_or_else(|_| Err(BackendError::Engine("the member's exit was not seen".into())))
-    });
+    session.exit =
+        Box::pin(
+            async move { rx.await.unwrap_or_else(|_| Err(EngineError::failed("the member's exit was not seen"))) },
+        );
     session
 }
 
 /// The warm pools of one berth instance.
 pub struct Pools {
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn Engine>,
     policy: Policy,
     /// Runs of tool images without a pool, by pool name, within the window
     /// (at most `4 × demand.pools` images).
@@ -440,17 +444,20 @@ pub struct Pools {
 impl Pools {
     /// Pools as configured; nothing is created until [`Pools::refill`].
     pub fn new(
-        backend: Arc<dyn Backend>,
+        backend: Arc<dyn Engine>,
         policy: &Policy,
         store: Arc<Store>,
         ids: Arc<dyn IdSource>,
         clock: Arc<dyn Clock>,
         config: PoolConfig,
     ) -> Result<Arc<Pools>, PoolError> {
+        if !backend.capabilities().attach_before_start {
+            return Err(PoolError::NoAttach(backend.name()));
+        }
         let mut pools = BTreeMap::new();
         for (name, spec) in &config.pools {
             if spec.min > spec.max {
-                return Err(PoolError::Sizes(name.clone(), spec.min, spec.max));
+                return Err(PoolError::Sizes { pool: name.clone(), min: spec.min, max: spec.max });
             }
             let (template, key) =
                 template(policy, Kind::Code, &spec.image, None).map_err(|e| PoolError::Policy(name.clone(), e))?;
@@ -551,15 +558,14 @@ impl Pools {
         self.lock().get(name).is_some_and(|p| p.key == *key && p.idle.iter().any(|m| m.expires_at > now))
     }
 
-    fn remove_later(self: &Arc<Self>, id: ContainerId) {
+    fn remove_later(self: &Arc<Self>, id: Handle) {
         let backend = self.backend.clone();
         let background = self.removals.clone();
         self.spawn(async move {
             let _permit = background.acquire().await;
-            match backend.remove(&id, true).await {
-                Ok(()) | Err(BackendError::NotFound(_)) => {}
+            if let Err(e) = backend.remove(&id, true).await.or_gone() {
                 // The reaper removes it at its expiry.
-                Err(e) => tracing::warn!(%e, %id, "pool member not removed"),
+                tracing::warn!(%e, %id, "pool member not removed");
             }
         });
     }
@@ -804,7 +810,7 @@ impl Pools {
         spec.name = format!("berth-pool-{}", self.ids.next_hex());
         spec.labels.insert(labels::POOL.into(), name.to_owned());
         spec.labels.insert(labels::INSTANCE.into(), instance);
-        spec.labels.insert(labels::EXPIRES_AT.into(), label.to_rfc3339());
+        spec.annotations.insert(annotations::EXPIRES_AT.into(), label.to_rfc3339());
         spec.stdin = Stdin::Once;
         // The idle shell replaces whatever the image would run.
         spec.entrypoint = Some(launch::idle_command());
@@ -861,9 +867,8 @@ impl Pools {
         self.settle().await;
         let members: Vec<Member> = self.lock().values_mut().flat_map(|p| p.idle.drain(..)).collect();
         for m in members {
-            match self.backend.remove(&m.id, true).await {
-                Ok(()) | Err(BackendError::NotFound(_)) => {}
-                Err(e) => tracing::warn!(%e, id = %m.id, "pool member not removed"),
+            if let Err(e) = self.backend.remove(&m.id, true).await.or_gone() {
+                tracing::warn!(%e, id = %m.id, "pool member not removed");
             }
         }
     }

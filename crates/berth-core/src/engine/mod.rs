@@ -1,0 +1,162 @@
+//! The engine seam: what orchestration needs from an engine, in berth's own
+//! terms, split by plane.
+//!
+//! - The control plane ([`Engine`]) makes, starts, stops, pauses, removes,
+//!   inspects and lists workloads, and knows images. On a cluster it is the
+//!   manager.
+//! - The data plane ([`WorkloadIo`], in [`io`]) is logs, usage, processes,
+//!   stdio and files of one workload. The control plane hands it out per
+//!   workload ([`Engine::io`]), since on a cluster it is the engine of the
+//!   node that runs the workload.
+//! - Isolation ([`Isolation`], in [`isolation`]) keeps a session's
+//!   workloads apart; engines that cannot do it have none.
+//!
+//! A workload is addressed by a [`Handle`] (its id and placement), its state
+//! is typed ([`Phase`], [`Health`]), lists take a typed [`Selector`], and
+//! what an engine can do is asked up front ([`Capabilities`]) instead of
+//! found out from a failing call. Implementations live in crates of their
+//! own (`berth-docker`, `berth-oci`); orchestration holds an
+//! `Arc<dyn Engine>` and never sees an engine type.
+
+pub mod error;
+pub mod handle;
+pub mod io;
+pub mod isolation;
+pub mod select;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+pub use self::error::{EngineError, EngineErrorKind, GoneIsDone};
+pub use self::handle::{ContainerId, Handle, Placement};
+pub use self::io::{
+    ByteStream, ExecOutput, ExecRequest, ExecSession, ExitFuture, LogChunk, LogRequest, LogStream, ProcessId, Signal,
+    StdioSession, Stream, TtySize, Usage, UsageStream, WorkloadIo,
+};
+pub use self::isolation::{Isolation, NetworkInfo};
+pub use self::select::Selector;
+pub use self::state::{Health, Phase, WorkloadInfo, WorkloadState};
+use crate::spec::ContainerSpec;
+
+/// The exit of a started workload, awaited from before it started.
+pub type ExitWatch = BoxFuture<'static, Result<i64, EngineError>>;
+
+/// What an engine can do, asked before anything is made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Attach to a made workload's stdio before starting it
+    /// ([`Engine::start_attached`]): what a warm pool member needs.
+    pub attach_before_start: bool,
+    /// Processes with stdin started in a running workload.
+    pub interactive_exec: bool,
+    /// Processes with a terminal.
+    pub tty: bool,
+    /// Freezing and thawing a workload.
+    pub pause: bool,
+    /// Workload ports published on the host.
+    pub host_ports: bool,
+    /// Plans of workloads that nothing runs ([`Engine::plan`]).
+    pub plans: bool,
+    /// Isolated session networks ([`Engine::isolation`]).
+    pub isolation: bool,
+}
+
+/// What an image runs when a workload does not say: its entrypoint, and
+/// the command that follows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageCommand {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+}
+
+/// Something that happened to a workload berth manages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadEvent {
+    pub handle: Handle,
+    /// `create`, `start`, `die`, `oom`, `destroy`, `health_status: healthy`, …
+    pub action: String,
+    /// The workload's labels (and the engine's attributes, such as `exitCode`).
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// The control plane of an engine.
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// `docker`, `oci-dry-run`, …
+    fn name(&self) -> &'static str;
+
+    fn capabilities(&self) -> Capabilities;
+
+    async fn ping(&self) -> Result<(), EngineError>;
+
+    /// Makes sure `image` is there, pulling it when it is not.
+    async fn ensure_image(&self, image: &str) -> Result<(), EngineError>;
+
+    /// The entrypoint and command of an image that is there.
+    async fn image_command(&self, image: &str) -> Result<ImageCommand, EngineError>;
+
+    /// Makes a workload named `spec.name`. An error leaves no workload
+    /// behind: when the engine's answer (not the request) was lost, the
+    /// workload it may have made is looked up by name and removed if it is
+    /// the one asked for (one still being made then can appear later).
+    async fn create(&self, spec: &ContainerSpec) -> Result<Handle, EngineError>;
+
+    async fn start(&self, h: &Handle) -> Result<(), EngineError>;
+
+    /// Starts a made workload with its exit already awaited, so even an
+    /// instant exit is seen.
+    async fn start_watched(&self, h: &Handle) -> Result<ExitWatch, EngineError>;
+
+    /// Attaches to a made workload's stdio (its stdin open, so the spec's
+    /// [`crate::spec::Stdin`] must not be `Closed`), awaits its exit and
+    /// starts it: nothing it writes is missed, and its exit code is known
+    /// without another round trip. Only where
+    /// [`Capabilities::attach_before_start`] says so.
+    async fn start_attached(&self, h: &Handle) -> Result<StdioSession, EngineError> {
+        let _ = h;
+        Err(EngineError::invalid(format!("the {} backend cannot attach to a workload", self.name())))
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    async fn stop(&self, h: &Handle, grace: Duration) -> Result<(), EngineError>;
+
+    async fn kill(&self, h: &Handle) -> Result<(), EngineError>;
+
+    /// Freezes a running workload. Only where [`Capabilities::pause`] says so.
+    async fn pause(&self, h: &Handle) -> Result<(), EngineError>;
+
+    async fn unpause(&self, h: &Handle) -> Result<(), EngineError>;
+
+    /// Removes a workload; `force` kills a running one first.
+    async fn remove(&self, h: &Handle, force: bool) -> Result<(), EngineError>;
+
+    async fn inspect(&self, h: &Handle) -> Result<WorkloadState, EngineError>;
+
+    /// Workloads whose labels match `selector`.
+    async fn list(&self, selector: &Selector) -> Result<Vec<WorkloadInfo>, EngineError>;
+
+    /// Follows events of workloads matching `selector`, from now on.
+    async fn events(
+        &self,
+        selector: &Selector,
+    ) -> Result<BoxStream<'static, Result<WorkloadEvent, EngineError>>, EngineError>;
+
+    /// The data plane of workload `h`.
+    fn io(&self, h: &Handle) -> Result<&dyn WorkloadIo, EngineError>;
+
+    /// Session isolation, where the engine has it.
+    fn isolation(&self) -> Option<&dyn Isolation>;
+
+    /// The rendered plan of a workload that nothing runs (the dry run): the
+    /// bundle it would run as. `None` from an engine whose workloads run.
+    async fn plan(&self, h: &Handle) -> Result<Option<serde_json::Value>, EngineError> {
+        let _ = h;
+        Ok(None)
+    }
+}
