@@ -97,9 +97,10 @@ async fn runs_and_ops_routes_answer_over_a_recording() {
     // samples. These and the document never ask the engine.
     assert_eq!(send(&api, "GET", "/v1/pools", T, None).await.json, json!([]));
     let metrics = send(&api, "GET", "/v1/metrics", T, None).await;
-    assert_eq!(metrics.headers["content-type"], "text/plain; version=0.0.4");
-    assert!(metrics.text.contains("# TYPE berth_pool_hits_total counter\n"), "{}", metrics.text);
+    assert_eq!(metrics.headers["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    assert!(metrics.text.contains("# TYPE berth_pool_hits counter\n"), "{}", metrics.text);
     assert!(metrics.text.lines().all(|l| l.starts_with('#')), "{}", metrics.text);
+    assert!(metrics.text.ends_with("# EOF\n"), "{}", metrics.text);
     let doc = send(&api, "GET", "/openapi.json", None, None).await;
     assert_eq!(doc.status, StatusCode::OK);
     for path in ["/v1/runs", "/v1/agents/{id}/exec", "/v1/relics/{id}/stats", "/v1/sessions/{id}", "/v1/metrics"] {

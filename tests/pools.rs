@@ -443,7 +443,9 @@ async fn the_orchestrator_serves_configured_pools_and_the_api_shows_their_counte
     assert_eq!(sh["origin"].as_str(), Some("configured"));
     let metrics = support::api::send(&api, "GET", "/v1/metrics", None, None).await;
     assert_eq!(metrics.status, axum::http::StatusCode::OK);
+    assert_eq!(metrics.headers["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
     assert!(metrics.text.contains("berth_pool_hits_total{pool=\"sh\",origin=\"configured\"} 1\n"), "{}", metrics.text);
+    assert!(metrics.text.ends_with("# EOF\n"), "{}", metrics.text);
     core.shutdown().await;
     let left = backend.list(&Selector::all().instance(&instance)).await.unwrap();
     assert!(left.is_empty(), "leaked: {left:?}");

@@ -381,6 +381,20 @@ pub async fn agent_exec_ws(
         .into_response())
 }
 
+/// A control message of the interactive exec, sent as text among the stdin:
+/// `{"eof": true}` ends the command's input.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Control {
+    eof: bool,
+}
+
+/// Whether a text message is the control message that ends stdin, in any
+/// spacing; any other text is the command's input.
+fn ends_input(text: &str) -> bool {
+    serde_json::from_str::<Control>(text).is_ok_and(|c| c.eof)
+}
+
 fn event(ev: &super::follow::FollowEvent) -> Message {
     Message::Text(serde_json::to_string(ev).expect("events serialize").into())
 }
@@ -421,7 +435,7 @@ async fn exec_over(
         while let Some(Ok(msg)) = rx.next().await {
             let bytes = match msg {
                 Message::Binary(b) => b,
-                Message::Text(t) if t.trim() == r#"{"eof": true}"# || t.trim() == r#"{"eof":true}"# => break,
+                Message::Text(t) if ends_input(&t) => break,
                 Message::Text(t) => bytes::Bytes::from(t.as_bytes().to_vec()),
                 Message::Close(_) => break,
                 Message::Ping(_) | Message::Pong(_) => continue,
@@ -490,4 +504,27 @@ pub async fn renew_agent(
     let t = parse_time("expires_at", &body.expires_at)?;
     let t = s.core.renew_agent(&tenant, &id, t)?;
     Ok(Json(RenewView { id, expires_at: t.to_rfc3339() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_stdin_is_parsed_in_any_spacing_and_other_text_is_input() {
+        for eof in [r#"{"eof": true}"#, r#"{"eof":true}"#, " {\n  \"eof\" :\ttrue\n}\n"] {
+            assert!(ends_input(eof), "{eof:?}");
+        }
+        for input in [
+            "hello\n",
+            "",
+            r#"{"eof": false}"#,
+            r#"{"eof": "true"}"#,
+            r#"{"eof": true, "data": "x"}"#,
+            r#""{\"eof\": true}""#,
+            r#"{"eof": true}{"eof": true}"#,
+        ] {
+            assert!(!ends_input(input), "{input:?}");
+        }
+    }
 }

@@ -1,11 +1,20 @@
 //! Operating berth over HTTP: liveness, readiness (which reports the
 //! engine), the caller's audit trail and the warm pools' numbers.
 
+use std::sync::atomic::AtomicU64;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -142,56 +151,100 @@ impl From<PoolStats> for PoolView {
     }
 }
 
-/// The warm pools' numbers in the Prometheus text format, for a scraper:
+/// The content type of the OpenMetrics text format.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The warm pools' numbers in the OpenMetrics text format, for a scraper:
 /// gauges of members (`berth_pool_idle`, `_creating`, `_min`, `_max`), the
 /// counters (`berth_pool_hits_total`, `_misses_total`, `_refills_total`,
 /// `_refill_failures_total`, `_lost_total`) and the last refill's time,
-/// each labelled with its pool.
+/// each labelled with its pool and its origin.
 #[utoipa::path(get, path = "/v1/metrics",
-    responses((status = 200, content_type = "text/plain; version=0.0.4", body = String), (status = 401, body = ErrorBody)))]
-pub async fn metrics(State(s): State<AppState>, Tenant(_): Tenant) -> impl axum::response::IntoResponse {
-    let stats = s.core.pool_stats();
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], exposition(&stats))
+    responses((status = 200, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+              (status = 401, body = ErrorBody)))]
+pub async fn metrics(State(s): State<AppState>, Tenant(_): Tenant) -> Result<impl IntoResponse, ApiError> {
+    let text = exposition(&s.core.pool_stats()).map_err(|_| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the metrics could not be written")
+    })?;
+    Ok(([(axum::http::header::CONTENT_TYPE, OPENMETRICS)], text))
 }
 
-/// One family per number, one sample per pool.
-fn exposition(stats: &[PoolStats]) -> String {
-    type Read = fn(&PoolStats) -> Option<f64>;
-    let families: [(&str, &str, &str, Read); 10] = [
-        ("berth_pool_idle", "gauge", "Members ready now.", |p| Some(p.idle as f64)),
-        ("berth_pool_creating", "gauge", "Members being made now.", |p| Some(p.creating as f64)),
-        ("berth_pool_min", "gauge", "Members the pool keeps ready.", |p| Some(p.min as f64)),
-        ("berth_pool_max", "gauge", "Members the pool holds at most.", |p| Some(p.max as f64)),
-        ("berth_pool_hits_total", "counter", "Runs served by a member.", |p| Some(p.hits as f64)),
-        ("berth_pool_misses_total", "counter", "Runs of the pool that went cold.", |p| Some(p.misses as f64)),
-        ("berth_pool_refills_total", "counter", "Members made.", |p| Some(p.refills as f64)),
-        ("berth_pool_refill_failures_total", "counter", "Members that could not be made.", |p| {
-            Some(p.refill_failures as f64)
-        }),
-        ("berth_pool_lost_total", "counter", "Members found gone when taken.", |p| Some(p.lost as f64)),
-        ("berth_pool_last_refill_seconds", "gauge", "How long the last member took to be made.", |p| {
-            p.last_refill_ms.map(|ms| ms as f64 / 1000.0)
-        }),
+/// The labels of a pool's samples.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: String,
+    origin: String,
+}
+
+impl PoolLabels {
+    fn of(p: &PoolStats) -> PoolLabels {
+        PoolLabels { pool: p.name.clone(), origin: p.origin.as_str().into() }
+    }
+}
+
+/// A family that is described even while it has no sample (no pools, or no
+/// pool with a last refill), so a scraper always sees every name berth serves.
+#[derive(Debug)]
+struct Described<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Described<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+}
+
+/// One family per number, one sample per pool, in a registry made for this
+/// scrape from the pools' numbers of now.
+fn exposition(stats: &[PoolStats]) -> Result<String, std::fmt::Error> {
+    type Read = fn(&PoolStats) -> u64;
+    // The registry adds the `_total` of counters and the `.` of help texts.
+    let gauges: [(&str, &str, Read); 4] = [
+        ("idle", "Members ready now", |p| p.idle as u64),
+        ("creating", "Members being made now", |p| p.creating as u64),
+        ("min", "Members the pool keeps ready", |p| p.min as u64),
+        ("max", "Members the pool holds at most", |p| p.max as u64),
     ];
-    let mut out = String::new();
-    for (name, kind, help, read) in families {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    let counters: [(&str, &str, Read); 5] = [
+        ("hits", "Runs served by a member", |p| p.hits),
+        ("misses", "Runs of the pool that went cold", |p| p.misses),
+        ("refills", "Members made", |p| p.refills),
+        ("refill_failures", "Members that could not be made", |p| p.refill_failures),
+        ("lost", "Members found gone when taken", |p| p.lost),
+    ];
+    let mut registry = Registry::with_prefix("berth_pool");
+    for (name, help, read) in gauges {
+        let family = Family::<PoolLabels, Gauge<u64, AtomicU64>>::default();
         for p in stats {
-            if let Some(value) = read(p) {
-                out.push_str(&format!(
-                    "{name}{{pool=\"{}\",origin=\"{}\"}} {value}\n",
-                    label(&p.name),
-                    label(p.origin.as_str())
-                ));
-            }
+            family.get_or_create(&PoolLabels::of(p)).set(read(p));
+        }
+        registry.register(name, help, Described(family));
+    }
+    for (name, help, read) in counters {
+        let family = Family::<PoolLabels, Counter>::default();
+        for p in stats {
+            family.get_or_create(&PoolLabels::of(p)).inc_by(read(p));
+        }
+        registry.register(name, help, Described(family));
+    }
+    let last_refill = Family::<PoolLabels, Gauge<f64, AtomicU64>>::default();
+    for p in stats {
+        if let Some(ms) = p.last_refill_ms {
+            last_refill.get_or_create(&PoolLabels::of(p)).set(ms as f64 / 1000.0);
         }
     }
-    out
-}
-
-/// A label value with `\\`, `"` and newlines escaped, as the format asks.
-fn label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    registry.register_with_unit(
+        "last_refill",
+        "How long the last member took to be made",
+        Unit::Seconds,
+        Described(last_refill),
+    );
+    let mut out = String::new();
+    encode(&mut out, &registry)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -215,11 +268,41 @@ mod tests {
             lost: 0,
             last_refill_ms: last,
         };
-        let text = exposition(&[pool("tool:a\"b", Some(250)), pool("sh", None)]);
-        assert!(text.contains("# TYPE berth_pool_hits_total counter\n"), "{text}");
-        assert!(text.contains("berth_pool_hits_total{pool=\"tool:a\\\"b\",origin=\"demand\"} 7\n"), "{text}");
-        assert!(text.contains("berth_pool_last_refill_seconds{pool=\"tool:a\\\"b\",origin=\"demand\"} 0.25\n"));
-        assert!(!text.contains("berth_pool_last_refill_seconds{pool=\"sh\""), "no sample without a value");
+        let text = exposition(&[pool("tool:a\"b\\c\nd", Some(250)), pool("sh", None)]).unwrap();
+        let tool = "{pool=\"tool:a\\\"b\\\\c\\nd\",origin=\"demand\"}";
+        assert!(text.contains("# TYPE berth_pool_hits counter\n"), "{text}");
+        assert!(text.contains("# HELP berth_pool_hits Runs served by a member.\n"), "{text}");
+        assert!(text.contains(&format!("berth_pool_hits_total{tool} 7\n")), "{text}");
+        assert!(text.contains(&format!("berth_pool_idle{tool} 2\n")), "{text}");
+        assert!(text.contains(&format!("berth_pool_last_refill_seconds{tool} 0.25\n")), "{text}");
+        assert!(text.contains("# UNIT berth_pool_last_refill_seconds seconds\n"), "{text}");
+        assert!(!text.contains("berth_pool_last_refill_seconds{pool=\"sh\""), "no sample without a value: {text}");
         assert_eq!(text.lines().filter(|l| l.starts_with("berth_pool_idle{")).count(), 2);
+        for name in [
+            "idle",
+            "creating",
+            "min",
+            "max",
+            "hits_total",
+            "misses_total",
+            "refills_total",
+            "refill_failures_total",
+            "lost_total",
+            "last_refill_seconds",
+        ] {
+            assert!(text.contains(&format!("\nberth_pool_{name}{tool} ")), "{name} missing: {text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn without_pools_every_family_is_described_and_has_no_sample() {
+        let text = exposition(&[]).unwrap();
+        assert!(text.contains("# TYPE berth_pool_hits counter\n"), "{text}");
+        assert!(text.contains("# TYPE berth_pool_idle gauge\n"), "{text}");
+        assert!(text.contains("# UNIT berth_pool_last_refill_seconds seconds\n"), "{text}");
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE ")).count(), 10, "{text}");
+        assert!(text.lines().all(|l| l.starts_with('#')), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }
