@@ -38,7 +38,7 @@ fn definition(id: &str, tenant: &str, code_dir: &std::path::Path) -> AgentDefini
         cpu: None,
         expires_at: None,
         labels: BTreeMap::new(),
-        container_name: None,
+        name: None,
     }
 }
 

@@ -108,7 +108,10 @@ async fn cortex_tool_relic_stats_and_cleanup_examples_work_as_documented() {
     let cleanup = json!({"session_id": "session_abc123", "force": true});
     let cleaned = send(&api, "POST", "/containers/cleanup/session", None, Some(cleanup)).await;
     assert_eq!(cleaned.status, StatusCode::OK, "{}", cleaned.text);
-    assert_eq!(cleaned.json["networks_removed"], json!(["berth-session-session_abc123"]));
+    assert_eq!(
+        cleaned.json["networks_removed"],
+        json!([berth_core::sessions::network_name("default", "session_abc123")])
+    );
     let deleted = send(&api, "DELETE", &format!("/containers/relic/{rid}"), None, None).await;
     assert_eq!(deleted.json["deleted"], true);
     let nets = send(&api, "POST", "/containers/cleanup/all-networks", None, None).await;

@@ -104,7 +104,7 @@ async fn an_agent_is_created_on_start_exec_stopped_restarted_and_removed() {
         cpu: None,
         expires_at: None,
         labels: Default::default(),
-        container_name: None,
+        name: None,
     };
     f.agents.define(def).unwrap();
     let started = f.agents.start("tenant-a", "fx-agent").await.unwrap();
@@ -147,7 +147,7 @@ async fn a_relic_turns_healthy_on_its_session_network_and_the_session_ends() {
     assert_eq!((relic.status, relic.healthy), (RelicStatus::Running, true));
     assert_eq!(relic.internal_url, "http://relic_cache_fx-session_00000000:8000");
     let cleanup = f.relics.end_session("tenant-a", "fx-session", true).await.unwrap();
-    assert_eq!(cleanup.networks_removed, vec!["berth-session-fx-session".to_owned()]);
+    assert_eq!(cleanup.networks_removed, vec![berth_core::sessions::network_name("tenant-a", "fx-session")]);
     assert_eq!(f.relics.get("tenant-a", &relic.relic_id).unwrap().status, RelicStatus::Stopped);
     f.finish();
 }

@@ -179,7 +179,7 @@ async fn every_relic_and_session_route_answers_over_a_recording() {
     assert_eq!(session.json["containers"].as_array().unwrap().len(), 1);
     assert_eq!(send(&api, "POST", &format!("/v1/relics/{rid}/stop"), T, None).await.json["status"], "stopped");
     let ended = send(&api, "DELETE", "/v1/sessions/fx-s?force=true", T, None).await;
-    assert_eq!(ended.json["networks_removed"], json!(["berth-session-fx-s"]));
+    assert_eq!(ended.json["networks_removed"], json!([berth_core::sessions::network_name("fx-tenant", "fx-s")]));
     assert_eq!(send(&api, "DELETE", &format!("/v1/relics/{rid}"), T, None).await.status, StatusCode::NO_CONTENT);
     f.finish();
 }
@@ -298,7 +298,12 @@ async fn the_cortex_relic_routes_start_stat_stop_and_sweep_over_a_recording() {
     let swept = send(&cortex, "POST", "/containers/cleanup/all-networks", T, None).await;
     assert_eq!(swept.json, json!({"networks_removed": [], "count": 0}), "{}", swept.text);
     let cleaned = send(&cortex, "POST", "/containers/cleanup/session", T, Some(json!({"session_id": "fx-cr"}))).await;
-    assert_eq!(cleaned.json["networks_removed"], json!(["berth-session-fx-cr"]), "{}", cleaned.text);
+    assert_eq!(
+        cleaned.json["networks_removed"],
+        json!([berth_core::sessions::network_name("fx-tenant", "fx-cr")]),
+        "{}",
+        cleaned.text
+    );
     assert_eq!(cleaned.json["success"], true);
     f.finish();
 }

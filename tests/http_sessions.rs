@@ -26,7 +26,7 @@ async fn a_session_is_opened_its_relic_started_read_and_the_session_ended_with_e
     let session = unique("s-http");
     let opened = send(&api, "POST", "/v1/sessions", None, Some(json!({"session_id": session}))).await;
     assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.text);
-    assert_eq!(opened.json["network_name"], json!(format!("berth-session-{session}")));
+    assert_eq!(opened.json["network_name"], json!(berth_core::sessions::network_name("default", &session)));
 
     let relic = send(&api, "POST", "/v1/relics", None, Some(web(&session, "cache"))).await;
     assert_eq!(relic.status, StatusCode::CREATED, "{}", relic.text);
@@ -55,7 +55,7 @@ async fn a_session_is_opened_its_relic_started_read_and_the_session_ended_with_e
     let ended = send(&api, "DELETE", &format!("/v1/sessions/{session}?force=true"), None, None).await;
     assert_eq!(ended.status, StatusCode::OK, "{}", ended.text);
     assert_eq!(ended.json["containers_removed"].as_array().unwrap().len(), 1);
-    assert_eq!(ended.json["networks_removed"], json!([format!("berth-session-{session}")]));
+    assert_eq!(ended.json["networks_removed"], json!([berth_core::sessions::network_name("default", &session)]));
     let after = send(&api, "GET", &format!("/v1/relics/{rid}"), None, None).await;
     assert_eq!((&after.json["status"], &after.json["healthy"]), (&json!("stopped"), &json!(false)));
     let deleted = send(&api, "DELETE", &format!("/v1/relics/{rid}"), None, None).await;
@@ -145,4 +145,62 @@ async fn a_tenant_sees_and_touches_nothing_of_another_tenants_on_any_route() {
 
     send(&api, "DELETE", &format!("/v1/agents/{agent}"), a, None).await;
     send(&api, "DELETE", &format!("/v1/sessions/{session}?force=true"), a, None).await;
+}
+
+/// Two tenants pick the same ids for everything, as independent users do.
+#[tokio::test]
+async fn two_tenants_with_the_same_ids_neither_see_break_nor_end_each_others_things() {
+    let s = state(&[("token-a", "tenant-a"), ("token-b", "tenant-b")]);
+    let api = app(s.clone());
+    let same = unique("same");
+    let (a, b) = (Some("token-a"), Some("token-b"));
+    let mut made = Vec::new();
+    for who in [a, b] {
+        let agent = json!({"id": same, "image": "busybox:1.35", "command": ["sleep", "600"], "session_id": same});
+        let created = send(&api, "POST", "/v1/agents", who, Some(agent)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let opened = send(&api, "POST", "/v1/sessions", who, Some(json!({"session_id": same}))).await;
+        assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.text);
+        let relic = send(&api, "POST", "/v1/relics", who, Some(web(&same, "web"))).await;
+        assert_eq!((relic.status, &relic.json["healthy"]), (StatusCode::CREATED, &json!(true)), "{}", relic.text);
+        made.push((created.json, opened.json, relic.json));
+    }
+    let ((agent_a, net_a, relic_a), (agent_b, net_b, relic_b)) = (&made[0], &made[1]);
+    assert_ne!(agent_a["container_id"], agent_b["container_id"]);
+    assert_ne!(net_a["network_id"], net_b["network_id"]);
+    assert_ne!(relic_a["container_id"], relic_b["container_id"]);
+
+    // Each sees only its own, under the same ids.
+    let seen_a = send(&api, "GET", &format!("/v1/agents/{same}"), a, None).await;
+    assert_eq!(seen_a.json["container_id"], agent_a["container_id"]);
+    let session_a = send(&api, "GET", &format!("/v1/sessions/{same}"), a, None).await;
+    assert_eq!(session_a.json["network_id"], net_a["network_id"]);
+    let theirs: Vec<&Value> = session_a.json["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["container_id"] == agent_b["container_id"] || c["container_id"] == relic_b["container_id"])
+        .collect();
+    assert!(theirs.is_empty(), "tenant a sees tenant b's containers: {theirs:?}");
+    let rid_b = relic_b["relic_id"].as_str().unwrap();
+    assert_eq!(send(&api, "GET", &format!("/v1/relics/{rid_b}"), a, None).await.status, StatusCode::NOT_FOUND);
+
+    // B ends its session and removes its agent: A's are untouched.
+    let ended = send(&api, "DELETE", &format!("/v1/sessions/{same}?force=true"), b, None).await;
+    assert_eq!(ended.status, StatusCode::OK, "{}", ended.text);
+    assert_eq!(send(&api, "DELETE", &format!("/v1/agents/{same}"), b, None).await.status, StatusCode::NO_CONTENT);
+    let rid_a = relic_a["relic_id"].as_str().unwrap();
+    let relic = send(&api, "GET", &format!("/v1/relics/{rid_a}"), a, None).await;
+    assert_eq!((&relic.json["status"], &relic.json["healthy"]), (&json!("running"), &json!(true)), "{}", relic.text);
+    let agent = send(&api, "GET", &format!("/v1/agents/{same}"), a, None).await;
+    assert_eq!(agent.json["status"], "running", "{}", agent.text);
+    let session = send(&api, "GET", &format!("/v1/sessions/{same}"), a, None).await;
+    assert_eq!(session.json["network_id"], net_a["network_id"], "{}", session.text);
+    // A relic started in A's session now still joins A's network.
+    let another = send(&api, "POST", "/v1/relics", a, Some(web(&same, "second"))).await;
+    assert_eq!(another.json["network_id"], net_a["network_id"], "{}", another.text);
+
+    let ended = send(&api, "DELETE", &format!("/v1/sessions/{same}?force=true"), a, None).await;
+    assert_eq!(ended.status, StatusCode::OK, "{}", ended.text);
+    send(&api, "DELETE", &format!("/v1/agents/{same}"), a, None).await;
 }

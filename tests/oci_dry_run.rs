@@ -249,8 +249,9 @@ async fn a_relic_starts_on_its_session_network_stops_and_the_session_ends() {
     assert_eq!((r.status, r.healthy), (RelicStatus::Running, true), "no check asked, none failed");
     let cid = ContainerId(r.container_id.clone().unwrap());
     let plan = d.backend.plan(&Handle { id: cid.clone(), placement: Default::default() }).await.unwrap().unwrap();
-    assert_eq!(plan["note"]["network"]["named"]["name"], "berth-session-dry-s1");
-    assert_eq!(plan["note"]["network"]["named"]["aliases"], serde_json::json!(["cache"]));
+    assert_eq!(plan["note"]["network"]["named"]["name"], berth_core::sessions::network_name("t1", "dry-s1"));
+    // Known on its network by Cortex's name for it and by its relic name.
+    assert_eq!(plan["note"]["network"]["named"]["aliases"], serde_json::json!([r.container_name, "cache"]));
     let nets = d.backend.list_networks(&Selector::all().session("dry-s1")).await.unwrap();
     assert_eq!((nets.len(), nets[0].internal, nets[0].containers), (1, true, 1));
 
@@ -267,7 +268,7 @@ async fn a_relic_starts_on_its_session_network_stops_and_the_session_ends() {
     );
     let cleanup = relics.end_session("t1", "dry-s1", true).await.unwrap();
     assert_eq!(cleanup.containers_removed.len(), 2);
-    assert_eq!(cleanup.networks_removed, ["berth-session-dry-s1"]);
+    assert_eq!(cleanup.networks_removed, [berth_core::sessions::network_name("t1", "dry-s1")]);
     assert!(d.backend.list(&Selector::all().session("dry-s1")).await.unwrap().is_empty());
     assert_eq!(relics.get("t1", &other.relic_id).unwrap().status, RelicStatus::Stopped);
     assert_eq!(d.bundles(), 0);
@@ -293,7 +294,7 @@ async fn the_sweep_removes_idle_berth_networks_and_leaves_used_ones() {
     let sessions = Sessions::new(d.backend.clone(), Arc::new(berth_core::ids::SystemClock));
     sessions.ensure_network("t1", "dry-idle").await.unwrap();
     let removed = sessions.sweep_networks(Duration::ZERO).await.unwrap();
-    assert_eq!(removed, ["berth-session-dry-idle"]);
+    assert_eq!(removed, [berth_core::sessions::network_name("t1", "dry-idle")]);
     assert_eq!(d.backend.list_networks(&Selector::managed()).await.unwrap().len(), 1);
 }
 
@@ -321,11 +322,11 @@ async fn the_reaper_removes_expired_agents_on_the_dry_run() {
     let agents = d.agents();
     let mut def = support::sleeping_agent("dry-expiring");
     def.expires_at = Some(chrono::Utc::now() + chrono::Duration::seconds(60));
-    agents.define(def).unwrap();
+    let engine_name = agents.define(def).unwrap().container_name;
     agents.start("t1", "dry-expiring").await.unwrap();
     let later = Arc::new(FixedClock::at(chrono::Utc::now() + chrono::Duration::seconds(120)));
     let reaper = berth_core::reaper::Reaper::new(d.backend.clone(), d.store.clone(), later, Duration::from_secs(3600));
-    assert_eq!(reaper.sweep().await.unwrap(), ["berth-agent-dry-expiring"]);
+    assert_eq!(reaper.sweep().await.unwrap(), [engine_name]);
     assert!(d.backend.list(&Selector::managed()).await.unwrap().is_empty());
 }
 

@@ -41,20 +41,24 @@ async fn expired_agents_are_reaped_and_renewed_ones_are_kept() {
     }
     assert!(reaper.sweep().await.unwrap().iter().all(|n| !n.contains(&pid.to_string())), "nothing expired yet");
 
-    reaper.renew(&renewed, clock.now() + chrono::Duration::hours(2)).unwrap();
+    reaper.renew("t1", &renewed, clock.now() + chrono::Duration::hours(2)).unwrap();
     clock.advance(chrono::Duration::minutes(30));
     let removed = reaper.sweep().await.unwrap();
-    assert!(removed.contains(&format!("berth-agent-{short}")), "{removed:?}");
-    assert!(!removed.contains(&format!("berth-agent-{renewed}")), "{removed:?}");
+    let engine_name = |id: &str| agents.get("t1", id).unwrap().container_name;
+    assert!(removed.contains(&engine_name(&short)), "{removed:?}");
+    assert!(!removed.contains(&engine_name(&renewed)), "{removed:?}");
     assert!(agents.state("t1", &renewed).await.unwrap().running());
     agents.remove("t1", &renewed).await.unwrap();
     agents.remove("t1", &short).await.unwrap();
 
     assert!(matches!(
-        reaper.renew(&renewed, clock.now() + chrono::Duration::days(30)),
+        reaper.renew("t1", &renewed, clock.now() + chrono::Duration::days(30)),
         Err(ReaperError::TooLong { .. })
     ));
-    assert!(matches!(reaper.renew(&renewed, clock.now() - chrono::Duration::seconds(1)), Err(ReaperError::Past(_))));
+    assert!(matches!(
+        reaper.renew("t1", &renewed, clock.now() - chrono::Duration::seconds(1)),
+        Err(ReaperError::Past(_))
+    ));
 }
 
 #[tokio::test]

@@ -83,7 +83,7 @@ async fn a_relic_is_healthy_on_its_session_network_and_ending_the_session_remove
     }
     let cleanup = relics.end_session("t1", &session, true).await.unwrap();
     assert_eq!(cleanup.containers_removed.len(), 2);
-    assert_eq!(cleanup.networks_removed, vec![format!("berth-session-{session}")]);
+    assert_eq!(cleanup.networks_removed, vec![berth_core::sessions::network_name("t1", &session)]);
     for r in [&relic, &client] {
         assert!(backend.inspect(&Handle::local(r.container_id.clone().unwrap())).await.is_err());
         assert_eq!(relics.get("t1", &r.relic_id).unwrap().status, RelicStatus::Stopped);

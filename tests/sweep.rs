@@ -15,8 +15,8 @@ async fn the_sweep_removes_berth_networks_no_longer_in_use() {
     let net = sessions.ensure_network("t1", &session).await.unwrap();
     assert_eq!(sessions.ensure_network("t1", &session).await.unwrap(), net, "created once");
     let kept = sessions.sweep_networks(std::time::Duration::from_secs(600)).await.unwrap();
-    assert!(!kept.contains(&format!("berth-session-{session}")), "a network just made is left alone: {kept:?}");
+    assert!(!kept.contains(&net.name), "a network just made is left alone: {kept:?}");
     let removed = sessions.sweep_networks(std::time::Duration::ZERO).await.unwrap();
-    assert!(removed.contains(&format!("berth-session-{session}")), "{removed:?}");
+    assert!(removed.contains(&net.name), "{removed:?}");
     assert!(backend.list_networks(&berth_core::engine::Selector::all().session(&session)).await.unwrap().is_empty());
 }

@@ -21,7 +21,7 @@ use crate::engine::{
 use crate::ids::{Clock, IdSource};
 use crate::policy::{ContainerRequest, NetworkRequest, Policy, PolicyViolation};
 use crate::spec::{annotations, labels, Bind, Kind, PortMapping};
-use crate::store::{Store, StoreError};
+use crate::store::{port_owner, Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
 
 const KIND: &str = "agent";
@@ -59,8 +59,12 @@ pub struct AgentDefinition {
     pub expires_at: Option<DateTime<Utc>>,
     /// Extra labels (a seed's own, such as `com.tidepool.*`).
     pub labels: BTreeMap<String, String>,
-    /// Container name; `berth-agent-<id>` when `None`.
-    pub container_name: Option<String>,
+    /// What people and other containers call the agent (LAIS's name,
+    /// docker-spawner's hostname): its hostname when it is a DNS label, and
+    /// its alias on its named network. Never the engine's name, which is
+    /// berth's own (records made before kept theirs under `container_name`).
+    #[serde(default, alias = "container_name")]
+    pub name: Option<String>,
 }
 
 /// An agent with what berth made of it.
@@ -157,7 +161,8 @@ impl Agents {
         if let Some(t) = def.expires_at {
             self.policy.expiry(self.clock.now(), t)?;
         }
-        let name = def.container_name.clone().unwrap_or_else(|| format!("berth-agent-{}", def.id));
+        // The engine's name is berth's own: two tenants may pick one id.
+        let name = crate::spec::engine_name("agent", &self.ids.next_hex());
         // Admit once without ports to refuse a bad definition early; the
         // ports get their host side only when the container is made.
         crate::policy::check_ports(def.ports.iter().copied())?;
@@ -183,10 +188,14 @@ impl Agents {
         req.labels = def.labels.clone();
         req.memory = def.memory;
         req.cpu = def.cpu;
+        // Its name for people is its hostname and, on a named network, the
+        // alias other containers reach it by; never the engine's name.
+        let hostname = def.name.clone().filter(|n| crate::spec::is_dns_label(n));
         req.network = match &def.network {
-            Some(n) => NetworkRequest::Named { name: n.clone(), aliases: vec![] },
+            Some(n) => NetworkRequest::Named { name: n.clone(), aliases: def.name.iter().cloned().collect() },
             None => NetworkRequest::Bridge,
         };
+        req.hostname = hostname;
         if let Some(code) = &def.code_dir {
             req.binds.push(Bind { host: code.clone(), container: AGENT_CODE_MOUNT.into(), read_only: true });
         }
@@ -230,8 +239,9 @@ impl Agents {
 
     async fn create_container(&self, record: &mut AgentRecord) -> Result<Handle, AgentError> {
         let def = record.definition.clone();
-        self.store.release_ports(&def.id)?;
-        let hosts = self.store.allocate_ports(&def.id, def.ports.len(), self.ports.first, self.ports.last)?;
+        let owner = port_owner(&def.tenant, &def.id);
+        self.store.release_ports(&owner)?;
+        let hosts = self.store.allocate_ports(&owner, def.ports.len(), self.ports.first, self.ports.last)?;
         if hosts.len() < def.ports.len() {
             return Err(AgentError::NoPorts(self.ports.first, self.ports.last));
         }
@@ -241,7 +251,7 @@ impl Agents {
         let mut spec = match admitted {
             Ok(spec) => spec,
             Err(e) => {
-                self.store.release_ports(&def.id)?;
+                self.store.release_ports(&owner)?;
                 return Err(e.into());
             }
         };
@@ -267,7 +277,7 @@ impl Agents {
                 Ok(h)
             }
             Err(e) => {
-                self.store.release_ports(&def.id)?;
+                self.store.release_ports(&owner)?;
                 Err(e.into())
             }
         }
@@ -294,7 +304,7 @@ impl Agents {
         if let Some(h) = record.handle() {
             self.backend.remove(&h, true).await.or_gone()?;
         }
-        self.store.release_ports(id)?;
+        self.store.release_ports(&port_owner(tenant, id))?;
         self.store.delete_object(KIND, tenant, id)?;
         self.audit(tenant, "agent.remove", id, "ok");
         Ok(())

@@ -54,7 +54,7 @@ use crate::pool::{PoolConfig, PoolStats, Pools};
 use crate::reaper::Reaper;
 use crate::relics::{RelicRecord, RelicRequest, Relics};
 use crate::runs::{RunId, RunRecord, RunRequest, Runs};
-use crate::sessions::{check_session_id, network_name, SessionCleanup};
+use crate::sessions::{check_session_id, SessionCleanup};
 use crate::spec::{labels, ContainerSpec, Kind};
 use crate::store::{AuditEntry, Store};
 
@@ -221,6 +221,12 @@ impl Core {
             reaping: self.reaper.clone().spawn(reap_every),
             upkeep: self.pools.as_ref().map(|p| p.spawn_upkeep(upkeep_every)),
         }
+    }
+
+    /// Removes every managed container past its expiry now (the background
+    /// reaper does so every `reap_every`); returns their names.
+    pub async fn reap(&self) -> Result<Vec<String>, Error> {
+        Ok(self.reaper.sweep().await?)
     }
 
     /// Ends what the core keeps running for later runs: the warm pools'
@@ -408,6 +414,7 @@ impl Core {
             .into_iter()
             .find(|r| {
                 r.container_name == key
+                    || r.definition.name.as_deref() == Some(key)
                     || r.container_id.as_deref().is_some_and(|c| key.len() >= 12 && c.starts_with(key))
             })
             .ok_or_else(|| Error::not_found(format!("no such agent: {key}")))
@@ -458,7 +465,7 @@ impl Core {
     /// Moves an agent's expiry, within the policy's maximum lifetime.
     pub fn renew_agent(&self, tenant: &str, id: &str, expires_at: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
         self.agents.get(tenant, id)?;
-        let t = self.reaper.renew(id, expires_at)?;
+        let t = self.reaper.renew(tenant, id, expires_at)?;
         self.agents.set_expiry(tenant, id, t)?;
         Ok(t)
     }
@@ -538,7 +545,7 @@ impl Core {
 
     /// The tenant's sessions: those with a network or a relic.
     pub async fn sessions(&self, tenant: &str) -> Result<Vec<String>, Error> {
-        let mine = Selector::all().kind_word("session-network").tenant(tenant);
+        let mine = Selector::all().kind_word(sessions::SESSION_NETWORK).tenant(tenant);
         let mut ids: BTreeSet<String> = match self.backend.isolation() {
             Some(isolation) => isolation
                 .list_networks(&mine)
@@ -554,12 +561,7 @@ impl Core {
 
     async fn session_view(&self, tenant: &str, session: &str) -> Result<Session, Error> {
         let mine = Selector::all().session(session).tenant(tenant);
-        let network = match self.backend.isolation() {
-            Some(isolation) => {
-                isolation.list_networks(&mine).await?.into_iter().find(|n| n.name == network_name(session))
-            }
-            None => None,
-        };
+        let network = self.relics.sessions().network(tenant, session).await?;
         let containers = self.backend.list(&mine).await?;
         let relics = self.relics.list(tenant, Some(session))?;
         Ok(Session { id: session.into(), network, containers, relics })

@@ -136,6 +136,8 @@ pub struct ContainerRequest {
     pub binds: Vec<Bind>,
     pub ports: Vec<PortMapping>,
     pub health: Option<HealthCheck>,
+    /// A hostname of the workload's own (a DNS-1123 label).
+    pub hostname: Option<String>,
     pub tty: bool,
     pub open_stdin: bool,
 }
@@ -163,6 +165,7 @@ impl ContainerRequest {
             binds: vec![],
             ports: vec![],
             health: None,
+            hostname: None,
             tty: false,
             open_stdin: false,
         }
@@ -306,6 +309,11 @@ impl Policy {
             return Err(refuse("ports", "a container without a network publishes no ports"));
         }
         check_ports(req.ports.iter().flat_map(|p| [p.container, p.host]))?;
+        if let Some(h) = &req.hostname {
+            if !crate::spec::is_dns_label(h) {
+                return Err(refuse("hostname", format!("{h:?} is not a DNS label (1 to 63 of [a-z0-9-])")));
+            }
+        }
 
         let mut all_labels = req.labels;
         all_labels.insert(labels::MANAGED.into(), "true".into());
@@ -330,6 +338,7 @@ impl Policy {
             network,
             ports: req.ports,
             health: req.health,
+            hostname: req.hostname,
             tty: req.tty,
             stdin: if req.open_stdin { Stdin::Open } else { Stdin::Closed },
             init: true,

@@ -93,10 +93,10 @@ impl Reaper {
         Ok(expires_at)
     }
 
-    /// Moves an object's expiry (checked like a new one).
-    pub fn renew(&self, object: &str, expires_at: DateTime<Utc>) -> Result<DateTime<Utc>, ReaperError> {
+    /// Moves a tenant's object's expiry (checked like a new one).
+    pub fn renew(&self, tenant: &str, object: &str, expires_at: DateTime<Utc>) -> Result<DateTime<Utc>, ReaperError> {
         let t = self.check(expires_at)?;
-        self.store.renew(object, &t.to_rfc3339())?;
+        self.store.renew(tenant, object, &t.to_rfc3339())?;
         Ok(t)
     }
 
@@ -108,9 +108,9 @@ impl Reaper {
             let Some(label) = expiry_of(&c) else {
                 continue;
             };
-            let renewed = match c.labels.get(labels::OBJECT) {
-                Some(object) => self.store.renewal(object)?,
-                None => None,
+            let renewed = match (c.labels.get(labels::TENANT), c.labels.get(labels::OBJECT)) {
+                (Some(tenant), Some(object)) => self.store.renewal(tenant, object)?,
+                _ => None,
             };
             let expiry = renewed.as_deref().unwrap_or(label);
             let Ok(expiry) = DateTime::parse_from_rfc3339(expiry) else {

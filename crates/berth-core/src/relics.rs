@@ -16,7 +16,7 @@ use crate::ids::{Clock, IdSource};
 use crate::output::HeadTailLines;
 use crate::policy::{ContainerRequest, NetworkRequest, Policy, PolicyViolation};
 use crate::sessions::{check_session_id, network_name, SessionError, Sessions};
-use crate::spec::{annotations, labels, HealthCheck, Kind};
+use crate::spec::{annotations, labels, HealthCheck, Kind, Network};
 use crate::store::{Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
 
@@ -171,8 +171,11 @@ impl Relics {
         }
         let hex = self.ids.next_hex();
         let relic_id = format!("relic_{hex}");
+        // Cortex's name for it, which its session reaches it by (an alias
+        // on the session network); the engine's name is berth's own.
         let container_name = format!("relic_{}_{}_{}", req.relic_name, req.session_id, &hex[..8]);
-        let mut creq = ContainerRequest::new(Kind::Relic, container_name.clone(), req.image.clone());
+        let engine_name = crate::spec::engine_name("relic", &hex);
+        let mut creq = ContainerRequest::new(Kind::Relic, engine_name, req.image.clone());
         creq.memory = req.memory;
         creq.cpu = req.cpu;
         creq.env = req.env.clone();
@@ -185,8 +188,10 @@ impl Relics {
             start_period: timeout,
         });
         if req.create_private_network {
-            creq.network =
-                NetworkRequest::Named { name: network_name(&req.session_id), aliases: vec![req.relic_name.clone()] };
+            creq.network = NetworkRequest::Named {
+                name: network_name(&req.tenant, &req.session_id),
+                aliases: vec![container_name.clone(), req.relic_name.clone()],
+            };
         }
         let mut spec = self.policy.admit(creq)?;
         spec.labels.insert(labels::OBJECT.into(), relic_id.clone());
@@ -197,7 +202,12 @@ impl Relics {
         }
 
         let network_id = if req.create_private_network {
-            Some(self.sessions.ensure_network(&req.tenant, &req.session_id).await?)
+            let net = self.sessions.ensure_network(&req.tenant, &req.session_id).await?;
+            // A session network made before berth named its own keeps its name.
+            if let Network::Named { name, .. } = &mut spec.network {
+                name.clone_from(&net.name);
+            }
+            Some(net.id)
         } else {
             None
         };

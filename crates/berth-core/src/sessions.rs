@@ -7,13 +7,34 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, EngineError, EngineErrorKind, GoneIsDone, Handle, Isolation, Selector};
+use crate::engine::{Engine, EngineError, EngineErrorKind, GoneIsDone, Handle, Isolation, NetworkInfo, Selector};
 use crate::ids::Clock;
 use crate::spec::labels;
 
-/// The name of a session's private network.
-pub fn network_name(session: &str) -> String {
-    format!("berth-session-{session}")
+/// The name of a new private network for a tenant's session: berth's own,
+/// from both (two tenants may choose one session id), a DNS label. Networks
+/// are found by their labels, never by this name: those made before it was
+/// so are named `berth-session-<session>` and still found.
+pub fn network_name(tenant: &str, session: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new().chain_update(tenant).chain_update([0u8]).chain_update(session).finalize();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("berth-session-{hex}")
+}
+
+/// The labels that find a tenant's session network.
+fn session_network(tenant: &str, session: &str) -> Selector {
+    Selector::all().kind_word(SESSION_NETWORK).session(session).tenant(tenant)
+}
+
+/// The kind label of session networks.
+pub const SESSION_NETWORK: &str = "session-network";
+
+/// A session's private network, as berth made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionNetwork {
+    pub id: String,
+    pub name: String,
 }
 
 /// What ending a session removed.
@@ -62,28 +83,36 @@ impl Sessions {
         self.backend.isolation().ok_or(SessionError::NoIsolation(self.backend.name()))
     }
 
+    /// The session's private network, if it has one.
+    pub async fn network(&self, tenant: &str, session: &str) -> Result<Option<NetworkInfo>, SessionError> {
+        let Some(isolation) = self.backend.isolation() else {
+            return Ok(None);
+        };
+        Ok(isolation.list_networks(&session_network(tenant, session)).await?.into_iter().next())
+    }
+
     /// The session's private (internal) network, created on first use.
-    pub async fn ensure_network(&self, tenant: &str, session: &str) -> Result<String, SessionError> {
+    pub async fn ensure_network(&self, tenant: &str, session: &str) -> Result<SessionNetwork, SessionError> {
         check_session_id(session)?;
-        let name = network_name(session);
-        let mine = Selector::all().session(session).tenant(tenant);
+        let name = network_name(tenant, session);
+        let mine = session_network(tenant, session);
         let isolation = self.isolation()?;
-        if let Some(n) = isolation.list_networks(&mine).await?.into_iter().find(|n| n.name == name) {
-            return Ok(n.id);
+        if let Some(n) = isolation.list_networks(&mine).await?.into_iter().next() {
+            return Ok(SessionNetwork { id: n.id, name: n.name });
         }
         let net_labels = BTreeMap::from([
             (labels::MANAGED.to_owned(), "true".to_owned()),
-            (labels::KIND.to_owned(), "session-network".to_owned()),
+            (labels::KIND.to_owned(), SESSION_NETWORK.to_owned()),
             (labels::SESSION.to_owned(), session.to_owned()),
             (labels::TENANT.to_owned(), tenant.to_owned()),
         ]);
         match isolation.create_network(&name, true, &net_labels).await {
-            Ok(id) => Ok(id),
+            Ok(id) => Ok(SessionNetwork { id, name }),
             // Two relics of one session racing: the other one made it.
             Err(e) if e.kind() == EngineErrorKind::Conflict => {
                 let found = isolation.list_networks(&mine).await?;
-                found.into_iter().find(|n| n.name == name).map(|n| n.id).ok_or_else(|| {
-                    SessionError::Engine(EngineError::conflict(format!("network {name} is taken by another tenant")))
+                found.into_iter().next().map(|n| SessionNetwork { id: n.id, name: n.name }).ok_or_else(|| {
+                    SessionError::Engine(EngineError::conflict(format!("network {name} is taken by something else")))
                 })
             }
             Err(e) => Err(e.into()),
@@ -141,5 +170,19 @@ impl Sessions {
     /// Stops and removes one container of a session (a relic), as the session's tenant.
     pub async fn remove_container(&self, h: &Handle) -> Result<(), SessionError> {
         Ok(self.backend.remove(h, true).await.or_gone()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_network_is_named_apart_for_each_tenant_and_as_a_dns_label() {
+        let (a, b) = (network_name("tenant-a", "s1"), network_name("tenant-b", "s1"));
+        assert_ne!(a, b, "two tenants' sessions of one id get two networks");
+        assert_eq!(a, network_name("tenant-a", "s1"), "the name is the same every time");
+        assert!(crate::spec::is_dns_label(&a) && crate::spec::is_dns_label(&b), "{a} {b}");
+        assert!(crate::spec::is_dns_label(&network_name("t", "Session_With.Odd_Chars")));
     }
 }

@@ -38,6 +38,22 @@ impl Kind {
     }
 }
 
+/// Whether `name` is a DNS-1123 label (1 to 63 of `[a-z0-9-]`, starting and
+/// ending with a letter or digit): a name every engine takes for a
+/// workload, a network or a hostname.
+pub fn is_dns_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// The engine name of a new workload of `kind`: berth's own, from a fresh
+/// unique `hex`, never from what a client chose (two tenants may choose alike).
+pub fn engine_name(kind: &str, hex: &str) -> String {
+    format!("berth-{kind}-{hex}")
+}
+
 /// The labels berth puts on everything it creates, so that the engine is the
 /// source of truth for what exists and berth can rebuild its view after a restart.
 pub mod labels {
@@ -151,6 +167,9 @@ pub struct ContainerSpec {
     pub network: Network,
     pub ports: Vec<PortMapping>,
     pub health: Option<HealthCheck>,
+    /// The workload's own hostname, when it is to have one of its choosing.
+    #[serde(default)]
+    pub hostname: Option<String>,
     pub tty: bool,
     pub stdin: Stdin,
     /// A tiny init as process 1 (reaps zombies, forwards signals).

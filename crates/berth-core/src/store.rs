@@ -67,7 +67,41 @@ const MIGRATIONS: &[&str] = &[
         WHERE json_extract(record, '$.placement') IS NULL;
      UPDATE objects SET record = json_set(record, '$.placement', 'local')
         WHERE kind IN ('agent', 'relic') AND json_extract(record, '$.placement') IS NULL;",
+    // Ids a client chooses are its tenant's: an object is (kind, tenant,
+    // id), and renewals and published ports belong to a tenant's object.
+    // Rows made before carry the tenant their object has.
+    "CREATE TABLE objects_v2 (
+        id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        session TEXT,
+        record TEXT NOT NULL,
+        PRIMARY KEY (kind, tenant, id)
+     );
+     INSERT INTO objects_v2 (id, kind, tenant, session, record)
+        SELECT id, kind, tenant, session, record FROM objects;
+     CREATE TABLE renewals_v2 (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        PRIMARY KEY (tenant, id)
+     );
+     INSERT INTO renewals_v2 (tenant, id, expires_at)
+        SELECT COALESCE((SELECT o.tenant FROM objects o WHERE o.id = r.id), ''), r.id, r.expires_at
+        FROM renewals r;
+     UPDATE ports SET owner = (SELECT o.tenant || '/' || o.id FROM objects o WHERE o.id = ports.owner AND o.kind = 'agent')
+        WHERE EXISTS (SELECT 1 FROM objects o WHERE o.id = ports.owner AND o.kind = 'agent');
+     DROP TABLE objects;
+     ALTER TABLE objects_v2 RENAME TO objects;
+     CREATE INDEX objects_by_tenant ON objects (tenant, kind);
+     DROP TABLE renewals;
+     ALTER TABLE renewals_v2 RENAME TO renewals;",
 ];
+
+/// Who holds published ports: a tenant's object.
+pub fn port_owner(tenant: &str, id: &str) -> String {
+    format!("{tenant}/{id}")
+}
 
 /// One line of the audit trail: who did what to what, when, and how it went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,7 +231,7 @@ impl Store {
         let json = serde_json::to_string(record)?;
         self.conn().execute(
             "INSERT INTO objects (id, kind, tenant, session, record) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (id) DO UPDATE SET record = excluded.record, session = excluded.session",
+             ON CONFLICT (kind, tenant, id) DO UPDATE SET record = excluded.record, session = excluded.session",
             params![id, kind, tenant, session, json],
         )?;
         Ok(())
@@ -261,21 +295,24 @@ impl Store {
         Ok(conn.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0))?)
     }
 
-    /// Records a new expiry for an object (labels cannot change on a running container).
-    pub fn renew(&self, id: &str, expires_at: &str) -> Result<(), StoreError> {
+    /// Records a new expiry for a tenant's object (what a workload was made
+    /// with cannot change while it runs).
+    pub fn renew(&self, tenant: &str, id: &str, expires_at: &str) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO renewals (id, expires_at) VALUES (?1, ?2)
-             ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
-            params![id, expires_at],
+            "INSERT INTO renewals (tenant, id, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant, id) DO UPDATE SET expires_at = excluded.expires_at",
+            params![tenant, id, expires_at],
         )?;
         Ok(())
     }
 
-    /// The latest renewal of an object, if it was ever renewed.
-    pub fn renewal(&self, id: &str) -> Result<Option<String>, StoreError> {
+    /// The latest renewal of a tenant's object, if it was ever renewed.
+    pub fn renewal(&self, tenant: &str, id: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT expires_at FROM renewals WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row("SELECT expires_at FROM renewals WHERE tenant = ?1 AND id = ?2", params![tenant, id], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 

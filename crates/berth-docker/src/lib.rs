@@ -152,7 +152,7 @@ pub fn container_config(spec: &ContainerSpec, publish_ip: &str) -> ContainerConf
         ..Default::default()
     };
     ContainerConfig {
-        hostname: None,
+        hostname: spec.hostname.clone(),
         user: spec.user.clone(),
         attach_stdin: Some(spec.stdin != Stdin::Closed),
         exposed_ports: Some(exposed).filter(|e| !e.is_empty()),

@@ -125,7 +125,7 @@ pub fn render(spec: &ContainerSpec, id: &str, image: Option<&ImageConfig>) -> Re
     if !id_ok {
         return Err(RenderError::BadId(id.to_owned()));
     }
-    let hostname = id[..12].to_owned();
+    let hostname = spec.hostname.clone().unwrap_or_else(|| id[..12].to_owned());
     let mut unresolved = BTreeSet::new();
 
     let user_text = spec.user.clone().or_else(|| image.and_then(|i| i.user.clone()));

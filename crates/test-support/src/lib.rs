@@ -25,6 +25,6 @@ pub fn sleeping_agent(id: &str) -> AgentDefinition {
         cpu: None,
         expires_at: None,
         labels: BTreeMap::new(),
-        container_name: None,
+        name: None,
     }
 }

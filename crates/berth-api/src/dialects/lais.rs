@@ -71,7 +71,7 @@ fn view(a: Agent) -> Value {
     json!({
         "id": d.id,
         "agent_id": d.id,
-        "name": r.container_name,
+        "name": d.name.clone().unwrap_or_else(|| r.container_name.clone()),
         "container_id": r.container_id,
         "image": d.image,
         "status": status,
@@ -109,7 +109,7 @@ async fn deploy(
         cpu,
         expires_at: None,
         labels: BTreeMap::new(),
-        container_name: body.name,
+        name: body.name,
     };
     if def.code_dir.is_none() && !def.id.is_empty() {
         def.code_dir = Some(format!("{}/{}", s.env.lais_agents_dir.trim_end_matches('/'), def.id));

@@ -93,7 +93,7 @@ async fn spawn(
         cpu: None,
         expires_at,
         labels,
-        container_name: Some(hostname.clone()),
+        name: Some(hostname.clone()),
     };
     let core = &s.app.core;
     ensure_named_network(&s, &s.env.tidepool_network).await?;

@@ -96,7 +96,7 @@ async fn start(
             cpu,
             expires_at: None,
             labels: BTreeMap::from([("warder.agent_id".to_owned(), agent_id.clone())]),
-            container_name: Some(format!("warder-agent-{agent_id}")),
+            name: Some(format!("warder-agent-{agent_id}")),
         };
         match core.define_agent(def) {
             Ok(_) => {}

@@ -164,7 +164,7 @@ pub fn definition(tenant: &str, body: AgentBody) -> Result<AgentDefinition, ApiE
         cpu,
         expires_at,
         labels: body.labels,
-        container_name: None,
+        name: None,
     })
 }
 
