@@ -40,7 +40,7 @@ hermetic() {
   DOCKER_HOST=unix:///nonexistent/berth-no-daemon.sock BERTH_REQUIRE_NO_DAEMON=1 \
     cargo test -p engine-api --test hermetic
   DOCKER_HOST=unix:///nonexistent/berth-no-daemon.sock BERTH_REQUIRE_NO_DAEMON=1 \
-    cargo test -p berth --test hermetic --test hermetic_http
+    cargo test -p berth --test hermetic
 }
 step "hermetic tier with no daemon reachable (committed fixtures)"
 hermetic
