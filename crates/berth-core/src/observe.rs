@@ -10,8 +10,8 @@
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
-use crate::engine::{Engine, EngineError, Handle, LogStream, Phase, Stream, WorkloadInfo};
-use crate::output::CappedOutput;
+use crate::engine::{Engine, EngineError, Handle, LogStream, Phase, WorkloadInfo};
+use crate::output::{CappedOutput, CappedStreams};
 use crate::spec::labels;
 use crate::Error;
 
@@ -42,18 +42,20 @@ pub struct LogsRead {
 impl LogsRead {
     /// Reads a finite log stream, keeping at most `cap` bytes of each view.
     pub async fn collect(mut stream: LogStream, cap: usize) -> Result<LogsRead, EngineError> {
-        let (mut out, mut err, mut all) = (CappedOutput::new(cap), CappedOutput::new(cap), CappedOutput::new(cap));
+        let (mut each, mut all) = (CappedStreams::new(cap), CappedOutput::new(cap));
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
-            match chunk.stream {
-                Stream::Stderr => err.push(&chunk.data),
-                Stream::Stdout | Stream::Console => out.push(&chunk.data),
-            }
+            each.push(&chunk);
             // Memory stays within the caps; the rest is only counted.
             all.push(&chunk.data);
         }
         let truncated = all.truncated();
-        Ok(LogsRead { stdout: out.into_text(), stderr: err.into_text(), logs: all.into_text(), truncated })
+        Ok(LogsRead {
+            stdout: each.stdout.into_text(),
+            stderr: each.stderr.into_text(),
+            logs: all.into_text(),
+            truncated,
+        })
     }
 }
 
@@ -119,7 +121,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_log_read_keeps_each_view_to_the_cap_and_says_so() {
-        use crate::engine::LogChunk;
+        use crate::engine::{LogChunk, Stream};
         let chunks = vec![
             Ok(LogChunk { stream: Stream::Stdout, data: bytes::Bytes::from_static(b"hello ") }),
             Ok(LogChunk { stream: Stream::Stderr, data: bytes::Bytes::from_static(b"oops ") }),

@@ -39,6 +39,37 @@ impl CappedOutput {
     }
 }
 
+/// A workload's stdout and stderr, each kept to a cap: the one way output
+/// read from the engine is collected (a run's, an exec's, a log read).
+#[derive(Debug, Clone)]
+pub struct CappedStreams {
+    pub stdout: CappedOutput,
+    pub stderr: CappedOutput,
+}
+
+impl CappedStreams {
+    pub fn new(cap: usize) -> Self {
+        CappedStreams { stdout: CappedOutput::new(cap), stderr: CappedOutput::new(cap) }
+    }
+
+    /// Takes a piece of output: stderr apart, everything else stdout.
+    pub fn push(&mut self, chunk: &crate::engine::LogChunk) {
+        match chunk.stream {
+            crate::engine::Stream::Stderr => self.stderr.push(&chunk.data),
+            crate::engine::Stream::Stdout | crate::engine::Stream::Console => self.stdout.push(&chunk.data),
+        }
+    }
+
+    /// Reads a finite stream of output to its end, or to its first error.
+    pub async fn collect(mut self, mut stream: crate::engine::LogStream) -> Result<Self, crate::engine::EngineError> {
+        use futures_util::StreamExt;
+        while let Some(chunk) = stream.next().await {
+            self.push(&chunk?);
+        }
+        Ok(self)
+    }
+}
+
 /// Keeps the first and the last lines of a stream of output, each line cut
 /// at a byte bound, with one elision marker between them when lines were
 /// left out. What a failed service wrote first (its start-up) and last (why

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::engine::{Engine, EngineError, GoneIsDone, Selector, WorkloadInfo};
 use crate::ids::Clock;
+use crate::policy::ExpiryRefused;
 use crate::spec::{annotations, labels};
 use crate::store::{Store, StoreError};
 
@@ -82,15 +83,10 @@ impl Reaper {
 
     /// Checks an expiry against now and the maximum lifetime.
     pub fn check(&self, expires_at: DateTime<Utc>) -> Result<DateTime<Utc>, ReaperError> {
-        let now = self.clock.now();
-        let limit = now + chrono::Duration::from_std(self.max_lifetime).unwrap_or(chrono::Duration::MAX);
-        if expires_at <= now {
-            return Err(ReaperError::Past(expires_at));
-        }
-        if expires_at > limit {
-            return Err(ReaperError::TooLong { requested: expires_at, limit });
-        }
-        Ok(expires_at)
+        crate::policy::check_expiry(self.clock.now(), expires_at, self.max_lifetime).map_err(|e| match e {
+            ExpiryRefused::Past(t) => ReaperError::Past(t),
+            ExpiryRefused::TooLong { requested, limit } => ReaperError::TooLong { requested, limit },
+        })
     }
 
     /// Moves a tenant's object's expiry (checked like a new one).

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Engine, EngineError, GoneIsDone, Handle, LogRequest, Placement, StdioSession, Stream, Usage};
 use crate::ids::{Clock, IdSource};
-use crate::output::CappedOutput;
+use crate::output::{CappedOutput, CappedStreams};
 use crate::policy::{ContainerRequest, Policy, PolicyViolation};
 use crate::pool::launch::{self, EndScanner};
 use crate::pool::{Member, PoolKey, Pools};
@@ -695,15 +695,8 @@ impl Runs {
         let plan = self.backend.plan(&cid).await?;
 
         let cap = self.policy.config.output_cap;
-        let (mut out, mut err) = (CappedOutput::new(cap), CappedOutput::new(cap));
-        let mut logs = io.logs(&cid, &LogRequest::default()).await?;
-        while let Some(chunk) = logs.next().await {
-            let chunk = chunk?;
-            match chunk.stream {
-                Stream::Stderr => err.push(&chunk.data),
-                Stream::Stdout | Stream::Console => out.push(&chunk.data),
-            }
-        }
+        let logs = io.logs(&cid, &LogRequest::default()).await?;
+        let CappedStreams { stdout: out, stderr: err } = CappedStreams::new(cap).collect(logs).await?;
         let usage = last_usage.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (stdout_truncated, stderr_truncated) = (out.truncated(), err.truncated());
         conclude(

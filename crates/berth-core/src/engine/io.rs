@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::EngineError;
 use super::handle::Handle;
-use crate::output::CappedOutput;
+use crate::output::CappedStreams;
 
 /// Resource use of a workload, in numbers a person reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -213,15 +213,8 @@ pub trait WorkloadIo: Send + Sync {
     /// output: the core's buffered exec, over [`WorkloadIo::exec`].
     async fn exec_to_end(&self, h: &Handle, request: &ExecRequest, cap: usize) -> Result<ExecOutput, EngineError> {
         let request = ExecRequest { stdin: false, ..request.clone() };
-        let mut session = self.exec(h, &request).await?.stdio;
-        let (mut out, mut err) = (CappedOutput::new(cap), CappedOutput::new(cap));
-        while let Some(chunk) = session.output.next().await {
-            let chunk = chunk?;
-            match chunk.stream {
-                Stream::Stderr => err.push(&chunk.data),
-                Stream::Stdout | Stream::Console => out.push(&chunk.data),
-            }
-        }
+        let session = self.exec(h, &request).await?.stdio;
+        let CappedStreams { stdout: out, stderr: err } = CappedStreams::new(cap).collect(session.output).await?;
         let exit_code = session.exit.await?;
         let (stdout_truncated, stderr_truncated) = (out.truncated(), err.truncated());
         Ok(ExecOutput {
