@@ -152,7 +152,9 @@ impl From<AgentError> for Error {
             AgentError::Engine(b) => b.into(),
             AgentError::Store(s) => s.into(),
             AgentError::NotFound(_) => Error::from_source(ErrorKind::NotFound, "not_found", e.to_string(), e),
-            AgentError::Exists(_) => Error::from_source(ErrorKind::Conflict, "exists", e.to_string(), e),
+            AgentError::Exists(_) | AgentError::NameTaken(_) => {
+                Error::from_source(ErrorKind::Conflict, "exists", e.to_string(), e)
+            }
             AgentError::NoPorts(..) => Error::from_source(ErrorKind::Unavailable, "no_ports", e.to_string(), e),
         }
     }
