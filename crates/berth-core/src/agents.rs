@@ -223,7 +223,14 @@ impl Agents {
         let h = match existing {
             Some((h, state)) if state.running() => return self.saved(record, h),
             Some((h, _)) => h,
-            None => self.create_container(&mut record).await?,
+            None => {
+                let h = self.create_container(&mut record).await?;
+                // Recorded before it starts: should the start fail, the
+                // record still names the container (and its ports), so the
+                // next start starts it and a removal removes it.
+                record = self.saved(record, h.clone())?;
+                h
+            }
         };
         self.backend.start(&h).await?;
         self.audit(tenant, "agent.start", id, "ok");
@@ -571,6 +578,24 @@ mod tests {
         w.agents.define(with_ports(def("t1", "a1"), &[1, 2, 3, 4])).unwrap();
         assert!(matches!(w.agents.start("t1", "a1").await, Err(AgentError::NoPorts(9000, 9002))));
         assert!(w.fake.calls().is_empty());
+        assert_eq!(free_ports(&w.store), [9000, 9001, 9002]);
+    }
+
+    #[tokio::test]
+    async fn an_agent_whose_start_fails_keeps_its_container_recorded_for_the_next_start_and_the_removal() {
+        let w = world();
+        w.agents.define(with_ports(def("t1", "a1"), &[8080])).unwrap();
+        w.fake.fail_next(Op::Start, EngineError::failed("port is already allocated"));
+        assert!(w.agents.start("t1", "a1").await.is_err());
+        let made = w.fake.containers();
+        assert_eq!(made.len(), 1, "the container was made");
+        let record = w.agents.get("t1", "a1").unwrap();
+        assert_eq!(record.handle(), Some(made[0].handle.clone()), "and the record names it");
+        let again = w.agents.start("t1", "a1").await.unwrap();
+        assert_eq!(again.handle(), Some(made[0].handle.clone()), "the next start starts it");
+        assert_eq!(w.fake.calls_of(Op::Create).len(), 1);
+        w.agents.remove("t1", "a1").await.unwrap();
+        assert!(w.fake.containers().is_empty(), "the removal takes it");
         assert_eq!(free_ports(&w.store), [9000, 9001, 9002]);
     }
 
