@@ -11,10 +11,11 @@
 //!   its id, its name or a unique prefix of its id; a missing one is
 //!   `NotFound`;
 //! - `start` makes a created or exited container running (a running one
-//!   stays as it is, a paused one is a `Conflict`); it runs until stopped,
-//!   killed, removed or ended by [`FakeEngine::exit_now`];
-//! - `start_watched` starts it and ends it as its [`Exit`] says (set per
-//!   container or per image; `Exit::Code(0)` when nothing was set);
+//!   stays as it is, a paused one is a `Conflict`) and ends it as the
+//!   [`Exit`] set for it or its image says; without one it runs until
+//!   stopped, killed, removed or ended by [`FakeEngine::exit_now`];
+//! - `start_watched` does the same, but a container with no [`Exit`] set
+//!   ends at once with code 0 (a run to completion);
 //! - `stop` ends a live container with 143, `kill` with 137; either is a
 //!   no-op on one that is not live;
 //! - `pause` freezes a running container, `unpause` thaws a paused one
@@ -112,7 +113,7 @@ pub struct Call {
     pub target: String,
 }
 
-/// How a workload started with `start_watched` ends.
+/// How a started workload ends (set per container or per image).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// At once, with this code.
@@ -372,16 +373,15 @@ impl FakeEngine {
         self.inner().failures.entry(op).or_default().push_back(error);
     }
 
-    /// How the container `h` (or the one to be named so) ends when started
-    /// with `start_watched`.
+    /// How the container `h` (or the one to be named so) ends when started.
     pub fn set_exit(&self, h: &Handle, exit: Exit) {
         let mut inner = self.inner();
         let key = inner.key(h);
         inner.by_container.entry(key).or_default().exit = Some(exit);
     }
 
-    /// How containers of `image` end when started with `start_watched`,
-    /// unless set for the container.
+    /// How containers of `image` end when started, unless set for the
+    /// container.
     pub fn set_image_exit(&self, image: &str, exit: Exit) {
         self.inner().by_image.entry(image.to_owned()).or_default().exit = Some(exit);
     }
@@ -455,6 +455,34 @@ impl FakeEngine {
             Ok(id) => inner.containers.remove(&id).is_some(),
             Err(_) => false,
         }
+    }
+
+    /// Starts container `h` and ends it as set for it or its image, or as
+    /// `unset` says; hands out the wait for its exit.
+    fn launch(&self, inner: &mut Inner, h: &Handle, unset: Exit) -> Result<ExitFuture, EngineError> {
+        let exit = {
+            let c = inner.container(h)?;
+            inner.said(c, |s| s.exit).unwrap_or(unset)
+        };
+        let c = inner.container_mut(h)?;
+        if c.phase == Phase::Paused {
+            return Err(EngineError::conflict(format!("cannot start a paused container {}", c.id)));
+        }
+        if c.phase != Phase::Running {
+            c.run();
+            self.emit(c, "start");
+        }
+        let watch = c.exit();
+        match exit {
+            Exit::Code(code) => c.end(code, false),
+            Exit::OutOfMemory => {
+                c.end(KILLED, true);
+                self.emit(c, "oom");
+            }
+            Exit::WhenStopped => return Ok(watch),
+        }
+        self.emit(c, "die");
+        Ok(watch)
     }
 
     // ----- what the test reads --------------------------------------------
@@ -603,43 +631,15 @@ impl Engine for FakeEngine {
 
     async fn start(&self, h: &Handle) -> Result<(), EngineError> {
         let mut inner = self.enter(Op::Start, h.id.0.clone())?;
-        let c = inner.container_mut(h)?;
-        match c.phase {
-            Phase::Running => return Ok(()),
-            Phase::Paused => return Err(EngineError::conflict(format!("cannot start a paused container {}", c.id))),
-            _ => c.run(),
+        if inner.container(h)?.phase == Phase::Running {
+            return Ok(());
         }
-        self.emit(c, "start");
-        Ok(())
+        self.launch(&mut inner, h, Exit::WhenStopped).map(|_| ())
     }
 
     async fn start_watched(&self, h: &Handle) -> Result<ExitWatch, EngineError> {
         let mut inner = self.enter(Op::StartWatched, h.id.0.clone())?;
-        let id = inner.find(&h.id.0)?;
-        let exit = {
-            let c = inner.container(h)?;
-            inner.said(c, |s| s.exit).unwrap_or(Exit::Code(0))
-        };
-        let c =
-            inner.containers.get_mut(&id).ok_or_else(|| EngineError::not_found(format!("No such container: {id}")))?;
-        if c.phase == Phase::Paused {
-            return Err(EngineError::conflict(format!("cannot start a paused container {}", c.id)));
-        }
-        if c.phase != Phase::Running {
-            c.run();
-        }
-        let watch = c.exit();
-        self.emit(c, "start");
-        match exit {
-            Exit::Code(code) => c.end(code, false),
-            Exit::OutOfMemory => c.end(KILLED, true),
-            Exit::WhenStopped => return Ok(watch),
-        }
-        if c.oom_killed {
-            self.emit(c, "oom");
-        }
-        self.emit(c, "die");
-        Ok(watch)
+        self.launch(&mut inner, h, Exit::Code(0))
     }
 
     async fn start_attached(&self, h: &Handle) -> Result<StdioSession, EngineError> {
@@ -1034,6 +1034,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_plain_start_runs_until_stopped_unless_an_exit_was_set() {
+        let f = FakeEngine::new();
+        let runs = f.create(&spec("runs", "busybox:1.35")).await.unwrap();
+        let crashes = f.create(&spec("crashes", "busybox:1.35")).await.unwrap();
+        f.set_exit(&crashes, Exit::Code(1));
+        f.start(&runs).await.unwrap();
+        f.start(&crashes).await.unwrap();
+        assert_eq!(phase(&f, &runs).await, (Phase::Running, None));
+        assert_eq!(phase(&f, &crashes).await, (Phase::Exited, Some(1)));
+    }
+
+    #[tokio::test]
     async fn an_exit_set_by_name_before_the_container_exists_applies_to_the_one_made_so() {
         let f = FakeEngine::new();
         f.set_exit(&Handle::local("later"), Exit::Code(9));
@@ -1061,6 +1073,7 @@ mod tests {
         assert_eq!(f.start_watched(&h).await.unwrap().await.unwrap(), KILLED);
         let s = f.inspect(&h).await.unwrap();
         assert!(s.oom_killed);
+        f.set_exit(&h, Exit::WhenStopped);
         f.start(&h).await.unwrap();
         assert!(!f.inspect(&h).await.unwrap().oom_killed, "a new start forgets the old end");
     }
