@@ -21,7 +21,7 @@ use crate::engine::{
 use crate::ids::{Clock, IdSource};
 use crate::policy::{ContainerRequest, NetworkRequest, Policy, PolicyViolation};
 use crate::spec::{annotations, labels, Bind, Kind, PortMapping};
-use crate::store::{port_owner, Store, StoreError};
+use crate::store::{port_owner, Inserted, Store, StoreError};
 use crate::units::{ByteSize, CpuLimit};
 
 const KIND: &str = "agent";
@@ -93,6 +93,8 @@ pub enum AgentError {
     NotFound(String),
     #[error("agent {0} exists already")]
     Exists(String),
+    #[error("the container name {0} is another agent's")]
+    NameTaken(String),
     #[error("no free port left in {0}–{1}")]
     NoPorts(u16, u16),
     #[error(transparent)]
@@ -176,7 +178,14 @@ impl Agents {
             created_at: self.clock.now(),
         };
         let d = &record.definition;
-        self.store.put_object(&d.id, KIND, &d.tenant, d.session.as_deref(), &record)?;
+        // Ids are the tenant's own; the engine's name is berth's and one
+        // namespace over every tenant (a record of before may hold one).
+        let unique = Some(("$.container_name", record.container_name.as_str()));
+        match self.store.insert_object(&d.id, KIND, &d.tenant, d.session.as_deref(), &record, unique)? {
+            Inserted::Done => {}
+            Inserted::IdTaken => return Err(AgentError::Exists(d.id.clone())),
+            Inserted::ValueTaken => return Err(AgentError::NameTaken(record.container_name.clone())),
+        }
         self.audit(&d.tenant, "agent.define", &d.id, "ok");
         Ok(record)
     }
@@ -222,7 +231,14 @@ impl Agents {
         let h = match existing {
             Some((h, state)) if state.running() => return self.saved(record, h),
             Some((h, _)) => h,
-            None => self.create_container(&mut record).await?,
+            None => {
+                let h = self.create_container(&mut record).await?;
+                // Recorded before it starts: should the start fail, the
+                // record still names the container (and its ports), so the
+                // next start starts it and a removal removes it.
+                record = self.saved(record, h.clone())?;
+                h
+            }
         };
         self.backend.start(&h).await?;
         self.audit(tenant, "agent.start", id, "ok");
@@ -344,5 +360,375 @@ impl Agents {
         let out = self.backend.io(&h)?.exec_to_end(&h, request, self.policy.config.output_cap).await?;
         self.audit(tenant, "agent.exec", id, &format!("exit {}", out.exit_code));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fake::{FakeEngine, Op};
+    use crate::engine::{EngineErrorKind, Phase};
+    use crate::ids::{FixedClock, SequentialIds};
+
+    struct World {
+        fake: Arc<FakeEngine>,
+        store: Arc<Store>,
+        agents: Agents,
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-03-01T00:00:00Z".parse().unwrap()
+    }
+
+    /// Agents over the fake engine, with three ports (9000–9002) to publish.
+    fn world() -> World {
+        let fake = Arc::new(FakeEngine::new());
+        let store = Arc::new(Store::in_memory().unwrap());
+        let agents = Agents::new(
+            fake.clone(),
+            Policy::default(),
+            store.clone(),
+            Arc::new(SequentialIds::default()),
+            Arc::new(FixedClock::at(now())),
+            PortRange { first: 9000, last: 9002 },
+        );
+        World { fake, store, agents }
+    }
+
+    fn def(tenant: &str, id: &str) -> AgentDefinition {
+        AgentDefinition {
+            id: id.into(),
+            tenant: tenant.into(),
+            session: None,
+            image: "agent:1".into(),
+            cmd: Some(vec!["serve".into()]),
+            code_dir: None,
+            worktree: None,
+            env: BTreeMap::new(),
+            network: None,
+            ports: vec![],
+            memory: None,
+            cpu: None,
+            expires_at: None,
+            labels: BTreeMap::new(),
+            name: None,
+        }
+    }
+
+    fn with_ports(mut d: AgentDefinition, ports: &[u16]) -> AgentDefinition {
+        d.ports = ports.to_vec();
+        d
+    }
+
+    /// Who holds which of the pool's ports now: the free ones are taken by a probe.
+    fn free_ports(store: &Store) -> Vec<u16> {
+        let mut free = Vec::new();
+        while let Some(&p) = store.allocate_ports("probe", 1, 9000, 9002).unwrap().first() {
+            free.push(p);
+        }
+        store.release_ports("probe").unwrap();
+        free
+    }
+
+    #[test]
+    fn defining_an_agent_records_it_and_makes_nothing_on_the_engine() {
+        let w = world();
+        let record = w.agents.define(def("t1", "a1")).unwrap();
+        assert!(record.container_name.starts_with("berth-agent-"), "{}", record.container_name);
+        assert!(crate::spec::is_dns_label(&record.container_name));
+        assert!(!record.container_name.contains("a1"), "the engine's name is not the client's id");
+        assert_eq!(record.container_id, None);
+        assert_eq!(w.agents.get("t1", "a1").unwrap(), record);
+        assert!(w.fake.calls().is_empty());
+        assert_eq!(w.store.audit_trail("t1", 1).unwrap()[0].action, "agent.define");
+    }
+
+    #[test]
+    fn an_agent_defined_without_an_id_is_given_one_from_the_id_source() {
+        let w = world();
+        assert_eq!(w.agents.define(def("t1", "")).unwrap().definition.id, "agent_000000000001");
+    }
+
+    #[test]
+    fn a_definition_the_policy_refuses_is_not_recorded() {
+        let w = world();
+        let mut bad = def("t1", "a1");
+        bad.image = "not an image".into();
+        assert!(matches!(w.agents.define(bad), Err(AgentError::Policy(v)) if v.field == "image"));
+        assert!(matches!(w.agents.define(with_ports(def("t1", "a2"), &[0])), Err(AgentError::Policy(_))));
+        assert!(w.agents.list("t1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_agent_id_the_tenant_has_already_is_refused() {
+        let w = world();
+        w.agents.define(def("t1", "a1")).unwrap();
+        assert!(matches!(w.agents.define(def("t1", "a1")), Err(AgentError::Exists(id)) if id == "a1"));
+    }
+
+    #[test]
+    fn an_agent_id_another_tenant_holds_is_that_tenants_and_both_records_stay_apart() {
+        let w = world();
+        let theirs = w.agents.define(def("t1", "a1")).unwrap();
+        let mut mine = def("t2", "a1");
+        mine.image = "mine:1".into();
+        let mine = w.agents.define(mine).unwrap();
+        assert_eq!(w.agents.get("t1", "a1").unwrap(), theirs, "t1's definition was not overwritten");
+        assert_eq!(w.agents.get("t2", "a1").unwrap(), mine);
+        assert_ne!(theirs.container_name, mine.container_name, "their containers are named apart");
+    }
+
+    #[test]
+    fn a_name_for_people_is_the_agents_hostname_and_alias_not_its_engine_name() {
+        let w = world();
+        let mut d = def("t1", "a1");
+        d.name = Some("web-1".into());
+        d.network = Some("seed_net".into());
+        let record = w.agents.define(d).unwrap();
+        assert_ne!(record.container_name, "web-1");
+        let spec = w.agents.policy.admit(w.agents.request(&record.definition, &record.container_name, &[])).unwrap();
+        assert_eq!(spec.hostname.as_deref(), Some("web-1"));
+        assert_eq!(
+            spec.network,
+            crate::spec::Network::Named { name: "seed_net".into(), aliases: vec!["web-1".into()] }
+        );
+    }
+
+    #[tokio::test]
+    async fn starting_an_agent_makes_its_labelled_container_on_published_pool_ports_and_runs_it() {
+        let w = world();
+        let mut d = with_ports(def("t1", "a1"), &[8080, 8081]);
+        d.session = Some("s1".into());
+        d.expires_at = Some(now() + chrono::Duration::hours(1));
+        w.agents.define(d).unwrap();
+        let record = w.agents.start("t1", "a1").await.unwrap();
+        let h = record.handle().expect("the record names its container");
+        let spec = w.fake.spec_of(&h).expect("the container exists");
+        assert_eq!(spec.name, record.container_name);
+        assert_eq!(spec.labels[labels::OBJECT], "a1");
+        assert_eq!(spec.labels[labels::TENANT], "t1");
+        assert_eq!(spec.labels[labels::SESSION], "s1");
+        assert_eq!(spec.annotations[annotations::EXPIRES_AT], "2026-03-01T01:00:00+00:00");
+        let published = vec![PortMapping { container: 8080, host: 9000 }, PortMapping { container: 8081, host: 9001 }];
+        assert_eq!(spec.ports, published);
+        assert_eq!(record.published, published);
+        assert_eq!(w.agents.state("t1", "a1").await.unwrap().phase, Phase::Running);
+        assert_eq!(w.agents.get("t1", "a1").unwrap(), record, "the record is stored");
+        assert_eq!(free_ports(&w.store), [9002]);
+        let ops: Vec<Op> = w.fake.calls().iter().map(|c| c.op).collect();
+        assert_eq!(ops, [Op::EnsureImage, Op::Remove, Op::Create, Op::Start, Op::Inspect]);
+    }
+
+    #[tokio::test]
+    async fn starting_a_running_agent_only_looks_at_its_container() {
+        let w = world();
+        w.agents.define(def("t1", "a1")).unwrap();
+        let first = w.agents.start("t1", "a1").await.unwrap();
+        w.fake.clear_calls();
+        assert_eq!(w.agents.start("t1", "a1").await.unwrap(), first);
+        assert_eq!(w.fake.calls_of(Op::Inspect).len(), 1);
+        assert_eq!(w.fake.calls().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn starting_a_stopped_agent_starts_the_container_it_has() {
+        let w = world();
+        w.agents.define(def("t1", "a1")).unwrap();
+        let first = w.agents.start("t1", "a1").await.unwrap();
+        w.agents.stop("t1", "a1", Duration::from_secs(1)).await.unwrap();
+        assert_eq!(w.agents.state("t1", "a1").await.unwrap().phase, Phase::Exited);
+        let again = w.agents.start("t1", "a1").await.unwrap();
+        assert_eq!(again.container_id, first.container_id);
+        assert_eq!(w.fake.calls_of(Op::Create).len(), 1);
+        assert_eq!(w.agents.state("t1", "a1").await.unwrap().phase, Phase::Running);
+    }
+
+    #[tokio::test]
+    async fn starting_an_agent_whose_container_is_gone_makes_a_new_one_on_the_same_ports() {
+        let w = world();
+        w.agents.define(with_ports(def("t1", "a1"), &[8080])).unwrap();
+        let first = w.agents.start("t1", "a1").await.unwrap();
+        assert!(w.fake.vanish(&first.handle().unwrap()));
+        let again = w.agents.start("t1", "a1").await.unwrap();
+        assert_ne!(again.container_id, first.container_id);
+        assert_eq!(again.published, first.published);
+        assert_eq!(w.fake.containers().len(), 1);
+        assert_eq!(free_ports(&w.store), [9001, 9002]);
+    }
+
+    #[tokio::test]
+    async fn a_container_left_behind_under_the_agents_name_is_replaced() {
+        let w = world();
+        let d = w.agents.define(def("t1", "a1")).unwrap();
+        let spec = w.agents.policy.admit(w.agents.request(&d.definition, &d.container_name, &[])).unwrap();
+        let left = w.fake.create(&spec).await.unwrap();
+        let record = w.agents.start("t1", "a1").await.unwrap();
+        assert_ne!(record.handle(), Some(left.clone()));
+        assert!(w.fake.spec_of(&left).is_none(), "the old one is gone");
+        assert_eq!(w.fake.containers().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_agent_whose_create_fails_releases_its_published_ports_and_leaves_no_container() {
+        let w = world();
+        w.agents.define(with_ports(def("t1", "a1"), &[8080, 8081])).unwrap();
+        w.fake.fail_next(Op::Create, EngineError::failed("no space left on device"));
+        let e = w.agents.start("t1", "a1").await.expect_err("the create fails");
+        assert!(matches!(e, AgentError::Engine(ref e) if e.message() == "no space left on device"), "{e}");
+        assert!(w.fake.containers().is_empty());
+        assert_eq!(free_ports(&w.store), [9000, 9001, 9002]);
+        assert_eq!(w.agents.get("t1", "a1").unwrap().container_id, None);
+    }
+
+    #[tokio::test]
+    async fn an_agent_whose_image_cannot_be_had_releases_its_ports_and_makes_nothing() {
+        let w = world();
+        w.agents.define(with_ports(def("t1", "a1"), &[8080])).unwrap();
+        w.fake.fail_next(Op::EnsureImage, EngineError::not_found("image agent:1: no such image"));
+        assert!(matches!(w.agents.start("t1", "a1").await, Err(AgentError::Engine(e)) if e.is_not_found()));
+        assert!(w.fake.calls_of(Op::Create).is_empty());
+        assert_eq!(free_ports(&w.store), [9000, 9001, 9002]);
+    }
+
+    #[tokio::test]
+    async fn an_agent_asking_for_more_ports_than_are_free_is_refused_before_anything_is_made() {
+        let w = world();
+        w.agents.define(with_ports(def("t1", "a1"), &[1, 2, 3, 4])).unwrap();
+        assert!(matches!(w.agents.start("t1", "a1").await, Err(AgentError::NoPorts(9000, 9002))));
+        assert!(w.fake.calls().is_empty());
+        assert_eq!(free_ports(&w.store), [9000, 9001, 9002]);
+    }
+
+    #[tokio::test]
+    async fn an_agent_whose_start_fails_keeps_its_container_recorded_for_the_next_start_and_the_removal() {
+        let w = world();
+        w.agents.define(with_ports(def("t1", "a1"), &[8080])).unwrap();
+        w.fake.fail_next(Op::Start, EngineError::failed("port is already allocated"));
+        assert!(w.agents.start("t1", "a1").await.is_err());
+        let made = w.fake.containers();
+        assert_eq!(made.len(), 1, "the container was made");
+        let record = w.agents.get("t1", "a1").unwrap();
+        assert_eq!(record.handle(), Some(made[0].handle.clone()), "and the record names it");
+        let again = w.agents.start("t1", "a1").await.unwrap();
+        assert_eq!(again.handle(), Some(made[0].handle.clone()), "the next start starts it");
+        assert_eq!(w.fake.calls_of(Op::Create).len(), 1);
+        w.agents.remove("t1", "a1").await.unwrap();
+        assert!(w.fake.containers().is_empty(), "the removal takes it");
+        assert_eq!(free_ports(&w.store), [9000, 9001, 9002]);
+    }
+
+    #[tokio::test]
+    async fn an_engine_that_cannot_tell_the_agents_state_makes_the_start_fail_and_makes_nothing() {
+        let w = world();
+        w.agents.define(def("t1", "a1")).unwrap();
+        w.agents.start("t1", "a1").await.unwrap();
+        w.agents.stop("t1", "a1", Duration::ZERO).await.unwrap();
+        w.fake.clear_calls();
+        w.fake.fail_next(Op::Inspect, EngineError::unavailable("the daemon is restarting"));
+        let e = w.agents.start("t1", "a1").await.expect_err("the inspect fails");
+        assert!(matches!(e, AgentError::Engine(e) if e.kind() == EngineErrorKind::Unavailable));
+        assert_eq!(w.fake.calls().iter().map(|c| c.op).collect::<Vec<_>>(), [Op::Inspect]);
+    }
+
+    #[tokio::test]
+    async fn stopping_an_agent_whose_container_is_gone_is_done() {
+        let w = world();
+        w.agents.define(def("t1", "a1")).unwrap();
+        let record = w.agents.start("t1", "a1").await.unwrap();
+        w.fake.vanish(&record.handle().unwrap());
+        w.agents.stop("t1", "a1", Duration::from_secs(1)).await.expect("gone is stopped");
+        assert_eq!(w.store.audit_trail("t1", 1).unwrap()[0].action, "agent.stop");
+    }
+
+    #[tokio::test]
+    async fn restarting_an_agent_stops_and_starts_the_same_container() {
+        let w = world();
+        w.agents.define(def("t1", "a1")).unwrap();
+        let first = w.agents.start("t1", "a1").await.unwrap();
+        w.fake.clear_calls();
+        let again = w.agents.restart("t1", "a1", Duration::from_secs(1)).await.unwrap();
+        assert_eq!(again.container_id, first.container_id);
+        let ops: Vec<Op> = w.fake.calls().iter().map(|c| c.op).collect();
+        assert_eq!(ops, [Op::Stop, Op::Inspect, Op::Start]);
+    }
+
+    #[tokio::test]
+    async fn removing_an_agent_removes_its_running_container_its_ports_and_its_record() {
+        let w = world();
+        w.agents.define(with_ports(def("t1", "a1"), &[8080])).unwrap();
+        w.agents.start("t1", "a1").await.unwrap();
+        w.agents.remove("t1", "a1").await.unwrap();
+        assert!(w.fake.containers().is_empty());
+        assert_eq!(free_ports(&w.store), [9000, 9001, 9002]);
+        assert!(matches!(w.agents.get("t1", "a1"), Err(AgentError::NotFound(_))));
+        assert!(matches!(w.agents.remove("t1", "a1").await, Err(AgentError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn an_agent_whose_container_cannot_be_removed_keeps_its_record_and_ports() {
+        let w = world();
+        w.agents.define(with_ports(def("t1", "a1"), &[8080])).unwrap();
+        w.agents.start("t1", "a1").await.unwrap();
+        w.fake.fail_next(Op::Remove, EngineError::failed("device or resource busy"));
+        assert!(w.agents.remove("t1", "a1").await.is_err());
+        assert!(w.agents.get("t1", "a1").is_ok());
+        assert_eq!(free_ports(&w.store), [9001, 9002]);
+        assert_eq!(w.fake.containers().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_command_in_an_agent_returns_its_output_and_is_audited_with_its_exit_code() {
+        let w = world();
+        w.agents.define(def("t1", "a1")).unwrap();
+        let h = w.agents.start("t1", "a1").await.unwrap().handle().unwrap();
+        w.fake.set_exec(&h, 3, "partial\n", "boom\n");
+        let out = w.agents.exec("t1", "a1", &ExecRequest { cmd: vec!["work".into()], ..Default::default() }).await;
+        let out = out.unwrap();
+        assert_eq!((out.exit_code, out.stdout.as_str(), out.stderr.as_str()), (3, "partial\n", "boom\n"));
+        let last = &w.store.audit_trail("t1", 1).unwrap()[0];
+        assert_eq!((last.action.as_str(), last.outcome.as_str()), ("agent.exec", "exit 3"));
+    }
+
+    #[tokio::test]
+    async fn an_agent_without_a_container_has_no_state_logs_usage_or_commands() {
+        let w = world();
+        w.agents.define(def("t1", "a1")).unwrap();
+        assert!(matches!(w.agents.state("t1", "a1").await, Err(AgentError::NotFound(_))));
+        assert!(matches!(w.agents.logs("t1", "a1", &LogRequest::default()).await, Err(AgentError::NotFound(_))));
+        assert!(matches!(w.agents.stats("t1", "a1").await, Err(AgentError::NotFound(_))));
+        let req = ExecRequest { cmd: vec!["ls".into()], ..Default::default() };
+        assert!(matches!(w.agents.exec("t1", "a1", &req).await, Err(AgentError::NotFound(_))));
+        assert!(w.fake.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_agents_usage_and_logs_come_from_its_container() {
+        let w = world();
+        w.agents.define(def("t1", "a1")).unwrap();
+        let h = w.agents.start("t1", "a1").await.unwrap().handle().unwrap();
+        w.fake.set_logs(&h, vec![crate::engine::fake::stdout("listening\n")]);
+        let logs: Vec<_> =
+            futures_util::StreamExt::collect(w.agents.logs("t1", "a1", &LogRequest::default()).await.unwrap()).await;
+        assert_eq!(logs.len(), 1);
+        assert_eq!(logs[0].as_ref().unwrap().data, "listening\n");
+        assert_eq!(w.agents.stats("t1", "a1").await.unwrap().memory_limit, Some(512 * 1024 * 1024));
+    }
+
+    #[test]
+    fn a_renewed_expiry_is_recorded_and_audited() {
+        let w = world();
+        w.agents.define(def("t1", "a1")).unwrap();
+        let t = now() + chrono::Duration::days(2);
+        assert_eq!(w.agents.set_expiry("t1", "a1", t).unwrap().definition.expires_at, Some(t));
+        assert_eq!(w.agents.get("t1", "a1").unwrap().definition.expires_at, Some(t));
+        assert_eq!(w.store.audit_trail("t1", 1).unwrap()[0].outcome, t.to_rfc3339());
+    }
+
+    #[test]
+    fn a_definition_expiring_past_the_maximum_lifetime_is_refused() {
+        let w = world();
+        let mut d = def("t1", "a1");
+        d.expires_at = Some(now() + chrono::Duration::days(30));
+        assert!(matches!(w.agents.define(d), Err(AgentError::Policy(v)) if v.field == "expires_at"));
     }
 }

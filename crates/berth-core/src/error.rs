@@ -152,7 +152,9 @@ impl From<AgentError> for Error {
             AgentError::Engine(b) => b.into(),
             AgentError::Store(s) => s.into(),
             AgentError::NotFound(_) => Error::from_source(ErrorKind::NotFound, "not_found", e.to_string(), e),
-            AgentError::Exists(_) => Error::from_source(ErrorKind::Conflict, "exists", e.to_string(), e),
+            AgentError::Exists(_) | AgentError::NameTaken(_) => {
+                Error::from_source(ErrorKind::Conflict, "exists", e.to_string(), e)
+            }
             AgentError::NoPorts(..) => Error::from_source(ErrorKind::Unavailable, "no_ports", e.to_string(), e),
         }
     }
@@ -190,6 +192,12 @@ impl From<ReaperError> for Error {
         match e {
             ReaperError::Engine(b) => b.into(),
             ReaperError::Store(s) => s.into(),
+            ReaperError::NotRemoved { ref failed, .. } => {
+                // Classified as the first failure is.
+                let first = failed.first().map(|(_, b)| Error::from(b.clone()));
+                let (kind, code) = first.map_or((ErrorKind::Internal, "engine_error"), |f| (f.kind(), f.code()));
+                Error::from_source(kind, code, e.to_string(), e)
+            }
             ReaperError::TooLong { .. } | ReaperError::Past(_) => {
                 Error::from_source(ErrorKind::Policy, "policy_violation", e.to_string(), e)
             }

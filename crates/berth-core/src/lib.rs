@@ -166,6 +166,10 @@ pub struct Core {
 /// Containers sampled at once by [`Core::running_usage`].
 pub const USAGE_AT_ONCE: usize = 8;
 
+/// How long ending a session waits for its cancelled runs to end before
+/// it removes their containers.
+const CANCELLED_RUNS_END: Duration = Duration::from_secs(30);
+
 /// How long an interactive or pooled follow waits for a run's record to
 /// turn final after its output ended.
 const RECORD_SETTLES: Duration = Duration::from_secs(60);
@@ -568,15 +572,26 @@ impl Core {
     }
 
     /// Ends a session: its runs in progress, its containers, its network,
-    /// its relics' records. Runs in progress are cancelled with `force` and
-    /// count as running without it, as its running containers do (a pooled
-    /// run's member carries no session label, so the runs are asked here).
+    /// its relics' records. Runs in progress are cancelled with `force` (and
+    /// their ends awaited, within a bound) and count as running without it,
+    /// as its running containers do (a pooled run's member carries no
+    /// session label, so the runs are asked here).
     pub async fn end_session(&self, tenant: &str, session: &str, force: bool) -> Result<SessionCleanup, Error> {
         let running = self.runs.active_in_session(tenant, session).len();
         if running > 0 && !force {
             return Err(sessions::SessionError::Running { session: session.into(), running }.into());
         }
-        self.runs.cancel_session(tenant, session);
+        // A cancelled run ends its container itself (killed, inspected, its
+        // logs read, removed): removing the container under it would fail
+        // the run with its container gone. Each is given a while to end.
+        if self.runs.cancel_session(tenant, session) > 0 {
+            let step = Duration::from_millis(20);
+            let mut waited = Duration::ZERO;
+            while !self.runs.active_in_session(tenant, session).is_empty() && waited < CANCELLED_RUNS_END {
+                tokio::time::sleep(step).await;
+                waited += step;
+            }
+        }
         Ok(self.relics.end_session(tenant, session, force).await?)
     }
 
@@ -713,4 +728,258 @@ async fn settle(
         record = runs.get(tenant, id)?;
     }
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fake::{self, Exit, FakeEngine, Op};
+    use crate::ids::{FixedClock, SequentialIds};
+    use crate::runs::{RunStatus, Workload};
+
+    fn now() -> DateTime<Utc> {
+        "2026-03-01T12:00:00Z".parse().unwrap()
+    }
+
+    fn core() -> (Arc<FakeEngine>, Core) {
+        let clock = Arc::new(FixedClock::at(now()));
+        let fake = Arc::new(FakeEngine::with_clock(clock.clone()));
+        let store = Arc::new(Store::in_memory().unwrap());
+        let ids = Arc::new(SequentialIds::default());
+        let core = Core::new(fake.clone(), Policy::default(), store, ids, clock, Options::default());
+        (fake, core)
+    }
+
+    fn tool(image: &str) -> RunRequest {
+        RunRequest::new("t1", Workload::Tool { image: image.into(), command: None })
+    }
+
+    fn agent(id: &str) -> AgentDefinition {
+        AgentDefinition {
+            id: id.into(),
+            tenant: "t1".into(),
+            session: None,
+            image: "agent:1".into(),
+            cmd: None,
+            code_dir: None,
+            worktree: None,
+            env: BTreeMap::new(),
+            network: None,
+            ports: vec![],
+            memory: None,
+            cpu: None,
+            expires_at: None,
+            labels: BTreeMap::new(),
+            name: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tool_run_succeeds_with_its_output_and_result_and_its_container_removed() {
+        let (fake, core) = core();
+        fake.set_image_logs("tool:1", vec![fake::stderr("working\n"), fake::stdout("{\"answer\": 42}\n")]);
+        let run = core.run(tool("tool:1"), None).await.unwrap();
+        assert_eq!((run.status, run.exit_code), (RunStatus::Succeeded, Some(0)));
+        assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("{\"answer\": 42}\n", "working\n"));
+        assert_eq!(run.result, Some(serde_json::json!({"answer": 42})));
+        assert!(run.container_removed);
+        assert!(fake.containers().is_empty());
+        assert_eq!(core.run_record("t1", &run.id).unwrap(), run, "the record outlives the container");
+        assert_eq!(fake.calls_of(Op::StartWatched).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_workload_exits_non_zero_is_failed_with_its_code() {
+        let (fake, core) = core();
+        fake.set_image_exit("tool:1", Exit::Code(3));
+        let run = core.run(tool("tool:1"), None).await.unwrap();
+        assert_eq!((run.status, run.exit_code), (RunStatus::Failed, Some(3)));
+    }
+
+    #[tokio::test]
+    async fn a_run_killed_for_its_memory_is_reported_out_of_memory() {
+        let (fake, core) = core();
+        fake.set_image_exit("hog:1", Exit::OutOfMemory);
+        let run = core.run(tool("hog:1"), None).await.unwrap();
+        assert_eq!((run.status, run.exit_code), (RunStatus::OomKilled, Some(fake::KILLED)));
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_create_fails_is_failed_with_the_engines_reason_and_leaves_nothing() {
+        let (fake, core) = core();
+        fake.fail_next(Op::Create, EngineError::failed("no space left on device"));
+        let run = core.run(tool("tool:1"), None).await.unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        assert!(run.error.as_deref().is_some_and(|e| e.contains("no space left on device")), "{:?}", run.error);
+        assert!(fake.containers().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_past_its_deadline_is_timed_out_and_its_container_killed_and_removed() {
+        let (fake, core) = core();
+        fake.set_image_exit("slow:1", Exit::WhenStopped);
+        let req = RunRequest { timeout: Some(Duration::from_secs(2)), ..tool("slow:1") };
+        let run = core.run(req, None).await.unwrap();
+        assert_eq!((run.status, run.exit_code), (RunStatus::TimedOut, Some(fake::KILLED)));
+        assert_eq!(fake.calls_of(Op::Kill).len(), 1);
+        assert!(fake.containers().is_empty());
+    }
+
+    /// Starts a run that runs until stopped, and waits until it is running.
+    async fn running(
+        core: &Arc<Core>,
+        fake: &FakeEngine,
+        req: RunRequest,
+    ) -> (RunId, tokio::task::JoinHandle<RunRecord>) {
+        fake.set_image_exit(
+            &match &req.workload {
+                Workload::Tool { image, .. } => image.clone(),
+                Workload::Code { .. } => unreachable!("tool runs only"),
+            },
+            Exit::WhenStopped,
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let c = core.clone();
+        let task = tokio::spawn(async move { c.run(req, Some(tx)).await.unwrap() });
+        let id = rx.await.expect("the run is recorded").id;
+        while core.run_record("t1", &id).unwrap().status != RunStatus::Running {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (id, task)
+    }
+
+    #[tokio::test]
+    async fn a_run_cancelled_while_it_runs_is_cancelled_and_its_container_removed() {
+        let (fake, core) = core();
+        let core = Arc::new(core);
+        let (id, task) = running(&core, &fake, tool("slow:1")).await;
+        assert!(core.cancel_run("t1", &id).unwrap());
+        let run = task.await.unwrap();
+        assert_eq!(run.status, RunStatus::Cancelled);
+        assert!(fake.containers().is_empty());
+        assert!(!core.cancel_run("t1", &id).unwrap(), "an ended run is not cancelled again");
+    }
+
+    #[tokio::test]
+    async fn ending_a_session_with_a_run_in_progress_is_refused_without_force_and_cancels_it_with_force() {
+        let (fake, core) = core();
+        let core = Arc::new(core);
+        let req = RunRequest { session: Some("s1".into()), ..tool("slow:1") };
+        let (_, task) = running(&core, &fake, req).await;
+        let refused = core.end_session("t1", "s1", false).await.expect_err("a run is in progress");
+        assert_eq!((refused.kind(), refused.code()), (ErrorKind::Conflict, "session_running"));
+        assert_eq!(fake.containers().len(), 1, "nothing was removed");
+        core.end_session("t1", "s1", true).await.unwrap();
+        let run = task.await.unwrap();
+        assert_eq!(run.status, RunStatus::Cancelled, "{:?}", run.error);
+        assert!(fake.containers().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_tenants_agents_come_with_their_containers_phases_from_one_list() {
+        let (fake, core) = core();
+        core.create_agent(agent("a1"), true).await.unwrap();
+        core.create_agent(agent("a2"), false).await.unwrap();
+        let stopped = core.create_agent(agent("a3"), true).await.unwrap();
+        core.stop_agent("t1", "a3", Duration::ZERO).await.unwrap();
+        fake.clear_calls();
+        let agents = core.agents("t1").await.unwrap();
+        let phases: Vec<(String, Option<Phase>)> =
+            agents.into_iter().map(|a| (a.record.definition.id, a.status)).collect();
+        let expected = [("a1", Some(Phase::Running)), ("a2", None), ("a3", Some(Phase::Exited))];
+        assert_eq!(phases, expected.map(|(id, p)| (id.to_owned(), p)));
+        assert_eq!(fake.calls().len(), 1, "one list, no inspect per agent");
+        assert!(core.agents("t2").await.unwrap().is_empty());
+        assert!(stopped.record.container_id.is_some());
+    }
+
+    #[tokio::test]
+    async fn an_agent_is_found_by_its_id_its_container_name_or_a_long_enough_container_id_prefix() {
+        let (_, core) = core();
+        let a = core.create_agent(agent("a1"), true).await.unwrap().record;
+        let cid = a.container_id.clone().unwrap();
+        assert_eq!(core.find_agent("t1", "a1").unwrap(), a);
+        assert_eq!(core.find_agent("t1", &a.container_name).unwrap(), a);
+        assert_eq!(core.find_agent("t1", &cid[..12]).unwrap(), a);
+        assert_eq!(core.find_agent("t1", &cid[..6]).unwrap_err().kind(), ErrorKind::NotFound, "too short a prefix");
+        assert_eq!(core.find_agent("t2", "a1").unwrap_err().kind(), ErrorKind::NotFound);
+    }
+
+    #[tokio::test]
+    async fn renewing_an_agent_moves_its_expiry_only_within_the_maximum_lifetime() {
+        let (_, core) = core();
+        core.create_agent(agent("a1"), false).await.unwrap();
+        let t = now() + chrono::Duration::days(1);
+        assert_eq!(core.renew_agent("t1", "a1", t).unwrap(), t);
+        assert_eq!(core.agent_record("t1", "a1").unwrap().definition.expires_at, Some(t));
+        let too_late = core.renew_agent("t1", "a1", now() + chrono::Duration::days(8)).unwrap_err();
+        assert_eq!(too_late.kind(), ErrorKind::Policy);
+        assert_eq!(core.agent_record("t1", "a1").unwrap().definition.expires_at, Some(t));
+        assert_eq!(core.renew_agent("t1", "nobody", t).unwrap_err().kind(), ErrorKind::NotFound);
+    }
+
+    #[tokio::test]
+    async fn the_engines_health_says_why_it_did_not_answer() {
+        let (fake, core) = core();
+        assert_eq!(core.engine_health().await, EngineHealth { backend: "fake", error: None });
+        fake.fail_next(Op::Ping, EngineError::unavailable("cannot connect"));
+        let health = core.engine_health().await;
+        assert_eq!(health.error.as_deref(), Some("engine unavailable: cannot connect"));
+    }
+
+    #[tokio::test]
+    async fn a_session_is_not_found_until_it_is_opened_and_then_shows_its_network() {
+        let (fake, core) = core();
+        assert_eq!(core.session("t1", "s1").await.unwrap_err().kind(), ErrorKind::NotFound);
+        let s = core.open_session("t1", "s1").await.unwrap();
+        assert_eq!(s.network.map(|n| n.name), Some(sessions::network_name("t1", "s1")));
+        assert!(core.session("t1", "s1").await.is_ok());
+        assert_eq!(core.sessions("t1").await.unwrap(), ["s1"]);
+        assert!(core.sessions("t2").await.unwrap().is_empty());
+        core.end_session("t1", "s1", false).await.unwrap();
+        assert!(fake.networks().is_empty());
+        assert_eq!(core.session("t1", "s1").await.unwrap_err().kind(), ErrorKind::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_named_network_is_made_once_and_one_made_meanwhile_is_as_good() {
+        let (fake, core) = core();
+        core.ensure_named_network("seed-net").await.unwrap();
+        core.ensure_named_network("seed-net").await.unwrap();
+        assert_eq!(fake.calls_of(Op::CreateNetwork), ["seed-net"]);
+        assert_eq!(fake.networks()[0].labels[labels::KIND], "seed-network");
+        fake.fail_next(Op::CreateNetwork, EngineError::conflict("network with name other already exists"));
+        core.ensure_named_network("other").await.expect("made by someone else meanwhile");
+        fake.fail_next(Op::CreateNetwork, EngineError::unavailable("no daemon"));
+        assert_eq!(core.ensure_named_network("third").await.unwrap_err().kind(), ErrorKind::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn a_relics_logs_are_read_through_the_core_to_the_output_cap() {
+        let (fake, core) = core();
+        fake.set_image_logs("svc:1", vec![fake::stdout("ready\n"), fake::stderr("warn\n")]);
+        let req = RelicRequest {
+            tenant: "t1".into(),
+            relic_name: "db".into(),
+            session_id: "s1".into(),
+            image: "svc:1".into(),
+            cmd: None,
+            memory: None,
+            cpu: None,
+            create_private_network: false,
+            health_check_endpoint: None,
+            health_check_timeout: Duration::from_secs(5),
+            port: 8080,
+            env: BTreeMap::new(),
+            expires_at: None,
+        };
+        let relic = core.start_relic(req).await.unwrap();
+        let read = core.read_logs("t1", &Target::Relic(relic.relic_id.clone()), &LogRequest::default()).await.unwrap();
+        assert_eq!(
+            (read.stdout.as_str(), read.stderr.as_str(), read.logs.as_str()),
+            ("ready\n", "warn\n", "ready\nwarn\n")
+        );
+        let missing = core.read_logs("t2", &Target::Relic(relic.relic_id), &LogRequest::default()).await;
+        assert_eq!(missing.unwrap_err().kind(), ErrorKind::NotFound, "another tenant's relic is not there");
+    }
 }

@@ -24,6 +24,15 @@ pub enum ReaperError {
     TooLong { requested: DateTime<Utc>, limit: DateTime<Utc> },
     #[error("expires_at {0} is in the past")]
     Past(DateTime<Utc>),
+    /// Some expired containers were not removed (each with why); the
+    /// others were.
+    #[error(
+        "{} expired containers were not removed ({}); {} were",
+        .failed.len(),
+        .failed.iter().map(|(name, e)| format!("{name}: {e}")).collect::<Vec<_>>().join("; "),
+        .removed.len()
+    )]
+    NotRemoved { removed: Vec<String>, failed: Vec<(String, EngineError)> },
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
@@ -96,10 +105,14 @@ impl Reaper {
         Ok(t)
     }
 
-    /// Removes every managed container past its expiry; returns their names.
+    /// Removes every managed container past its expiry; returns their
+    /// names. A removal that fails does not stop the sweep (one container
+    /// the engine cannot remove would keep every later one alive): the
+    /// failures are reported together at its end.
     pub async fn sweep(&self) -> Result<Vec<String>, ReaperError> {
         let now = self.clock.now();
         let mut removed = Vec::new();
+        let mut failed = Vec::new();
         for c in self.backend.list(&Selector::managed()).await? {
             let Some(label) = expiry_of(&c) else {
                 continue;
@@ -113,11 +126,17 @@ impl Reaper {
                 continue;
             };
             if expiry.with_timezone(&Utc) <= now {
-                self.backend.remove(&c.handle, true).await.or_gone()?;
-                removed.push(c.name);
+                match self.backend.remove(&c.handle, true).await.or_gone() {
+                    Ok(()) => removed.push(c.name),
+                    Err(e) => failed.push((c.name, e)),
+                }
             }
         }
-        Ok(removed)
+        if failed.is_empty() {
+            Ok(removed)
+        } else {
+            Err(ReaperError::NotRemoved { removed, failed })
+        }
     }
 
     /// Sweeps every `interval` until the returned task is aborted.
@@ -138,5 +157,209 @@ impl Reaper {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fake::{FakeEngine, Op};
+    use crate::engine::{EngineErrorKind, Handle};
+    use crate::ids::FixedClock;
+    use crate::policy::{ContainerRequest, Policy};
+    use crate::spec::Kind;
+
+    fn now() -> DateTime<Utc> {
+        "2026-03-01T12:00:00Z".parse().unwrap()
+    }
+
+    fn world() -> (Arc<FakeEngine>, Arc<Store>, Arc<FixedClock>, Reaper) {
+        let fake = Arc::new(FakeEngine::new());
+        let store = Arc::new(Store::in_memory().unwrap());
+        let clock = Arc::new(FixedClock::at(now()));
+        let reaper = Reaper::new(fake.clone(), store.clone(), clock.clone(), Duration::from_secs(7 * 24 * 3600));
+        (fake, store, clock, reaper)
+    }
+
+    /// How a container carries its expiry.
+    enum Expiry<'a> {
+        Annotation(&'a str),
+        OldLabel(&'a str),
+        Never,
+    }
+
+    /// A running managed container serving `object`.
+    async fn made(fake: &FakeEngine, name: &str, object: &str, expiry: Expiry<'_>) -> Handle {
+        let mut spec = Policy::default().admit(ContainerRequest::new(Kind::Agent, name, "agent:1")).unwrap();
+        spec.labels.insert(labels::OBJECT.into(), object.into());
+        spec.labels.insert(labels::TENANT.into(), "t1".into());
+        match expiry {
+            Expiry::Annotation(t) => {
+                spec.annotations.insert(annotations::EXPIRES_AT.into(), t.into());
+            }
+            Expiry::OldLabel(t) => {
+                spec.labels.insert(labels::EXPIRES_AT.into(), t.into());
+            }
+            Expiry::Never => {}
+        }
+        let h = fake.create(&spec).await.unwrap();
+        fake.start(&h).await.unwrap();
+        h
+    }
+
+    const PAST: &str = "2026-03-01T11:00:00+00:00";
+    const FUTURE: &str = "2026-03-01T13:00:00+00:00";
+
+    fn names(fake: &FakeEngine) -> Vec<String> {
+        fake.containers().into_iter().map(|c| c.name).collect()
+    }
+
+    #[tokio::test]
+    async fn the_sweep_removes_a_container_whose_expires_at_annotation_is_past_and_keeps_the_rest() {
+        let (fake, _, _, reaper) = world();
+        made(&fake, "expired", "a1", Expiry::Annotation(PAST)).await;
+        made(&fake, "later", "a2", Expiry::Annotation(FUTURE)).await;
+        made(&fake, "forever", "a3", Expiry::Never).await;
+        assert_eq!(reaper.sweep().await.unwrap(), ["expired"]);
+        assert_eq!(names(&fake), ["later", "forever"]);
+    }
+
+    #[tokio::test]
+    async fn an_expiry_at_this_very_moment_has_passed() {
+        let (fake, _, _, reaper) = world();
+        made(&fake, "now", "a1", Expiry::Annotation("2026-03-01T12:00:00+00:00")).await;
+        assert_eq!(reaper.sweep().await.unwrap(), ["now"]);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_removes_a_container_that_carries_only_the_old_expires_at_label() {
+        let (fake, _, _, reaper) = world();
+        made(&fake, "old-style", "a1", Expiry::OldLabel(PAST)).await;
+        made(&fake, "old-style-later", "a2", Expiry::OldLabel(FUTURE)).await;
+        assert_eq!(reaper.sweep().await.unwrap(), ["old-style"]);
+        assert_eq!(names(&fake), ["old-style-later"]);
+    }
+
+    #[tokio::test]
+    async fn the_moment_the_sweep_measures_against_is_the_clocks() {
+        let (fake, _, clock, reaper) = world();
+        made(&fake, "later", "a1", Expiry::Annotation(FUTURE)).await;
+        assert!(reaper.sweep().await.unwrap().is_empty());
+        clock.advance(chrono::Duration::hours(2));
+        assert_eq!(reaper.sweep().await.unwrap(), ["later"]);
+    }
+
+    #[tokio::test]
+    async fn a_container_renewed_in_the_store_is_kept_past_the_expiry_it_was_made_with() {
+        let (fake, _, _, reaper) = world();
+        made(&fake, "renewed", "a1", Expiry::Annotation(PAST)).await;
+        made(&fake, "renewed-old-style", "a2", Expiry::OldLabel(PAST)).await;
+        let later = now() + chrono::Duration::hours(3);
+        reaper.renew("t1", "a1", later).unwrap();
+        reaper.renew("t1", "a2", later).unwrap();
+        assert!(reaper.sweep().await.unwrap().is_empty());
+        assert_eq!(names(&fake), ["renewed", "renewed-old-style"]);
+    }
+
+    #[tokio::test]
+    async fn a_renewal_that_has_passed_wins_over_a_later_expiry_the_container_was_made_with() {
+        let (fake, store, _, reaper) = world();
+        made(&fake, "cut-short", "a1", Expiry::Annotation(FUTURE)).await;
+        store.renew("t1", "a1", PAST).unwrap();
+        assert_eq!(reaper.sweep().await.unwrap(), ["cut-short"]);
+    }
+
+    #[tokio::test]
+    async fn an_expiry_that_does_not_read_as_a_date_leaves_the_container_alone() {
+        let (fake, _, _, reaper) = world();
+        made(&fake, "garbled", "a1", Expiry::Annotation("next tuesday")).await;
+        assert!(reaper.sweep().await.unwrap().is_empty());
+        assert_eq!(names(&fake), ["garbled"]);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_leaves_containers_berth_does_not_manage() {
+        let (fake, _, _, reaper) = world();
+        let mut spec = Policy::default().admit(ContainerRequest::new(Kind::Agent, "theirs", "x:1")).unwrap();
+        spec.labels.remove(labels::MANAGED);
+        spec.annotations.insert(annotations::EXPIRES_AT.into(), PAST.into());
+        fake.create(&spec).await.unwrap();
+        assert!(reaper.sweep().await.unwrap().is_empty());
+        assert_eq!(fake.calls_of(Op::List), ["io.berth.managed"]);
+    }
+
+    #[tokio::test]
+    async fn an_expired_container_gone_before_its_removal_counts_as_reaped() {
+        let (fake, _, _, reaper) = world();
+        made(&fake, "expired", "a1", Expiry::Annotation(PAST)).await;
+        fake.fail_next(Op::Remove, EngineError::not_found("No such container"));
+        assert_eq!(reaper.sweep().await.unwrap(), ["expired"]);
+    }
+
+    #[tokio::test]
+    async fn a_removal_failure_is_reported_and_the_other_expired_containers_are_still_removed() {
+        let (fake, _, _, reaper) = world();
+        made(&fake, "stuck", "a1", Expiry::Annotation(PAST)).await;
+        made(&fake, "expired", "a2", Expiry::Annotation(PAST)).await;
+        made(&fake, "later", "a3", Expiry::Annotation(FUTURE)).await;
+        fake.fail_next(Op::Remove, EngineError::failed("driver failed to remove root filesystem"));
+        let e = reaper.sweep().await.expect_err("one removal failed");
+        match &e {
+            ReaperError::NotRemoved { removed, failed } => {
+                assert_eq!(removed, &["expired"]);
+                assert_eq!(failed.len(), 1);
+                assert_eq!(failed[0].0, "stuck");
+                assert_eq!(failed[0].1.message(), "driver failed to remove root filesystem");
+            }
+            other => panic!("not a removal failure: {other}"),
+        }
+        assert!(e.to_string().contains("stuck"), "{e}");
+        assert_eq!(names(&fake), ["stuck", "later"]);
+        assert_eq!(crate::Error::from(e).kind(), crate::ErrorKind::Internal);
+    }
+
+    #[tokio::test]
+    async fn an_engine_that_cannot_list_fails_the_sweep() {
+        let (fake, _, _, reaper) = world();
+        fake.fail_next(Op::List, EngineError::unavailable("no daemon"));
+        let e = reaper.sweep().await.expect_err("the list fails");
+        assert!(matches!(e, ReaperError::Engine(e) if e.kind() == EngineErrorKind::Unavailable));
+    }
+
+    #[test]
+    fn an_expiry_is_accepted_only_in_the_future_and_within_the_maximum_lifetime() {
+        let (_, _, _, reaper) = world();
+        assert!(matches!(reaper.check(now()), Err(ReaperError::Past(_))));
+        assert!(matches!(reaper.check(now() + chrono::Duration::days(8)), Err(ReaperError::TooLong { .. })));
+        let fine = now() + chrono::Duration::days(7);
+        assert_eq!(reaper.check(fine).unwrap(), fine);
+    }
+
+    #[test]
+    fn a_renewal_is_kept_in_the_store_and_a_refused_one_changes_nothing() {
+        let (_, store, _, reaper) = world();
+        let t = now() + chrono::Duration::hours(1);
+        reaper.renew("t1", "a1", t).unwrap();
+        assert_eq!(store.renewal("t1", "a1").unwrap(), Some(t.to_rfc3339()));
+        assert!(reaper.renew("t1", "a1", now() - chrono::Duration::hours(1)).is_err());
+        assert_eq!(store.renewal("t1", "a1").unwrap(), Some(t.to_rfc3339()));
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_audit_entries_the_retention_allows() {
+        let (_, store, _, reaper) = world();
+        let reaper = reaper.with_retention(Retention { runs: Duration::from_secs(3600), audit_entries: 2 });
+        for i in 0..5 {
+            store.note(now(), "t1", "x", &i.to_string(), "ok");
+        }
+        assert_eq!(reaper.prune().unwrap(), (0, 3));
+        let left: Vec<String> = store.audit_trail("t1", 10).unwrap().into_iter().map(|e| e.target).collect();
+        assert_eq!(left, ["4", "3"]);
+    }
+
+    #[test]
+    fn an_expiry_beyond_what_a_date_holds_is_the_end_of_time() {
+        assert_eq!(expiry_after(now(), Duration::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(expiry_after(now(), Duration::from_secs(60)), now() + chrono::Duration::minutes(1));
     }
 }

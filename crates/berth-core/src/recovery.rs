@@ -82,7 +82,11 @@ pub async fn recover(
                     run.container_removed = true;
                     "berth restarted during the run; its container was stopped and removed"
                 }
-                Err(e) if e.is_not_found() => "the run's container vanished while berth was down",
+                Err(e) if e.is_not_found() => {
+                    // Gone is removed: the record says so, as a run's own cleanup does.
+                    run.container_removed = true;
+                    "the run's container vanished while berth was down"
+                }
                 Err(e) => return Err(e.into()),
             },
             None => "berth restarted before the run's container was created",
@@ -125,4 +129,246 @@ pub async fn recover(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::engine::fake::{FakeEngine, Op};
+    use crate::engine::{EngineErrorKind, Handle};
+    use crate::ids::{FixedClock, IdSource, SequentialIds};
+    use crate::policy::{ContainerRequest, Policy};
+    use crate::runs::{RunId, RunRecord, RunUsage};
+
+    const INSTANCE: &str = "inst000000001";
+
+    fn now() -> DateTime<Utc> {
+        "2026-03-01T12:00:00Z".parse().unwrap()
+    }
+
+    struct World {
+        fake: Arc<FakeEngine>,
+        engine: Arc<dyn Engine>,
+        store: Store,
+        ids: Arc<dyn IdSource>,
+        clock: Arc<dyn Clock>,
+    }
+
+    /// A store whose instance is [`INSTANCE`], over the fake engine.
+    fn world() -> World {
+        let fake = Arc::new(FakeEngine::new());
+        let store = Store::in_memory().unwrap();
+        assert_eq!(store.instance_id(|| INSTANCE.into()).unwrap(), INSTANCE);
+        World {
+            engine: fake.clone(),
+            fake,
+            store,
+            ids: Arc::new(SequentialIds::default()),
+            clock: Arc::new(FixedClock::at(now())),
+        }
+    }
+
+    impl World {
+        async fn recover(&self, orphans: Orphans) -> Result<RecoveryReport, RecoveryError> {
+            recover(&self.engine, &self.store, &self.ids, &self.clock, orphans).await
+        }
+
+        fn run(&self, id: &str) -> RunRecord {
+            self.store.get_run("t1", &RunId(id.into())).unwrap().expect("the run is stored")
+        }
+
+        fn names(&self) -> Vec<String> {
+            self.fake.containers().into_iter().map(|c| c.name).collect()
+        }
+    }
+
+    /// A running container of `kind` serving `object`, made by `instance`.
+    async fn container(fake: &FakeEngine, name: &str, kind: Kind, object: &str, instance: &str) -> Handle {
+        let mut spec = Policy::default().admit(ContainerRequest::new(kind, name, "tool:1")).unwrap();
+        spec.labels.insert(labels::OBJECT.into(), object.into());
+        spec.labels.insert(labels::TENANT.into(), "t1".into());
+        spec.labels.insert(labels::INSTANCE.into(), instance.into());
+        let h = fake.create(&spec).await.unwrap();
+        fake.start(&h).await.unwrap();
+        h
+    }
+
+    /// A pool's warm member, made by `instance`.
+    async fn member(fake: &FakeEngine, name: &str, instance: &str) -> Handle {
+        let mut spec = Policy::default().admit(ContainerRequest::new(Kind::Code, name, "python:3.11")).unwrap();
+        spec.labels.insert(labels::POOL.into(), "python".into());
+        spec.labels.insert(labels::INSTANCE.into(), instance.into());
+        let h = fake.create(&spec).await.unwrap();
+        fake.start(&h).await.unwrap();
+        h
+    }
+
+    fn record(id: &str, status: RunStatus, container: Option<&Handle>, removed: bool) -> RunRecord {
+        RunRecord {
+            id: RunId(id.into()),
+            tenant: "t1".into(),
+            session: None,
+            name: None,
+            image: "tool:1".into(),
+            status,
+            exit_code: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            result: None,
+            usage: RunUsage::default(),
+            container_id: container.map(|h| h.id.0.clone()),
+            placement: Default::default(),
+            container_name: format!("berth-{id}"),
+            container_removed: removed,
+            error: None,
+            path: "cold".into(),
+            plan: None,
+            created_at: now() - chrono::Duration::minutes(5),
+            finished_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_in_flight_is_failed_with_the_reason_and_its_container_removed() {
+        let w = world();
+        let h = container(&w.fake, "berth-run_1", Kind::Tool, "run_1", INSTANCE).await;
+        w.store.put_run(&record("run_1", RunStatus::Running, Some(&h), false)).unwrap();
+        let report = w.recover(Orphans::Remove).await.unwrap();
+        let reason = "berth restarted during the run; its container was stopped and removed";
+        assert_eq!(report.runs_failed, [("run_1".to_owned(), reason.to_owned())]);
+        assert_eq!(report.containers_removed, ["berth-run_1"]);
+        let run = w.run("run_1");
+        assert_eq!((run.status, run.error.as_deref(), run.finished_at), (RunStatus::Failed, Some(reason), Some(now())));
+        assert!(run.container_removed);
+        assert!(w.fake.containers().is_empty());
+        assert!(w.store.unfinished_runs().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_container_vanished_is_failed_as_vanished_and_its_record_says_the_container_is_gone() {
+        let w = world();
+        let h = container(&w.fake, "berth-run_1", Kind::Tool, "run_1", INSTANCE).await;
+        w.fake.vanish(&h);
+        w.store.put_run(&record("run_1", RunStatus::Running, Some(&h), false)).unwrap();
+        let report = w.recover(Orphans::Remove).await.unwrap();
+        let reason = "the run's container vanished while berth was down";
+        assert_eq!(report.runs_failed, [("run_1".to_owned(), reason.to_owned())]);
+        assert!(report.containers_removed.is_empty(), "nothing was there to remove");
+        let run = w.run("run_1");
+        assert_eq!((run.status, run.error.as_deref()), (RunStatus::Failed, Some(reason)));
+        assert!(run.container_removed, "the container is gone");
+    }
+
+    #[tokio::test]
+    async fn a_run_that_had_no_container_yet_is_failed_as_never_created() {
+        let w = world();
+        w.store.put_run(&record("run_1", RunStatus::Pending, None, false)).unwrap();
+        let report = w.recover(Orphans::Remove).await.unwrap();
+        assert_eq!(report.runs_failed[0].1, "berth restarted before the run's container was created");
+        assert_eq!(w.run("run_1").status, RunStatus::Failed);
+        assert!(w.fake.calls_of(Op::Remove).is_empty());
+    }
+
+    #[tokio::test]
+    async fn warm_pool_members_of_this_instance_are_removed_and_another_instances_are_kept() {
+        let w = world();
+        member(&w.fake, "berth-pool-1", INSTANCE).await;
+        member(&w.fake, "berth-pool-other", "another").await;
+        let report = w.recover(Orphans::Remove).await.unwrap();
+        assert_eq!(report.pool_members_removed, ["berth-pool-1"]);
+        assert_eq!(w.names(), ["berth-pool-other"]);
+    }
+
+    #[tokio::test]
+    async fn a_run_container_of_this_instance_the_store_does_not_know_is_removed_as_an_orphan() {
+        let w = world();
+        container(&w.fake, "orphan-tool", Kind::Tool, "run_9", INSTANCE).await;
+        container(&w.fake, "orphan-code", Kind::Code, "run_8", INSTANCE).await;
+        container(&w.fake, "not-mine", Kind::Tool, "run_7", "another").await;
+        let report = w.recover(Orphans::Remove).await.unwrap();
+        assert_eq!(report.containers_removed, ["orphan-tool", "orphan-code"]);
+        assert!(report.orphans_kept.is_empty());
+        assert_eq!(w.names(), ["not-mine"]);
+    }
+
+    #[tokio::test]
+    async fn orphans_are_kept_and_reported_when_recovery_is_told_to_keep_them() {
+        let w = world();
+        container(&w.fake, "orphan-tool", Kind::Tool, "run_9", INSTANCE).await;
+        let report = w.recover(Orphans::Keep).await.unwrap();
+        assert_eq!(report.orphans_kept, ["orphan-tool"]);
+        assert!(report.containers_removed.is_empty());
+        assert_eq!(w.names(), ["orphan-tool"]);
+    }
+
+    #[tokio::test]
+    async fn a_finished_runs_container_is_removed_only_when_its_record_says_it_was_to_go_and_it_has_ended() {
+        let w = world();
+        let kept = container(&w.fake, "kept", Kind::Tool, "run_1", INSTANCE).await;
+        w.fake.exit_now(&kept, 0);
+        w.store.put_run(&record("run_1", RunStatus::Succeeded, Some(&kept), false)).unwrap();
+        let ordered = container(&w.fake, "ordered", Kind::Tool, "run_2", INSTANCE).await;
+        w.fake.exit_now(&ordered, 0);
+        w.store.put_run(&record("run_2", RunStatus::Succeeded, Some(&ordered), true)).unwrap();
+        let live = container(&w.fake, "still-running", Kind::Tool, "run_3", INSTANCE).await;
+        w.store.put_run(&record("run_3", RunStatus::Cancelled, Some(&live), true)).unwrap();
+        let report = w.recover(Orphans::Remove).await.unwrap();
+        assert_eq!(report.containers_removed, ["ordered"]);
+        assert!(report.runs_failed.is_empty());
+        assert_eq!(w.names(), ["kept", "still-running"]);
+        assert_eq!(w.run("run_1").status, RunStatus::Succeeded, "finished runs are left as they are");
+    }
+
+    #[tokio::test]
+    async fn agents_and_relics_outlive_a_restart_untouched() {
+        let w = world();
+        container(&w.fake, "agent", Kind::Agent, "a1", INSTANCE).await;
+        container(&w.fake, "relic", Kind::Relic, "relic_1", INSTANCE).await;
+        let report = w.recover(Orphans::Remove).await.unwrap();
+        assert_eq!(report, RecoveryReport::default());
+        assert_eq!(w.names(), ["agent", "relic"]);
+    }
+
+    #[tokio::test]
+    async fn an_engine_failure_removing_a_runs_container_is_an_error() {
+        let w = world();
+        let h = container(&w.fake, "berth-run_1", Kind::Tool, "run_1", INSTANCE).await;
+        w.store.put_run(&record("run_1", RunStatus::Running, Some(&h), false)).unwrap();
+        w.fake.fail_next(Op::Remove, EngineError::unavailable("no daemon"));
+        let e = w.recover(Orphans::Remove).await.expect_err("the removal fails");
+        assert!(matches!(e, RecoveryError::Engine(e) if e.kind() == EngineErrorKind::Unavailable));
+        assert_eq!(w.run("run_1").status, RunStatus::Running, "the run is left for the next recovery");
+        assert_eq!(w.names(), ["berth-run_1"]);
+    }
+
+    #[tokio::test]
+    async fn an_engine_failure_listing_containers_mid_recovery_is_an_error() {
+        let w = world();
+        w.store.put_run(&record("run_1", RunStatus::Pending, None, false)).unwrap();
+        w.fake.fail_next(Op::List, EngineError::unavailable("no daemon"));
+        let e = w.recover(Orphans::Remove).await.expect_err("the list fails");
+        assert!(matches!(e, RecoveryError::Engine(e) if e.kind() == EngineErrorKind::Unavailable));
+        assert_eq!(w.run("run_1").status, RunStatus::Failed, "what was done before the failure stays done");
+    }
+
+    #[tokio::test]
+    async fn a_store_without_an_instance_gets_one_from_the_id_source() {
+        let fake: Arc<dyn Engine> = Arc::new(FakeEngine::new());
+        let store = Store::in_memory().unwrap();
+        let ids: Arc<dyn IdSource> = Arc::new(SequentialIds::default());
+        let clock: Arc<dyn Clock> = Arc::new(FixedClock::at(now()));
+        recover(&fake, &store, &ids, &clock, Orphans::Remove).await.unwrap();
+        assert_eq!(store.instance_id(|| "unused".into()).unwrap(), "000000000001");
+    }
+
+    #[test]
+    fn the_orphans_setting_reads_remove_or_keep_and_nothing_else() {
+        assert_eq!("remove".parse::<Orphans>(), Ok(Orphans::Remove));
+        assert_eq!("keep".parse::<Orphans>(), Ok(Orphans::Keep));
+        assert!("delete".parse::<Orphans>().is_err());
+    }
 }

@@ -175,7 +175,221 @@ impl Sessions {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::engine::fake::{FakeEngine, Op};
+    use crate::engine::{Capabilities, Phase};
+    use crate::ids::FixedClock;
+    use crate::policy::{ContainerRequest, NetworkRequest, Policy};
+    use crate::spec::Kind;
+
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        "2026-03-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn world() -> (Arc<FakeEngine>, Arc<FixedClock>, Sessions) {
+        let clock = Arc::new(FixedClock::at(now()));
+        let fake = Arc::new(FakeEngine::with_clock(clock.clone()));
+        let sessions = Sessions::new(fake.clone(), clock.clone());
+        (fake, clock, sessions)
+    }
+
+    /// A running container of the tenant's session, on `network` when given.
+    async fn member(fake: &FakeEngine, name: &str, tenant: &str, session: &str, network: Option<&str>) -> Handle {
+        let mut req = ContainerRequest::new(Kind::Relic, name, "svc:1");
+        if let Some(n) = network {
+            req.network = NetworkRequest::Named { name: n.into(), aliases: vec![] };
+        }
+        let mut spec = Policy::default().admit(req).unwrap();
+        spec.labels.insert(labels::TENANT.into(), tenant.into());
+        spec.labels.insert(labels::SESSION.into(), session.into());
+        let h = fake.create(&spec).await.unwrap();
+        fake.start(&h).await.unwrap();
+        h
+    }
+
+    fn engine_conflict(e: &SessionError) -> bool {
+        matches!(e, SessionError::Engine(e) if e.kind() == EngineErrorKind::Conflict)
+    }
+
+    #[tokio::test]
+    async fn a_sessions_network_is_made_internal_and_labelled_as_the_sessions_on_first_use() {
+        let (fake, _, sessions) = world();
+        let net = sessions.ensure_network("t1", "s1").await.unwrap();
+        let nets = fake.networks();
+        assert_eq!(nets.len(), 1);
+        assert_eq!(
+            (nets[0].id.as_str(), nets[0].name.as_str(), nets[0].internal),
+            (net.id.as_str(), network_name("t1", "s1").as_str(), true)
+        );
+        assert_eq!(nets[0].labels[labels::KIND], "session-network");
+        assert_eq!(nets[0].labels[labels::SESSION], "s1");
+        assert_eq!(nets[0].labels[labels::TENANT], "t1");
+        assert_eq!(nets[0].labels[labels::MANAGED], "true");
+    }
+
+    #[tokio::test]
+    async fn a_sessions_network_is_found_again_and_not_made_twice() {
+        let (fake, _, sessions) = world();
+        let first = sessions.ensure_network("t1", "s1").await.unwrap();
+        fake.clear_calls();
+        assert_eq!(sessions.ensure_network("t1", "s1").await.unwrap(), first);
+        assert!(fake.calls_of(Op::CreateNetwork).is_empty());
+        assert_eq!(fake.networks().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn two_tenants_sessions_of_one_id_get_a_network_each() {
+        let (fake, _, sessions) = world();
+        let theirs = sessions.ensure_network("t2", "s1").await.unwrap();
+        let mine = sessions.ensure_network("t1", "s1").await.unwrap();
+        assert_ne!(theirs, mine);
+        assert_eq!(fake.networks().len(), 2);
+        assert_eq!(sessions.ensure_network("t2", "s1").await.unwrap(), theirs, "each finds its own again");
+    }
+
+    #[tokio::test]
+    async fn a_network_of_the_sessions_name_that_is_not_the_sessions_is_a_conflict() {
+        let (fake, _, sessions) = world();
+        fake.create_network(&network_name("t1", "s1"), false, &BTreeMap::new()).await.unwrap();
+        let e = sessions.ensure_network("t1", "s1").await.expect_err("the name is taken by something else");
+        assert!(engine_conflict(&e), "{e}");
+        assert!(e.to_string().contains("taken by something else"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_network_failure_other_than_a_taken_name_is_passed_on() {
+        let (fake, _, sessions) = world();
+        fake.fail_next(Op::CreateNetwork, EngineError::unavailable("no daemon"));
+        let e = sessions.ensure_network("t1", "s1").await.expect_err("the create fails");
+        assert!(matches!(e, SessionError::Engine(e) if e.kind() == EngineErrorKind::Unavailable));
+        assert!(fake.networks().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_malformed_session_id_is_refused_before_the_engine_is_asked() {
+        let (fake, _, sessions) = world();
+        assert!(matches!(sessions.ensure_network("t1", "a b").await, Err(SessionError::BadId(_))));
+        assert!(matches!(sessions.end("t1", "", true).await, Err(SessionError::BadId(_))));
+        assert!(matches!(sessions.ensure_network("t1", &"x".repeat(65)).await, Err(SessionError::BadId(_))));
+        assert!(fake.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_engine_without_isolation_has_no_session_networks() {
+        let (fake, _, sessions) = world();
+        fake.set_capabilities(Capabilities { isolation: false, ..crate::engine::fake::docker_capabilities() });
+        assert!(matches!(sessions.ensure_network("t1", "s1").await, Err(SessionError::NoIsolation("fake"))));
+        assert!(fake.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn ending_a_session_with_running_containers_without_force_is_refused_and_changes_nothing() {
+        let (fake, _, sessions) = world();
+        sessions.ensure_network("t1", "s1").await.unwrap();
+        member(&fake, "r1", "t1", "s1", Some(&network_name("t1", "s1"))).await;
+        let stopped = member(&fake, "r2", "t1", "s1", None).await;
+        fake.stop(&stopped, Duration::ZERO).await.unwrap();
+        fake.clear_calls();
+        let e = sessions.end("t1", "s1", false).await.expect_err("a container runs");
+        assert!(matches!(e, SessionError::Running { ref session, running: 1 } if session == "s1"), "{e}");
+        assert_eq!(fake.containers().len(), 2);
+        assert_eq!(fake.networks().len(), 1);
+        assert!(fake.calls_of(Op::Remove).is_empty() && fake.calls_of(Op::RemoveNetwork).is_empty());
+    }
+
+    #[tokio::test]
+    async fn ending_a_session_with_force_removes_its_containers_and_network_and_nothing_of_others() {
+        let (fake, _, sessions) = world();
+        sessions.ensure_network("t1", "s1").await.unwrap();
+        member(&fake, "r1", "t1", "s1", Some(&network_name("t1", "s1"))).await;
+        member(&fake, "r2", "t1", "s1", None).await;
+        member(&fake, "other-session", "t1", "s2", None).await;
+        member(&fake, "other-tenant", "t2", "s1", None).await;
+        let cleanup = sessions.end("t1", "s1", true).await.unwrap();
+        assert_eq!(cleanup.containers_removed, ["r1", "r2"]);
+        assert_eq!(cleanup.networks_removed, [network_name("t1", "s1")]);
+        let left: Vec<String> = fake.containers().into_iter().map(|c| c.name).collect();
+        assert_eq!(left, ["other-session", "other-tenant"]);
+        assert!(fake.networks().is_empty());
+    }
+
+    #[tokio::test]
+    async fn ending_a_session_whose_containers_have_all_exited_needs_no_force() {
+        let (fake, _, sessions) = world();
+        let h = member(&fake, "r1", "t1", "s1", None).await;
+        fake.exit_now(&h, 0);
+        assert_eq!(fake.inspect(&h).await.unwrap().phase, Phase::Exited);
+        let cleanup = sessions.end("t1", "s1", false).await.unwrap();
+        assert_eq!(cleanup.containers_removed, ["r1"]);
+        assert!(fake.containers().is_empty());
+    }
+
+    #[tokio::test]
+    async fn ending_a_session_on_an_engine_without_isolation_removes_its_containers_only() {
+        let (fake, _, sessions) = world();
+        member(&fake, "r1", "t1", "s1", None).await;
+        fake.set_capabilities(Capabilities { isolation: false, ..crate::engine::fake::docker_capabilities() });
+        let cleanup = sessions.end("t1", "s1", true).await.unwrap();
+        assert_eq!(cleanup, SessionCleanup { containers_removed: vec!["r1".into()], networks_removed: vec![] });
+        assert!(fake.calls_of(Op::ListNetworks).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_container_that_will_not_go_makes_ending_the_session_fail_with_its_network_left() {
+        let (fake, _, sessions) = world();
+        sessions.ensure_network("t1", "s1").await.unwrap();
+        member(&fake, "r1", "t1", "s1", None).await;
+        fake.fail_next(Op::Remove, EngineError::failed("device or resource busy"));
+        let e = sessions.end("t1", "s1", true).await.expect_err("the removal fails");
+        assert!(matches!(e, SessionError::Engine(e) if e.message() == "device or resource busy"));
+        assert_eq!(fake.containers().len(), 1);
+        assert_eq!(fake.networks().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_removes_unused_berth_networks_old_enough_and_keeps_the_rest() {
+        let (fake, clock, sessions) = world();
+        sessions.ensure_network("t1", "old-unused").await.unwrap();
+        sessions.ensure_network("t1", "old-used").await.unwrap();
+        fake.create_network("not-berths", false, &BTreeMap::new()).await.unwrap();
+        member(&fake, "r1", "t1", "old-used", Some(&network_name("t1", "old-used"))).await;
+        clock.advance(chrono::Duration::minutes(10));
+        sessions.ensure_network("t1", "young").await.unwrap();
+        let removed = sessions.sweep_networks(Duration::from_secs(300)).await.unwrap();
+        assert_eq!(removed, [network_name("t1", "old-unused")]);
+        let mut left: Vec<String> = fake.networks().into_iter().map(|n| n.name).collect();
+        left.sort();
+        let mut kept = vec![network_name("t1", "old-used"), "not-berths".to_owned(), network_name("t1", "young")];
+        kept.sort();
+        assert_eq!(left, kept);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_passes_over_a_network_that_turned_out_to_be_in_use_and_stops_when_the_engine_is_down() {
+        let (fake, clock, sessions) = world();
+        sessions.ensure_network("t1", "a").await.unwrap();
+        sessions.ensure_network("t1", "b").await.unwrap();
+        clock.advance(chrono::Duration::hours(1));
+        fake.fail_next(Op::RemoveNetwork, EngineError::conflict("network has active endpoints"));
+        let swept = sessions.sweep_networks(Duration::ZERO).await.unwrap();
+        assert_eq!(swept.len(), 1, "one of a and b was in use: {swept:?}");
+        assert!([network_name("t1", "a"), network_name("t1", "b")].contains(&swept[0]), "{swept:?}");
+        sessions.ensure_network("t1", "c").await.unwrap();
+        fake.fail_next(Op::RemoveNetwork, EngineError::unavailable("no daemon"));
+        assert!(matches!(sessions.sweep_networks(Duration::ZERO).await, Err(SessionError::Engine(_))));
+        assert_eq!(fake.networks().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn removing_a_container_that_is_gone_is_done() {
+        let (fake, _, sessions) = world();
+        let h = member(&fake, "r1", "t1", "s1", None).await;
+        sessions.remove_container(&h).await.unwrap();
+        assert!(fake.containers().is_empty());
+        sessions.remove_container(&h).await.expect("gone is removed");
+    }
 
     #[test]
     fn a_session_network_is_named_apart_for_each_tenant_and_as_a_dns_label() {

@@ -113,6 +113,16 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
+/// What [`Store::insert_object`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    Done,
+    /// An object of the kind and tenant has the id.
+    IdTaken,
+    /// An object of the kind has the value that was to be unique.
+    ValueTaken,
+}
+
 pub struct Store {
     conn: Mutex<Connection>,
 }
@@ -235,6 +245,48 @@ impl Store {
             params![id, kind, tenant, session, json],
         )?;
         Ok(())
+    }
+
+    /// Stores a new record under `id`, unless the tenant has an object of
+    /// `kind` of that id already, or, with `unique` as a JSON path and a
+    /// value, an object of `kind` of any tenant has that value there; the
+    /// check and the insert are one write.
+    pub fn insert_object<T: Serialize>(
+        &self,
+        id: &str,
+        kind: &str,
+        tenant: &str,
+        session: Option<&str>,
+        record: &T,
+        unique: Option<(&str, &str)>,
+    ) -> Result<Inserted, StoreError> {
+        let json = serde_json::to_string(record)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let id_taken: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM objects WHERE kind = ?1 AND tenant = ?2 AND id = ?3)",
+            params![kind, tenant, id],
+            |r| r.get(0),
+        )?;
+        if id_taken {
+            return Ok(Inserted::IdTaken);
+        }
+        if let Some((path, value)) = unique {
+            let taken: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM objects WHERE kind = ?1 AND json_extract(record, ?2) = ?3)",
+                params![kind, path, value],
+                |r| r.get(0),
+            )?;
+            if taken {
+                return Ok(Inserted::ValueTaken);
+            }
+        }
+        tx.execute(
+            "INSERT INTO objects (id, kind, tenant, session, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, kind, tenant, session, json],
+        )?;
+        tx.commit()?;
+        Ok(Inserted::Done)
     }
 
     /// A record of `kind` and `tenant`; another tenant's is as absent as a missing one.
@@ -490,6 +542,32 @@ mod tests {
         let mut old = serde_json::to_value(&run).unwrap();
         old.as_object_mut().unwrap().remove("plan");
         assert_eq!(serde_json::from_value::<RunRecord>(old).unwrap().plan, None);
+    }
+
+    #[test]
+    fn a_new_object_is_refused_an_id_its_tenant_holds_and_a_value_its_kind_has() {
+        let store = Store::in_memory().unwrap();
+        let rec = |name: &str| serde_json::json!({ "container_name": name });
+        let unique = |name| Some(("$.container_name", name));
+        assert_eq!(store.insert_object("a1", "agent", "t1", None, &rec("n1"), unique("n1")).unwrap(), Inserted::Done);
+        assert_eq!(
+            store.insert_object("a1", "agent", "t1", None, &rec("n2"), unique("n2")).unwrap(),
+            Inserted::IdTaken
+        );
+        assert_eq!(
+            store.insert_object("a1", "agent", "t2", None, &rec("n3"), unique("n3")).unwrap(),
+            Inserted::Done,
+            "another tenant's id is its own"
+        );
+        assert_eq!(
+            store.insert_object("a2", "agent", "t2", None, &rec("n1"), unique("n1")).unwrap(),
+            Inserted::ValueTaken
+        );
+        assert_eq!(store.insert_object("r1", "relic", "t2", None, &rec("n1"), None).unwrap(), Inserted::Done);
+        let kept: Option<serde_json::Value> = store.get_object("agent", "t1", "a1").unwrap();
+        assert_eq!(kept, Some(rec("n1")), "the first tenant's record is untouched");
+        let theirs: Option<serde_json::Value> = store.get_object("agent", "t2", "a1").unwrap();
+        assert_eq!(theirs, Some(rec("n3")), "the second tenant's record is its own");
     }
 
     #[test]

@@ -4,6 +4,10 @@
 
 pub mod api;
 
+/// The core's recording, failing engine in memory (its `Op`, `Exit` and
+/// helpers are in `fake`).
+pub use berth_core::engine::fake::{self, FakeEngine};
+
 use std::collections::BTreeMap;
 
 use berth_core::agents::AgentDefinition;

@@ -19,6 +19,8 @@
 //! `Arc<dyn Engine>` and never sees an engine type.
 
 pub mod error;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 pub mod handle;
 pub mod io;
 pub mod isolation;
