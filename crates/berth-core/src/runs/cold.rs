@@ -1,0 +1,133 @@
+//! The cold path: a run in a container of its own, created, started with
+//! its exit awaited, raced against its deadline and cancellation, then
+//! inspected and its logs read.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::conclude::{conclude, Ending, Outcome};
+use super::record::{RunRecord, RunStatus, RunUsage};
+use super::Runs;
+use crate::engine::{EngineError, LogRequest, Stream, Usage};
+use crate::output::CappedOutput;
+use crate::spec::{annotations, ContainerSpec};
+
+/// How long past its deadline a run's container is left to the run before
+/// its expiry label lets the reaper take it (the kill, the exit, the logs).
+const EXPIRY_SLACK: Duration = Duration::from_secs(60);
+
+impl Runs {
+    /// Creates, starts and watches the container; fills in the record.
+    /// A container that is to be removed after the run carries an expiry
+    /// label a minute past the run's deadline: should it outlive the run
+    /// unseen (its creation went unanswered and it appeared later), the
+    /// reaper takes it. One kept for inspection is the caller's.
+    pub(super) async fn drive(
+        &self,
+        spec: &ContainerSpec,
+        timeout: Duration,
+        cleanup: bool,
+        token: &CancellationToken,
+        record: &mut RunRecord,
+    ) -> Result<(), EngineError> {
+        let spec = if cleanup {
+            let mut with_expiry = spec.clone();
+            let expiry = crate::reaper::expiry_after(self.clock.now(), timeout + EXPIRY_SLACK);
+            with_expiry.annotations.insert(annotations::EXPIRES_AT.into(), expiry.to_rfc3339());
+            std::borrow::Cow::Owned(with_expiry)
+        } else {
+            std::borrow::Cow::Borrowed(spec)
+        };
+        let spec = spec.as_ref();
+        let cid = self.backend.create(spec).await?;
+        record.container_id = Some(cid.id.0.clone());
+        record.placement = cid.placement.clone();
+        // The container is recorded before it starts, so recovery finds it;
+        // the run is `running` only once it is: a follow that came between
+        // would read a log that has not begun as one that has ended.
+        if let Err(e) = self.store.put_run(record) {
+            tracing::warn!(%e, "run record not updated");
+        }
+        let started = Instant::now();
+        let exit = self.backend.start_watched(&cid).await?;
+        record.status = RunStatus::Running;
+        if let Err(e) = self.store.put_run(record) {
+            tracing::warn!(%e, "run record not updated");
+        }
+        // The sample stream is opened (its head awaited) before the race, so
+        // the same requests go out however quickly the run ends.
+        let last_usage: Arc<Mutex<Option<Usage>>> = Arc::default();
+        let io = self.backend.io(&cid)?;
+        let samples = io.usage_stream(&cid).await.ok();
+        let sampler = {
+            let last = last_usage.clone();
+            tokio::spawn(async move {
+                if let Some(mut samples) = samples {
+                    while let Some(u) = samples.next().await {
+                        *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(u);
+                    }
+                }
+            })
+        };
+        let mut exit = exit;
+        let ending = tokio::select! {
+            code = &mut exit => match code {
+                Ok(code) => Ending::Exited(code),
+                Err(e) => Ending::Broken(e.to_string()),
+            },
+            _ = tokio::time::sleep(timeout) => Ending::TimedOut,
+            _ = token.cancelled() => Ending::Cancelled,
+        };
+        let wall = started.elapsed();
+        let exit_code = match ending {
+            Ending::Exited(code) => Some(code),
+            Ending::TimedOut | Ending::Cancelled => {
+                self.backend.kill(&cid).await?;
+                tokio::time::timeout(Duration::from_secs(10), exit).await.ok().and_then(Result::ok)
+            }
+            Ending::Broken(_) => None,
+        };
+        sampler.abort();
+        let state = self.backend.inspect(&cid).await?;
+        let plan = self.backend.plan(&cid).await?;
+
+        let cap = self.policy.config.output_cap;
+        let (mut out, mut err) = (CappedOutput::new(cap), CappedOutput::new(cap));
+        let mut logs = io.logs(&cid, &LogRequest::default()).await?;
+        while let Some(chunk) = logs.next().await {
+            let chunk = chunk?;
+            match chunk.stream {
+                Stream::Stderr => err.push(&chunk.data),
+                Stream::Stdout | Stream::Console => out.push(&chunk.data),
+            }
+        }
+        let usage = last_usage.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (stdout_truncated, stderr_truncated) = (out.truncated(), err.truncated());
+        conclude(
+            record,
+            Outcome {
+                ending,
+                exit_code: exit_code.or(state.exit_code),
+                oom_killed: state.oom_killed,
+                stdout: out.into_text(),
+                stdout_truncated,
+                stderr: err.into_text(),
+                stderr_truncated,
+                usage: RunUsage {
+                    wall_ms: wall.as_millis() as u64,
+                    cpu_ms: usage.as_ref().map(|u| u.cpu_time_ns / 1_000_000),
+                    peak_memory_bytes: usage.and_then(|u| u.memory_peak),
+                },
+            },
+        );
+        // A backend that renders plans ran nothing: the run ends with its plan.
+        if let Some(plan) = plan {
+            record.status = RunStatus::DryRun;
+            record.plan = Some(plan);
+        }
+        Ok(())
+    }
+}
