@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::conclude::{conclude, Ending, Outcome};
+use super::race::{race, Raced};
 use super::record::{RunRecord, RunStatus, RunUsage};
 use super::Runs;
 use crate::engine::{EngineError, LogRequest, Stream, Usage};
@@ -72,23 +73,11 @@ impl Runs {
                 }
             })
         };
-        let mut exit = exit;
-        let ending = tokio::select! {
-            code = &mut exit => match code {
-                Ok(code) => Ending::Exited(code),
-                Err(e) => Ending::Broken(e.to_string()),
-            },
-            _ = tokio::time::sleep(timeout) => Ending::TimedOut,
-            _ = token.cancelled() => Ending::Cancelled,
-        };
-        let wall = started.elapsed();
-        let exit_code = match ending {
-            Ending::Exited(code) => Some(code),
-            Ending::TimedOut | Ending::Cancelled => {
-                self.backend.kill(&cid).await?;
-                tokio::time::timeout(Duration::from_secs(10), exit).await.ok().and_then(Result::ok)
-            }
-            Ending::Broken(_) => None,
+        let race = race(exit, timeout, token, started, || self.backend.kill(&cid)).await?;
+        let (ending, exit_code) = match race.raced {
+            Raced::Finished(Ok(code)) => (Ending::Exited(code), Some(code)),
+            Raced::Finished(Err(e)) => (Ending::Broken(e.to_string()), None),
+            Raced::Stopped { why, then } => (why.into(), then.and_then(Result::ok)),
         };
         sampler.abort();
         let state = self.backend.inspect(&cid).await?;
@@ -117,7 +106,7 @@ impl Runs {
                 stderr: err.into_text(),
                 stderr_truncated,
                 usage: RunUsage {
-                    wall_ms: wall.as_millis() as u64,
+                    wall_ms: race.wall.as_millis() as u64,
                     cpu_ms: usage.as_ref().map(|u| u.cpu_time_ns / 1_000_000),
                     peak_memory_bytes: usage.and_then(|u| u.memory_peak),
                 },

@@ -20,13 +20,15 @@
 //!
 //! The modules, one concern each: `request` (what is asked), `record`
 //! (what is kept), `admit` (policy and labels), `slots` (runs in flight at
-//! once), `cold` and `pooled` (the two paths), `conclude` (the record
+//! once), `cold` and `pooled` (the two paths), `race` (the deadline and
+//! cancellation both paths are raced against), `conclude` (the record
 //! decided and stored).
 
 mod admit;
 mod cold;
 mod conclude;
 mod pooled;
+mod race;
 mod record;
 mod request;
 mod slots;

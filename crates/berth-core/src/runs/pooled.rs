@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::admit::Admitted;
 use super::conclude::{conclude, Ending, Outcome};
+use super::race::{race, Raced};
 use super::record::{RunRecord, RunStatus, RunUsage};
 use super::request::{RunRequest, Workload};
 use super::{RunId, Runs};
@@ -140,42 +141,23 @@ impl Runs {
         let cap = self.policy.config.output_cap;
         let (mut out, mut err) = (CappedOutput::new(cap), CappedOutput::new(cap));
         let started = Instant::now();
+        let run = hand_off(&mut member.session, script, marker, &mut out, &mut err);
+        let race = race(run, timeout, token, started, || self.backend.kill(&member.id)).await?;
         let (mut oom_killed, mut member_exited) = (false, false);
-        let (ending, exit_code) = {
-            let run = hand_off(&mut member.session, script, marker, &mut out, &mut err);
-            tokio::pin!(run);
-            let ending = tokio::select! {
-                ended = &mut run => match ended {
-                    Ok(HandOff::Ended(end)) => {
-                        oom_killed = end.oom_killed;
-                        Ending::Exited(end.exit_code)
-                    }
-                    Ok(HandOff::MemberExited(code)) => {
-                        member_exited = true;
-                        Ending::Exited(code)
-                    }
-                    // Gone between the take and the hand-off: nothing ran.
-                    Ok(HandOff::NotDelivered) => return Ok(false),
-                    Err(e) => Ending::Broken(e.to_string()),
-                },
-                _ = tokio::time::sleep(timeout) => Ending::TimedOut,
-                _ = token.cancelled() => Ending::Cancelled,
-            };
-            match ending {
-                Ending::Exited(code) => (ending, Some(code)),
-                Ending::TimedOut | Ending::Cancelled => {
-                    self.backend.kill(&member.id).await?;
-                    let code = match tokio::time::timeout(Duration::from_secs(10), run).await {
-                        Ok(Ok(HandOff::Ended(end))) => Some(end.exit_code),
-                        Ok(Ok(HandOff::MemberExited(code))) => Some(code),
-                        Ok(Ok(HandOff::NotDelivered)) | Ok(Err(_)) | Err(_) => None,
-                    };
-                    (ending, code)
-                }
-                Ending::Broken(_) => (ending, None),
+        let (ending, exit_code) = match race.raced {
+            Raced::Finished(Ok(HandOff::Ended(end))) => {
+                oom_killed = end.oom_killed;
+                (Ending::Exited(end.exit_code), Some(end.exit_code))
             }
+            Raced::Finished(Ok(HandOff::MemberExited(code))) => {
+                member_exited = true;
+                (Ending::Exited(code), Some(code))
+            }
+            // Gone between the take and the hand-off: nothing ran.
+            Raced::Finished(Ok(HandOff::NotDelivered)) => return Ok(false),
+            Raced::Finished(Err(e)) => (Ending::Broken(e.to_string()), None),
+            Raced::Stopped { why, then } => (why.into(), then.and_then(Result::ok).and_then(HandOff::exit_code)),
         };
-        let wall = started.elapsed();
         // The shell that would have checked the cgroup is gone: the engine
         // tells whether the OOM killer took the member.
         if member_exited && matches!(ending, Ending::Exited(137)) {
@@ -192,7 +174,7 @@ impl Runs {
                 stdout_truncated,
                 stderr: err.into_text(),
                 stderr_truncated,
-                usage: RunUsage { wall_ms: wall.as_millis() as u64, cpu_ms: None, peak_memory_bytes: None },
+                usage: RunUsage { wall_ms: race.wall.as_millis() as u64, cpu_ms: None, peak_memory_bytes: None },
             },
         );
         Ok(true)
@@ -207,6 +189,17 @@ enum HandOff {
     Ended(launch::End),
     /// The member's process ended without one (the run killed its shell).
     MemberExited(i64),
+}
+
+impl HandOff {
+    /// The exit code it ended with, when the run was delivered.
+    fn exit_code(self) -> Option<i64> {
+        match self {
+            HandOff::NotDelivered => None,
+            HandOff::Ended(end) => Some(end.exit_code),
+            HandOff::MemberExited(code) => Some(code),
+        }
+    }
 }
 
 /// Writes `script` to a member's stdin and closes it, then reads the
