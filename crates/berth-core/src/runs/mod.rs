@@ -19,26 +19,26 @@
 //! together as one JSON document in `BERTH_PARAMETERS`.
 //!
 //! The modules, one concern each: `request` (what is asked), `record`
-//! (what is kept), `admit` (policy and labels), `slots` (runs in flight at
-//! once), `cold` and `pooled` (the two paths), `race` (the deadline and
+//! (what is kept), `admit` (policy and labels), `in_flight` (what reaches
+//! a run in progress), `slots` (how many at once), `cold` and `pooled` (the two paths), `race` (the deadline and
 //! cancellation both paths are raced against), `conclude` (the record
 //! decided and stored).
 
 mod admit;
 mod cold;
 mod conclude;
+mod in_flight;
 mod pooled;
 mod race;
 mod record;
 mod request;
 mod slots;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-
-use tokio_util::sync::CancellationToken;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub use self::conclude::parse_result;
+use self::in_flight::InFlight;
 pub use self::record::{RunId, RunRecord, RunStatus, RunUsage};
 pub use self::request::{default_languages, param_var, Language, RunRequest, Workload, MAX_CODE_BYTES};
 use self::slots::Slots;
@@ -48,15 +48,6 @@ use crate::policy::{Policy, PolicyViolation};
 use crate::pool::Pools;
 use crate::spec::ContainerSpec;
 use crate::store::{Store, StoreError};
-
-/// A run in progress: how to cancel it, and whose it is.
-struct Active {
-    token: CancellationToken,
-    tenant: String,
-    session: Option<String>,
-    /// The end marker of a run handed to a member, for a live view of its output.
-    marker: Option<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -84,7 +75,7 @@ pub struct Runs {
     ids: Arc<dyn IdSource>,
     clock: Arc<dyn Clock>,
     languages: BTreeMap<String, Language>,
-    active: Mutex<HashMap<RunId, Active>>,
+    in_flight: InFlight,
     slots: Slots,
     /// Warm sandboxes for code runs, when configured.
     pools: Option<Arc<Pools>>,
@@ -106,7 +97,7 @@ impl Runs {
             ids,
             clock,
             languages: default_languages(),
-            active: Mutex::new(HashMap::new()),
+            in_flight: InFlight::default(),
             slots: Slots::new(max_concurrent),
             pools: None,
         }
@@ -158,33 +149,25 @@ impl Runs {
         if run.status.is_terminal() {
             return Ok(false);
         }
-        let token = self.active.lock().unwrap_or_else(|p| p.into_inner()).get(id).map(|a| a.token.clone());
-        Ok(token.map(|t| t.cancel()).is_some())
+        Ok(self.in_flight.cancel(id))
     }
 
     /// The end marker of a pooled run in progress: what a live view of its
     /// member's output leaves out ([`crate::pool::launch::MemberOutput`]).
     pub fn live_marker(&self, id: &RunId) -> Option<String> {
-        self.active.lock().unwrap_or_else(|p| p.into_inner()).get(id).and_then(|a| a.marker.clone())
+        self.in_flight.marker(id)
     }
 
     /// Runs of `tenant` in `session` in progress (queued or running).
     pub fn active_in_session(&self, tenant: &str, session: &str) -> Vec<RunId> {
-        let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        active
-            .iter()
-            .filter(|(_, a)| a.tenant == tenant && a.session.as_deref() == Some(session))
-            .map(|(id, _)| id.clone())
-            .collect()
+        self.in_flight.in_session(tenant, session)
     }
 
     /// Cancels every run of `tenant` in `session` in progress; how many. A
     /// pooled run's member carries no session label, so ending a session
     /// reaches its runs through here.
     pub fn cancel_session(&self, tenant: &str, session: &str) -> usize {
-        let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        let mine = active.values().filter(|a| a.tenant == tenant && a.session.as_deref() == Some(session));
-        mine.map(|a| a.token.cancel()).count()
+        self.in_flight.cancel_session(tenant, session)
     }
 
     fn audit(&self, tenant: &str, action: &str, target: &str, outcome: &str) {
@@ -231,27 +214,29 @@ impl Runs {
         if let Some(recorded) = recorded {
             let _ = recorded.send(record.clone());
         }
-        let token = CancellationToken::new();
-        let active =
-            Active { token: token.clone(), tenant: req.tenant.clone(), session: req.session.clone(), marker: None };
-        self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), active);
+        // Out of flight again however this future ends (returned, left early, dropped).
+        let flight = self.in_flight.enter(id, &req.tenant, req.session.clone());
         let _slot = self.slots.acquire(&req.tenant).await?;
+        let token = flight.token();
 
         // The pooled path, while a member is there and the run fits its pool.
         let pooled = match &pool {
-            Some(pool) => self.run_pooled(pool, &admitted, &token, &mut record).await,
+            Some(pool) => self.run_pooled(pool, &admitted, &flight, &mut record).await,
             None => None,
         };
         let (spec, timeout) = (&admitted.spec, admitted.timeout);
         let driven = match pooled {
             Some(driven) => driven,
-            None if image_checked => self.drive(spec, timeout, req.cleanup, &token, &mut record).await,
+            None if image_checked => self.drive(spec, timeout, req.cleanup, token, &mut record).await,
             None => match self.backend.ensure_image(&spec.image).await {
-                Ok(()) => self.drive(spec, timeout, req.cleanup, &token, &mut record).await,
+                Ok(()) => self.drive(spec, timeout, req.cleanup, token, &mut record).await,
                 Err(e) => Err(e),
             },
         };
-        self.active.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        flight.race_over();
         self.finish(record, driven, req.cleanup).await
     }
 }
+
+#[cfg(test)]
+mod tests;

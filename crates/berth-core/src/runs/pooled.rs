@@ -11,10 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::admit::Admitted;
 use super::conclude::{conclude, Ending, Outcome};
+use super::in_flight::Flight;
 use super::race::{race, Raced};
 use super::record::{RunRecord, RunStatus, RunUsage};
 use super::request::{RunRequest, Workload};
-use super::{RunId, Runs};
+use super::Runs;
 use crate::engine::{EngineError, StdioSession, Stream};
 use crate::output::CappedOutput;
 use crate::pool::launch::{self, EndScanner};
@@ -66,12 +67,12 @@ impl Runs {
         &self,
         choice: &PoolChoice<'_>,
         admitted: &Admitted,
-        token: &CancellationToken,
+        flight: &Flight<'_>,
         record: &mut RunRecord,
     ) -> Option<Result<(), EngineError>> {
         let PoolChoice { pools, name, key } = choice;
         let marker = launch::marker(&format!("{}{}", self.ids.next_hex(), self.ids.next_hex()));
-        self.set_live_marker(&admitted.id, &marker);
+        flight.set_marker(&marker);
         let mut pooled = None;
         while let Some(mut member) = pools.take(name, key) {
             // A member becomes the run's process through a script; a run
@@ -81,7 +82,7 @@ impl Runs {
                 pools.release(member, false);
                 break;
             };
-            match self.drive_pooled(&mut member, &script, &marker, admitted.timeout, token, record).await {
+            match self.drive_pooled(&mut member, &script, &marker, admitted.timeout, flight.token(), record).await {
                 Ok(false) => {
                     // Gone before the run started (reaped, engine restarted): the next one.
                     pools.lost(member);
@@ -104,12 +105,6 @@ impl Runs {
         pools.release(member, true);
         record.container_removed = true;
         Some(outcome)
-    }
-
-    fn set_live_marker(&self, id: &RunId, marker: &str) {
-        if let Some(a) = self.active.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
-            a.marker = Some(marker.to_owned());
-        }
     }
 
     /// Hands the run's script (and its end marker) to a warm member and
