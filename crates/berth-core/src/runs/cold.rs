@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio_util::sync::CancellationToken;
 
 use super::conclude::{conclude, Ending, Outcome};
+use super::in_flight::Flight;
 use super::race::{race, Raced};
 use super::record::{RunRecord, RunStatus, RunUsage};
 use super::Runs;
@@ -31,7 +31,7 @@ impl Runs {
         spec: &ContainerSpec,
         timeout: Duration,
         cleanup: bool,
-        token: &CancellationToken,
+        flight: &Flight<'_>,
         record: &mut RunRecord,
     ) -> Result<(), EngineError> {
         let spec = if cleanup {
@@ -49,13 +49,13 @@ impl Runs {
         // The container is recorded before it starts, so recovery finds it;
         // the run is `running` only once it is: a follow that came between
         // would read a log that has not begun as one that has ended.
-        if let Err(e) = self.store.put_run(record) {
+        if let Err(e) = self.store_update(flight, record) {
             tracing::warn!(%e, "run record not updated");
         }
         let started = Instant::now();
         let exit = self.backend.start_watched(&cid).await?;
         record.status = RunStatus::Running;
-        if let Err(e) = self.store.put_run(record) {
+        if let Err(e) = self.store_update(flight, record) {
             tracing::warn!(%e, "run record not updated");
         }
         // The sample stream is opened (its head awaited) before the race, so
@@ -73,7 +73,7 @@ impl Runs {
                 }
             })
         };
-        let race = race(exit, timeout, token, started, || self.backend.kill(&cid)).await?;
+        let race = race(exit, timeout, flight.token(), started, || self.backend.kill(&cid)).await?;
         let (ending, exit_code) = match race.raced {
             Raced::Finished(Ok(code)) => (Ending::Exited(code), Some(code)),
             Raced::Finished(Err(e)) => (Ending::Broken(e.to_string()), None),

@@ -1,8 +1,9 @@
 //! How a run's ending becomes its record: the status, the output, the
 //! parsed result and the usage decided in one place for both paths, and
 //! the final steps every run takes (its container removed when asked, its
-//! record stored and audited).
+//! record stored, published and audited).
 
+use super::in_flight::Flight;
 use super::record::{RunRecord, RunStatus, RunUsage};
 use super::{RunError, Runs};
 use crate::engine::{EngineError, GoneIsDone};
@@ -71,6 +72,7 @@ impl Runs {
         mut record: RunRecord,
         driven: Result<(), EngineError>,
         cleanup: bool,
+        flight: &Flight<'_>,
     ) -> Result<RunRecord, RunError> {
         if let Err(e) = driven {
             record.status = RunStatus::Failed;
@@ -87,7 +89,7 @@ impl Runs {
             }
         }
         record.finished_at = Some(self.clock.now());
-        self.store.put_run(&record)?;
+        self.store_update(flight, &record)?;
         self.audit(&record.tenant, "run", &record.id.0, record.status.as_str());
         Ok(record)
     }

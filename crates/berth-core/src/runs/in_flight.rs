@@ -1,6 +1,7 @@
 //! The runs in flight: what a run in progress is reached by (its
 //! cancellation, its tenant and session, the marker of a live view of its
-//! member's output) for as long as its future lives, and no longer.
+//! member's output, a watch of its record) for as long as its future
+//! lives, and no longer.
 //!
 //! A run enters with [`InFlight::enter`] and holds the [`Flight`] it gets
 //! back; dropping that removes the entry, however the run's future ends: it
@@ -9,9 +10,10 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::record::RunId;
+use super::record::{RunId, RunRecord};
 
 /// The runs in progress, by id.
 #[derive(Default)]
@@ -28,6 +30,8 @@ struct Entry {
     /// The end marker of a run handed to a member, for a live view of its
     /// output, until its race is over.
     marker: Option<String>,
+    /// Its record as last stored.
+    record: watch::Receiver<RunRecord>,
 }
 
 /// A run's place among the runs in flight; its entry goes when this is dropped.
@@ -35,6 +39,7 @@ pub(super) struct Flight<'a> {
     in_flight: &'a InFlight,
     id: RunId,
     token: CancellationToken,
+    updates: watch::Sender<RunRecord>,
 }
 
 impl InFlight {
@@ -42,13 +47,27 @@ impl InFlight {
         self.runs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Puts run `id` of `tenant` (in `session`) in flight until the returned
-    /// [`Flight`] is dropped.
-    pub fn enter(&self, id: RunId, tenant: &str, session: Option<String>) -> Flight<'_> {
+    /// Puts the run of `record` in flight until the returned [`Flight`] is
+    /// dropped; its watch starts at `record`.
+    pub fn enter(&self, record: &RunRecord) -> Flight<'_> {
         let token = CancellationToken::new();
-        let entry = Entry { tenant: tenant.to_owned(), session, token: Some(token.clone()), marker: None };
+        let (updates, watched) = watch::channel(record.clone());
+        let entry = Entry {
+            tenant: record.tenant.clone(),
+            session: record.session.clone(),
+            token: Some(token.clone()),
+            marker: None,
+            record: watched,
+        };
+        let id = record.id.clone();
         self.lock().insert(id.clone(), entry);
-        Flight { in_flight: self, id, token }
+        Flight { in_flight: self, id, token, updates }
+    }
+
+    /// A watch of the record of run `id` of `tenant`, while it is in flight.
+    /// It ends (its sender gone) when the run's future does.
+    pub fn watch(&self, tenant: &str, id: &RunId) -> Option<watch::Receiver<RunRecord>> {
+        self.lock().get(id).filter(|e| e.tenant == tenant).map(|e| e.record.clone())
     }
 
     /// Cancels run `id`; false when it is not in flight or its race is over.
@@ -92,6 +111,11 @@ impl Flight<'_> {
     /// What cancels the run.
     pub fn token(&self) -> &CancellationToken {
         &self.token
+    }
+
+    /// Shows `record`, just stored, to whoever watches the run.
+    pub fn publish(&self, record: &RunRecord) {
+        self.updates.send_replace(record.clone());
     }
 
     /// Notes the end marker of the run's hand-off to a member.

@@ -22,11 +22,12 @@
 //! (what is kept), `admit` (policy and labels), `in_flight` (what reaches
 //! a run in progress), `slots` (how many at once), `cold` and `pooled` (the two paths), `race` (the deadline and
 //! cancellation both paths are raced against), `conclude` (the record
-//! decided and stored).
+//! decided and stored), `follow` (waiting for a run's final record).
 
 mod admit;
 mod cold;
 mod conclude;
+mod follow;
 mod in_flight;
 mod pooled;
 mod race;
@@ -207,17 +208,20 @@ impl Runs {
             pool.note_run();
         }
 
-        let id = admitted.id.clone();
-        let mut record =
-            RunRecord::pending(id.clone(), &req, admitted.spec.image.clone(), admitted.name.clone(), self.clock.now());
-        self.store.put_run(&record)?;
+        let mut record = RunRecord::pending(
+            admitted.id.clone(),
+            &req,
+            admitted.spec.image.clone(),
+            admitted.name.clone(),
+            self.clock.now(),
+        );
+        // Out of flight again however this future ends (returned, left early, dropped).
+        let flight = self.in_flight.enter(&record);
+        self.store_update(&flight, &record)?;
         if let Some(recorded) = recorded {
             let _ = recorded.send(record.clone());
         }
-        // Out of flight again however this future ends (returned, left early, dropped).
-        let flight = self.in_flight.enter(id, &req.tenant, req.session.clone());
         let _slot = self.slots.acquire(&req.tenant).await?;
-        let token = flight.token();
 
         // The pooled path, while a member is there and the run fits its pool.
         let pooled = match &pool {
@@ -227,14 +231,14 @@ impl Runs {
         let (spec, timeout) = (&admitted.spec, admitted.timeout);
         let driven = match pooled {
             Some(driven) => driven,
-            None if image_checked => self.drive(spec, timeout, req.cleanup, token, &mut record).await,
+            None if image_checked => self.drive(spec, timeout, req.cleanup, &flight, &mut record).await,
             None => match self.backend.ensure_image(&spec.image).await {
-                Ok(()) => self.drive(spec, timeout, req.cleanup, token, &mut record).await,
+                Ok(()) => self.drive(spec, timeout, req.cleanup, &flight, &mut record).await,
                 Err(e) => Err(e),
             },
         };
         flight.race_over();
-        self.finish(record, driven, req.cleanup).await
+        self.finish(record, driven, req.cleanup, &flight).await
     }
 }
 

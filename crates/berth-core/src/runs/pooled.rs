@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio_util::sync::CancellationToken;
 
 use super::admit::Admitted;
 use super::conclude::{conclude, Ending, Outcome};
@@ -82,7 +81,7 @@ impl Runs {
                 pools.release(member, false);
                 break;
             };
-            match self.drive_pooled(&mut member, &script, &marker, admitted.timeout, flight.token(), record).await {
+            match self.drive_pooled(&mut member, &script, &marker, admitted.timeout, flight, record).await {
                 Ok(false) => {
                     // Gone before the run started (reaped, engine restarted): the next one.
                     pools.lost(member);
@@ -119,7 +118,7 @@ impl Runs {
         script: &str,
         marker: &str,
         timeout: Duration,
-        token: &CancellationToken,
+        flight: &Flight<'_>,
         record: &mut RunRecord,
     ) -> Result<bool, EngineError> {
         if member.has_ended() {
@@ -130,14 +129,14 @@ impl Runs {
         record.container_name = member.name.clone();
         record.path = "pooled".into();
         record.status = RunStatus::Running;
-        if let Err(e) = self.store.put_run(record) {
+        if let Err(e) = self.store_update(flight, record) {
             tracing::warn!(%e, "run record not updated");
         }
         let cap = self.policy.config.output_cap;
         let (mut out, mut err) = (CappedOutput::new(cap), CappedOutput::new(cap));
         let started = Instant::now();
         let run = hand_off(&mut member.session, script, marker, &mut out, &mut err);
-        let race = race(run, timeout, token, started, || self.backend.kill(&member.id)).await?;
+        let race = race(run, timeout, flight.token(), started, || self.backend.kill(&member.id)).await?;
         let (mut oom_killed, mut member_exited) = (false, false);
         let (ending, exit_code) = match race.raced {
             Raced::Finished(Ok(HandOff::Ended(end))) => {
