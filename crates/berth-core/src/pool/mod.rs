@@ -29,6 +29,7 @@
 //! removes it. A member is never handed out twice.
 
 pub mod launch;
+pub mod state;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
