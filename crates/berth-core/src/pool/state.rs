@@ -922,11 +922,12 @@ mod tests {
             for (failures, early_ms) in (1u32..).zip(early) {
                 let actions = state.not_made(member, Failure::Other, now);
                 let expected = Duration::from_secs(1 << (failures - 1).min(9)).min(MAX_BACKOFF);
-                prop_assert_eq!(actions, vec![Action::RetryAt { pool: "p".into(), at: now.instant + expected }]);
+                let retry = vec![Action::RetryAt { pool: "p".into(), at: now.instant + expected }];
+                prop_assert_eq!(&actions, &retry);
                 // Too early: nothing is made, the retry is asked for again.
                 let early = Duration::from_millis(early_ms).min(expected - Duration::from_millis(1));
                 let too_early = Now { instant: now.instant + early, wall };
-                prop_assert_eq!(state.refill(too_early), vec![Action::RetryAt { pool: "p".into(), at: now.instant + expected }]);
+                prop_assert_eq!(&state.refill(too_early), &retry);
                 now.instant += expected;
                 member = match state.refill(now).as_slice() {
                     [Action::MakeMember { member, .. }] => *member,

@@ -20,9 +20,10 @@
 //!
 //! The modules, one concern each: `request` (what is asked), `record`
 //! (what is kept), `admit` (policy and labels), `in_flight` (what reaches
-//! a run in progress), `slots` (how many at once), `cold` and `pooled` (the two paths), `race` (the deadline and
-//! cancellation both paths are raced against), `conclude` (the record
-//! decided and stored), `follow` (waiting for a run's final record).
+//! a run in progress), `slots` (how many at once), `cold` and `pooled`
+//! (the two paths), `race` (the deadline and cancellation both paths are
+//! raced against), `conclude` (the record decided and stored), `follow`
+//! (each stored update published, and waiting for the final record).
 
 mod admit;
 mod cold;
