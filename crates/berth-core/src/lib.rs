@@ -712,22 +712,19 @@ impl Core {
     }
 }
 
-/// The record of a run once it is final, waiting at most `at_most` for it.
+/// The record of a run once it is final, waiting at most `at_most` for it
+/// on the watch its run publishes while it is in flight.
 async fn settle(
     runs: &Runs,
     tenant: &str,
     id: &RunId,
-    mut record: RunRecord,
+    record: RunRecord,
     at_most: Duration,
 ) -> Result<RunRecord, Error> {
-    let step = Duration::from_millis(20);
-    let mut waited = Duration::ZERO;
-    while !record.status.is_terminal() && waited < at_most {
-        tokio::time::sleep(step).await;
-        waited += step;
-        record = runs.get(tenant, id)?;
+    if record.status.is_terminal() {
+        return Ok(record);
     }
-    Ok(record)
+    Ok(runs.final_record(tenant, id, at_most).await?)
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub mod handle;
 pub mod io;
 pub mod isolation;
 pub mod select;
+#[cfg(test)]
+pub(crate) mod stand_in;
 pub mod state;
 
 use std::collections::BTreeMap;

@@ -23,14 +23,18 @@
 //!
 //! This module owns the members' lifecycle (refill with bounded
 //! concurrency within each pool's `max` and the memory budget, hand-out,
-//! removal) and the pools' counters. It does not run anything in a member
-//! and knows nothing of run records: [`crate::runs`] takes a member, hands
-//! it the run's script and gives it back with [`Pools::release`], which
-//! removes it. A member is never handed out twice.
+//! removal) and the pools' counters. What to do and when is decided sans
+//! IO in [`state`]; [`Pools`] feeds it what happens (a member made or
+//! failed, a run noted, a member taken) and carries out what it decides
+//! against the engine. It does not run anything in a member and knows
+//! nothing of run records: [`crate::runs`] takes a member, hands it the
+//! run's script and gives it back with [`Pools::release`], which removes
+//! it. A member is never handed out twice.
 
 pub mod launch;
+pub mod state;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +43,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 
+use self::state::{Action, DropReason, Failure, MemberId, Now, PoolsState};
 use crate::engine::{Engine, EngineError, GoneIsDone, Handle, ImageCommand, StdioSession, Stream};
 use crate::ids::{Clock, IdSource};
 use crate::policy::{ContainerRequest, Policy, PolicyViolation};
@@ -160,13 +165,6 @@ impl Default for PoolConfig {
 
 /// How long a started member may take to say it is ready.
 const READY_WITHIN: Duration = Duration::from_secs(30);
-
-/// Tool images whose members could not be made, remembered at most (they
-/// are never pooled again while remembered).
-const MAX_REFUSED: usize = 256;
-
-/// The longest a failing pool waits before it tries again.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// The longest a member may take to be made, pull included.
 const MAKE_WITHIN: Duration = Duration::from_secs(600);
@@ -294,66 +292,6 @@ pub struct PoolStats {
     pub last_refill_ms: Option<u64>,
 }
 
-struct Pool {
-    spec: PoolSpec,
-    key: PoolKey,
-    template: ContainerSpec,
-    /// A demand pool's runs within the window; `None` for configured pools.
-    demand: Option<VecDeque<Instant>>,
-    idle: VecDeque<Member>,
-    creating: usize,
-    hits: u64,
-    misses: u64,
-    refills: u64,
-    refill_failures: u64,
-    lost: u64,
-    last_refill_ms: Option<u64>,
-    /// Failures since the last member made, and when the next try may be:
-    /// a pool whose members cannot be made (an image gone, an engine
-    /// refusing) is retried less and less often, up to [`MAX_BACKOFF`].
-    failures: u32,
-    retry_at: Option<Instant>,
-}
-
-impl Pool {
-    fn new(spec: PoolSpec, key: PoolKey, template: ContainerSpec) -> Pool {
-        Pool {
-            spec,
-            key,
-            template,
-            demand: None,
-            idle: VecDeque::new(),
-            creating: 0,
-            hits: 0,
-            misses: 0,
-            refills: 0,
-            refill_failures: 0,
-            lost: 0,
-            last_refill_ms: None,
-            failures: 0,
-            retry_at: None,
-        }
-    }
-
-    /// Counts a failure and puts the next try off: 1 s, 2 s, 4 s, … up to [`MAX_BACKOFF`].
-    fn failed(&mut self) {
-        self.refill_failures += 1;
-        self.failures = self.failures.saturating_add(1);
-        let wait = Duration::from_secs(1u64 << self.failures.min(16).saturating_sub(1)).min(MAX_BACKOFF);
-        self.retry_at = Some(Instant::now() + wait);
-    }
-}
-
-/// A demand pool's runs before `window_start` forgotten, and its `min` one
-/// member per `after` runs left (at least one while any is left).
-fn size_demand_pool(pool: &mut Pool, window_start: Instant, demand: &DemandConfig) {
-    let Some(uses) = &mut pool.demand else { return };
-    while uses.front().is_some_and(|t| *t < window_start) {
-        uses.pop_front();
-    }
-    pool.spec.min = uses.len().div_ceil(demand.after.max(1)).min(demand.max);
-}
-
 /// The spec members of a pool are made from (its command is set when one is
 /// made), and the key of the runs they serve: `kind` and `image` under the
 /// policy, with the limits of `limits` (memory, cpu) or the kind's.
@@ -416,20 +354,78 @@ fn watched(mut session: StdioSession) -> StdioSession {
     session
 }
 
-/// The warm pools of one berth instance.
+/// What the pools keep under one lock: the decisions, how each pool's
+/// members are made, and the ready members themselves.
+struct Inner {
+    state: PoolsState,
+    /// By pool name: the spec its members are made from.
+    templates: BTreeMap<String, ContainerSpec>,
+    /// Ready members, by the id the decisions know them by.
+    members: HashMap<MemberId, Member>,
+}
+
+/// What a batch of actions leaves to do once the lock is released.
+#[derive(Default)]
+struct Work {
+    make: Vec<(String, MemberId)>,
+    remove: Vec<Handle>,
+    retry: Vec<Instant>,
+}
+
+impl Inner {
+    /// Carries out what of `actions` needs no engine (a demand pool's
+    /// template made or refused, a pool's template dropped, a ready member
+    /// taken out for removal) and collects the rest. A member that cannot
+    /// be made for want of a runtime is given up at once.
+    fn apply(&mut self, policy: &Policy, actions: Vec<Action>, now: Now) -> Work {
+        let can_spawn = tokio::runtime::Handle::try_current().is_ok();
+        let mut queue = VecDeque::from(actions);
+        let mut work = Work::default();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::MakeMember { pool, member } if can_spawn => work.make.push((pool, member)),
+                Action::MakeMember { member, .. } => self.state.abandoned(member),
+                Action::RemoveMember { member } => work.remove.extend(self.members.remove(&member).map(|m| m.id)),
+                Action::OpenPool { pool, key } => {
+                    // Only a run with the image's default limits has the pool's key.
+                    match template(policy, Kind::Tool, &key.image, Some((key.memory, key.cpu))) {
+                        Ok((template, pool_key)) if pool_key == key => {
+                            self.templates.insert(pool.clone(), template);
+                            queue.extend(self.state.open(&pool, &key, now));
+                            if let Some(min) = self.state.min(&pool) {
+                                tracing::info!(pool = %pool, min, "tool image pooled from demand");
+                            } else {
+                                // Not opened after all (no longer due): nothing to make members from.
+                                self.templates.remove(&pool);
+                            }
+                        }
+                        _ => self.state.decline(&pool),
+                    }
+                }
+                Action::DropPool { pool, why } => {
+                    self.templates.remove(&pool);
+                    if why == DropReason::Unused {
+                        tracing::info!(pool = %pool, "demand pool gone: no runs within its window");
+                    }
+                }
+                Action::RetryAt { at, .. } => work.retry.push(at),
+            }
+        }
+        work
+    }
+}
+
+/// The warm pools of one berth instance: the driver of [`PoolsState`],
+/// which carries out its actions against the engine and tells it what
+/// came of them.
 pub struct Pools {
     backend: Arc<dyn Engine>,
     policy: Policy,
-    /// Runs of tool images without a pool, by pool name, within the window
-    /// (at most `4 × demand.pools` images).
-    seen: Mutex<BTreeMap<String, (PoolKey, VecDeque<Instant>)>>,
-    /// Tool images whose members could not be made.
-    refused: Mutex<std::collections::BTreeSet<String>>,
     store: Arc<Store>,
     ids: Arc<dyn IdSource>,
     clock: Arc<dyn Clock>,
     config: PoolConfig,
-    pools: Mutex<BTreeMap<String, Pool>>,
+    inner: Mutex<Inner>,
     /// Bounds background creations.
     background: Arc<Semaphore>,
     /// Bounds background removals, apart, so a slow creation (a pull) never
@@ -439,6 +435,8 @@ pub struct Pools {
     /// Background tasks (creations, removals) in flight.
     tasks: AtomicUsize,
     settled: Notify,
+    /// When the earliest refill asked for by a pool that is backing off is due.
+    wake: Mutex<Option<Instant>>,
 }
 
 impl Pools {
@@ -454,36 +452,70 @@ impl Pools {
         if !backend.capabilities().attach_before_start {
             return Err(PoolError::NoAttach(backend.name()));
         }
-        let mut pools = BTreeMap::new();
+        let mut templates = BTreeMap::new();
+        let mut configured = Vec::new();
         for (name, spec) in &config.pools {
             if spec.min > spec.max {
                 return Err(PoolError::Sizes { pool: name.clone(), min: spec.min, max: spec.max });
             }
             let (template, key) =
                 template(policy, Kind::Code, &spec.image, None).map_err(|e| PoolError::Policy(name.clone(), e))?;
-            let pool = Pool::new(spec.clone(), key, template);
-            pools.insert(name.clone(), pool);
+            templates.insert(name.clone(), template);
+            configured.push((name.clone(), spec.clone(), key));
         }
+        let state = PoolsState::new(config.memory_budget.bytes(), config.demand.clone(), configured);
         Ok(Arc::new(Pools {
             backend,
             policy: policy.clone(),
-            seen: Mutex::new(BTreeMap::new()),
-            refused: Mutex::new(Default::default()),
             store,
             ids,
             clock,
             background: Arc::new(Semaphore::new(config.refill_concurrency.max(1))),
             removals: Arc::new(Semaphore::new(config.refill_concurrency.max(1))),
             config,
-            pools: Mutex::new(pools),
+            inner: Mutex::new(Inner { state, templates, members: HashMap::new() }),
             closed: AtomicBool::new(false),
             tasks: AtomicUsize::new(0),
             settled: Notify::new(),
+            wake: Mutex::new(None),
         }))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Pool>> {
-        self.pools.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The time decisions are taken at: now, by the monotonic clock and by the injected one.
+    fn now(&self) -> Now {
+        Now { instant: Instant::now(), wall: self.clock.now() }
+    }
+
+    /// Feeds an event to the decisions (under the lock) and carries out what
+    /// they decide.
+    fn decide<T>(self: &Arc<Self>, event: impl FnOnce(&mut Inner, Now) -> (T, Vec<Action>)) -> T {
+        let now = self.now();
+        let (answer, work) = {
+            let mut inner = self.lock();
+            let (answer, actions) = event(&mut inner, now);
+            (answer, inner.apply(&self.policy, actions, now))
+        };
+        self.carry_out(work);
+        answer
+    }
+
+    /// Starts what the decisions left to do: removals first, then the
+    /// members to make, then the wake-up of a pool that backs off.
+    fn carry_out(self: &Arc<Self>, work: Work) {
+        for id in work.remove {
+            self.remove_later(id);
+        }
+        for (pool, member) in work.make {
+            let me = self.clone();
+            self.spawn(async move { me.make(pool, member).await });
+        }
+        if let Some(at) = work.retry.into_iter().min() {
+            self.wake_at(at);
+        }
     }
 
     pub fn config(&self) -> &PoolConfig {
@@ -496,66 +528,30 @@ impl Pools {
     /// hit leaves it to [`Pools::release`], so making the next member does not
     /// compete with the run for the engine.
     pub fn take(self: &Arc<Self>, name: &str, key: &PoolKey) -> Option<Member> {
-        let now = self.clock.now();
-        let mut expired = Vec::new();
-        let taken = {
-            let mut pools = self.lock();
-            let pool = pools.get_mut(name)?;
-            if pool.key != *key {
-                pool.misses += 1;
-                return None;
-            }
-            let mut taken = None;
-            while let Some(m) = pool.idle.pop_front() {
-                if m.expires_at <= now {
-                    expired.push(m);
-                } else {
-                    taken = Some(m);
-                    break;
-                }
-            }
-            if taken.is_none() {
-                pool.misses += 1;
-            }
-            taken
-        };
-        for m in expired {
-            self.remove_later(m.id);
-        }
-        if taken.is_none() {
-            self.refill();
-        }
-        taken
+        self.decide(|inner, now| {
+            let taken = inner.state.take(name, key, now);
+            (taken.member.and_then(|id| inner.members.remove(&id)), taken.actions)
+        })
     }
 
     /// A member taken but found gone before its run started: counted as
     /// lost and removed, in case it is still there.
     pub fn lost(self: &Arc<Self>, member: Member) {
-        if let Some(pool) = self.lock().get_mut(&member.pool) {
-            pool.lost += 1;
-        }
-        self.remove_later(member.id);
-        self.refill();
+        self.remove_later(member.id.clone());
+        self.decide(|inner, now| ((), inner.state.lost(&member.pool, now)));
     }
 
     /// A member given back: removed in the background, never reused; its
     /// pool is refilled. `served`: a run was handed to it (a hit); else the
     /// run could not be, and went cold (a miss).
     pub fn release(self: &Arc<Self>, member: Member, served: bool) {
-        if let Some(pool) = self.lock().get_mut(&member.pool) {
-            match served {
-                true => pool.hits += 1,
-                false => pool.misses += 1,
-            }
-        }
-        self.remove_later(member.id);
-        self.refill();
+        self.remove_later(member.id.clone());
+        self.decide(|inner, now| ((), inner.state.released(&member.pool, served, now)));
     }
 
     /// Whether pool `name` has a member ready for a run whose spec has `key`.
     pub fn has_ready(&self, name: &str, key: &PoolKey) -> bool {
-        let now = self.clock.now();
-        self.lock().get(name).is_some_and(|p| p.key == *key && p.idle.iter().any(|m| m.expires_at > now))
+        self.lock().state.has_ready(name, key, self.now())
     }
 
     fn remove_later(self: &Arc<Self>, id: Handle) {
@@ -582,164 +578,94 @@ impl Pools {
         });
     }
 
+    /// Refills at `at`, unless a refill is due before then anyway. The
+    /// waiting task holds the pools weakly and is not a task [`Pools::settle`]
+    /// waits for: nothing is in flight while a pool backs off.
+    fn wake_at(self: &Arc<Self>, at: Instant) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        {
+            let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+            // A wake-up that should have come already may have been lost with its runtime.
+            if wake.is_some_and(|w| w <= at && w > Instant::now()) {
+                return;
+            }
+            *wake = Some(at);
+        }
+        let me = Arc::downgrade(self);
+        rt.spawn(async move {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            let Some(me) = me.upgrade() else { return };
+            {
+                let mut wake = me.wake.lock().unwrap_or_else(|p| p.into_inner());
+                if *wake == Some(at) {
+                    *wake = None;
+                }
+            }
+            me.refill();
+        });
+    }
+
     /// Tops every pool up to its `min`, within its `max` and the memory
     /// budget, in the background (at most `refill_concurrency` at once).
     pub fn refill(self: &Arc<Self>) {
         if self.closed.load(Ordering::SeqCst) || tokio::runtime::Handle::try_current().is_err() {
             return;
         }
-        let mut planned = Vec::new();
-        {
-            let mut pools = self.lock();
-            let mut committed: u64 =
-                pools.values().map(|p| (p.idle.len() + p.creating) as u64 * p.key.memory.bytes()).sum();
-            let now = Instant::now();
-            for (name, pool) in pools.iter_mut() {
-                if pool.retry_at.is_some_and(|at| at > now) {
-                    continue;
-                }
-                let memory = pool.key.memory.bytes();
-                while pool.idle.len() + pool.creating < pool.spec.min.min(pool.spec.max)
-                    && committed + memory <= self.config.memory_budget.bytes()
-                {
-                    pool.creating += 1;
-                    committed += memory;
-                    planned.push(name.clone());
-                }
-            }
-        }
-        for name in planned {
-            let me = self.clone();
-            self.spawn(async move { me.make(name).await });
-        }
+        self.decide(|inner, now| ((), inner.state.refill(now)));
     }
 
-    async fn make(self: Arc<Self>, name: String) {
+    async fn make(self: Arc<Self>, pool: String, member: MemberId) {
         let permit = self.background.acquire().await;
         let started = Instant::now();
         let made = match permit {
             Ok(_permit) if !self.closed.load(Ordering::SeqCst) => {
-                match tokio::time::timeout(MAKE_WITHIN, self.create_member(&name)).await {
+                match tokio::time::timeout(MAKE_WITHIN, self.create_member(&pool)).await {
                     Ok(made) => Some(made),
-                    Err(_) => Some(Err(PoolError::NotMade(name.clone(), format!("nothing within {MAKE_WITHIN:?}")))),
+                    Err(_) => Some(Err(PoolError::NotMade(pool.clone(), format!("nothing within {MAKE_WITHIN:?}")))),
                 }
             }
             _ => None,
         };
         let elapsed = started.elapsed().as_millis() as u64;
-        let mut leftover = Vec::new();
-        {
-            let mut pools = self.lock();
-            let closed = self.closed.load(Ordering::SeqCst);
-            match pools.get_mut(&name) {
-                Some(pool) => {
-                    pool.creating = pool.creating.saturating_sub(1);
-                    match made {
-                        Some(Ok(member)) if !closed => {
-                            pool.refills += 1;
-                            pool.last_refill_ms = Some(elapsed);
-                            pool.failures = 0;
-                            pool.retry_at = None;
-                            pool.idle.push_back(member);
-                        }
-                        Some(Ok(member)) => leftover.push(member),
-                        Some(Err(e @ PoolError::NotReady(..))) if pool.demand.is_some() => {
-                            // A tool image a member cannot be made of (no shell, …): its runs go cold.
-                            tracing::warn!(%e, pool = %name, "tool image not pooled");
-                            let image = pool.key.image.clone();
-                            if let Some(gone) = pools.remove(&name) {
-                                leftover.extend(gone.idle);
-                            }
-                            let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-                            if refused.len() >= MAX_REFUSED {
-                                refused.pop_first();
-                            }
-                            refused.insert(image);
-                        }
-                        Some(Err(e)) => {
-                            pool.failed();
-                            tracing::warn!(%e, pool = %name, failures = pool.failures, "pool member not made");
-                        }
-                        None => {}
-                    }
+        self.decide(|inner, now| {
+            let actions = match made {
+                Some(Ok(made)) => {
+                    let expires_at = made.expires_at;
+                    inner.members.insert(member, made);
+                    inner.state.made(member, expires_at, elapsed)
                 }
-                // The pool went (a demand pool no longer used) while this member was made.
-                None => leftover.extend(made.and_then(Result::ok)),
-            }
-        }
-        for member in leftover {
-            self.remove_later(member.id);
-        }
+                Some(Err(e)) => {
+                    let failure = match e {
+                        PoolError::NotReady(..) => Failure::NotReady,
+                        _ => Failure::Other,
+                    };
+                    let actions = inner.state.not_made(member, failure, now);
+                    if actions.iter().any(|a| matches!(a, Action::DropPool { .. })) {
+                        // A tool image a member cannot be made of (no shell, …): its runs go cold.
+                        tracing::warn!(%e, pool = %pool, "tool image not pooled");
+                    } else if !matches!(e, PoolError::Gone(_)) {
+                        let failures = inner.state.failures(&pool);
+                        tracing::warn!(%e, pool = %pool, failures, "pool member not made");
+                    }
+                    actions
+                }
+                None => {
+                    inner.state.abandoned(member);
+                    Vec::new()
+                }
+            };
+            ((), actions)
+        });
     }
 
     /// Counts a tool run that a member of its image could serve (its spec
     /// has `key`), and starts the image's demand pool when its runs come
     /// often enough; a demand pool that is there is sized by its runs.
     pub fn note_tool_run(self: &Arc<Self>, key: &PoolKey) {
-        let Some(demand) = &self.config.demand else { return };
-        if key.kind != Kind::Tool || self.closed.load(Ordering::SeqCst) {
+        if self.closed.load(Ordering::SeqCst) {
             return;
         }
-        let name = tool_pool(&key.image);
-        let now = Instant::now();
-        let window_start = now.checked_sub(demand.window).unwrap_or(now);
-        {
-            let mut pools = self.lock();
-            if let Some(pool) = pools.get_mut(&name) {
-                if pool.key == *key {
-                    if let Some(uses) = &mut pool.demand {
-                        uses.push_back(now);
-                        // Sizing needs no more than `after × max` runs.
-                        if uses.len() > demand.after.max(1) * demand.max.max(1) {
-                            uses.pop_front();
-                        }
-                        size_demand_pool(pool, window_start, demand);
-                    }
-                }
-                drop(pools);
-                self.refill();
-                return;
-            }
-            if self.refused.lock().unwrap_or_else(|p| p.into_inner()).contains(&key.image) {
-                return;
-            }
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = seen.entry(name.clone()).or_insert_with(|| (key.clone(), VecDeque::new()));
-            if entry.0 != *key {
-                *entry = (key.clone(), VecDeque::new());
-            }
-            entry.1.push_back(now);
-            while entry.1.front().is_some_and(|t| *t < window_start) || entry.1.len() > demand.after.max(1) {
-                entry.1.pop_front();
-            }
-            let demand_pools = pools.values().filter(|p| p.demand.is_some()).count();
-            if entry.1.len() >= demand.after.max(1) && demand_pools < demand.pools {
-                let uses = seen.remove(&name).map(|e| e.1).unwrap_or_default();
-                // Only a run with the image's default limits has the pool's key.
-                let limits = Some((key.memory, key.cpu));
-                match template(&self.policy, Kind::Tool, &key.image, limits) {
-                    Ok((template, pool_key)) if pool_key == *key => {
-                        let mut pool = Pool::new(
-                            PoolSpec { image: key.image.clone(), min: 0, max: demand.max },
-                            key.clone(),
-                            template,
-                        );
-                        pool.demand = Some(uses);
-                        size_demand_pool(&mut pool, window_start, demand);
-                        tracing::info!(pool = %name, min = pool.spec.min, "tool image pooled from demand");
-                        pools.insert(name, pool);
-                    }
-                    _ => {}
-                }
-            } else if seen.len() > 4 * demand.pools.max(1) {
-                // Forget the image whose last run is oldest.
-                let oldest = seen.iter().min_by_key(|(_, (_, uses))| uses.back().copied()).map(|(n, _)| n.clone());
-                if let Some(oldest) = oldest {
-                    seen.remove(&oldest);
-                }
-            }
-        }
-        self.refill();
+        self.decide(|inner, now| ((), inner.state.note_run(key, now)));
     }
 
     /// Keeps the pools fresh: replaces members that expire within the next
@@ -747,38 +673,7 @@ impl Pools {
     /// their runs in the window, removes the members a smaller pool no
     /// longer keeps, drops demand pools whose runs stopped, and refills.
     pub fn upkeep(self: &Arc<Self>, margin: Duration) {
-        let now = self.clock.now();
-        let soon = now + chrono::Duration::from_std(margin).unwrap_or(chrono::Duration::zero());
-        let instant = Instant::now();
-        let mut gone = Vec::new();
-        {
-            let mut pools = self.lock();
-            for pool in pools.values_mut() {
-                let (stale, fresh): (VecDeque<Member>, VecDeque<Member>) =
-                    pool.idle.drain(..).partition(|m| m.expires_at <= soon);
-                pool.idle = fresh;
-                gone.extend(stale);
-                if let (Some(demand), Some(_)) = (&self.config.demand, &pool.demand) {
-                    let window_start = instant.checked_sub(demand.window).unwrap_or(instant);
-                    size_demand_pool(pool, window_start, demand);
-                    // The oldest go first: they expire soonest.
-                    while pool.idle.len() > pool.spec.min {
-                        gone.extend(pool.idle.pop_front());
-                    }
-                }
-            }
-            pools.retain(|name, p| {
-                let unused = p.demand.as_ref().is_some_and(VecDeque::is_empty) && p.idle.is_empty() && p.creating == 0;
-                if unused {
-                    tracing::info!(pool = %name, "demand pool gone: no runs within its window");
-                }
-                !unused
-            });
-        }
-        for member in gone {
-            self.remove_later(member.id);
-        }
-        self.refill();
+        self.decide(|inner, now| ((), inner.state.upkeep(margin, now)));
     }
 
     /// Runs [`Pools::upkeep`] every `period` until the pools shut down.
@@ -797,8 +692,8 @@ impl Pools {
     }
 
     async fn create_member(&self, name: &str) -> Result<Member, PoolError> {
-        let mut spec = match self.lock().get(name) {
-            Some(pool) => pool.template.clone(),
+        let mut spec = match self.lock().templates.get(name) {
+            Some(template) => template.clone(),
             None => return Err(PoolError::Gone(name.to_owned())),
         };
         let instance = self.store.instance_id(|| self.ids.next_hex())?;
@@ -864,8 +759,13 @@ impl Pools {
     /// member. Runs in progress still release theirs.
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        self.lock().state.close();
         self.settle().await;
-        let members: Vec<Member> = self.lock().values_mut().flat_map(|p| p.idle.drain(..)).collect();
+        let members: Vec<Member> = {
+            let mut inner = self.lock();
+            let ready = inner.state.drain();
+            ready.into_iter().filter_map(|id| inner.members.remove(&id)).collect()
+        };
         for m in members {
             if let Err(e) = self.backend.remove(&m.id, true).await.or_gone() {
                 tracing::warn!(%e, id = %m.id, "pool member not removed");
@@ -875,31 +775,15 @@ impl Pools {
 
     /// Every pool's numbers, by name.
     pub fn stats(&self) -> Vec<PoolStats> {
-        let now = self.clock.now();
-        self.lock()
-            .iter()
-            .map(|(name, p)| PoolStats {
-                name: name.clone(),
-                image: p.spec.image.clone(),
-                origin: if p.demand.is_some() { PoolOrigin::Demand } else { PoolOrigin::Configured },
-                idle: p.idle.iter().filter(|m| m.expires_at > now).count(),
-                creating: p.creating,
-                min: p.spec.min,
-                max: p.spec.max,
-                hits: p.hits,
-                misses: p.misses,
-                refills: p.refills,
-                refill_failures: p.refill_failures,
-                lost: p.lost,
-                last_refill_ms: p.last_refill_ms,
-            })
-            .collect()
+        self.lock().state.stats(self.now())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::stand_in::StandIn;
+    use crate::ids::{SequentialIds, SystemClock};
 
     #[test]
     fn the_default_pools_are_python_and_sh_within_the_memory_budget() {
@@ -926,5 +810,28 @@ mod tests {
         let mut service = ContainerRequest::new(Kind::Tool, "berth-x", "busybox:1.35");
         service.tty = true;
         assert_eq!(PoolKey::of(&policy.admit(service).unwrap()), None);
+    }
+
+    #[tokio::test]
+    async fn a_pool_whose_member_was_not_made_tries_again_by_itself_after_its_backoff() {
+        let engine = Arc::new(StandIn { failing_creates: 1.into(), ..Default::default() });
+        let spec = PoolSpec { image: "busybox:1.35".into(), min: 1, max: 1 };
+        let config = PoolConfig { pools: BTreeMap::from([("sh".into(), spec)]), demand: None, ..Default::default() };
+        let store = Arc::new(Store::in_memory().expect("an in-memory store"));
+        let ids = Arc::new(SequentialIds::default());
+        let pools = Pools::new(engine.clone(), &Policy::default(), store, ids, Arc::new(SystemClock), config)
+            .expect("pools over the stand-in");
+        pools.refill();
+        pools.settle().await;
+        let sh = || pools.stats().into_iter().find(|s| s.name == "sh").expect("the sh pool");
+        assert_eq!((sh().refill_failures, sh().idle), (1, 0));
+        // Nothing else refills: the retry after the first backoff (1 s) is the pool's own.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sh().idle < 1 {
+            assert!(Instant::now() < deadline, "never tried again: {:?}", sh());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(engine.creates.load(Ordering::SeqCst), 2);
+        pools.shutdown().await;
     }
 }

@@ -1,0 +1,38 @@
+//! Following a run to its final record. While a run is in flight, each
+//! update of its record that is stored is also published on a watch; a
+//! follower waits on that watch instead of reading the store again and
+//! again. A run that is not in flight has its last word in the store.
+
+use std::time::Duration;
+
+use super::in_flight::Flight;
+use super::record::{RunId, RunRecord};
+use super::{RunError, Runs};
+use crate::store::StoreError;
+
+impl Runs {
+    /// Stores `record`, an update of the run in `flight`, and publishes it
+    /// to whoever follows the run.
+    pub(super) fn store_update(&self, flight: &Flight<'_>, record: &RunRecord) -> Result<(), StoreError> {
+        self.store.put_run(record)?;
+        flight.publish(record);
+        Ok(())
+    }
+
+    /// The record of run `id` of `tenant` once it is final, waiting at most
+    /// `at_most` for it; the latest one when it is not final by then. A run
+    /// that is not in flight (or whose future ends without a final record)
+    /// is read from the store once.
+    pub async fn final_record(&self, tenant: &str, id: &RunId, at_most: Duration) -> Result<RunRecord, RunError> {
+        let Some(mut updates) = self.in_flight.watch(tenant, id) else {
+            return self.get(tenant, id);
+        };
+        let last = async { updates.wait_for(|r| r.status.is_terminal()).await.map(|last| last.clone()) };
+        let waited = tokio::time::timeout(at_most, last).await;
+        match waited {
+            Ok(Ok(last)) => Ok(last),
+            Ok(Err(_ended)) => self.get(tenant, id),
+            Err(_elapsed) => Ok(updates.borrow().clone()),
+        }
+    }
+}
