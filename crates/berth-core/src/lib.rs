@@ -326,7 +326,7 @@ impl Core {
         let pooled = record.path == "pooled" && !record.status.is_terminal();
         let marker = if pooled { self.runs.live_marker(id) } else { None };
         if pooled && marker.is_none() {
-            record = self.settled(tenant, id, record, Duration::from_secs(10)).await?;
+            record = settle(&self.runs, tenant, id, record, Duration::from_secs(10)).await?;
         }
         let live = !record.status.is_terminal() && !record.container_removed;
         let output = match (record.handle(), live, marker) {
@@ -366,16 +366,6 @@ impl Core {
             settle(&runs, &tenant, &id, record, RECORD_SETTLES).await
         });
         Ok(RunFollow { output, end })
-    }
-
-    async fn settled(
-        &self,
-        tenant: &str,
-        id: &RunId,
-        record: RunRecord,
-        at_most: Duration,
-    ) -> Result<RunRecord, Error> {
-        settle(&self.runs, tenant, id, record, at_most).await
     }
 
     // ----- agents --------------------------------------------------------

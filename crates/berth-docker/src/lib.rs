@@ -230,15 +230,7 @@ impl Engine for DockerBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            attach_before_start: true,
-            interactive_exec: true,
-            tty: true,
-            pause: true,
-            host_ports: true,
-            plans: false,
-            isolation: true,
-        }
+        Capabilities::CONTAINER_ENGINE
     }
 
     async fn ping(&self) -> Result<(), EngineError> {

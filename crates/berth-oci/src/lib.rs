@@ -296,24 +296,7 @@ impl Engine for OciDryRun {
         &self,
         selector: &Selector,
     ) -> Result<BoxStream<'static, Result<WorkloadEvent, EngineError>>, EngineError> {
-        let selector = selector.clone();
-        let receiver = self.events.subscribe();
-        Ok(futures_util::stream::unfold(receiver, move |mut rx| {
-            let selector = selector.clone();
-            async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(event) if selector.matches(&event.attributes) => return Some((Ok(event), rx)),
-                        Ok(_) => continue,
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            return Some((Err(EngineError::failed(format!("{n} events were dropped"))), rx))
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    }
-                }
-            }
-        })
-        .boxed())
+        Ok(berth_core::engine::events::matching(self.events.subscribe(), selector.clone()))
     }
 
     fn io(&self, _h: &Handle) -> Result<&dyn WorkloadIo, EngineError> {

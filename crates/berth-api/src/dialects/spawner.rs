@@ -43,8 +43,10 @@ async fn health() -> Json<&'static str> {
 struct Spawn {
     bead_id: String,
     worktree_path: String,
-    /// The agent backend (`claude`, …), given to the container as `TIDEPOOL_BACKEND`.
-    backend: Option<String>,
+    /// The agent's model backend (`claude`, …), given to the container as
+    /// `TIDEPOOL_BACKEND`; the seed's field `backend`, not berth's engine.
+    #[serde(rename = "backend")]
+    model_backend: Option<String>,
     uid: Option<u32>,
     gid: Option<u32>,
     /// RFC 3339; `None` is "never" (the policy's maximum lifetime still holds).
@@ -65,7 +67,7 @@ async fn spawn(
         .map_err(|e| bad(format!("expires_at: not an RFC 3339 time ({e})")))?;
     let hostname = format!("tidepool-agent-{}", body.bead_id);
     let mut env = BTreeMap::from([("TIDEPOOL_BEAD_ID".to_owned(), body.bead_id.clone())]);
-    if let Some(b) = &body.backend {
+    if let Some(b) = &body.model_backend {
         env.insert("TIDEPOOL_BACKEND".into(), b.clone());
     }
     let labels = BTreeMap::from([

@@ -309,15 +309,7 @@ pub fn stderr(text: &str) -> LogChunk {
 /// The capabilities of the docker backend, which the fake has unless told
 /// otherwise: everything but plans.
 pub fn docker_capabilities() -> Capabilities {
-    Capabilities {
-        attach_before_start: true,
-        interactive_exec: true,
-        tty: true,
-        pause: true,
-        host_ports: true,
-        plans: false,
-        isolation: true,
-    }
+    Capabilities::CONTAINER_ENGINE
 }
 
 impl FakeEngine {
@@ -740,24 +732,7 @@ impl Engine for FakeEngine {
         selector: &Selector,
     ) -> Result<BoxStream<'static, Result<WorkloadEvent, EngineError>>, EngineError> {
         drop(self.enter(Op::Events, filters(selector))?);
-        let selector = selector.clone();
-        let receiver = self.events.subscribe();
-        Ok(futures_util::stream::unfold(receiver, move |mut rx| {
-            let selector = selector.clone();
-            async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(event) if selector.matches(&event.attributes) => return Some((Ok(event), rx)),
-                        Ok(_) => continue,
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            return Some((Err(EngineError::failed(format!("{n} events were dropped"))), rx))
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    }
-                }
-            }
-        })
-        .boxed())
+        Ok(super::events::matching(self.events.subscribe(), selector.clone()))
     }
 
     fn io(&self, _h: &Handle) -> Result<&dyn WorkloadIo, EngineError> {

@@ -19,6 +19,7 @@
 //! `Arc<dyn Engine>` and never sees an engine type.
 
 pub mod error;
+pub mod events;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod handle;
@@ -69,6 +70,20 @@ pub struct Capabilities {
     pub plans: bool,
     /// Isolated session networks ([`Engine::isolation`]).
     pub isolation: bool,
+}
+
+impl Capabilities {
+    /// What a container engine that runs its workloads does (the Docker
+    /// Engine): everything but plans, which only engines that run nothing have.
+    pub const CONTAINER_ENGINE: Capabilities = Capabilities {
+        attach_before_start: true,
+        interactive_exec: true,
+        tty: true,
+        pause: true,
+        host_ports: true,
+        plans: false,
+        isolation: true,
+    };
 }
 
 /// What an image runs when a workload does not say: its entrypoint, and
