@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use axum::Router;
 use berth_api::native::{app, AppState, Tokens};
+use berth_core::context::Context;
 use berth_core::engine::Engine;
-use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::model::ids::{RandomIds, SystemClock};
 use berth_core::policy::Policy;
 use berth_core::runs::{RunId, RunRecord, RunStatus, RunUsage};
 use berth_core::store::Store;
@@ -40,6 +41,7 @@ fn record() -> RunRecord {
         session: Some("session_bench".into()),
         name: Some("pdf_extractor".into()),
         image: "busybox:1.35".into(),
+        kind: Some(berth_core::spec::Kind::Tool),
         status: RunStatus::Succeeded,
         exit_code: Some(0),
         stdout: "{\"pages\": 12, \"text\": \"".to_owned() + &"lorem ipsum ".repeat(30) + "\"}\n",
@@ -157,11 +159,7 @@ fn main() {
     let backend: Arc<dyn Engine> =
         Arc::new(DockerBackend::new(engine_api::Docker::from_env().expect("a DOCKER_HOST that parses")));
     let core = Arc::new(Core::new(
-        backend,
-        Policy::default(),
-        store,
-        Arc::new(RandomIds),
-        Arc::new(SystemClock),
+        Context::new(backend, Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock)),
         Options::default(),
     ));
     let tokens = Tokens([(TOKEN.to_owned(), "bench".to_owned())].into());

@@ -10,9 +10,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_core::context::Context;
 use berth_core::engine::Engine;
 use berth_core::engine::Handle;
-use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::model::ids::{RandomIds, SystemClock};
 use berth_core::policy::Policy;
 use berth_core::runs::{RunRequest, RunStatus, Runs, Workload};
 use berth_core::store::Store;
@@ -109,7 +110,10 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("berth.db")).unwrap());
     let backend: Arc<dyn Engine> = Arc::new(DockerBackend::new(docker.clone()));
-    let runs = Runs::new(backend.clone(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock), 64);
+    let runs = Runs::new(
+        &Context::new(backend.clone(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock)),
+        64,
+    );
     let n = if quick() { 5 } else { 40 };
     let mut rows: Vec<[String; 4]> = Vec::new();
 

@@ -17,13 +17,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_core::context::Context;
 use berth_core::engine::Engine;
-use berth_core::ids::{IdSource, RandomIds, SystemClock};
+use berth_core::model::ids::{IdSource, RandomIds, SystemClock};
+use berth_core::model::units::ByteSize;
 use berth_core::policy::Policy;
 use berth_core::pool::{DemandConfig, PoolConfig, PoolSpec, Pools};
 use berth_core::runs::{RunRequest, RunStatus, Runs, Workload};
 use berth_core::store::Store;
-use berth_core::units::ByteSize;
 use berth_docker::DockerBackend;
 use futures_util::StreamExt;
 
@@ -143,11 +144,13 @@ fn pool_config(min: usize) -> PoolConfig {
 fn pooled_runs(backend: &Arc<dyn Engine>, store: &Arc<Store>, min: usize) -> (Runs, Arc<Pools>) {
     let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
     let policy = Policy::default();
-    let pools =
-        Pools::new(backend.clone(), &policy, store.clone(), ids.clone(), Arc::new(SystemClock), pool_config(min))
-            .unwrap();
-    let runs =
-        Runs::new(backend.clone(), policy, store.clone(), ids, Arc::new(SystemClock), 64).with_pools(pools.clone());
+    let pools = Pools::new(
+        &Context::new(backend.clone(), policy.clone(), store.clone(), ids.clone(), Arc::new(SystemClock)),
+        pool_config(min),
+    )
+    .unwrap();
+    let runs = Runs::new(&Context::new(backend.clone(), policy, store.clone(), ids, Arc::new(SystemClock)), 64)
+        .with_pools(pools.clone());
     pools.refill();
     (runs, pools)
 }
@@ -157,8 +160,10 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("berth.db")).unwrap());
     let backend: Arc<dyn Engine> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().expect("DOCKER_HOST")));
-    let cold =
-        Runs::new(backend.clone(), Policy::default(), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock), 64);
+    let cold = Runs::new(
+        &Context::new(backend.clone(), Policy::default(), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock)),
+        64,
+    );
     let n = if quick() { 5 } else { 40 };
     let total = if quick() { 16 } else { 48 };
     let mut rows: Vec<[String; 5]> = Vec::new();

@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use berth_api::dialects::{parse_dialect_flag, Dialect, SeedEnv};
 use berth_core::agents::PortRange;
+use berth_core::lifetime::recovery::Orphans;
 use berth_core::pool::PoolConfig;
-use berth_core::recovery::Orphans;
 
 /// Which backend serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth::config::{BackendChoice, FileConfig, Flags, ServeConfig};
+use berth_core::context;
 use berth_core::engine::Engine;
-use berth_core::ids::{Clock, IdSource, RandomIds, SystemClock};
+use berth_core::lifetime::recovery::Orphans;
+use berth_core::model::ids::{Clock, IdSource, RandomIds, SystemClock};
 use berth_core::policy::{Policy, PolicyConfig};
-use berth_core::recovery::Orphans;
 use berth_core::runs::{RunRequest, Runs, Workload};
 use berth_core::store::Store;
 use berth_core::{Core, Options};
@@ -121,8 +122,16 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Run { data, language, code, timeout, tenant } => {
             let store = open_store(&data)?;
-            let runs =
-                Runs::new(docker_backend()?, Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock), 8);
+            let runs = Runs::new(
+                &context::Context::new(
+                    docker_backend()?,
+                    Policy::default(),
+                    store,
+                    Arc::new(RandomIds),
+                    Arc::new(SystemClock),
+                ),
+                8,
+            );
             let mut req = RunRequest::new(&tenant, Workload::Code { language, code });
             req.timeout = timeout.map(Duration::from_secs);
             let record = runs.execute(req).await?;
@@ -132,7 +141,10 @@ async fn main() -> anyhow::Result<()> {
             // Nothing is created: the dry run only lends Runs a backend.
             let backend = Arc::new(OciDryRun::new(std::env::temp_dir()));
             let store = Arc::new(Store::in_memory()?);
-            let runs = Runs::new(backend, Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock), 1);
+            let runs = Runs::new(
+                &context::Context::new(backend, Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock)),
+                1,
+            );
             let mut req = RunRequest::new(&tenant, Workload::Code { language, code });
             req.timeout = timeout.map(Duration::from_secs);
             let plan = berth_oci::plan(&runs.container_spec(&req)?, None)?;
@@ -148,7 +160,8 @@ async fn main() -> anyhow::Result<()> {
             let store = open_store(&data)?;
             let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
             let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-            let report = berth_core::recovery::recover(&docker_backend()?, &store, &ids, &clock, orphans).await?;
+            let report =
+                berth_core::lifetime::recovery::recover(&docker_backend()?, &store, &ids, &clock, orphans).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
@@ -179,7 +192,8 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match backend.ping().await {
         Ok(()) => {
-            let report = berth_core::recovery::recover(&backend, &store, &ids, &clock, config.orphans).await?;
+            let report =
+                berth_core::lifetime::recovery::recover(&backend, &store, &ids, &clock, config.orphans).await?;
             tracing::info!(
                 runs_failed = report.runs_failed.len(),
                 removed = report.containers_removed.len(),
@@ -205,7 +219,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
         max_runs_per_tenant: config.max_runs_per_tenant,
         pools,
     };
-    let core = Arc::new(Core::new(backend, policy, store, ids, clock, options));
+    let core = Arc::new(Core::new(context::Context::new(backend, policy, store, ids, clock), options));
     // The reaper every 30 s; every 5 s, pool members are replaced before
     // they expire and demand pools grow, shrink and go.
     let background = core.spawn_background(Duration::from_secs(30), Duration::from_secs(5));

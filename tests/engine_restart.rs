@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_core::agents::{AgentError, Agents, PortRange};
+use berth_core::context::Context;
 use berth_core::engine::{Engine, EngineErrorKind};
-use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::model::ids::{RandomIds, SystemClock};
 use berth_core::policy::Policy;
 use berth_core::store::Store;
 use berth_docker::DockerBackend;
@@ -29,11 +30,7 @@ async fn idle_agents_and_their_records_survive_a_daemon_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("berth.db")).unwrap());
     let agents = Agents::new(
-        backend.clone(),
-        Policy::default(),
-        store,
-        Arc::new(RandomIds),
-        Arc::new(SystemClock),
+        &Context::new(backend.clone(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock)),
         PortRange::default(),
     );
     let ids: Vec<String> = (0..2).map(|i| format!("restart-{}-{i}", std::process::id())).collect();

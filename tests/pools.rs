@@ -8,14 +8,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_core::context::Context;
 use berth_core::engine::{Engine, Handle, Selector};
-use berth_core::ids::{IdSource, RandomIds, SystemClock};
+use berth_core::model::ids::{IdSource, RandomIds, SystemClock};
+use berth_core::model::units::ByteSize;
 use berth_core::policy::Policy;
 use berth_core::pool::{DemandConfig, PoolConfig, PoolSpec, PoolStats, Pools};
 use berth_core::runs::{RunRequest, RunStatus, Runs, Workload};
 use berth_core::spec::{annotations, labels};
 use berth_core::store::Store;
-use berth_core::units::ByteSize;
 use berth_docker::DockerBackend;
 
 struct Fixture {
@@ -40,10 +41,13 @@ fn fixture(config: PoolConfig) -> Fixture {
     let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
     let instance = store.instance_id(|| ids.next_hex()).unwrap();
     let policy = Policy::default();
-    let pools =
-        Pools::new(backend.clone(), &policy, store.clone(), ids.clone(), Arc::new(SystemClock), config).unwrap();
-    let runs =
-        Runs::new(backend.clone(), policy, store.clone(), ids, Arc::new(SystemClock), 8).with_pools(pools.clone());
+    let pools = Pools::new(
+        &Context::new(backend.clone(), policy.clone(), store.clone(), ids.clone(), Arc::new(SystemClock)),
+        config,
+    )
+    .unwrap();
+    let runs = Runs::new(&Context::new(backend.clone(), policy, store.clone(), ids, Arc::new(SystemClock)), 8)
+        .with_pools(pools.clone());
     pools.refill();
     Fixture { runs: Arc::new(runs), pools, backend, store, instance }
 }
@@ -85,11 +89,7 @@ fn orchestrator_with_sh_pool() -> (Arc<berth_core::Core>, Arc<dyn Engine>, Arc<S
     let store = Arc::new(Store::in_memory().unwrap());
     let options = berth_core::Options { pools: Some(config(&[("sh", "busybox:1.35", 1)])), ..Default::default() };
     let core = Arc::new(berth_core::Core::new(
-        backend.clone(),
-        Policy::default(),
-        store.clone(),
-        Arc::new(RandomIds),
-        Arc::new(SystemClock),
+        Context::new(backend.clone(), Policy::default(), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock)),
         options,
     ));
     (core, backend, store)
@@ -388,11 +388,16 @@ async fn members_left_by_an_earlier_process_are_removed_by_recovery() {
     let mine = Selector::all().has(labels::POOL).instance(&f.instance);
     assert_eq!(f.backend.list(&mine).await.unwrap().len(), 2);
     let ids: Arc<dyn IdSource> = Arc::new(RandomIds);
-    let clock: Arc<dyn berth_core::ids::Clock> = Arc::new(SystemClock);
-    let report =
-        berth_core::recovery::recover(&f.backend, &f.store, &ids, &clock, berth_core::recovery::Orphans::Remove)
-            .await
-            .unwrap();
+    let clock: Arc<dyn berth_core::model::ids::Clock> = Arc::new(SystemClock);
+    let report = berth_core::lifetime::recovery::recover(
+        &f.backend,
+        &f.store,
+        &ids,
+        &clock,
+        berth_core::lifetime::recovery::Orphans::Remove,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.pool_members_removed.len(), 2, "{report:?}");
     assert!(report.pool_members_removed.iter().all(|n| n.starts_with("berth-pool-")));
     assert!(f.backend.list(&mine).await.unwrap().is_empty());

@@ -10,7 +10,7 @@ use berth_docker::DockerBackend;
 #[tokio::test]
 async fn the_sweep_removes_berth_networks_no_longer_in_use() {
     let backend = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
-    let sessions = Sessions::new(backend.clone(), Arc::new(berth_core::ids::SystemClock));
+    let sessions = Sessions::new(backend.clone(), Arc::new(berth_core::model::ids::SystemClock));
     let session = format!("sess-sweep-{}", std::process::id());
     let net = sessions.ensure_network("t1", &session).await.unwrap();
     assert_eq!(sessions.ensure_network("t1", &session).await.unwrap(), net, "created once");

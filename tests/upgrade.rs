@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_api::native::{app, AppState, Tokens};
+use berth_core::context::Context;
 use berth_core::engine::{Engine, Handle};
-use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::model::ids::{RandomIds, SystemClock};
 use berth_core::policy::Policy;
 use berth_core::store::Store;
 use berth_core::{Core, Options};
@@ -146,11 +147,7 @@ async fn what_the_release_before_made_is_found_shown_stopped_reaped_and_ended_af
     let backend: Arc<dyn Engine> = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let store = Arc::new(Store::open(&data.path().join("berth.db")).expect("the old store opens and migrates"));
     let core = Arc::new(Core::new(
-        backend.clone(),
-        Policy::default(),
-        store,
-        Arc::new(RandomIds),
-        Arc::new(SystemClock),
+        Context::new(backend.clone(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock)),
         Options::default(),
     ));
     let api = app(AppState::new(core.clone(), Tokens::default()));

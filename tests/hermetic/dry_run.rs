@@ -9,16 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::agents::{AgentError, Agents, PortRange};
+use berth_core::context::Context;
 use berth_core::engine::{Engine, ExecRequest, LogRequest};
 use berth_core::engine::{Handle, Isolation, Phase, Selector};
-use berth_core::ids::{Clock, FixedClock, IdSource, RandomIds, SequentialIds, SystemClock};
+use berth_core::model::ids::{Clock, FixedClock, IdSource, RandomIds, SequentialIds, SystemClock};
+use berth_core::model::units::{ByteSize, CpuLimit};
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::relics::{RelicRequest, RelicStatus, Relics};
 use berth_core::runs::{RunError, RunRequest, RunStatus, Runs, Workload};
 use berth_core::sessions::{SessionError, Sessions};
 use berth_core::spec::{labels, ContainerId};
 use berth_core::store::Store;
-use berth_core::units::{ByteSize, CpuLimit};
 use berth_oci::{bundle::NOTE_FILE, OciDryRun, NOTHING_RAN};
 use futures_util::StreamExt;
 
@@ -37,37 +38,21 @@ fn dry_run() -> DryRun {
 }
 
 impl DryRun {
+    fn ctx(&self) -> Context {
+        let (ids, clock) = (Arc::new(RandomIds), Arc::new(SystemClock));
+        Context::new(self.backend.clone(), self.policy.clone(), self.store.clone(), ids, clock)
+    }
+
     fn runs(&self) -> Runs {
-        Runs::new(
-            self.backend.clone(),
-            self.policy.clone(),
-            self.store.clone(),
-            Arc::new(RandomIds),
-            Arc::new(SystemClock),
-            4,
-        )
+        Runs::new(&self.ctx(), 4)
     }
 
     fn agents(&self) -> Agents {
-        let ports = PortRange { first: 19600, last: 19609 };
-        Agents::new(
-            self.backend.clone(),
-            self.policy.clone(),
-            self.store.clone(),
-            Arc::new(RandomIds),
-            Arc::new(SystemClock),
-            ports,
-        )
+        Agents::new(&self.ctx(), PortRange { first: 19600, last: 19609 })
     }
 
     fn relics(&self) -> Relics {
-        Relics::new(
-            self.backend.clone(),
-            self.policy.clone(),
-            self.store.clone(),
-            Arc::new(RandomIds),
-            Arc::new(SystemClock),
-        )
+        Relics::new(&self.ctx())
     }
 
     fn bundles(&self) -> usize {
@@ -291,7 +276,7 @@ async fn the_sweep_removes_idle_berth_networks_and_leaves_used_ones() {
     let d = dry_run();
     let relics = d.relics();
     relics.start(relic("dry-busy", "cache")).await.unwrap();
-    let sessions = Sessions::new(d.backend.clone(), Arc::new(berth_core::ids::SystemClock));
+    let sessions = Sessions::new(d.backend.clone(), Arc::new(berth_core::model::ids::SystemClock));
     sessions.ensure_network("t1", "dry-idle").await.unwrap();
     let removed = sessions.sweep_networks(Duration::ZERO).await.unwrap();
     assert_eq!(removed, [berth_core::sessions::network_name("t1", "dry-idle")]);
@@ -305,13 +290,20 @@ async fn recovery_removes_orphan_run_containers_on_the_dry_run() {
     let ids: Arc<dyn IdSource> = Arc::new(SequentialIds::default());
     let clock: Arc<dyn Clock> = Arc::new(FixedClock::at("2026-01-01T00:00:00Z".parse().unwrap()));
     // A run container of this instance the store never heard of: an orphan.
-    let runs = Runs::new(backend.clone(), d.policy.clone(), d.store.clone(), ids.clone(), clock.clone(), 1);
+    let runs =
+        Runs::new(&Context::new(backend.clone(), d.policy.clone(), d.store.clone(), ids.clone(), clock.clone()), 1);
     let spec = runs.container_spec(&sh("sleep 60")).unwrap();
     let orphan = backend.create(&spec).await.unwrap();
     backend.start(&orphan).await.unwrap();
-    let report = berth_core::recovery::recover(&backend, &d.store, &ids, &clock, berth_core::recovery::Orphans::Remove)
-        .await
-        .unwrap();
+    let report = berth_core::lifetime::recovery::recover(
+        &backend,
+        &d.store,
+        &ids,
+        &clock,
+        berth_core::lifetime::recovery::Orphans::Remove,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.containers_removed, std::slice::from_ref(&spec.name));
     assert!(backend.inspect(&orphan).await.is_err_and(|e| e.is_not_found()));
 }
@@ -325,7 +317,10 @@ async fn the_reaper_removes_expired_agents_on_the_dry_run() {
     let engine_name = agents.define(def).unwrap().container_name;
     agents.start("t1", "dry-expiring").await.unwrap();
     let later = Arc::new(FixedClock::at(chrono::Utc::now() + chrono::Duration::seconds(120)));
-    let reaper = berth_core::reaper::Reaper::new(d.backend.clone(), d.store.clone(), later, Duration::from_secs(3600));
+    let reaper = berth_core::lifetime::reaper::Reaper::new(
+        &Context::new(d.backend.clone(), Policy::default(), d.store.clone(), std::sync::Arc::new(RandomIds), later),
+        Duration::from_secs(3600),
+    );
     assert_eq!(reaper.sweep().await.unwrap(), [engine_name]);
     assert!(d.backend.list(&Selector::managed()).await.unwrap().is_empty());
 }

@@ -16,6 +16,7 @@ use axum::http::StatusCode;
 use axum::Router;
 use berth_api::dialects::{Dialect, SeedEnv};
 use berth_api::native::{app, AppState, Tokens};
+use berth_core::context::Context;
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::store::Store;
 use berth_core::{Core, Options};
@@ -35,7 +36,10 @@ fn flow(name: &str) -> Flow {
     let policy = Policy::new(PolicyConfig { bind_roots: vec!["/tmp".into()], ..Default::default() });
     let options = Options { ports: berth_core::agents::PortRange { first: 19600, last: 19609 }, ..Default::default() };
     let store = Arc::new(Store::in_memory().unwrap());
-    let core = Arc::new(Core::new(fixture.backend(), policy, store, fixture.ids(), fixture.clock.clone(), options));
+    let core = Arc::new(Core::new(
+        Context::new(fixture.backend(), policy, store, fixture.ids(), fixture.clock.clone()),
+        options,
+    ));
     let tokens = Tokens([("fx-token".to_owned(), "fx-tenant".to_owned())].into());
     let mut state = AppState::new(core, tokens);
     state.keepalive = Duration::from_secs(30);

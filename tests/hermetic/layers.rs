@@ -105,9 +105,13 @@ fn names_word(code: &str, name: &str) -> bool {
 
 /// Lines of `crate_dir`'s sources that name one of `names`, comments left out.
 fn naming(crate_dir: &str, names: &[&str]) -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(crate_dir).join("src");
+    naming_below(&Path::new(env!("CARGO_MANIFEST_DIR")).join(crate_dir).join("src"), names)
+}
+
+/// Lines of the sources below `root` that name one of `names`, comments left out.
+fn naming_below(root: &Path, names: &[&str]) -> Vec<String> {
     let mut found = Vec::new();
-    for (path, text) in sources(&root) {
+    for (path, text) in sources(root) {
         for (n, line) in text.lines().enumerate() {
             let code = line.trim_start();
             if code.starts_with("//") {
@@ -142,4 +146,12 @@ fn the_front_ends_reach_the_engine_and_the_store_only_through_the_core() {
 fn the_core_sees_no_http_type() {
     let found = naming("crates/berth-core", &["axum", "hyper", "http::", "utoipa", "StatusCode"]);
     assert!(found.is_empty(), "the core names HTTP:\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_model_imports_nothing_of_berth_but_itself() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/berth-core/src/model");
+    let found: Vec<String> =
+        naming_below(&model, &["crate::"]).into_iter().filter(|line| !line.contains("crate::model::")).collect();
+    assert!(found.is_empty(), "the model names other layers:\n{}", found.join("\n"));
 }

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 
 use berth_core::agents::{AgentDefinition, Agents, PortRange};
+use berth_core::context::Context;
 use berth_core::engine::ExecRequest;
-use berth_core::ids::Clock;
+use berth_core::model::ids::Clock;
+use berth_core::model::units::ByteSize;
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::relics::{RelicRequest, RelicStatus, Relics};
 use berth_core::runs::{RunRequest, RunStatus, Runs, Workload};
 use berth_core::store::Store;
-use berth_core::units::ByteSize;
 use berth_docker::fixture::Fixture;
 
 struct Flow {
@@ -29,16 +30,12 @@ fn flow(name: &str) -> Flow {
     let (backend, ids, clock): (_, _, Arc<dyn Clock>) = (fixture.backend(), fixture.ids(), fixture.clock.clone());
     let store = Arc::new(Store::in_memory().unwrap());
     let policy = Policy::new(PolicyConfig { bind_roots: vec!["/tmp".into()], ..Default::default() });
-    let runs = Runs::new(backend.clone(), policy.clone(), store.clone(), ids.clone(), clock.clone(), 4);
+    let runs = Runs::new(&Context::new(backend.clone(), policy.clone(), store.clone(), ids.clone(), clock.clone()), 4);
     let agents = Agents::new(
-        backend.clone(),
-        policy.clone(),
-        store.clone(),
-        ids.clone(),
-        clock.clone(),
+        &Context::new(backend.clone(), policy.clone(), store.clone(), ids.clone(), clock.clone()),
         PortRange { first: 19500, last: 19509 },
     );
-    let relics = Relics::new(backend, policy, store, ids, clock);
+    let relics = Relics::new(&Context::new(backend, policy, store, ids, clock));
     Flow { runs, agents, relics, fixture }
 }
 

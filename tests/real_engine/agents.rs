@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::agents::{AgentDefinition, AgentError, Agents, PortRange};
+use berth_core::context::Context;
 use berth_core::engine::Handle;
 use berth_core::engine::{Engine, ExecRequest, LogRequest, Stream};
-use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::model::ids::{RandomIds, SystemClock};
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::store::Store;
 use berth_docker::DockerBackend;
@@ -18,7 +19,10 @@ fn setup(root: &std::path::Path, ports: PortRange) -> (Agents, Arc<DockerBackend
     let backend = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let store = Arc::new(Store::in_memory().unwrap());
     let policy = Policy::new(PolicyConfig { bind_roots: vec![root.to_owned()], ..Default::default() });
-    let agents = Agents::new(backend.clone(), policy, store.clone(), Arc::new(RandomIds), Arc::new(SystemClock), ports);
+    let agents = Agents::new(
+        &Context::new(backend.clone(), policy, store.clone(), Arc::new(RandomIds), Arc::new(SystemClock)),
+        ports,
+    );
     (agents, backend, store)
 }
 

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_core::context::Context;
 use berth_core::engine::{Engine, Selector};
-use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::model::ids::{RandomIds, SystemClock};
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::runs::{RunRecord, RunRequest, RunStatus, Runs, Workload};
 use berth_core::spec::labels;
@@ -31,7 +32,8 @@ fn faulty() -> Faulty {
     let backend = Arc::new(DockerBackend::over(faults.clone()));
     let store = Arc::new(Store::in_memory().unwrap());
     let policy = Policy::new(PolicyConfig::default());
-    let runs = Runs::new(backend.clone(), policy, store.clone(), Arc::new(RandomIds), Arc::new(SystemClock), 8);
+    let runs =
+        Runs::new(&Context::new(backend.clone(), policy, store.clone(), Arc::new(RandomIds), Arc::new(SystemClock)), 8);
     Faulty { runs, backend, store, faults }
 }
 

@@ -13,9 +13,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use berth_core::engine::Engine;
+use berth_core::model::units::{ByteSize, CpuLimit};
 use berth_core::policy::{ContainerRequest, Policy, PolicyConfig};
 use berth_core::spec::{Bind, ContainerSpec, Kind};
-use berth_core::units::{ByteSize, CpuLimit};
 use berth_docker::DockerBackend;
 use berth_oci::bundle;
 use berth_oci::render::{render, Bundle, ImageConfig};

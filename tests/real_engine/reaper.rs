@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::agents::{Agents, PortRange};
-use berth_core::ids::{Clock, FixedClock, RandomIds};
+use berth_core::context::Context;
+use berth_core::lifetime::reaper::{Reaper, ReaperError};
+use berth_core::model::ids::{Clock, FixedClock, RandomIds};
 use berth_core::policy::Policy;
-use berth_core::reaper::{Reaper, ReaperError};
 use berth_core::store::Store;
 use berth_docker::DockerBackend;
 
@@ -23,14 +24,13 @@ async fn expired_agents_are_reaped_and_renewed_ones_are_kept() {
     let store = Arc::new(Store::in_memory().unwrap());
     let clock = Arc::new(FixedClock::at(chrono::Utc::now()));
     let agents = Agents::new(
-        backend.clone(),
-        Policy::default(),
-        store.clone(),
-        Arc::new(RandomIds),
-        clock.clone(),
+        &Context::new(backend.clone(), Policy::default(), store.clone(), Arc::new(RandomIds), clock.clone()),
         PortRange::default(),
     );
-    let reaper = Reaper::new(backend.clone(), store.clone(), clock.clone(), Duration::from_secs(24 * 3600));
+    let reaper = Reaper::new(
+        &Context::new(backend.clone(), Policy::default(), store.clone(), std::sync::Arc::new(RandomIds), clock.clone()),
+        Duration::from_secs(24 * 3600),
+    );
 
     let pid = std::process::id();
     let soon = clock.now() + chrono::Duration::minutes(10);
@@ -66,8 +66,10 @@ async fn an_agent_that_would_outlive_the_maximum_lifetime_is_refused() {
     let backend = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let store = Arc::new(Store::in_memory().unwrap());
     let clock = Arc::new(FixedClock::at(chrono::Utc::now()));
-    let agents =
-        Agents::new(backend, Policy::default(), store, Arc::new(RandomIds), clock.clone(), PortRange::default());
+    let agents = Agents::new(
+        &Context::new(backend, Policy::default(), store, Arc::new(RandomIds), clock.clone()),
+        PortRange::default(),
+    );
     let err = agents.define(definition("too-long", clock.now() + chrono::Duration::days(365))).unwrap_err();
     assert!(matches!(err, berth_core::agents::AgentError::Policy(ref v) if v.field == "expires_at"), "{err:?}");
 }

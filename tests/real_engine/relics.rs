@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_core::context::Context;
 use berth_core::engine::{Engine, ExecRequest};
 use berth_core::engine::{Handle, WorkloadIo};
-use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::model::ids::{RandomIds, SystemClock};
 use berth_core::policy::Policy;
 use berth_core::relics::{RelicError, RelicRequest, RelicStatus, Relics};
 use berth_core::sessions::SessionError;
@@ -17,7 +18,13 @@ use berth_docker::DockerBackend;
 fn relics() -> (Relics, Arc<DockerBackend>) {
     let backend = Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()));
     let store = Arc::new(Store::in_memory().unwrap());
-    let relics = Relics::new(backend.clone(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock));
+    let relics = Relics::new(&Context::new(
+        backend.clone(),
+        Policy::default(),
+        store,
+        Arc::new(RandomIds),
+        Arc::new(SystemClock),
+    ));
     (relics, backend)
 }
 

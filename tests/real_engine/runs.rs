@@ -4,22 +4,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_core::context::Context;
 use berth_core::engine::Engine;
 use berth_core::engine::{Handle, Selector};
-use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::model::ids::{RandomIds, SystemClock};
+use berth_core::model::units::ByteSize;
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::runs::{RunError, RunRequest, RunStatus, Runs, Workload};
 use berth_core::spec::{annotations, labels};
 use berth_core::store::Store;
-use berth_core::units::ByteSize;
 use berth_docker::DockerBackend;
 
 fn runs_with(config: PolicyConfig) -> (Arc<Runs>, Arc<DockerBackend>, Arc<Store>) {
     let docker = engine_api::Docker::from_env().expect("DOCKER_HOST");
     let backend = Arc::new(DockerBackend::new(docker));
     let store = Arc::new(Store::in_memory().unwrap());
-    let runs =
-        Runs::new(backend.clone(), Policy::new(config), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock), 8);
+    let runs = Runs::new(
+        &Context::new(backend.clone(), Policy::new(config), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock)),
+        8,
+    );
     (Arc::new(runs), backend, store)
 }
 
@@ -202,8 +205,11 @@ async fn a_tenant_never_has_more_runs_in_flight_than_its_bound() {
     let docker = engine_api::Docker::from_env().expect("DOCKER_HOST");
     let backend = Arc::new(DockerBackend::new(docker));
     let store = Arc::new(Store::in_memory().unwrap());
-    let runs = Runs::new(backend, Policy::default(), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock), 8)
-        .with_per_tenant_limit(1);
+    let runs = Runs::new(
+        &Context::new(backend, Policy::default(), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock)),
+        8,
+    )
+    .with_per_tenant_limit(1);
     let runs = Arc::new(runs);
     let tasks: Vec<_> = (0..3)
         .map(|_| {

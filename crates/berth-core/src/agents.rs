@@ -14,15 +14,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::context::Context;
 use crate::engine::{
     Engine, EngineError, ExecOutput, ExecRequest, GoneIsDone, Handle, LogRequest, LogStream, Placement, Usage,
     WorkloadState,
 };
-use crate::ids::{Clock, IdSource};
+use crate::model::ids::{Clock, IdSource};
+use crate::model::units::{ByteSize, CpuLimit};
 use crate::policy::{ContainerRequest, NetworkRequest, Policy, PolicyViolation};
 use crate::spec::{annotations, labels, Bind, Kind, PortMapping};
 use crate::store::{port_owner, Inserted, Store, StoreError};
-use crate::units::{ByteSize, CpuLimit};
 
 const KIND: &str = "agent";
 
@@ -128,15 +129,15 @@ pub struct Agents {
 }
 
 impl Agents {
-    pub fn new(
-        backend: Arc<dyn Engine>,
-        policy: Policy,
-        store: Arc<Store>,
-        ids: Arc<dyn IdSource>,
-        clock: Arc<dyn Clock>,
-        ports: PortRange,
-    ) -> Self {
-        Agents { backend, policy, store, clock, ids, ports }
+    pub fn new(ctx: &Context, ports: PortRange) -> Self {
+        Agents {
+            backend: ctx.engine(Kind::Agent),
+            policy: ctx.policy.clone(),
+            store: ctx.store.clone(),
+            clock: ctx.clock.clone(),
+            ids: ctx.ids.clone(),
+            ports,
+        }
     }
 
     fn audit(&self, tenant: &str, action: &str, target: &str, outcome: &str) {
@@ -368,7 +369,7 @@ mod tests {
     use super::*;
     use crate::engine::fake::{FakeEngine, Op};
     use crate::engine::{EngineErrorKind, Phase};
-    use crate::ids::{FixedClock, SequentialIds};
+    use crate::model::ids::{FixedClock, SequentialIds};
 
     struct World {
         fake: Arc<FakeEngine>,
@@ -385,11 +386,13 @@ mod tests {
         let fake = Arc::new(FakeEngine::new());
         let store = Arc::new(Store::in_memory().unwrap());
         let agents = Agents::new(
-            fake.clone(),
-            Policy::default(),
-            store.clone(),
-            Arc::new(SequentialIds::default()),
-            Arc::new(FixedClock::at(now())),
+            &crate::context::Context::new(
+                fake.clone(),
+                Policy::default(),
+                store.clone(),
+                Arc::new(SequentialIds::default()),
+                Arc::new(FixedClock::at(now())),
+            ),
             PortRange { first: 9000, last: 9002 },
         );
         World { fake, store, agents }

@@ -12,8 +12,8 @@ use std::fmt;
 
 use crate::agents::AgentError;
 use crate::engine::{EngineError, EngineErrorKind};
+use crate::lifetime::reaper::ReaperError;
 use crate::policy::PolicyViolation;
-use crate::reaper::ReaperError;
 use crate::relics::RelicError;
 use crate::runs::RunError;
 use crate::sessions::SessionError;

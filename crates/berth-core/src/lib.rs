@@ -19,21 +19,20 @@
 //! - [`error`] is the one classification every use case fails with.
 
 pub mod agents;
+pub mod context;
 pub mod engine;
 pub mod error;
-pub mod ids;
+pub mod lifetime;
+pub mod model;
 pub mod observe;
 pub mod output;
 pub mod policy;
 pub mod pool;
-pub mod reaper;
-pub mod recovery;
 pub mod relics;
 pub mod runs;
 pub mod sessions;
 pub mod spec;
 pub mod store;
-pub mod units;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -43,15 +42,17 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
 use crate::agents::{AgentDefinition, AgentRecord, Agents, PortRange};
+use crate::context::Context;
+use crate::engine::Backends;
 use crate::engine::{
-    Engine, EngineError, EngineErrorKind, ExecOutput, ExecRequest, Handle, LogChunk, LogRequest, LogStream,
-    NetworkInfo, Phase, Selector, StdioSession, Stream, Usage, WorkloadInfo, WorkloadIo,
+    Engine, EngineErrorKind, ExecOutput, ExecRequest, Handle, LogChunk, LogRequest, LogStream, NetworkInfo, Phase,
+    Selector, StdioSession, Stream, Usage, WorkloadInfo,
 };
-use crate::ids::{Clock, IdSource};
+use crate::lifetime::reaper::Reaper;
+use crate::model::ids::Clock;
 use crate::observe::{EndingFuture, LogsRead, Target};
 use crate::policy::Policy;
 use crate::pool::{PoolConfig, PoolStats, Pools};
-use crate::reaper::Reaper;
 use crate::relics::{RelicRecord, RelicRequest, Relics};
 use crate::runs::{RunId, RunRecord, RunRequest, Runs};
 use crate::sessions::{check_session_id, SessionCleanup};
@@ -147,11 +148,12 @@ impl Background {
     }
 }
 
-/// The core: every use case of berth, one method each, over one backend,
-/// store, policy, source of ids and clock. Its parts are private: a front
-/// end cannot reach the engine or the store past it.
+/// The core: every use case of berth, one method each, over the engines of
+/// a [`Context`] (one per workload kind, one shared by default), its store,
+/// policy, source of ids and clock. Its parts are private: a front end
+/// cannot reach an engine or the store past it.
 pub struct Core {
-    backend: Arc<dyn Engine>,
+    backends: Backends,
     store: Arc<Store>,
     policy: Policy,
     clock: Arc<dyn Clock>,
@@ -178,34 +180,25 @@ impl Core {
     /// How long a stop waits for SIGTERM before SIGKILL, unless asked otherwise.
     pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
-    pub fn new(
-        backend: Arc<dyn Engine>,
-        policy: Policy,
-        store: Arc<Store>,
-        ids: Arc<dyn IdSource>,
-        clock: Arc<dyn Clock>,
-        options: Options,
-    ) -> Self {
+    pub fn new(ctx: Context, options: Options) -> Self {
         let pools = options.pools.clone().and_then(|config| {
-            Pools::new(backend.clone(), &policy, store.clone(), ids.clone(), clock.clone(), config)
+            Pools::new(&ctx, config)
                 .inspect_err(|e| tracing::error!(%e, "warm pools refused by policy; every run takes the cold path"))
                 .ok()
         });
-        let mut runs =
-            Runs::new(backend.clone(), policy.clone(), store.clone(), ids.clone(), clock.clone(), options.max_runs)
-                .with_per_tenant_limit(options.max_runs_per_tenant);
+        let mut runs = Runs::new(&ctx, options.max_runs).with_per_tenant_limit(options.max_runs_per_tenant);
         if let Some(pools) = &pools {
             runs = runs.with_pools(pools.clone());
             // Fills the pools in the background (a no-op outside a runtime:
             // the first run's take starts it then).
             pools.refill();
         }
-        let agents =
-            Agents::new(backend.clone(), policy.clone(), store.clone(), ids.clone(), clock.clone(), options.ports);
-        let relics = Relics::new(backend.clone(), policy.clone(), store.clone(), ids, clock.clone());
-        let reaper = Reaper::new(backend.clone(), store.clone(), clock.clone(), policy.config.max_lifetime);
+        let agents = Agents::new(&ctx, options.ports);
+        let relics = Relics::new(&ctx);
+        let reaper = Reaper::new(&ctx, ctx.policy.config.max_lifetime);
+        let Context { backends, policy, store, clock, .. } = ctx;
         Core {
-            backend,
+            backends,
             store,
             policy,
             clock,
@@ -243,15 +236,21 @@ impl Core {
 
     // ----- the engine and the core's own state -------------------------
 
-    /// The backend's name (`docker`, `oci-dry-run`, …).
+    /// The primary backend's name (`docker`, `oci-dry-run`, …).
     pub fn backend_name(&self) -> &'static str {
-        self.backend.name()
+        self.backends.primary().name()
     }
 
-    /// Whether the engine answers now.
+    /// Whether every engine answers now (the first that does not says why).
     pub async fn engine_health(&self) -> EngineHealth {
-        let error = self.backend.ping().await.err().map(|e| e.to_string());
-        EngineHealth { backend: self.backend.name(), error }
+        let mut error = None;
+        for engine in self.backends.distinct() {
+            if let Err(e) = engine.ping().await {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+        EngineHealth { backend: self.backend_name(), error }
     }
 
     /// The tenant's audit trail, newest first, at most `limit` entries.
@@ -333,7 +332,7 @@ impl Core {
             (Some(cid), true, Some(marker)) => {
                 // The whole of the member's log, without timestamps: the view must see its ready line.
                 let whole = LogRequest { follow: true, tail: None, since: None, timestamps: false };
-                let logs = self.io(&cid)?.logs(&cid, &whole).await?;
+                let logs = self.runs.engine_of(&record).io(&cid)?.logs(&cid, &whole).await?;
                 let mut view = pool::launch::MemberOutput::new(&marker);
                 logs.map(move |chunk| {
                     chunk.map(|mut c| {
@@ -350,7 +349,7 @@ impl Core {
             }
             (Some(cid), true, None) => {
                 let request = LogRequest { follow: true, ..request.clone() };
-                self.io(&cid)?.logs(&cid, &request).await?
+                self.runs.engine_of(&record).io(&cid)?.logs(&cid, &request).await?
             }
             _ => {
                 let out = [(Stream::Stdout, record.stdout.clone()), (Stream::Stderr, record.stderr.clone())];
@@ -419,7 +418,7 @@ impl Core {
         let records = self.agents.list(tenant)?;
         let mine = Selector::all().kind(Kind::Agent).tenant(tenant);
         let states: BTreeMap<String, Phase> =
-            self.backend.list(&mine).await?.into_iter().map(|c| (c.handle.id.0, c.phase)).collect();
+            self.backends.of(Kind::Agent).list(&mine).await?.into_iter().map(|c| (c.handle.id.0, c.phase)).collect();
         Ok(records
             .into_iter()
             .map(|record| {
@@ -477,16 +476,16 @@ impl Core {
         id: &str,
         request: &ExecRequest,
     ) -> Result<StdioSession, Error> {
-        let h = self.container_id(tenant, &Target::Agent(id.to_owned())).await?;
+        let (engine, h) = self.container_id(tenant, &Target::Agent(id.to_owned())).await?;
         let request = ExecRequest { stdin: true, ..request.clone() };
-        let session = self.io(&h)?.exec(&h, &request).await?.stdio;
+        let session = engine.io(&h)?.exec(&h, &request).await?.stdio;
         self.store.note(self.clock.now(), tenant, "agent.exec", id, "interactive");
         Ok(session)
     }
 
     async fn with_status(&self, record: AgentRecord) -> Agent {
         let status = match record.handle() {
-            Some(h) => self.backend.inspect(&h).await.ok().map(|s| s.phase),
+            Some(h) => self.backends.of(Kind::Agent).inspect(&h).await.ok().map(|s| s.phase),
             None => None,
         };
         Agent { record, status }
@@ -540,7 +539,7 @@ impl Core {
     /// The tenant's sessions: those with a network or a relic.
     pub async fn sessions(&self, tenant: &str) -> Result<Vec<String>, Error> {
         let mine = Selector::all().kind_word(sessions::SESSION_NETWORK).tenant(tenant);
-        let mut ids: BTreeSet<String> = match self.backend.isolation() {
+        let mut ids: BTreeSet<String> = match self.isolating().isolation() {
             Some(isolation) => isolation
                 .list_networks(&mine)
                 .await?
@@ -556,7 +555,7 @@ impl Core {
     async fn session_view(&self, tenant: &str, session: &str) -> Result<Session, Error> {
         let mine = Selector::all().session(session).tenant(tenant);
         let network = self.relics.sessions().network(tenant, session).await?;
-        let containers = self.backend.list(&mine).await?;
+        let containers = self.list_everywhere(&mine).await?;
         let relics = self.relics.list(tenant, Some(session))?;
         Ok(Session { id: session.into(), network, containers, relics })
     }
@@ -595,10 +594,9 @@ impl Core {
     /// may remove it once unused) when missing, as the seeds' set-up
     /// scripts make theirs.
     pub async fn ensure_named_network(&self, name: &str) -> Result<(), Error> {
-        let isolation = self
-            .backend
-            .isolation()
-            .ok_or_else(|| Error::from(sessions::SessionError::NoIsolation(self.backend.name())))?;
+        let engine = self.isolating();
+        let isolation =
+            engine.isolation().ok_or_else(|| Error::from(sessions::SessionError::NoIsolation(engine.name())))?;
         if isolation.list_networks(&Selector::all()).await?.iter().any(|n| n.name == name) {
             return Ok(());
         }
@@ -618,11 +616,30 @@ impl Core {
     /// The tenant's containers that berth manages, of one kind (`agent`,
     /// `tool`, …) or of all.
     pub async fn containers(&self, tenant: &str, kind: Option<Kind>) -> Result<Vec<WorkloadInfo>, Error> {
-        let mine = match kind {
-            Some(kind) => Selector::all().kind(kind),
-            None => Selector::managed(),
-        };
-        Ok(self.backend.list(&mine.tenant(tenant)).await?)
+        match kind {
+            Some(kind) => Ok(self.backends.of(kind).list(&Selector::all().kind(kind).tenant(tenant)).await?),
+            None => self.list_everywhere(&Selector::managed().tenant(tenant)).await,
+        }
+    }
+
+    /// What `selector` selects on every engine.
+    async fn list_everywhere(&self, selector: &Selector) -> Result<Vec<WorkloadInfo>, Error> {
+        let mut all = Vec::new();
+        for engine in self.backends.distinct() {
+            all.extend(engine.list(selector).await?);
+        }
+        Ok(all)
+    }
+
+    /// The engine that keeps the session networks (the relics').
+    fn isolating(&self) -> &Arc<dyn Engine> {
+        self.backends.of(Kind::Relic)
+    }
+
+    /// The engine of a workload berth listed: the one of its kind label.
+    fn engine_of(&self, info: &WorkloadInfo) -> &Arc<dyn Engine> {
+        let kind = info.labels.get(labels::KIND).and_then(|k| Kind::from_word(k));
+        kind.map_or_else(|| self.backends.primary(), |kind| self.backends.of(kind))
     }
 
     /// A container of the tenant's that berth manages, named as
@@ -632,39 +649,39 @@ impl Core {
         observe::find_managed(all, key).ok_or_else(|| Error::not_found(format!("no container of yours is named {key}")))
     }
 
-    async fn container_id(&self, tenant: &str, target: &Target) -> Result<Handle, Error> {
+    /// The engine of a target's container, and its handle.
+    async fn container_id(&self, tenant: &str, target: &Target) -> Result<(Arc<dyn Engine>, Handle), Error> {
         let (h, kind, id) = match target {
-            Target::Agent(id) => (self.agents.get(tenant, id)?.handle(), "agent", id),
-            Target::Relic(id) => (self.relics.get(tenant, id)?.handle(), "relic", id),
-            Target::Managed(key) => return Ok(self.managed_container(tenant, key).await?.handle),
+            Target::Agent(id) => (self.agents.get(tenant, id)?.handle(), Kind::Agent, id),
+            Target::Relic(id) => (self.relics.get(tenant, id)?.handle(), Kind::Relic, id),
+            Target::Managed(key) => {
+                let c = self.managed_container(tenant, key).await?;
+                return Ok((self.engine_of(&c).clone(), c.handle));
+            }
         };
-        h.ok_or_else(|| Error::not_found(format!("{kind} {id} has no container yet")))
-    }
-
-    /// The data plane of workload `h`.
-    fn io(&self, h: &Handle) -> Result<&dyn WorkloadIo, EngineError> {
-        self.backend.io(h)
+        let h = h.ok_or_else(|| Error::not_found(format!("{} {id} has no container yet", kind.as_str())))?;
+        Ok((self.backends.of(kind).clone(), h))
     }
 
     /// A target's logs read at once, kept to the policy's output cap.
     pub async fn read_logs(&self, tenant: &str, target: &Target, request: &LogRequest) -> Result<LogsRead, Error> {
-        let cid = self.container_id(tenant, target).await?;
-        let stream = self.io(&cid)?.logs(&cid, &LogRequest { follow: false, ..request.clone() }).await?;
+        let (engine, cid) = self.container_id(tenant, target).await?;
+        let stream = engine.io(&cid)?.logs(&cid, &LogRequest { follow: false, ..request.clone() }).await?;
         Ok(LogsRead::collect(stream, self.policy.config.output_cap).await?)
     }
 
     /// A target's logs followed until its container ends, and how it ended.
     pub async fn follow_logs(&self, tenant: &str, target: &Target, request: &LogRequest) -> Result<Followed, Error> {
-        let cid = self.container_id(tenant, target).await?;
-        let output = self.io(&cid)?.logs(&cid, &LogRequest { follow: true, ..request.clone() }).await?;
-        Ok(Followed { output, end: observe::ending(self.backend.clone(), cid) })
+        let (engine, cid) = self.container_id(tenant, target).await?;
+        let output = engine.io(&cid)?.logs(&cid, &LogRequest { follow: true, ..request.clone() }).await?;
+        Ok(Followed { output, end: observe::ending(engine, cid) })
     }
 
     /// A managed container of the tenant's, named as [`Target::Managed`]
     /// names it, with one sample of its resource use.
     pub async fn managed_usage(&self, tenant: &str, key: &str) -> Result<(WorkloadInfo, Usage), Error> {
         let c = self.managed_container(tenant, key).await?;
-        let u = self.io(&c.handle)?.usage(&c.handle).await?;
+        let u = self.engine_of(&c).io(&c.handle)?.usage(&c.handle).await?;
         Ok((c, u))
     }
 
@@ -676,7 +693,7 @@ impl Core {
             self.containers(tenant, None).await?.into_iter().filter(|c| c.phase == Phase::Running).collect();
         Ok(futures_util::stream::iter(running)
             .map(|c| async move {
-                let usage = match self.io(&c.handle) {
+                let usage = match self.engine_of(&c).io(&c.handle) {
                     Ok(io) => io.usage(&c.handle).await.ok(),
                     Err(_) => None,
                 };
@@ -690,15 +707,15 @@ impl Core {
 
     /// One sample of a target's resource use.
     pub async fn usage(&self, tenant: &str, target: &Target) -> Result<Usage, Error> {
-        let cid = self.container_id(tenant, target).await?;
-        Ok(self.io(&cid)?.usage(&cid).await?)
+        let (engine, cid) = self.container_id(tenant, target).await?;
+        Ok(engine.io(&cid)?.usage(&cid).await?)
     }
 
     /// A target's resource use about once a second until it ends.
     pub async fn follow_usage(&self, tenant: &str, target: &Target) -> Result<UsageFollow, Error> {
-        let cid = self.container_id(tenant, target).await?;
-        let samples = self.io(&cid)?.usage_stream(&cid).await?;
-        Ok(UsageFollow { samples, end: observe::ending(self.backend.clone(), cid) })
+        let (engine, cid) = self.container_id(tenant, target).await?;
+        let samples = engine.io(&cid)?.usage_stream(&cid).await?;
+        Ok(UsageFollow { samples, end: observe::ending(engine, cid) })
     }
 }
 
@@ -721,7 +738,8 @@ async fn settle(
 mod tests {
     use super::*;
     use crate::engine::fake::{self, Exit, FakeEngine, Op};
-    use crate::ids::{FixedClock, SequentialIds};
+    use crate::engine::EngineError;
+    use crate::model::ids::{FixedClock, SequentialIds};
     use crate::runs::{RunStatus, Workload};
 
     fn now() -> DateTime<Utc> {
@@ -733,7 +751,7 @@ mod tests {
         let fake = Arc::new(FakeEngine::with_clock(clock.clone()));
         let store = Arc::new(Store::in_memory().unwrap());
         let ids = Arc::new(SequentialIds::default());
-        let core = Core::new(fake.clone(), Policy::default(), store, ids, clock, Options::default());
+        let core = Core::new(Context::new(fake.clone(), Policy::default(), store, ids, clock), Options::default());
         (fake, core)
     }
 
@@ -759,6 +777,41 @@ mod tests {
             labels: BTreeMap::new(),
             name: None,
         }
+    }
+
+    #[tokio::test]
+    async fn code_runs_sent_to_their_own_engine_run_there_and_every_engine_is_listed() {
+        let clock = Arc::new(FixedClock::at(now()));
+        let main = Arc::new(FakeEngine::with_clock(clock.clone()));
+        let code = Arc::new(FakeEngine::with_clock(clock.clone()));
+        let store = Arc::new(Store::in_memory().unwrap());
+        let ctx = Context::new(main.clone(), Policy::default(), store, Arc::new(SequentialIds::default()), clock)
+            .with_backend(Kind::Code, code.clone());
+        let core = Core::new(ctx, Options::default());
+
+        let mut snippet = RunRequest::new("t1", Workload::Code { language: "sh".into(), code: "echo hi".into() });
+        snippet.cleanup = false;
+        let run = core.run(snippet, None).await.unwrap();
+        assert_eq!((run.status, run.kind), (RunStatus::Succeeded, Some(Kind::Code)));
+        assert_eq!((code.calls_of(Op::Create).len(), main.calls_of(Op::Create).len()), (1, 0));
+
+        let mut tool_run = tool("tool:1");
+        tool_run.cleanup = false;
+        core.run(tool_run, None).await.unwrap();
+        core.create_agent(agent("a1"), true).await.unwrap();
+        assert_eq!((code.calls_of(Op::Create).len(), main.calls_of(Op::Create).len()), (1, 2));
+
+        let kinds: BTreeSet<String> = core
+            .containers("t1", None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.labels.get(labels::KIND).cloned())
+            .collect();
+        assert_eq!(kinds, BTreeSet::from(["agent".to_owned(), "code".to_owned(), "tool".to_owned()]));
+        assert_eq!(core.containers("t1", Some(Kind::Code)).await.unwrap().len(), 1);
+        let logs = core.read_logs("t1", &Target::Managed(run.container_name.clone()), &LogRequest::default()).await;
+        assert!(logs.is_ok(), "a code run's container is read on its own engine: {logs:?}");
     }
 
     #[tokio::test]

@@ -11,14 +11,15 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::context::Context;
 use crate::engine::{Engine, EngineError, GoneIsDone, Handle, Health, LogRequest, Placement};
-use crate::ids::{Clock, IdSource};
+use crate::model::ids::{Clock, IdSource};
+use crate::model::units::{ByteSize, CpuLimit};
 use crate::output::HeadTailLines;
 use crate::policy::{ContainerRequest, NetworkRequest, Policy, PolicyViolation};
 use crate::sessions::{check_session_id, network_name, SessionError, Sessions};
 use crate::spec::{annotations, labels, HealthCheck, Kind, Network};
 use crate::store::{Store, StoreError};
-use crate::units::{ByteSize, CpuLimit};
 
 const KIND: &str = "relic";
 /// Lines of a failed relic's output kept from its start and from its end.
@@ -58,12 +59,20 @@ impl RelicRecord {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum RelicStatus {
     Running,
     Stopped,
     Failed,
+}
+
+impl RelicStatus {
+    /// The word for the status, as records and APIs show it.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// A relic as stored and reported.
@@ -123,24 +132,17 @@ fn probe(port: u16, endpoint: &str) -> String {
     )
 }
 
-/// The word for a relic's status, as records and APIs show it.
-pub fn status_word(s: RelicStatus) -> &'static str {
-    match s {
-        RelicStatus::Running => "running",
-        RelicStatus::Stopped => "stopped",
-        RelicStatus::Failed => "failed",
-    }
-}
-
 impl Relics {
-    pub fn new(
-        backend: Arc<dyn Engine>,
-        policy: Policy,
-        store: Arc<Store>,
-        ids: Arc<dyn IdSource>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Relics { sessions: Sessions::new(backend.clone(), clock.clone()), backend, policy, store, ids, clock }
+    pub fn new(ctx: &Context) -> Self {
+        let backend = ctx.engine(Kind::Relic);
+        Relics {
+            sessions: Sessions::new(backend.clone(), ctx.clock.clone()),
+            backend,
+            policy: ctx.policy.clone(),
+            store: ctx.store.clone(),
+            ids: ctx.ids.clone(),
+            clock: ctx.clock.clone(),
+        }
     }
 
     pub fn get(&self, tenant: &str, relic_id: &str) -> Result<RelicRecord, RelicError> {
@@ -258,7 +260,7 @@ impl Relics {
             }
         }
         self.save(&record)?;
-        self.audit(&record.tenant, "relic.start", &record.relic_id, status_word(record.status));
+        self.audit(&record.tenant, "relic.start", &record.relic_id, record.status.as_str());
         Ok(record)
     }
 
@@ -268,7 +270,7 @@ impl Relics {
         record.healthy = false;
         record.error = Some(error);
         self.save(record)?;
-        self.audit(&record.tenant, "relic.start", &record.relic_id, status_word(record.status));
+        self.audit(&record.tenant, "relic.start", &record.relic_id, record.status.as_str());
         Ok(())
     }
 
@@ -375,7 +377,7 @@ mod tests {
     use super::*;
     use crate::engine::fake::{self, Exit, FakeEngine, Op};
     use crate::engine::{Capabilities, EngineErrorKind, Selector};
-    use crate::ids::{FixedClock, SequentialIds};
+    use crate::model::ids::{FixedClock, SequentialIds};
     use crate::spec::Network;
 
     struct World {
@@ -393,7 +395,8 @@ mod tests {
         let fake = Arc::new(FakeEngine::with_clock(clock.clone()));
         let store = Arc::new(Store::in_memory().unwrap());
         let ids = Arc::new(SequentialIds::default());
-        let relics = Relics::new(fake.clone(), Policy::default(), store.clone(), ids, clock);
+        let relics =
+            Relics::new(&crate::context::Context::new(fake.clone(), Policy::default(), store.clone(), ids, clock));
         World { fake, store, relics }
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineError, EngineErrorKind, GoneIsDone, Handle, Isolation, NetworkInfo, Selector};
-use crate::ids::Clock;
+use crate::model::ids::Clock;
 use crate::spec::labels;
 
 /// The name of a new private network for a tenant's session: berth's own,
@@ -180,7 +180,7 @@ mod tests {
     use super::*;
     use crate::engine::fake::{FakeEngine, Op};
     use crate::engine::{Capabilities, Phase};
-    use crate::ids::FixedClock;
+    use crate::model::ids::FixedClock;
     use crate::policy::{ContainerRequest, NetworkRequest, Policy};
     use crate::spec::Kind;
 

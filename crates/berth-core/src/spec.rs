@@ -9,34 +9,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::units::{ByteSize, CpuLimit};
+use crate::model::units::{ByteSize, CpuLimit};
 
 pub use crate::engine::ContainerId;
 
-/// What a container is for; decides its policy defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// A long-lived agent container.
-    Agent,
-    /// A tool image run to completion.
-    Tool,
-    /// Untrusted code run to completion in a sandbox.
-    Code,
-    /// A session-scoped service.
-    Relic,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Agent => "agent",
-            Kind::Tool => "tool",
-            Kind::Code => "code",
-            Kind::Relic => "relic",
-        }
-    }
-}
+pub use crate::model::kind::Kind;
 
 /// Whether `name` is a DNS-1123 label (1 to 63 of `[a-z0-9-]`, starting and
 /// ending with a letter or digit): a name every engine takes for a

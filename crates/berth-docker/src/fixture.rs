@@ -17,7 +17,7 @@ use engine_api::transport::scenario::Scenario;
 
 use crate::DockerBackend;
 use berth_core::engine::Engine;
-use berth_core::ids::{FixedClock, IdSource, SequentialIds};
+use berth_core::model::ids::{FixedClock, IdSource, SequentialIds};
 
 /// The committed recordings: `fixtures/<suite>/<scenario>.json`.
 const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures");

@@ -419,9 +419,9 @@ fn resources(spec: &ContainerSpec) -> Result<Resources, RenderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_core::model::units::{ByteSize, CpuLimit};
     use berth_core::policy::{ContainerRequest, Policy, PolicyConfig};
     use berth_core::spec::{Bind, Kind};
-    use berth_core::units::{ByteSize, CpuLimit};
 
     const ID: &str = "0123456789abcdef0123456789abcdef";
 

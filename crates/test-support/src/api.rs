@@ -7,8 +7,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use berth_api::native::{AppState, Tokens};
+use berth_core::context::Context;
 use berth_core::engine::Engine;
-use berth_core::ids::{RandomIds, SystemClock};
+use berth_core::model::ids::{RandomIds, SystemClock};
 use berth_core::policy::Policy;
 use berth_core::store::Store;
 use berth_core::{Core, Options};
@@ -27,7 +28,10 @@ pub fn engine() -> Arc<dyn Engine> {
 pub fn core_with(policy: Policy) -> Arc<Core> {
     let backend = engine();
     let store = Arc::new(Store::in_memory().unwrap());
-    Arc::new(Core::new(backend, policy, store, Arc::new(RandomIds), Arc::new(SystemClock), Options::default()))
+    Arc::new(Core::new(
+        Context::new(backend, policy, store, Arc::new(RandomIds), Arc::new(SystemClock)),
+        Options::default(),
+    ))
 }
 
 pub fn state(tokens: &[(&str, &str)]) -> AppState {

@@ -19,10 +19,10 @@ use serde_json::{json, Value};
 
 use super::{mib, usage_numbers, Caller, Detail, DialectState, Form, Params};
 use berth_core::engine::Usage;
-use berth_core::relics::{status_word, RelicRecord, RelicRequest};
+use berth_core::model::units::{ByteSize, CpuLimit};
+use berth_core::relics::{RelicRecord, RelicRequest};
 use berth_core::runs::{RunId, RunRecord, RunRequest, RunStatus, Workload};
 use berth_core::spec::labels;
-use berth_core::units::{ByteSize, CpuLimit};
 
 pub fn routes() -> Router<DialectState> {
     Router::new()
@@ -213,7 +213,7 @@ fn relic_view(r: RelicRecord) -> Value {
         "relic_id": r.relic_id,
         "relic_name": r.relic_name,
         "session_id": r.session_id,
-        "status": status_word(r.status),
+        "status": r.status.as_str(),
         "container_id": r.container_id,
         "container_name": r.container_name,
         "network_id": r.network_id,

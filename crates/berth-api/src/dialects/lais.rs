@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 use super::{find_agent, usage_numbers, Caller, Detail, DialectState, Form, Params};
 use berth_core::agents::{AgentDefinition, AgentRecord};
 use berth_core::engine::LogRequest;
+use berth_core::model::units::{ByteSize, CpuLimit};
 use berth_core::observe::Target;
-use berth_core::units::{ByteSize, CpuLimit};
 use berth_core::{Agent, Core};
 
 pub fn routes() -> Router<DialectState> {

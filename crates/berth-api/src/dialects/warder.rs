@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 use super::{ensure_named_network, mib, Caller, Detail, DialectState, Params};
 use berth_core::agents::AgentDefinition;
 use berth_core::engine::LogRequest;
+use berth_core::model::units::{ByteSize, CpuLimit};
 use berth_core::observe::Target;
-use berth_core::units::{ByteSize, CpuLimit};
 use berth_core::Core;
 
 pub fn routes() -> Router<DialectState> {

@@ -29,7 +29,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
-use berth_core::units::{ByteSize, CpuLimit};
+use berth_core::model::units::{ByteSize, CpuLimit};
 use berth_core::Core;
 use error::ApiError;
 

@@ -17,7 +17,7 @@ use super::error::{ApiError, ErrorBody};
 use super::observe::{self, LogQuery, LogsView, StatsQuery, UsageView};
 use super::{AppState, Body, Path, Query, Tenant};
 use berth_core::observe::Target;
-use berth_core::relics::{status_word, RelicRecord, RelicRequest};
+use berth_core::relics::{RelicRecord, RelicRequest};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -81,7 +81,7 @@ impl From<RelicRecord> for RelicView {
             relic_id: r.relic_id,
             relic_name: r.relic_name,
             session_id: r.session_id,
-            status: status_word(r.status).into(),
+            status: r.status.as_str().into(),
             container_id: r.container_id,
             container_name: r.container_name,
             network_id: r.network_id,

@@ -46,7 +46,7 @@ use super::{
     Health, ImageCommand, Isolation, LogChunk, LogRequest, LogStream, NetworkInfo, Phase, ProcessId, Selector, Signal,
     StdioSession, Stream, TtySize, Usage, UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
 };
-use crate::ids::{Clock, SystemClock};
+use crate::model::ids::{Clock, SystemClock};
 use crate::spec::{ContainerSpec, Network};
 
 /// Exit code of a container stopped with SIGTERM.
@@ -1202,7 +1202,7 @@ mod tests {
     #[tokio::test]
     async fn networks_are_made_at_the_clocks_time() {
         let t: chrono::DateTime<chrono::Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
-        let f = FakeEngine::with_clock(Arc::new(crate::ids::FixedClock::at(t)));
+        let f = FakeEngine::with_clock(Arc::new(crate::model::ids::FixedClock::at(t)));
         f.create_network("n", true, &BTreeMap::new()).await.unwrap();
         assert_eq!(f.networks()[0].created, Some(t));
     }

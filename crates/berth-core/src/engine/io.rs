@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::error::EngineError;
-use super::handle::Handle;
+use crate::model::handle::Handle;
 use crate::output::CappedStreams;
 
 /// Resource use of a workload, in numbers a person reads.

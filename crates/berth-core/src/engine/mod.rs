@@ -18,11 +18,11 @@
 //! own (`berth-docker`, `berth-oci`); orchestration holds an
 //! `Arc<dyn Engine>` and never sees an engine type.
 
+pub mod backends;
 pub mod error;
 pub mod events;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
-pub mod handle;
 pub mod io;
 pub mod isolation;
 pub mod select;
@@ -38,8 +38,8 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub use self::backends::Backends;
 pub use self::error::{EngineError, EngineErrorKind, GoneIsDone};
-pub use self::handle::{ContainerId, Handle, Placement};
 pub use self::io::{
     ByteStream, ExecOutput, ExecRequest, ExecSession, ExitFuture, LogChunk, LogRequest, LogStream, ProcessId, Signal,
     StdioSession, Stream, TtySize, Usage, UsageStream, WorkloadIo,
@@ -47,6 +47,7 @@ pub use self::io::{
 pub use self::isolation::{Isolation, NetworkInfo};
 pub use self::select::Selector;
 pub use self::state::{Health, Phase, WorkloadInfo, WorkloadState};
+pub use crate::model::handle::{ContainerId, Handle, Placement};
 use crate::spec::ContainerSpec;
 
 /// The exit of a started workload, awaited from before it started.

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::handle::Handle;
+use crate::model::handle::Handle;
 
 /// Where a workload is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Made, not started.
@@ -32,16 +33,7 @@ pub enum Phase {
 impl Phase {
     /// The phase as the Docker Engine spells it (the seeds show these words).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Created => "created",
-            Phase::Running => "running",
-            Phase::Paused => "paused",
-            Phase::Restarting => "restarting",
-            Phase::Removing => "removing",
-            Phase::Exited => "exited",
-            Phase::Dead => "dead",
-            Phase::Unknown => "unknown",
-        }
+        self.into()
     }
 
     /// Whether its processes exist (running, paused or restarting).

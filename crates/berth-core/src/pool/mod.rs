@@ -44,12 +44,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 
 use self::state::{Action, DropReason, Failure, MemberId, Now, PoolsState};
+use crate::context::Context;
 use crate::engine::{Engine, EngineError, GoneIsDone, Handle, ImageCommand, StdioSession, Stream};
-use crate::ids::{Clock, IdSource};
+use crate::model::ids::{Clock, IdSource};
+use crate::model::units::{ByteSize, CpuLimit};
 use crate::policy::{ContainerRequest, Policy, PolicyViolation};
 use crate::spec::{annotations, labels, ContainerSpec, Kind, Network, Stdin};
 use crate::store::{Store, StoreError};
-use crate::units::{ByteSize, CpuLimit};
 
 /// What makes two sandboxes interchangeable: a run may use a member only
 /// when the spec it would run as has the member's key.
@@ -245,7 +246,8 @@ impl std::fmt::Debug for Member {
 }
 
 /// Why a pool exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum PoolOrigin {
     /// A language's pool from the configuration, kept at its min.
@@ -257,10 +259,7 @@ pub enum PoolOrigin {
 impl PoolOrigin {
     /// The origin's name, as it is written on the wire.
     pub fn as_str(self) -> &'static str {
-        match self {
-            PoolOrigin::Configured => "configured",
-            PoolOrigin::Demand => "demand",
-        }
+        self.into()
     }
 }
 
@@ -441,14 +440,9 @@ pub struct Pools {
 
 impl Pools {
     /// Pools as configured; nothing is created until [`Pools::refill`].
-    pub fn new(
-        backend: Arc<dyn Engine>,
-        policy: &Policy,
-        store: Arc<Store>,
-        ids: Arc<dyn IdSource>,
-        clock: Arc<dyn Clock>,
-        config: PoolConfig,
-    ) -> Result<Arc<Pools>, PoolError> {
+    pub fn new(ctx: &Context, config: PoolConfig) -> Result<Arc<Pools>, PoolError> {
+        let backend = ctx.engine(Kind::Code);
+        let policy = &ctx.policy;
         if !backend.capabilities().attach_before_start {
             return Err(PoolError::NoAttach(backend.name()));
         }
@@ -467,9 +461,9 @@ impl Pools {
         Ok(Arc::new(Pools {
             backend,
             policy: policy.clone(),
-            store,
-            ids,
-            clock,
+            store: ctx.store.clone(),
+            ids: ctx.ids.clone(),
+            clock: ctx.clock.clone(),
             background: Arc::new(Semaphore::new(config.refill_concurrency.max(1))),
             removals: Arc::new(Semaphore::new(config.refill_concurrency.max(1))),
             config,
@@ -698,7 +692,7 @@ impl Pools {
         };
         let instance = self.store.instance_id(|| self.ids.next_hex())?;
         let now = self.clock.now();
-        let after = |d: Duration| crate::reaper::expiry_after(now, d);
+        let after = |d: Duration| crate::lifetime::reaper::expiry_after(now, d);
         // Handed out until `expires_at`; the reaper's label lies past the longest run after it.
         let expires_at = after(self.config.idle_lifetime);
         let label = after(self.config.idle_lifetime + label_slack(&self.policy));
@@ -783,7 +777,7 @@ impl Pools {
 mod tests {
     use super::*;
     use crate::engine::stand_in::StandIn;
-    use crate::ids::{SequentialIds, SystemClock};
+    use crate::model::ids::{SequentialIds, SystemClock};
 
     #[test]
     fn the_default_pools_are_python_and_sh_within_the_memory_budget() {
@@ -819,8 +813,11 @@ mod tests {
         let config = PoolConfig { pools: BTreeMap::from([("sh".into(), spec)]), demand: None, ..Default::default() };
         let store = Arc::new(Store::in_memory().expect("an in-memory store"));
         let ids = Arc::new(SequentialIds::default());
-        let pools = Pools::new(engine.clone(), &Policy::default(), store, ids, Arc::new(SystemClock), config)
-            .expect("pools over the stand-in");
+        let pools = Pools::new(
+            &crate::context::Context::new(engine.clone(), Policy::default(), store, ids, Arc::new(SystemClock)),
+            config,
+        )
+        .expect("pools over the stand-in");
         pools.refill();
         pools.settle().await;
         let sh = || pools.stats().into_iter().find(|s| s.name == "sh").expect("the sh pool");

@@ -525,8 +525,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::model::units::{ByteSize, CpuLimit};
     use crate::spec::Network;
-    use crate::units::{ByteSize, CpuLimit};
 
     fn key(kind: Kind, image: &str, mib: u64) -> PoolKey {
         PoolKey {

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use super::record::RunId;
 use super::request::{param_var, RunRequest, Workload, MAX_CODE_BYTES};
 use super::{RunError, Runs};
+use crate::model::run::RunId;
 use crate::policy::ContainerRequest;
 use crate::spec::{labels, ContainerSpec, Kind};
 

@@ -10,9 +10,9 @@ use futures_util::StreamExt;
 use super::conclude::{conclude, Ending, Outcome};
 use super::in_flight::Flight;
 use super::race::{race, Raced};
-use super::record::{RunRecord, RunStatus, RunUsage};
 use super::Runs;
 use crate::engine::{EngineError, LogRequest, Usage};
+use crate::model::run::{RunRecord, RunStatus, RunUsage};
 use crate::output::CappedStreams;
 use crate::spec::{annotations, ContainerSpec};
 
@@ -36,14 +36,15 @@ impl Runs {
     ) -> Result<(), EngineError> {
         let spec = if cleanup {
             let mut with_expiry = spec.clone();
-            let expiry = crate::reaper::expiry_after(self.clock.now(), timeout + EXPIRY_SLACK);
+            let expiry = crate::lifetime::reaper::expiry_after(self.clock.now(), timeout + EXPIRY_SLACK);
             with_expiry.annotations.insert(annotations::EXPIRES_AT.into(), expiry.to_rfc3339());
             std::borrow::Cow::Owned(with_expiry)
         } else {
             std::borrow::Cow::Borrowed(spec)
         };
         let spec = spec.as_ref();
-        let cid = self.backend.create(spec).await?;
+        let engine = self.engine(spec.kind);
+        let cid = engine.create(spec).await?;
         record.container_id = Some(cid.id.0.clone());
         record.placement = cid.placement.clone();
         // The container is recorded before it starts, so recovery finds it;
@@ -53,7 +54,7 @@ impl Runs {
             tracing::warn!(%e, "run record not updated");
         }
         let started = Instant::now();
-        let exit = self.backend.start_watched(&cid).await?;
+        let exit = engine.start_watched(&cid).await?;
         record.status = RunStatus::Running;
         if let Err(e) = self.store_update(flight, record) {
             tracing::warn!(%e, "run record not updated");
@@ -61,7 +62,7 @@ impl Runs {
         // The sample stream is opened (its head awaited) before the race, so
         // the same requests go out however quickly the run ends.
         let last_usage: Arc<Mutex<Option<Usage>>> = Arc::default();
-        let io = self.backend.io(&cid)?;
+        let io = engine.io(&cid)?;
         let samples = io.usage_stream(&cid).await.ok();
         let sampler = {
             let last = last_usage.clone();
@@ -73,15 +74,15 @@ impl Runs {
                 }
             })
         };
-        let race = race(exit, timeout, flight.token(), started, || self.backend.kill(&cid)).await?;
+        let race = race(exit, timeout, flight.token(), started, || engine.kill(&cid)).await?;
         let (ending, exit_code) = match race.raced {
             Raced::Finished(Ok(code)) => (Ending::Exited(code), Some(code)),
             Raced::Finished(Err(e)) => (Ending::Broken(e.to_string()), None),
             Raced::Stopped { why, then } => (why.into(), then.and_then(Result::ok)),
         };
         sampler.abort();
-        let state = self.backend.inspect(&cid).await?;
-        let plan = self.backend.plan(&cid).await?;
+        let state = engine.inspect(&cid).await?;
+        let plan = engine.plan(&cid).await?;
 
         let cap = self.policy.config.output_cap;
         let logs = io.logs(&cid, &LogRequest::default()).await?;

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use super::in_flight::Flight;
-use super::record::{RunId, RunRecord};
 use super::{RunError, Runs};
+use crate::model::run::{RunId, RunRecord};
 use crate::store::StoreError;
 
 impl Runs {

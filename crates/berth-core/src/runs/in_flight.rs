@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::record::{RunId, RunRecord};
+use crate::model::run::{RunId, RunRecord};
 
 /// The runs in progress, by id.
 #[derive(Default)]

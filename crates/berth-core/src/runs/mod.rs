@@ -41,14 +41,15 @@ use std::sync::Arc;
 
 pub use self::conclude::parse_result;
 use self::in_flight::InFlight;
-pub use self::record::{RunId, RunRecord, RunStatus, RunUsage};
 pub use self::request::{default_languages, param_var, Language, RunRequest, Workload, MAX_CODE_BYTES};
 use self::slots::Slots;
+use crate::context::Context;
 use crate::engine::{Engine, EngineError};
-use crate::ids::{Clock, IdSource};
+use crate::model::ids::{Clock, IdSource};
+pub use crate::model::run::{RunId, RunRecord, RunStatus, RunUsage};
 use crate::policy::{Policy, PolicyViolation};
 use crate::pool::Pools;
-use crate::spec::ContainerSpec;
+use crate::spec::{ContainerSpec, Kind};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +72,10 @@ pub enum RunError {
 
 /// Executes runs.
 pub struct Runs {
-    backend: Arc<dyn Engine>,
+    /// The engine of tool runs.
+    tools: Arc<dyn Engine>,
+    /// The engine of code runs (and of the pools that serve them).
+    code: Arc<dyn Engine>,
     policy: Policy,
     store: Arc<Store>,
     ids: Arc<dyn IdSource>,
@@ -84,25 +88,32 @@ pub struct Runs {
 }
 
 impl Runs {
-    pub fn new(
-        backend: Arc<dyn Engine>,
-        policy: Policy,
-        store: Arc<Store>,
-        ids: Arc<dyn IdSource>,
-        clock: Arc<dyn Clock>,
-        max_concurrent: usize,
-    ) -> Self {
+    pub fn new(ctx: &Context, max_concurrent: usize) -> Self {
         Runs {
-            backend,
-            policy,
-            store,
-            ids,
-            clock,
+            tools: ctx.engine(Kind::Tool),
+            code: ctx.engine(Kind::Code),
+            policy: ctx.policy.clone(),
+            store: ctx.store.clone(),
+            ids: ctx.ids.clone(),
+            clock: ctx.clock.clone(),
             languages: default_languages(),
             in_flight: InFlight::default(),
             slots: Slots::new(max_concurrent),
             pools: None,
         }
+    }
+
+    /// The engine that runs workloads of `kind` (a tool or code run).
+    fn engine(&self, kind: Kind) -> &Arc<dyn Engine> {
+        match kind {
+            Kind::Code => &self.code,
+            _ => &self.tools,
+        }
+    }
+
+    /// The engine that ran (or runs) a recorded run.
+    pub(crate) fn engine_of(&self, record: &RunRecord) -> &Arc<dyn Engine> {
+        self.engine(record.kind.unwrap_or(Kind::Tool))
     }
 
     /// Serves code runs that fit a pool from its warm members.
@@ -201,7 +212,7 @@ impl Runs {
         // A ready member's image is there: the check is the cold path's.
         let mut image_checked = false;
         if !pool.as_ref().is_some_and(|p| p.has_ready()) {
-            self.backend.ensure_image(&admitted.spec.image).await?;
+            self.engine(admitted.spec.kind).ensure_image(&admitted.spec.image).await?;
             image_checked = true;
         }
         // Only runs of an image that is there count towards its demand pool.
@@ -233,13 +244,13 @@ impl Runs {
         let driven = match pooled {
             Some(driven) => driven,
             None if image_checked => self.drive(spec, timeout, req.cleanup, &flight, &mut record).await,
-            None => match self.backend.ensure_image(&spec.image).await {
+            None => match self.engine(spec.kind).ensure_image(&spec.image).await {
                 Ok(()) => self.drive(spec, timeout, req.cleanup, &flight, &mut record).await,
                 Err(e) => Err(e),
             },
         };
         flight.race_over();
-        self.finish(record, driven, req.cleanup, &flight).await
+        self.finish(record, driven, req.cleanup, &flight, admitted.spec.kind).await
     }
 }
 

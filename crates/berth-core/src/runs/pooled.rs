@@ -12,10 +12,10 @@ use super::admit::Admitted;
 use super::conclude::{conclude, Ending, Outcome};
 use super::in_flight::Flight;
 use super::race::{race, Raced};
-use super::record::{RunRecord, RunStatus, RunUsage};
 use super::request::{RunRequest, Workload};
 use super::Runs;
 use crate::engine::{EngineError, StdioSession, Stream};
+use crate::model::run::{RunRecord, RunStatus, RunUsage};
 use crate::output::CappedOutput;
 use crate::pool::launch::{self, EndScanner};
 use crate::pool::{Member, PoolKey, Pools};
@@ -136,7 +136,7 @@ impl Runs {
         let (mut out, mut err) = (CappedOutput::new(cap), CappedOutput::new(cap));
         let started = Instant::now();
         let run = hand_off(&mut member.session, script, marker, &mut out, &mut err);
-        let race = race(run, timeout, flight.token(), started, || self.backend.kill(&member.id)).await?;
+        let race = race(run, timeout, flight.token(), started, || self.code.kill(&member.id)).await?;
         let (mut oom_killed, mut member_exited) = (false, false);
         let (ending, exit_code) = match race.raced {
             Raced::Finished(Ok(HandOff::Ended(end))) => {
@@ -155,7 +155,7 @@ impl Runs {
         // The shell that would have checked the cgroup is gone: the engine
         // tells whether the OOM killer took the member.
         if member_exited && matches!(ending, Ending::Exited(137)) {
-            oom_killed = self.backend.inspect(&member.id).await.map(|s| s.oom_killed).unwrap_or(false);
+            oom_killed = self.code.inspect(&member.id).await.map(|s| s.oom_killed).unwrap_or(false);
         }
         let (stdout_truncated, stderr_truncated) = (out.truncated(), err.truncated());
         conclude(

@@ -9,16 +9,18 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::engine::stand_in::StandIn;
-use crate::ids::{SequentialIds, SystemClock};
+use crate::model::ids::{SequentialIds, SystemClock};
 
 fn runs_over(engine: StandIn) -> (Arc<Runs>, Arc<Store>) {
     let store = Arc::new(Store::in_memory().expect("an in-memory store"));
     let runs = Runs::new(
-        Arc::new(engine),
-        Policy::default(),
-        store.clone(),
-        Arc::new(SequentialIds::default()),
-        Arc::new(SystemClock),
+        &crate::context::Context::new(
+            Arc::new(engine),
+            Policy::default(),
+            store.clone(),
+            Arc::new(SequentialIds::default()),
+            Arc::new(SystemClock),
+        ),
         4,
     );
     (Arc::new(runs), store)

@@ -12,7 +12,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::runs::{RunId, RunRecord};
+use crate::model::run::{RunId, RunRecord};
+
+mod migrations;
+use self::migrations::MIGRATIONS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -21,82 +24,6 @@ pub enum StoreError {
     #[error("store: a record does not decode: {0}")]
     Decode(#[from] serde_json::Error),
 }
-
-/// Schema changes, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE runs (
-        id TEXT PRIMARY KEY,
-        tenant TEXT NOT NULL,
-        session TEXT,
-        status TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        record TEXT NOT NULL
-     );
-     CREATE INDEX runs_by_tenant ON runs (tenant, created_at);
-     CREATE TABLE audit (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        at TEXT NOT NULL,
-        tenant TEXT NOT NULL,
-        action TEXT NOT NULL,
-        target TEXT NOT NULL,
-        outcome TEXT NOT NULL
-     );",
-    "CREATE TABLE ports (
-        port INTEGER PRIMARY KEY,
-        owner TEXT NOT NULL
-     );
-     CREATE TABLE objects (
-        id TEXT PRIMARY KEY,
-        kind TEXT NOT NULL,
-        tenant TEXT NOT NULL,
-        session TEXT,
-        record TEXT NOT NULL
-     );
-     CREATE INDEX objects_by_tenant ON objects (tenant, kind);
-     CREATE TABLE renewals (
-        id TEXT PRIMARY KEY,
-        expires_at TEXT NOT NULL
-     );",
-    "CREATE TABLE meta (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-     );",
-    // Records that name a container say where it runs; those made before
-    // placements ran on the one local engine.
-    "UPDATE runs SET record = json_set(record, '$.placement', 'local')
-        WHERE json_extract(record, '$.placement') IS NULL;
-     UPDATE objects SET record = json_set(record, '$.placement', 'local')
-        WHERE kind IN ('agent', 'relic') AND json_extract(record, '$.placement') IS NULL;",
-    // Ids a client chooses are its tenant's: an object is (kind, tenant,
-    // id), and renewals and published ports belong to a tenant's object.
-    // Rows made before carry the tenant their object has.
-    "CREATE TABLE objects_v2 (
-        id TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        tenant TEXT NOT NULL,
-        session TEXT,
-        record TEXT NOT NULL,
-        PRIMARY KEY (kind, tenant, id)
-     );
-     INSERT INTO objects_v2 (id, kind, tenant, session, record)
-        SELECT id, kind, tenant, session, record FROM objects;
-     CREATE TABLE renewals_v2 (
-        tenant TEXT NOT NULL,
-        id TEXT NOT NULL,
-        expires_at TEXT NOT NULL,
-        PRIMARY KEY (tenant, id)
-     );
-     INSERT INTO renewals_v2 (tenant, id, expires_at)
-        SELECT COALESCE((SELECT o.tenant FROM objects o WHERE o.id = r.id), ''), r.id, r.expires_at
-        FROM renewals r;
-     UPDATE ports SET owner = (SELECT o.tenant || '/' || o.id FROM objects o WHERE o.id = ports.owner AND o.kind = 'agent')
-        WHERE EXISTS (SELECT 1 FROM objects o WHERE o.id = ports.owner AND o.kind = 'agent');
-     DROP TABLE objects;
-     ALTER TABLE objects_v2 RENAME TO objects;
-     CREATE INDEX objects_by_tenant ON objects (tenant, kind);
-     DROP TABLE renewals;
-     ALTER TABLE renewals_v2 RENAME TO renewals;",
-];
 
 /// Who holds published ports: a tenant's object.
 pub fn port_owner(tenant: &str, id: &str) -> String {
@@ -463,7 +390,7 @@ mod tests {
 
     #[test]
     fn pruning_forgets_old_finished_runs_and_the_oldest_audit_entries_only() {
-        use crate::runs::{RunId, RunRecord, RunStatus};
+        use crate::model::run::{RunId, RunRecord, RunStatus};
         let store = Store::in_memory().unwrap();
         let old: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
         let new: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
@@ -506,7 +433,7 @@ mod tests {
 
     #[test]
     fn a_dry_run_record_round_trips_with_its_plan_and_is_finished() {
-        use crate::runs::{RunStatus, RunUsage};
+        use crate::model::run::{RunStatus, RunUsage};
         let store = Store::in_memory().unwrap();
         let run = RunRecord {
             id: RunId("run_1".into()),
@@ -514,6 +441,7 @@ mod tests {
             session: None,
             name: None,
             image: "busybox:1.35".into(),
+            kind: None,
             status: RunStatus::DryRun,
             exit_code: Some(0),
             stdout: String::new(),

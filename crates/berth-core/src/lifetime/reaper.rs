@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::context::Context;
 use crate::engine::{Engine, EngineError, GoneIsDone, Selector, WorkloadInfo};
-use crate::ids::Clock;
+use crate::model::ids::Clock;
 use crate::policy::ExpiryRefused;
 use crate::spec::{annotations, labels};
 use crate::store::{Store, StoreError};
@@ -52,7 +53,8 @@ pub fn expiry_after(now: DateTime<Utc>, after: Duration) -> DateTime<Utc> {
 }
 
 pub struct Reaper {
-    backend: Arc<dyn Engine>,
+    /// Every engine that holds workloads berth made, each once.
+    engines: Vec<Arc<dyn Engine>>,
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     max_lifetime: Duration,
@@ -74,8 +76,14 @@ impl Default for Retention {
 }
 
 impl Reaper {
-    pub fn new(backend: Arc<dyn Engine>, store: Arc<Store>, clock: Arc<dyn Clock>, max_lifetime: Duration) -> Self {
-        Reaper { backend, store, clock, max_lifetime, retention: Retention::default() }
+    pub fn new(ctx: &Context, max_lifetime: Duration) -> Self {
+        Reaper {
+            engines: ctx.backends.distinct().into_iter().cloned().collect(),
+            store: ctx.store.clone(),
+            clock: ctx.clock.clone(),
+            max_lifetime,
+            retention: Retention::default(),
+        }
     }
 
     pub fn with_retention(mut self, retention: Retention) -> Self {
@@ -113,7 +121,25 @@ impl Reaper {
         let now = self.clock.now();
         let mut removed = Vec::new();
         let mut failed = Vec::new();
-        for c in self.backend.list(&Selector::managed()).await? {
+        for engine in &self.engines {
+            self.sweep_engine(engine, now, &mut removed, &mut failed).await?;
+        }
+        if failed.is_empty() {
+            Ok(removed)
+        } else {
+            Err(ReaperError::NotRemoved { removed, failed })
+        }
+    }
+
+    /// One engine's part of [`Reaper::sweep`].
+    async fn sweep_engine(
+        &self,
+        engine: &Arc<dyn Engine>,
+        now: DateTime<Utc>,
+        removed: &mut Vec<String>,
+        failed: &mut Vec<(String, EngineError)>,
+    ) -> Result<(), ReaperError> {
+        for c in engine.list(&Selector::managed()).await? {
             let Some(label) = expiry_of(&c) else {
                 continue;
             };
@@ -126,17 +152,13 @@ impl Reaper {
                 continue;
             };
             if expiry.with_timezone(&Utc) <= now {
-                match self.backend.remove(&c.handle, true).await.or_gone() {
+                match engine.remove(&c.handle, true).await.or_gone() {
                     Ok(()) => removed.push(c.name),
                     Err(e) => failed.push((c.name, e)),
                 }
             }
         }
-        if failed.is_empty() {
-            Ok(removed)
-        } else {
-            Err(ReaperError::NotRemoved { removed, failed })
-        }
+        Ok(())
     }
 
     /// Sweeps every `interval` until the returned task is aborted.
@@ -165,7 +187,7 @@ mod tests {
     use super::*;
     use crate::engine::fake::{FakeEngine, Op};
     use crate::engine::{EngineErrorKind, Handle};
-    use crate::ids::FixedClock;
+    use crate::model::ids::{FixedClock, RandomIds};
     use crate::policy::{ContainerRequest, Policy};
     use crate::spec::Kind;
 
@@ -177,7 +199,16 @@ mod tests {
         let fake = Arc::new(FakeEngine::new());
         let store = Arc::new(Store::in_memory().unwrap());
         let clock = Arc::new(FixedClock::at(now()));
-        let reaper = Reaper::new(fake.clone(), store.clone(), clock.clone(), Duration::from_secs(7 * 24 * 3600));
+        let reaper = Reaper::new(
+            &crate::context::Context::new(
+                fake.clone(),
+                Policy::default(),
+                store.clone(),
+                Arc::new(RandomIds),
+                clock.clone(),
+            ),
+            Duration::from_secs(7 * 24 * 3600),
+        );
         (fake, store, clock, reaper)
     }
 

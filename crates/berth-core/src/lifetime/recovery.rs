@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineError, GoneIsDone, Phase, Selector};
-use crate::ids::Clock;
+use crate::model::ids::Clock;
 use crate::runs::RunStatus;
 use crate::spec::{labels, Kind};
 use crate::store::{Store, StoreError};
@@ -66,7 +66,7 @@ pub enum RecoveryError {
 pub async fn recover(
     backend: &Arc<dyn Engine>,
     store: &Store,
-    ids: &Arc<dyn crate::ids::IdSource>,
+    ids: &Arc<dyn crate::model::ids::IdSource>,
     clock: &Arc<dyn Clock>,
     orphans: Orphans,
 ) -> Result<RecoveryReport, RecoveryError> {
@@ -138,7 +138,7 @@ mod tests {
     use super::*;
     use crate::engine::fake::{FakeEngine, Op};
     use crate::engine::{EngineErrorKind, Handle};
-    use crate::ids::{FixedClock, IdSource, SequentialIds};
+    use crate::model::ids::{FixedClock, IdSource, SequentialIds};
     use crate::policy::{ContainerRequest, Policy};
     use crate::runs::{RunId, RunRecord, RunUsage};
 
@@ -212,6 +212,7 @@ mod tests {
             session: None,
             name: None,
             image: "tool:1".into(),
+            kind: None,
             status,
             exit_code: None,
             stdout: String::new(),
