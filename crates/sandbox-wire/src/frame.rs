@@ -74,7 +74,7 @@ impl Decoder {
     }
 
     /// The next whole frame, if one has arrived.
-    pub fn next<M: DeserializeOwned>(&mut self) -> Result<Option<(M, Vec<u8>)>, WireError> {
+    pub fn next_frame<M: DeserializeOwned>(&mut self) -> Result<Option<(M, Vec<u8>)>, WireError> {
         let unread = &self.buf[self.at..];
         if unread.len() < 4 {
             return Ok(None);
@@ -122,10 +122,10 @@ mod tests {
         encode(&output(7), b"hello\n", &mut out);
         let mut d = Decoder::new();
         d.feed(&out);
-        let (m, data): (FromSandbox, _) = d.next().unwrap().unwrap();
+        let (m, data): (FromSandbox, _) = d.next_frame().unwrap().unwrap();
         assert_eq!(m, output(7));
         assert_eq!(data, b"hello\n");
-        assert!(d.next::<FromSandbox>().unwrap().is_none());
+        assert!(d.next_frame::<FromSandbox>().unwrap().is_none());
         assert_eq!(d.pending(), 0);
     }
 
@@ -133,7 +133,7 @@ mod tests {
     fn a_frame_longer_than_the_bound_is_refused_before_it_is_buffered() {
         let mut d = Decoder::new();
         d.feed(&(u32::MAX).to_be_bytes());
-        assert!(matches!(d.next::<FromSandbox>(), Err(WireError::TooLarge(_))));
+        assert!(matches!(d.next_frame::<FromSandbox>(), Err(WireError::TooLarge(_))));
     }
 
     #[test]
@@ -142,7 +142,7 @@ mod tests {
         d.feed(&8u32.to_be_bytes());
         d.feed(&100u32.to_be_bytes());
         d.feed(b"{}{}");
-        assert!(matches!(d.next::<FromSandbox>(), Err(WireError::BadHeaderLength { .. })));
+        assert!(matches!(d.next_frame::<FromSandbox>(), Err(WireError::BadHeaderLength { .. })));
     }
 
     proptest! {
@@ -163,7 +163,7 @@ mod tests {
                 let end = (at + cut.next().unwrap()).min(bytes.len());
                 d.feed(&bytes[at..end]);
                 at = end;
-                while let Some((m, data)) = d.next::<FromSandbox>().unwrap() {
+                while let Some((m, data)) = d.next_frame::<FromSandbox>().unwrap() {
                     got.push((m, data));
                 }
             }
