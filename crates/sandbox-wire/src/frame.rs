@@ -94,15 +94,17 @@ impl Decoder {
         if header > MAX_HEADER || 4 + header > rest {
             return Err(WireError::BadHeaderLength { header, frame: rest });
         }
-        let message = serde_json::from_slice(&frame[4..4 + header])?;
+        let message = serde_json::from_slice(&frame[4..4 + header]);
         let data = frame[4 + header..].to_vec();
+        // A header that does not decode still leaves the stream in step:
+        // the frame is skipped and the next one can be read.
         self.at += 4 + rest;
         // Compacts once most of the buffer has been read.
         if self.at > 1 << 20 && self.at * 2 > self.buf.len() {
             self.buf.drain(..self.at);
             self.at = 0;
         }
-        Ok(Some((message, data)))
+        Ok(Some((message?, data)))
     }
 }
 
@@ -143,6 +145,19 @@ mod tests {
         d.feed(&100u32.to_be_bytes());
         d.feed(b"{}{}");
         assert!(matches!(d.next_frame::<FromSandbox>(), Err(WireError::BadHeaderLength { .. })));
+    }
+
+    #[test]
+    fn a_frame_whose_header_does_not_decode_is_skipped_and_the_next_is_read() {
+        let mut bytes = Vec::new();
+        encode(&"not a message", b"", &mut bytes);
+        encode(&output(3), b"after", &mut bytes);
+        let mut d = Decoder::new();
+        d.feed(&bytes);
+        assert!(matches!(d.next_frame::<FromSandbox>(), Err(WireError::Header(_))));
+        let (m, data): (FromSandbox, _) = d.next_frame().unwrap().unwrap();
+        assert_eq!(m, output(3));
+        assert_eq!(data, b"after");
     }
 
     proptest! {
