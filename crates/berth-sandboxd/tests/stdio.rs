@@ -1,0 +1,257 @@
+//! The helper driven over its stdio as berth drives it: the built binary
+//! as a child with piped stdin and stdout, HOME a temporary directory.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
+
+use berth_sandbox_wire::{encode, Decoder, ErrorKind, Event, FromSandbox, Reply, Request, Spawn, ToSandbox};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Sandbox {
+    child: Child,
+    stdin: ChildStdin,
+    frames: Receiver<(FromSandbox, Vec<u8>)>,
+    /// Frames read while looking for another.
+    held: VecDeque<(FromSandbox, Vec<u8>)>,
+    next_rid: u64,
+    home: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn start() -> Sandbox {
+        let home = tempfile::tempdir().expect("a temporary home");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth-sandboxd"))
+            .env("HOME", home.path())
+            .env("SANDBOX_COLOUR", "teal")
+            .env("BERTH_SECRET", "not for children")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the helper starts");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let (tx, frames) = channel();
+        std::thread::spawn(move || {
+            let mut decoder = Decoder::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                decoder.feed(&buf[..n]);
+                while let Some(frame) = decoder.next_frame::<FromSandbox>().expect("frames decode") {
+                    if tx.send(frame).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Sandbox { child, stdin, frames, held: VecDeque::new(), next_rid: 1, home }
+    }
+
+    fn send(&mut self, request: Request, data: &[u8]) -> u64 {
+        let rid = self.next_rid;
+        self.next_rid += 1;
+        self.send_as(rid, request, data);
+        rid
+    }
+
+    fn send_as(&mut self, rid: u64, request: Request, data: &[u8]) {
+        let mut bytes = Vec::new();
+        encode(&ToSandbox { rid, request }, data, &mut bytes);
+        self.stdin.write_all(&bytes).expect("the helper reads");
+    }
+
+    /// The next frame that `pick` takes; the others are held for later.
+    fn take(&mut self, mut pick: impl FnMut(&FromSandbox) -> bool) -> (FromSandbox, Vec<u8>) {
+        if let Some(i) = self.held.iter().position(|(m, _)| pick(m)) {
+            return self.held.remove(i).expect("held");
+        }
+        loop {
+            let frame = self.frames.recv_timeout(WAIT).expect("a frame in time");
+            if pick(&frame.0) {
+                return frame;
+            }
+            self.held.push_back(frame);
+        }
+    }
+
+    fn reply_to(&mut self, rid: u64) -> (Reply, Vec<u8>) {
+        match self.take(|m| matches!(m, FromSandbox::Reply { rid: r, .. } if *r == rid)) {
+            (FromSandbox::Reply { reply, .. }, data) => (reply, data),
+            _ => unreachable!(),
+        }
+    }
+
+    fn ask(&mut self, request: Request) -> Reply {
+        let rid = self.send(request, &[]);
+        self.reply_to(rid).0
+    }
+
+    fn spawn(&mut self, spawn: Spawn) -> u32 {
+        match self.ask(Request::Spawn(spawn)) {
+            Reply::Spawned { pid } => pid,
+            other => panic!("not spawned: {other:?}"),
+        }
+    }
+
+    /// Everything `pid` wrote on each stream, and how it exited.
+    fn run_to_exit(&mut self, pid: u32) -> (BTreeMap<String, String>, Option<i32>, Option<i32>) {
+        let mut output = BTreeMap::<String, String>::new();
+        loop {
+            let (m, data) = self.take(|m| match m {
+                FromSandbox::Event(Event::Output { pid: p, .. }) | FromSandbox::Event(Event::Exited { pid: p, .. }) => {
+                    *p == pid
+                }
+                _ => false,
+            });
+            match m {
+                FromSandbox::Event(Event::Output { stream, .. }) => {
+                    output.entry(format!("{stream:?}")).or_default().push_str(&String::from_utf8_lossy(&data));
+                }
+                FromSandbox::Event(Event::Exited { code, signal, .. }) => return (output, code, signal),
+                _ => unreachable!(),
+            }
+        }
+    }
+
+    fn path(&self, rel: &str) -> String {
+        self.home.path().join(rel).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn command(argv: &[&str]) -> Spawn {
+    Spawn {
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        env: BTreeMap::new(),
+        cwd: None,
+        pty: None,
+        stdin: false,
+        tag: None,
+    }
+}
+
+#[test]
+fn hello_says_the_version_the_uid_and_the_home() {
+    let mut sandbox = Sandbox::start();
+    let home = sandbox.path("");
+    match sandbox.ask(Request::Hello) {
+        Reply::Hello { version, uid, home: h } => {
+            assert_eq!(version, berth_sandbox_wire::PROTOCOL_VERSION);
+            assert_eq!(uid, std::fs::metadata(&home).expect("the home").uid());
+            assert_eq!(h.trim_end_matches('/'), home.trim_end_matches('/'));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_process_output_comes_before_its_exit_code() {
+    let mut sandbox = Sandbox::start();
+    let pid = sandbox.spawn(command(&["sh", "-c", "echo out; echo err >&2; exit 3"]));
+    let (output, code, signal) = sandbox.run_to_exit(pid);
+    assert_eq!(output.get("Stdout").map(String::as_str), Some("out\n"));
+    assert_eq!(output.get("Stderr").map(String::as_str), Some("err\n"));
+    assert_eq!((code, signal), (Some(3), None));
+}
+
+#[test]
+fn a_child_gets_the_sandbox_variables_and_the_request_ones_but_not_berths() {
+    let mut sandbox = Sandbox::start();
+    let mut spawn = command(&["sh", "-c", "echo $SANDBOX_COLOUR $EXTRA ${BERTH_SECRET:-none} $PWD"]);
+    spawn.env.insert("EXTRA".into(), "given".into());
+    spawn.cwd = Some("/tmp".into());
+    let pid = sandbox.spawn(spawn);
+    let (output, code, _) = sandbox.run_to_exit(pid);
+    assert_eq!(output["Stdout"], "teal given none /tmp\n");
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn input_reaches_stdin_and_closing_it_ends_cat() {
+    let mut sandbox = Sandbox::start();
+    let pid = sandbox.spawn(Spawn { stdin: true, ..command(&["cat"]) });
+    let rid = sandbox.send(Request::Input { pid }, b"hi\n");
+    assert_eq!(sandbox.reply_to(rid).0, Reply::Done);
+    assert_eq!(sandbox.ask(Request::CloseStdin { pid }), Reply::Done);
+    let (output, code, _) = sandbox.run_to_exit(pid);
+    assert_eq!(output["Stdout"], "hi\n");
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn input_to_a_process_started_without_stdin_is_invalid() {
+    let mut sandbox = Sandbox::start();
+    let pid = sandbox.spawn(command(&["sleep", "5"]));
+    let rid = sandbox.send(Request::Input { pid }, b"x");
+    assert!(matches!(sandbox.reply_to(rid).0, Reply::Error { kind: ErrorKind::Invalid, .. }));
+    sandbox.ask(Request::Signal { pid, signal: 9 });
+}
+
+#[test]
+fn a_killed_process_exits_by_its_signal_and_is_then_ended() {
+    let mut sandbox = Sandbox::start();
+    let pid = sandbox.spawn(command(&["sleep", "30"]));
+    match sandbox.ask(Request::Processes) {
+        Reply::Processes { processes } => assert!(processes.iter().any(|p| p.pid == pid)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sandbox.ask(Request::Signal { pid, signal: 9 }), Reply::Done);
+    let (_, code, signal) = sandbox.run_to_exit(pid);
+    assert_eq!((code, signal), (None, Some(9)));
+    assert!(matches!(sandbox.ask(Request::Signal { pid, signal: 9 }), Reply::Error { kind: ErrorKind::Ended, .. }));
+    match sandbox.ask(Request::Processes) {
+        Reply::Processes { processes } => assert!(processes.iter().all(|p| p.pid != pid)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_program_or_directory_is_not_found_by_name() {
+    let mut sandbox = Sandbox::start();
+    match sandbox.ask(Request::Spawn(command(&["no-such-program"]))) {
+        Reply::Error { kind: ErrorKind::NotFound, message } => {
+            assert!(message.contains("no-such-program"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let spawn = Spawn { cwd: Some("/no/such/dir".into()), ..command(&["true"]) };
+    match sandbox.ask(Request::Spawn(spawn)) {
+        Reply::Error { kind: ErrorKind::NotFound, message } => assert!(message.contains("/no/such/dir"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_grandchild_holding_the_pipe_does_not_hold_back_the_exit() {
+    let mut sandbox = Sandbox::start();
+    let pid = sandbox.spawn(command(&["sh", "-c", "sleep 30 & echo started"]));
+    let started = std::time::Instant::now();
+    let (output, code, _) = sandbox.run_to_exit(pid);
+    assert_eq!(output["Stdout"], "started\n");
+    assert_eq!(code, Some(0));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_frame_that_does_not_decode_gets_an_error_and_the_next_one_is_answered() {
+    let mut sandbox = Sandbox::start();
+    let mut bytes = Vec::new();
+    encode(&serde_json::json!({"rid": 77, "request": "no_such_request"}), b"", &mut bytes);
+    sandbox.stdin.write_all(&bytes).expect("written");
+    assert!(matches!(sandbox.reply_to(77).0, Reply::Error { kind: ErrorKind::Invalid, .. }));
+    assert!(matches!(sandbox.ask(Request::Hello), Reply::Hello { .. }));
+}
