@@ -3,7 +3,10 @@
 //! Every request carries an id (`rid`) that its replies repeat. A request
 //! has one reply, except a file read (its `Chunk`s, then `Done`) and a file
 //! write (berth sends `WriteChunk`s and `WriteEnd` under the id of its
-//! `WriteFile`, the helper answers once at the end). Events come unasked:
+//! `WriteFile`, the helper answers once: at the end, or at the first
+//! failure, after which it ignores the rest of that write, its `WriteEnd`
+//! or `WriteAbort` included) and a long listing (`Entries` replies with
+//! `more`, the last without). Events come unasked:
 //! a process's output and exit, a watched directory's changes.
 
 use std::collections::BTreeMap;
@@ -134,8 +137,12 @@ pub enum Reply {
     Entry {
         entry: Entry,
     },
+    /// Part of a listing: when `more`, further `Entries` replies follow
+    /// under the same id (a long listing does not fit one header).
     Entries {
         entries: Vec<Entry>,
+        #[serde(default)]
+        more: bool,
     },
     Watching {
         wid: u64,
