@@ -3,24 +3,30 @@
 
 use std::path::PathBuf;
 
-use berth_sandbox_wire::{Reply, Request, ToSandbox, PROTOCOL_VERSION};
+use berth_sandbox_wire::{Entry, Reply, Request, ToSandbox, MAX_HEADER, PROTOCOL_VERSION};
 
 use crate::error::Failure;
+use crate::files;
 use crate::output::Outbox;
 use crate::paths;
 use crate::processes::Processes;
+use crate::writes::Writes;
+
+/// How much of a header a part of a listing may fill, with room to spare.
+const LISTING_PART: usize = MAX_HEADER / 2;
 
 /// The helper's state, owned by the thread that reads requests.
 pub struct Helper {
     uid: u32,
     home: PathBuf,
     processes: Processes,
+    writes: Writes,
     outbox: Outbox,
 }
 
 impl Helper {
     pub fn new(uid: u32, home: PathBuf, processes: Processes, outbox: Outbox) -> Helper {
-        Helper { uid, home, processes, outbox }
+        Helper { uid, home, processes, writes: Writes::default(), outbox }
     }
 
     /// Does `frame`'s request; `data` is the bytes the frame carried.
@@ -40,11 +46,67 @@ impl Helper {
             Request::Signal { pid, signal } => done(self.processes.signal(pid, signal)),
             Request::Resize { pid, size } => done(self.processes.resize(pid, size)),
             Request::Processes => Ok(Reply::Processes { processes: self.processes.list() }),
+            Request::ReadFile { path } => {
+                let path = self.path(&path);
+                let outbox = &self.outbox;
+                files::read(&path, |chunk| outbox.reply_with(rid, Reply::Chunk, chunk)).map(|()| Reply::Done)
+            }
+            Request::WriteFile { path } => match self.writes.begin(rid, self.path(&path)) {
+                Ok(()) => return,
+                Err(failure) => Err(failure),
+            },
+            Request::WriteChunk => match self.writes.chunk(rid, &data) {
+                Ok(()) => return,
+                Err(failure) => Err(failure),
+            },
+            Request::WriteEnd => match self.writes.end(rid) {
+                Some(ended) => ended.map(|entry| Reply::Entry { entry }),
+                None => return,
+            },
+            Request::WriteAbort => match self.writes.abort(rid) {
+                Some(aborted) => done(aborted),
+                None => return,
+            },
+            Request::Stat { path } => files::stat(&self.path(&path)).map(|entry| Reply::Entry { entry }),
+            Request::ListDir { path, depth } => match files::list(&self.path(&path), depth) {
+                Ok(entries) => {
+                    self.send_listing(rid, entries);
+                    return;
+                }
+                Err(failure) => Err(failure),
+            },
+            Request::MakeDir { path } => files::make_dir(&self.path(&path)).map(|entry| Reply::Entry { entry }),
+            Request::Move { from, to } => {
+                files::rename(&self.path(&from), &self.path(&to)).map(|entry| Reply::Entry { entry })
+            }
+            Request::Remove { path } => done(files::remove(&self.path(&path))),
             _ => Err(Failure::invalid("not supported yet")),
         };
         match outcome {
             Ok(reply) => self.outbox.reply(rid, reply),
             Err(failure) => self.outbox.error(rid, &failure),
         }
+    }
+
+    fn path(&self, path: &str) -> PathBuf {
+        paths::resolve(path, &self.home)
+    }
+
+    /// Sends `entries` in parts that each fit a frame's header.
+    fn send_listing(&self, rid: u64, entries: Vec<Entry>) {
+        let mut part = Vec::new();
+        let mut size = 0;
+        let mut rest = entries.into_iter().peekable();
+        while let Some(entry) = rest.next() {
+            // A bound on the entry's JSON: its strings, possibly escaped, and the fields.
+            size +=
+                256 + 2 * (entry.name.len() + entry.path.len() + entry.symlink_target.as_ref().map_or(0, String::len));
+            part.push(entry);
+            if size >= LISTING_PART && rest.peek().is_some() {
+                self.outbox.reply(rid, Reply::Entries { entries: std::mem::take(&mut part), more: true });
+                size = 0;
+            }
+        }
+        self.outbox.reply(rid, Reply::Entries { entries: part, more: false });
     }
 }

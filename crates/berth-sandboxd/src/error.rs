@@ -13,6 +13,8 @@ pub enum Failure {
     Io { what: String, source: io::Error },
     #[error("{0} does not exist")]
     NotFound(String),
+    #[error("{0} already exists")]
+    Exists(String),
     #[error("{0}")]
     Invalid(String),
     #[error("process {0} has ended")]
@@ -25,6 +27,15 @@ impl Failure {
         Failure::Io { what: what.to_string(), source }
     }
 
+    /// An I/O error about `path`, a missing path said as such.
+    pub fn at(path: &std::path::Path, source: io::Error) -> Failure {
+        let what = path.to_string_lossy().into_owned();
+        match source.kind() {
+            io::ErrorKind::NotFound => Failure::NotFound(what),
+            _ => Failure::Io { what, source },
+        }
+    }
+
     pub fn invalid(message: impl Into<String>) -> Failure {
         Failure::Invalid(message.into())
     }
@@ -33,6 +44,7 @@ impl Failure {
         match self {
             Failure::Io { source, .. } => io_kind(source),
             Failure::NotFound(_) => ErrorKind::NotFound,
+            Failure::Exists(_) => ErrorKind::Exists,
             Failure::Invalid(_) => ErrorKind::Invalid,
             Failure::Ended(_) => ErrorKind::Ended,
         }

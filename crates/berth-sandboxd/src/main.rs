@@ -10,12 +10,14 @@
 mod dispatch;
 mod environment;
 mod error;
+mod files;
 mod launch;
 mod output;
 mod paths;
 mod processes;
 mod pty;
 mod reaper;
+mod writes;
 
 use std::io::Read;
 

@@ -8,7 +8,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
-use berth_sandbox_wire::{encode, Decoder, ErrorKind, Event, FromSandbox, Reply, Request, Spawn, ToSandbox};
+use berth_sandbox_wire::{
+    encode, Decoder, Entry, EntryType, ErrorKind, Event, FromSandbox, Reply, Request, Spawn, ToSandbox, MAX_DATA,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -254,4 +256,142 @@ fn a_frame_that_does_not_decode_gets_an_error_and_the_next_one_is_answered() {
     sandbox.stdin.write_all(&bytes).expect("written");
     assert!(matches!(sandbox.reply_to(77).0, Reply::Error { kind: ErrorKind::Invalid, .. }));
     assert!(matches!(sandbox.ask(Request::Hello), Reply::Hello { .. }));
+}
+
+fn entry(reply: Reply) -> Entry {
+    match reply {
+        Reply::Entry { entry } => entry,
+        other => panic!("not an entry: {other:?}"),
+    }
+}
+
+impl Sandbox {
+    /// Writes `bytes` to `path` in chunks of `chunk` bytes: the one reply.
+    fn write_file(&mut self, path: &str, bytes: &[u8], chunk: usize) -> Reply {
+        let rid = self.send(Request::WriteFile { path: path.to_string() }, &[]);
+        for part in bytes.chunks(chunk) {
+            self.send_as(rid, Request::WriteChunk, part);
+        }
+        self.send_as(rid, Request::WriteEnd, &[]);
+        self.reply_to(rid).0
+    }
+
+    /// The bytes of `path`, or the error that ended the read.
+    fn read_file(&mut self, path: &str) -> Result<Vec<u8>, Reply> {
+        let rid = self.send(Request::ReadFile { path: path.to_string() }, &[]);
+        let mut bytes = Vec::new();
+        loop {
+            match self.reply_to(rid) {
+                (Reply::Chunk, data) => {
+                    assert!(data.len() <= MAX_DATA);
+                    bytes.extend_from_slice(&data);
+                }
+                (Reply::Done, _) => return Ok(bytes),
+                (other, _) => return Err(other),
+            }
+        }
+    }
+
+    fn list(&mut self, path: &str, depth: u32) -> Vec<Entry> {
+        let rid = self.send(Request::ListDir { path: path.to_string(), depth }, &[]);
+        let mut all = Vec::new();
+        loop {
+            match self.reply_to(rid).0 {
+                Reply::Entries { entries, more } => {
+                    all.extend(entries);
+                    if !more {
+                        return all;
+                    }
+                }
+                other => panic!("not a listing: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_file_written_in_chunks_reads_back_identical() {
+    let mut sandbox = Sandbox::start();
+    let bytes: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i * 7 + i / 1000) as u8).collect();
+    let written = entry(sandbox.write_file("big.bin", &bytes, 100 * 1024));
+    assert_eq!(written.size, bytes.len() as u64);
+    assert_eq!(written.path, sandbox.path("big.bin"));
+    assert_eq!(sandbox.read_file("~/big.bin").expect("read"), bytes);
+}
+
+#[test]
+fn a_write_whose_parent_is_missing_makes_it() {
+    let mut sandbox = Sandbox::start();
+    let written = entry(sandbox.write_file("~/new/deeper/f.txt", b"content", 4));
+    assert_eq!(written.kind, EntryType::File);
+    assert_eq!(std::fs::read(sandbox.path("new/deeper/f.txt")).expect("on disk"), b"content");
+}
+
+#[test]
+fn an_aborted_write_is_done_and_leaves_no_file() {
+    let mut sandbox = Sandbox::start();
+    let rid = sandbox.send(Request::WriteFile { path: "gone.txt".into() }, &[]);
+    sandbox.send_as(rid, Request::WriteChunk, b"partial");
+    sandbox.send_as(rid, Request::WriteAbort, &[]);
+    assert_eq!(sandbox.reply_to(rid).0, Reply::Done);
+    assert_eq!(std::fs::read_dir(sandbox.path("")).expect("home").count(), 0);
+}
+
+#[test]
+fn reading_a_missing_file_is_not_found_and_a_directory_is_invalid() {
+    let mut sandbox = Sandbox::start();
+    assert!(matches!(sandbox.read_file("nothing-here"), Err(Reply::Error { kind: ErrorKind::NotFound, .. })));
+    assert!(matches!(sandbox.read_file("~"), Err(Reply::Error { kind: ErrorKind::Invalid, .. })));
+}
+
+#[test]
+fn directories_are_made_listed_moved_and_removed() {
+    let mut sandbox = Sandbox::start();
+    let made = entry(sandbox.ask(Request::MakeDir { path: "proj/src".into() }));
+    assert_eq!(made.kind, EntryType::Dir);
+    assert!(matches!(
+        sandbox.ask(Request::MakeDir { path: "proj/src".into() }),
+        Reply::Error { kind: ErrorKind::Exists, .. }
+    ));
+    assert!(matches!(
+        sandbox.ask(Request::MakeDir { path: "proj/src".into() }),
+        Reply::Error { kind: ErrorKind::Exists, .. }
+    ));
+    entry(sandbox.write_file("proj/src/main.rs", b"fn main() {}\n", 1024));
+    entry(sandbox.write_file("proj/README", b"hi", 1024));
+    std::os::unix::fs::symlink("README", sandbox.path("proj/link")).expect("a link");
+
+    let stat = entry(sandbox.ask(Request::Stat { path: "proj/link".into() }));
+    assert_eq!(stat.kind, EntryType::Symlink);
+    assert_eq!(stat.symlink_target.as_deref(), Some("README"));
+
+    let names = |entries: Vec<Entry>| entries.into_iter().map(|e| e.name).collect::<Vec<_>>();
+    assert_eq!(names(sandbox.list("proj", 1)), vec!["README", "link", "src"]);
+    assert_eq!(names(sandbox.list("proj", 2)), vec!["README", "link", "src", "main.rs"]);
+
+    let moved = entry(sandbox.ask(Request::Move { from: "proj/src".into(), to: "elsewhere/src2".into() }));
+    assert_eq!(moved.path, sandbox.path("elsewhere/src2"));
+    assert_eq!(moved.kind, EntryType::Dir);
+    assert!(std::path::Path::new(&sandbox.path("elsewhere/src2/main.rs")).exists());
+
+    assert_eq!(sandbox.ask(Request::Remove { path: "elsewhere".into() }), Reply::Done);
+    assert!(matches!(
+        sandbox.ask(Request::Remove { path: "elsewhere".into() }),
+        Reply::Error { kind: ErrorKind::NotFound, .. }
+    ));
+    assert!(matches!(
+        sandbox.ask(Request::Stat { path: "elsewhere".into() }),
+        Reply::Error { kind: ErrorKind::NotFound, .. }
+    ));
+}
+
+#[test]
+fn a_long_listing_comes_in_parts() {
+    let mut sandbox = Sandbox::start();
+    let dir = sandbox.path("many");
+    std::fs::create_dir(&dir).expect("dir");
+    for i in 0..600 {
+        std::fs::write(format!("{dir}/file-with-a-longish-name-{i:04}"), b"").expect("file");
+    }
+    assert_eq!(sandbox.list("many", 1).len(), 600);
 }
