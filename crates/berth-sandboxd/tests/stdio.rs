@@ -9,7 +9,8 @@ use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
 use berth_sandbox_wire::{
-    encode, Decoder, Entry, EntryType, ErrorKind, Event, FromSandbox, Reply, Request, Spawn, ToSandbox, MAX_DATA,
+    encode, Decoder, Entry, EntryType, ErrorKind, Event, FromSandbox, PtySize, Reply, Request, Spawn, StreamName,
+    ToSandbox, MAX_DATA,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -101,6 +102,18 @@ impl Sandbox {
             Reply::Spawned { pid } => pid,
             other => panic!("not spawned: {other:?}"),
         }
+    }
+
+    /// Output of `pid` until `until` holds of what it wrote on `stream`.
+    fn output_until(&mut self, pid: u32, stream: StreamName, until: impl Fn(&str) -> bool) -> String {
+        let mut text = String::new();
+        while !until(&text) {
+            let (_, data) = self.take(
+                |m| matches!(m, FromSandbox::Event(Event::Output { pid: p, stream: s }) if *p == pid && *s == stream),
+            );
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+        text
     }
 
     /// Everything `pid` wrote on each stream, and how it exited.
@@ -394,4 +407,36 @@ fn a_long_listing_comes_in_parts() {
         std::fs::write(format!("{dir}/file-with-a-longish-name-{i:04}"), b"").expect("file");
     }
     assert_eq!(sandbox.list("many", 1).len(), 600);
+}
+
+#[test]
+fn a_terminal_has_the_size_asked_and_takes_input() {
+    let mut sandbox = Sandbox::start();
+    let spawn = Spawn {
+        pty: Some(PtySize { rows: 30, cols: 100 }),
+        ..command(&["sh", "-c", "stty size; read x; echo got $x; read y; stty size"])
+    };
+    let pid = sandbox.spawn(spawn);
+    sandbox.output_until(pid, StreamName::Pty, |t| t.contains("30 100"));
+    let rid = sandbox.send(Request::Input { pid }, b"z\n");
+    assert_eq!(sandbox.reply_to(rid).0, Reply::Done);
+    sandbox.output_until(pid, StreamName::Pty, |t| t.contains("got z"));
+    assert_eq!(sandbox.ask(Request::Resize { pid, size: PtySize { rows: 12, cols: 40 } }), Reply::Done);
+    let rid = sandbox.send(Request::Input { pid }, b"\n");
+    assert_eq!(sandbox.reply_to(rid).0, Reply::Done);
+    let (output, code, _) = sandbox.run_to_exit(pid);
+    assert!(output["Pty"].contains("12 40"), "{output:?}");
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_terminal_cannot_have_its_stdin_closed_and_pipes_cannot_be_resized() {
+    let mut sandbox = Sandbox::start();
+    let pid = sandbox.spawn(Spawn { pty: Some(PtySize { rows: 24, cols: 80 }), ..command(&["sleep", "30"]) });
+    assert!(matches!(sandbox.ask(Request::CloseStdin { pid }), Reply::Error { kind: ErrorKind::Invalid, .. }));
+    sandbox.ask(Request::Signal { pid, signal: 9 });
+    let pid = sandbox.spawn(command(&["sleep", "30"]));
+    let size = PtySize { rows: 1, cols: 1 };
+    assert!(matches!(sandbox.ask(Request::Resize { pid, size }), Reply::Error { kind: ErrorKind::Invalid, .. }));
+    sandbox.ask(Request::Signal { pid, signal: 9 });
 }
