@@ -10,6 +10,7 @@ use crate::files;
 use crate::output::Outbox;
 use crate::paths;
 use crate::processes::Processes;
+use crate::watch::Watches;
 use crate::writes::Writes;
 
 /// How much of a header a part of a listing may fill, with room to spare.
@@ -21,12 +22,14 @@ pub struct Helper {
     home: PathBuf,
     processes: Processes,
     writes: Writes,
+    watches: Watches,
     outbox: Outbox,
 }
 
 impl Helper {
     pub fn new(uid: u32, home: PathBuf, processes: Processes, outbox: Outbox) -> Helper {
-        Helper { uid, home, processes, writes: Writes::default(), outbox }
+        let watches = Watches::new(outbox.clone());
+        Helper { uid, home, processes, writes: Writes::default(), watches, outbox }
     }
 
     /// Does `frame`'s request; `data` is the bytes the frame carried.
@@ -80,7 +83,10 @@ impl Helper {
                 files::rename(&self.path(&from), &self.path(&to)).map(|entry| Reply::Entry { entry })
             }
             Request::Remove { path } => done(files::remove(&self.path(&path))),
-            _ => Err(Failure::invalid("not supported yet")),
+            Request::Watch { path, recursive } => {
+                self.watches.watch(&self.path(&path), recursive).map(|wid| Reply::Watching { wid })
+            }
+            Request::Unwatch { wid } => done(self.watches.unwatch(wid)),
         };
         match outcome {
             Ok(reply) => self.outbox.reply(rid, reply),

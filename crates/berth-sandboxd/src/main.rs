@@ -17,6 +17,7 @@ mod paths;
 mod processes;
 mod pty;
 mod reaper;
+mod watch;
 mod writes;
 
 use std::io::Read;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use berth_sandbox_wire::{
     encode, Decoder, Entry, EntryType, ErrorKind, Event, FromSandbox, PtySize, Reply, Request, Spawn, StreamName,
-    ToSandbox, MAX_DATA,
+    ToSandbox, WatchEvent, WatchEventType, MAX_DATA,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -439,4 +439,62 @@ fn a_terminal_cannot_have_its_stdin_closed_and_pipes_cannot_be_resized() {
     let size = PtySize { rows: 1, cols: 1 };
     assert!(matches!(sandbox.ask(Request::Resize { pid, size }), Reply::Error { kind: ErrorKind::Invalid, .. }));
     sandbox.ask(Request::Signal { pid, signal: 9 });
+}
+
+impl Sandbox {
+    /// Changes of watch `wid` until one is `kind` of `name`.
+    fn changes_until(&mut self, wid: u64, name: &str, kind: WatchEventType) -> Vec<WatchEvent> {
+        let mut all = Vec::new();
+        while !all.iter().any(|e: &WatchEvent| e.name == name && e.kind == kind) {
+            match self.take(|m| matches!(m, FromSandbox::Event(Event::Changed { wid: w, .. }) if *w == wid)) {
+                (FromSandbox::Event(Event::Changed { events, .. }), _) => all.extend(events),
+                _ => unreachable!(),
+            }
+        }
+        all
+    }
+
+    fn watch(&mut self, path: &str, recursive: bool) -> u64 {
+        match self.ask(Request::Watch { path: path.to_string(), recursive }) {
+            Reply::Watching { wid } => wid,
+            other => panic!("not watching: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_file_made_in_a_watched_directory_is_a_create_change() {
+    let mut sandbox = Sandbox::start();
+    std::fs::create_dir(sandbox.path("w")).expect("dir");
+    let wid = sandbox.watch("w", false);
+    std::fs::write(sandbox.path("w/new.txt"), b"x").expect("file");
+    let changes = sandbox.changes_until(wid, "new.txt", WatchEventType::Write);
+    assert!(changes.iter().any(|e| e.name == "new.txt" && e.kind == WatchEventType::Create), "{changes:?}");
+    std::fs::remove_file(sandbox.path("w/new.txt")).expect("removed");
+    sandbox.changes_until(wid, "new.txt", WatchEventType::Remove);
+    assert_eq!(sandbox.ask(Request::Unwatch { wid }), Reply::Done);
+    assert!(matches!(sandbox.ask(Request::Unwatch { wid }), Reply::Error { kind: ErrorKind::NotFound, .. }));
+}
+
+#[test]
+fn a_recursive_watch_follows_new_subdirectories() {
+    let mut sandbox = Sandbox::start();
+    std::fs::create_dir_all(sandbox.path("r/old")).expect("dir");
+    let wid = sandbox.watch("~/r", true);
+    std::fs::write(sandbox.path("r/old/a"), b"x").expect("file");
+    sandbox.changes_until(wid, "old/a", WatchEventType::Create);
+    std::fs::create_dir(sandbox.path("r/fresh")).expect("dir");
+    sandbox.changes_until(wid, "fresh", WatchEventType::Create);
+    std::thread::sleep(Duration::from_millis(100));
+    std::fs::write(sandbox.path("r/fresh/b"), b"x").expect("file");
+    sandbox.changes_until(wid, "fresh/b", WatchEventType::Create);
+}
+
+#[test]
+fn watching_a_missing_directory_is_not_found() {
+    let mut sandbox = Sandbox::start();
+    assert!(matches!(
+        sandbox.ask(Request::Watch { path: "nope".into(), recursive: false }),
+        Reply::Error { kind: ErrorKind::NotFound, .. }
+    ));
 }
