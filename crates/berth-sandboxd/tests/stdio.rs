@@ -1,5 +1,6 @@
 //! The helper driven over its stdio as berth drives it: the built binary
 //! as a child with piped stdin and stdout, HOME a temporary directory.
+//! `BERTH_SANDBOXD_BIN` names another build to drive instead.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
@@ -17,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 struct Sandbox {
     child: Child,
-    stdin: ChildStdin,
+    stdin: Option<ChildStdin>,
     frames: Receiver<(FromSandbox, Vec<u8>)>,
     /// Frames read while looking for another.
     held: VecDeque<(FromSandbox, Vec<u8>)>,
@@ -28,7 +29,10 @@ struct Sandbox {
 impl Sandbox {
     fn start() -> Sandbox {
         let home = tempfile::tempdir().expect("a temporary home");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth-sandboxd"))
+        // BERTH_SANDBOXD_BIN runs these tests against another build (the static one).
+        let binary =
+            std::env::var("BERTH_SANDBOXD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_berth-sandboxd").into());
+        let mut child = Command::new(binary)
             .env("HOME", home.path())
             .env("SANDBOX_COLOUR", "teal")
             .env("BERTH_SECRET", "not for children")
@@ -55,7 +59,7 @@ impl Sandbox {
                 }
             }
         });
-        Sandbox { child, stdin, frames, held: VecDeque::new(), next_rid: 1, home }
+        Sandbox { child, stdin: Some(stdin), frames, held: VecDeque::new(), next_rid: 1, home }
     }
 
     fn send(&mut self, request: Request, data: &[u8]) -> u64 {
@@ -68,7 +72,7 @@ impl Sandbox {
     fn send_as(&mut self, rid: u64, request: Request, data: &[u8]) {
         let mut bytes = Vec::new();
         encode(&ToSandbox { rid, request }, data, &mut bytes);
-        self.stdin.write_all(&bytes).expect("the helper reads");
+        self.stdin.as_mut().expect("stdin is open").write_all(&bytes).expect("the helper reads");
     }
 
     /// The next frame that `pick` takes; the others are held for later.
@@ -266,7 +270,7 @@ fn a_frame_that_does_not_decode_gets_an_error_and_the_next_one_is_answered() {
     let mut sandbox = Sandbox::start();
     let mut bytes = Vec::new();
     encode(&serde_json::json!({"rid": 77, "request": "no_such_request"}), b"", &mut bytes);
-    sandbox.stdin.write_all(&bytes).expect("written");
+    sandbox.stdin.as_mut().expect("stdin is open").write_all(&bytes).expect("written");
     assert!(matches!(sandbox.reply_to(77).0, Reply::Error { kind: ErrorKind::Invalid, .. }));
     assert!(matches!(sandbox.ask(Request::Hello), Reply::Hello { .. }));
 }
@@ -497,4 +501,39 @@ fn watching_a_missing_directory_is_not_found() {
         sandbox.ask(Request::Watch { path: "nope".into(), recursive: false }),
         Reply::Error { kind: ErrorKind::NotFound, .. }
     ));
+}
+
+/// The pids whose parent is `parent`, from /proc.
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for dir in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = dir.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // The fields after the command's closing parenthesis: state, ppid, ...
+        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest.to_string()) else { continue };
+        if after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
+            children.push(pid);
+        }
+    }
+    children
+}
+
+#[test]
+fn an_orphan_is_reaped_by_the_helper() {
+    let mut sandbox = Sandbox::start();
+    let pid = sandbox.spawn(command(&["sh", "-c", "(sleep 0.2 >/dev/null 2>&1 &); exit 0"]));
+    sandbox.run_to_exit(pid);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(children_of(sandbox.child.id()), Vec::<u32>::new());
+}
+
+#[test]
+fn a_closed_stdin_leaves_the_processes_running() {
+    let mut sandbox = Sandbox::start();
+    let mark = sandbox.path("late");
+    sandbox.spawn(command(&["sh", "-c", &format!("sleep 0.3; echo late > {mark}")]));
+    sandbox.stdin.take();
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(sandbox.child.try_wait().expect("the helper's state").is_none(), "the helper is still running");
+    assert_eq!(std::fs::read_to_string(&mark).expect("the process ran on"), "late\n");
 }
