@@ -117,6 +117,15 @@ pub enum Stdin {
     Once,
 }
 
+/// Whether a workload's output is kept by the engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Logs {
+    #[default]
+    Kept,
+    Discarded,
+}
+
 /// Everything berth asks of one container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerSpec {
@@ -140,6 +149,15 @@ pub struct ContainerSpec {
     pub read_only_root: bool,
     /// Mount point → size of a tmpfs there.
     pub tmpfs: BTreeMap<String, ByteSize>,
+    /// Whether the engine keeps what the workload writes to its stdout and
+    /// stderr: a sandbox's stdio is berth's protocol with its helper
+    /// (files included), which no log should grow by.
+    #[serde(default)]
+    pub logs: Logs,
+    /// Who owns the tmpfs mounts (`uid`, `gid`), when not root: a
+    /// sandbox's user, whose writable space they are.
+    #[serde(default)]
+    pub tmpfs_owner: Option<(u32, u32)>,
     pub binds: Vec<Bind>,
     pub network: Network,
     pub ports: Vec<PortMapping>,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use engine_api::models::{
-    ContainerConfig, EmptyObject, EndpointSettings, ExecConfig, HealthConfig, HostConfig, NetworkConfig,
+    ContainerConfig, EmptyObject, EndpointSettings, ExecConfig, HealthConfig, HostConfig, LogConfig, NetworkConfig,
     NetworkingConfig, PortBinding, RestartPolicy,
 };
 use engine_api::transport::{RequestBody, Transport};
@@ -26,7 +26,7 @@ use berth_core::engine::{
     Isolation, LogChunk, LogRequest, LogStream, NetworkInfo, Phase, ProcessId, Selector, StdioSession, Stream, TtySize,
     Usage, UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
 };
-use berth_core::spec::{ContainerSpec, Network, Stdin};
+use berth_core::spec::{ContainerSpec, Logs, Network, Stdin};
 
 /// The docker backend.
 #[derive(Clone)]
@@ -134,7 +134,11 @@ pub fn container_config(spec: &ContainerSpec, publish_ip: &str) -> ContainerConf
         tmpfs: Some(
             spec.tmpfs
                 .iter()
-                .map(|(path, size)| (path.clone(), format!("rw,nosuid,nodev,size={}", size.bytes())))
+                .map(|(path, size)| {
+                    let owner =
+                        spec.tmpfs_owner.map(|(u, g)| format!(",exec,uid={u},gid={g},mode=0755")).unwrap_or_default();
+                    (path.clone(), format!("rw,nosuid,nodev,size={}{owner}", size.bytes()))
+                })
                 .collect(),
         )
         .filter(|t: &BTreeMap<String, String>| !t.is_empty()),
@@ -149,6 +153,10 @@ pub fn container_config(spec: &ContainerSpec, publish_ip: &str) -> ContainerConf
         port_bindings: Some(bindings).filter(|b| !b.is_empty()),
         init: Some(spec.init),
         restart_policy: Some(RestartPolicy { name: "no".into(), maximum_retry_count: None }),
+        log_config: match spec.logs {
+            Logs::Kept => None,
+            Logs::Discarded => Some(LogConfig { kind: "none".into(), config: BTreeMap::new() }),
+        },
         ..Default::default()
     };
     ContainerConfig {

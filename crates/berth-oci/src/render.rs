@@ -347,7 +347,12 @@ fn mounts(spec: &ContainerSpec, hostname: &str) -> (Vec<Mount>, BTreeMap<String,
         .chain(spec.tmpfs.iter().map(|(path, size)| {
             // Berth asks for rw,nosuid,nodev,size=N; the engine adds noexec and rprivate.
             let size = format!("size={}", size.bytes());
-            mount(path, "tmpfs", "tmpfs", &["noexec", "rprivate", "rw", "nosuid", "nodev", &size])
+            // A sandbox's own space (it has an owner) runs what is put there.
+            let exec = if spec.tmpfs_owner.is_some() { "exec" } else { "noexec" };
+            let mut options = vec![exec, "rprivate", "rw", "nosuid", "nodev", &size];
+            let owner = spec.tmpfs_owner.map(|(u, g)| [format!("uid={u}"), format!("gid={g}"), "mode=0755".into()]);
+            options.extend(owner.iter().flatten().map(String::as_str));
+            mount(path, "tmpfs", "tmpfs", &options)
         }))
         .collect();
     own.sort_by_key(|m| m.destination.trim_end_matches('/').split('/').count());

@@ -131,6 +131,19 @@ pub struct HostConfig {
     pub userns_mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::null_default", default)]
     pub extra_hosts: Option<Vec<String>>,
+    /// The container's log driver (`{"Type": "none"}` keeps no log).
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::null_default", default)]
+    pub log_config: Option<LogConfig>,
+}
+
+/// A container's log driver and its options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LogConfig {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::null_default")]
+    pub config: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,12 +16,19 @@ pub struct Backends {
     tool: Arc<dyn Engine>,
     code: Arc<dyn Engine>,
     relic: Arc<dyn Engine>,
+    sandbox: Arc<dyn Engine>,
 }
 
 impl Backends {
     /// Every kind on `engine`.
     pub fn shared(engine: Arc<dyn Engine>) -> Self {
-        Backends { agent: engine.clone(), tool: engine.clone(), code: engine.clone(), relic: engine }
+        Backends {
+            agent: engine.clone(),
+            tool: engine.clone(),
+            code: engine.clone(),
+            relic: engine.clone(),
+            sandbox: engine,
+        }
     }
 
     /// Sends workloads of `kind` to `engine`.
@@ -36,6 +43,7 @@ impl Backends {
             Kind::Tool => &mut self.tool,
             Kind::Code => &mut self.code,
             Kind::Relic => &mut self.relic,
+            Kind::Sandbox => &mut self.sandbox,
         }
     }
 
@@ -46,6 +54,7 @@ impl Backends {
             Kind::Tool => &self.tool,
             Kind::Code => &self.code,
             Kind::Relic => &self.relic,
+            Kind::Sandbox => &self.sandbox,
         }
     }
 
@@ -59,7 +68,7 @@ impl Backends {
     /// workload berth made walks.
     pub fn distinct(&self) -> Vec<&Arc<dyn Engine>> {
         let mut out: Vec<&Arc<dyn Engine>> = Vec::new();
-        for engine in [&self.agent, &self.relic, &self.tool, &self.code] {
+        for engine in [&self.agent, &self.relic, &self.sandbox, &self.tool, &self.code] {
             if !out.iter().any(|seen| Arc::ptr_eq(seen, engine)) {
                 out.push(engine);
             }

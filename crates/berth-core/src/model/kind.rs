@@ -15,6 +15,9 @@ pub enum Kind {
     Code,
     /// A session-scoped service.
     Relic,
+    /// A long-lived workspace: files, processes and terminals through
+    /// berth's helper inside it.
+    Sandbox,
 }
 
 impl Kind {

@@ -52,6 +52,9 @@ pub struct PolicyConfig {
     pub tool: KindDefaults,
     pub code: KindDefaults,
     pub relic: KindDefaults,
+    /// Workspace sandboxes (their timeout is the default lifetime).
+    #[serde(default = "sandbox_defaults")]
+    pub sandbox: KindDefaults,
     /// Server maxima no request may exceed.
     pub max_memory: ByteSize,
     pub max_cpu: CpuLimit,
@@ -72,6 +75,15 @@ pub struct PolicyConfig {
     pub output_cap: usize,
 }
 
+fn sandbox_defaults() -> KindDefaults {
+    KindDefaults {
+        memory: ByteSize::mib(512),
+        cpu: CpuLimit(1_000_000_000),
+        pids: 256,
+        timeout: Duration::from_secs(300),
+    }
+}
+
 impl Default for PolicyConfig {
     fn default() -> Self {
         let cpu1 = CpuLimit(1_000_000_000);
@@ -85,6 +97,7 @@ impl Default for PolicyConfig {
                 pids: 512,
                 timeout: Duration::from_secs(600),
             },
+            sandbox: sandbox_defaults(),
             max_memory: ByteSize::mib(8192),
             max_cpu: CpuLimit(4_000_000_000),
             max_pids: 4096,
@@ -143,6 +156,9 @@ pub struct ContainerRequest {
     pub hostname: Option<String>,
     pub tty: bool,
     pub open_stdin: bool,
+    /// A sandbox's writable space: mount point → size of a tmpfs there,
+    /// owned by its user. Only sandboxes ask for it.
+    pub tmpfs: BTreeMap<String, ByteSize>,
 }
 
 impl ContainerRequest {
@@ -171,6 +187,7 @@ impl ContainerRequest {
             hostname: None,
             tty: false,
             open_stdin: false,
+            tmpfs: BTreeMap::new(),
         }
     }
 }
@@ -192,6 +209,7 @@ impl Policy {
             Kind::Tool => &self.config.tool,
             Kind::Code => &self.config.code,
             Kind::Relic => &self.config.relic,
+            Kind::Sandbox => &self.config.sandbox,
         }
     }
 
@@ -274,9 +292,11 @@ impl Policy {
         }
 
         let sandbox = req.kind == Kind::Code;
+        let workspace = req.kind == Kind::Sandbox;
         let network = match (req.network, sandbox) {
             (NetworkRequest::Host, _) => return Err(refuse("network", "the host's network is never allowed")),
             (NetworkRequest::Default | NetworkRequest::None, true) => Network::None,
+            (NetworkRequest::Default, false) if workspace => Network::None,
             (_, true) => return Err(refuse("network", "code sandboxes have no network")),
             (NetworkRequest::Default | NetworkRequest::Bridge, false) => Network::Bridge,
             (NetworkRequest::None, false) => Network::None,
@@ -289,6 +309,10 @@ impl Policy {
         };
 
         let mut tmpfs = BTreeMap::new();
+        let mut tmpfs_owner = None;
+        if !req.tmpfs.is_empty() && !workspace {
+            return Err(refuse("tmpfs", "only sandboxes ask for their writable space"));
+        }
         let (user, read_only_root) = if sandbox {
             if req.read_only_root == Some(false) {
                 return Err(refuse("read_only_root", "code sandboxes always have a read-only root"));
@@ -298,6 +322,26 @@ impl Policy {
             }
             tmpfs.insert("/tmp".to_owned(), c.sandbox_tmpfs);
             (Some(req.user.unwrap_or_else(|| c.sandbox_user.clone())), true)
+        } else if workspace {
+            // A workspace's writable space is its tmpfs mounts, owned by its
+            // user: the root stays writable only for root, which it never is.
+            let Some(owner) = req.user.as_deref().and_then(numeric_user) else {
+                return Err(refuse("user", "a sandbox runs as a numeric uid:gid that is not root"));
+            };
+            if owner.0 == 0 {
+                return Err(refuse("user", "sandboxes never run as root"));
+            }
+            for (path, size) in &req.tmpfs {
+                if !path.starts_with('/') || path.contains("..") {
+                    return Err(refuse("tmpfs", format!("{path:?} must be an absolute path without '..'")));
+                }
+                if *size > c.max_memory {
+                    return Err(refuse("tmpfs", format!("{size} exceeds the server maximum of {}", c.max_memory)));
+                }
+                tmpfs.insert(path.clone(), *size);
+            }
+            tmpfs_owner = Some(owner);
+            (req.user, false)
         } else {
             (req.user, req.read_only_root.unwrap_or(false))
         };
@@ -330,6 +374,8 @@ impl Policy {
             cap_add,
             read_only_root,
             tmpfs,
+            tmpfs_owner,
+            logs: if workspace { crate::spec::Logs::Discarded } else { crate::spec::Logs::Kept },
             binds: req.binds,
             network,
             ports: req.ports,
@@ -339,6 +385,14 @@ impl Policy {
             stdin: if req.open_stdin { Stdin::Open } else { Stdin::Closed },
             init: true,
         })
+    }
+}
+
+/// `uid:gid` (or a bare uid, its own gid) as numbers.
+fn numeric_user(user: &str) -> Option<(u32, u32)> {
+    match user.split_once(':') {
+        Some((u, g)) => Some((u.parse().ok()?, g.parse().ok()?)),
+        None => user.parse().ok().map(|u| (u, u)),
     }
 }
 

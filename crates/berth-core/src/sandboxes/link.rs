@@ -1,0 +1,235 @@
+//! The link to a sandbox's helper: one attached stdio stream carrying
+//! requests, replies, process output and file bytes (the frames of
+//! `berth-sandbox-wire`).
+//!
+//! A writer task owns the sandbox's stdin; a reader task decodes its
+//! stdout, hands replies to the requests that wait for them (by request
+//! id) and keeps each process's recent output and its exit for those who
+//! follow it. Everything it keeps is bounded.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use berth_sandbox_wire::{encode, Decoder, Event, FromSandbox, Reply, Request, StreamName, ToSandbox, MAX_DATA};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::engine::{StdioSession, Stream};
+
+/// Output kept per process for followers that come late.
+pub const BACKLOG_BYTES: usize = 256 * 1024;
+/// Ended processes remembered per sandbox (their exit and last output).
+pub const ENDED_KEPT: usize = 64;
+/// Frames waiting for the sandbox's stdin.
+const OUTBOX: usize = 256;
+
+/// The link is gone (the sandbox ended, or berth detached).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the sandbox's helper is not reachable: {0}")]
+pub struct LinkDown(pub String);
+
+/// What a process did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessEvent {
+    Output { stream: StreamName, data: Bytes },
+    Exited { code: Option<i32>, signal: Option<i32> },
+}
+
+/// A process's recent output, its exit, and its followers.
+struct ProcessLog {
+    backlog: VecDeque<ProcessEvent>,
+    backlog_bytes: usize,
+    exited: Option<ProcessEvent>,
+    events: broadcast::Sender<ProcessEvent>,
+}
+
+impl ProcessLog {
+    fn new() -> Self {
+        ProcessLog {
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
+            exited: None,
+            events: broadcast::channel(1024).0,
+        }
+    }
+
+    fn push(&mut self, event: ProcessEvent) {
+        if let ProcessEvent::Output { data, .. } = &event {
+            self.backlog_bytes += data.len();
+            self.backlog.push_back(event.clone());
+            while self.backlog_bytes > BACKLOG_BYTES {
+                match self.backlog.pop_front() {
+                    Some(ProcessEvent::Output { data, .. }) => self.backlog_bytes -= data.len(),
+                    Some(_) | None => break,
+                }
+            }
+        } else {
+            self.exited = Some(event.clone());
+        }
+        let _ = self.events.send(event);
+    }
+}
+
+/// A follower of one process: what it wrote before (within the backlog)
+/// and what comes.
+pub struct Following {
+    pub earlier: Vec<ProcessEvent>,
+    /// The exit, when it came before the follower.
+    pub exited: Option<ProcessEvent>,
+    pub later: broadcast::Receiver<ProcessEvent>,
+}
+
+#[derive(Default)]
+struct Processes {
+    logs: HashMap<u32, ProcessLog>,
+    ended: VecDeque<u32>,
+}
+
+/// A reply and the bytes it carried.
+pub type Answer = (Reply, Vec<u8>);
+
+pub struct Link {
+    outbox: mpsc::Sender<Vec<u8>>,
+    next_rid: AtomicU64,
+    waiting: Mutex<HashMap<u64, mpsc::UnboundedSender<Answer>>>,
+    processes: Mutex<Processes>,
+    down: AtomicBool,
+}
+
+impl Link {
+    /// Drives `session` (the helper's attached stdio) until it ends.
+    pub fn start(session: StdioSession) -> Arc<Link> {
+        let (outbox, mut frames) = mpsc::channel::<Vec<u8>>(OUTBOX);
+        let link = Arc::new(Link {
+            outbox,
+            next_rid: AtomicU64::new(1),
+            waiting: Mutex::new(HashMap::new()),
+            processes: Mutex::new(Processes::default()),
+            down: AtomicBool::new(false),
+        });
+        let StdioSession { mut output, mut stdin, .. } = session;
+        tokio::spawn(async move {
+            while let Some(frame) = frames.recv().await {
+                if stdin.write_all(&frame).await.is_err() || stdin.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
+        let reader = link.clone();
+        tokio::spawn(async move {
+            let mut decoder = Decoder::new();
+            let why = loop {
+                match output.next().await {
+                    Some(Ok(chunk)) if chunk.stream == Stream::Stderr => {
+                        tracing::debug!(helper = %String::from_utf8_lossy(&chunk.data), "sandbox helper");
+                    }
+                    Some(Ok(chunk)) => {
+                        decoder.feed(&chunk.data);
+                        match reader.drain(&mut decoder) {
+                            Ok(()) => {}
+                            Err(e) => break e,
+                        }
+                    }
+                    Some(Err(e)) => break e.to_string(),
+                    None => break "the helper's output ended".to_owned(),
+                }
+            };
+            reader.close(&why);
+        });
+        link
+    }
+
+    fn drain(&self, decoder: &mut Decoder) -> Result<(), String> {
+        while let Some((message, data)) = decoder.next_frame::<FromSandbox>().map_err(|e| e.to_string())? {
+            match message {
+                FromSandbox::Reply { rid, reply } => {
+                    let last = !matches!(reply, Reply::Chunk);
+                    let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+                    let gone = match waiting.get(&rid) {
+                        Some(tx) => tx.send((reply, data)).is_err(),
+                        None => false,
+                    };
+                    if last || gone {
+                        waiting.remove(&rid);
+                    }
+                }
+                FromSandbox::Event(Event::Output { pid, stream }) => {
+                    self.process_event(pid, ProcessEvent::Output { stream, data: Bytes::from(data) });
+                }
+                FromSandbox::Event(Event::Exited { pid, code, signal }) => {
+                    self.process_event(pid, ProcessEvent::Exited { code, signal });
+                }
+                FromSandbox::Event(Event::Changed { .. }) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn process_event(&self, pid: u32, event: ProcessEvent) {
+        let mut p = self.processes.lock().unwrap_or_else(|p| p.into_inner());
+        let exit = matches!(event, ProcessEvent::Exited { .. });
+        p.logs.entry(pid).or_insert_with(ProcessLog::new).push(event);
+        if exit {
+            p.ended.push_back(pid);
+            while p.ended.len() > ENDED_KEPT {
+                if let Some(old) = p.ended.pop_front() {
+                    p.logs.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn close(&self, why: &str) {
+        self.down.store(true, Ordering::SeqCst);
+        // Dropping the senders ends every waiting request.
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        tracing::debug!(why, "sandbox link closed");
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+
+    /// Follows process `pid` from what is still kept of its output.
+    pub fn follow(&self, pid: u32) -> Following {
+        let mut p = self.processes.lock().unwrap_or_else(|p| p.into_inner());
+        let log = p.logs.entry(pid).or_insert_with(ProcessLog::new);
+        Following {
+            earlier: log.backlog.iter().cloned().collect(),
+            exited: log.exited.clone(),
+            later: log.events.subscribe(),
+        }
+    }
+
+    /// Sends a request (with `data`) and returns the receiver of its replies.
+    pub async fn send(&self, request: Request, data: &[u8]) -> Result<(u64, mpsc::UnboundedReceiver<Answer>), LinkDown> {
+        let rid = self.next_rid.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(rid, tx);
+        self.send_as(rid, request, data).await?;
+        Ok((rid, rx))
+    }
+
+    /// Sends a frame under an id already in use (a file write's chunks).
+    pub async fn send_as(&self, rid: u64, request: Request, data: &[u8]) -> Result<(), LinkDown> {
+        if self.is_down() {
+            return Err(LinkDown("the link is closed".into()));
+        }
+        let pieces: Vec<&[u8]> = if data.is_empty() { vec![&[]] } else { data.chunks(MAX_DATA).collect() };
+        for piece in pieces {
+            let mut frame = Vec::with_capacity(piece.len() + 64);
+            encode(&ToSandbox { rid, request: request.clone() }, piece, &mut frame);
+            self.outbox.send(frame).await.map_err(|_| LinkDown("the link is closed".into()))?;
+        }
+        Ok(())
+    }
+
+    /// A request with exactly one reply.
+    pub async fn call(&self, request: Request, data: &[u8]) -> Result<Answer, LinkDown> {
+        let (_, mut replies) = self.send(request, data).await?;
+        replies.recv().await.ok_or_else(|| LinkDown("the link closed before the reply".into()))
+    }
+}

@@ -1,0 +1,660 @@
+//! Workspace sandboxes: long-lived containers from a template, with
+//! files, processes and terminals reached through berth's helper inside
+//! each (see [`link`]), a lifetime that refreshes and pauses, and an end
+//! that says why.
+//!
+//! The helper (`berth-sandboxd`, a static binary) arrives by the engine:
+//! it is copied into the made container as a tar archive before the
+//! container starts, and it is the container's first process. berth
+//! attaches to its stdio before starting it, so nothing it says is lost
+//! and no network or engine exec is needed afterwards.
+
+pub mod link;
+pub mod template;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_sandbox_wire::{ErrorKind as HelperErrorKind, Reply, Request};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+
+use self::link::{Link, LinkDown, ProcessEvent};
+pub use self::template::Template;
+/// The helper's words, as the front ends need them.
+pub use berth_sandbox_wire::{Entry, EntryType, Process, PtySize, Spawn, StreamName};
+use crate::context::Context;
+use crate::engine::{Engine, EngineError, GoneIsDone, Handle};
+use crate::model::ids::{Clock, IdSource};
+use crate::model::sandbox::{EndReason, SandboxRecord, SandboxState};
+use crate::model::units::ByteSize;
+use crate::policy::{check_expiry, ContainerRequest, NetworkRequest, Policy, PolicyViolation};
+use crate::spec::{annotations, engine_name, labels, Kind};
+use crate::store::{Inserted, Store, StoreError};
+
+/// The store's kind for sandbox records.
+const KIND: &str = "sandbox";
+/// Where the helper lives in every sandbox.
+pub const HELPER_PATH: &str = "/.berth/sandboxd";
+/// How long a new sandbox's helper has to say hello.
+const HELLO_WITHIN: Duration = Duration::from_secs(15);
+
+/// What serving sandboxes needs beyond the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// Template name → what a sandbox of it is.
+    pub templates: BTreeMap<String, Template>,
+    /// The helper binary placed in each sandbox; without it no sandbox is made.
+    pub helper: Option<Arc<Vec<u8>>>,
+    /// The timeout of a sandbox that asks for none.
+    pub default_timeout: Duration,
+    /// The longest timeout a sandbox may ask for (or refresh to).
+    pub max_timeout: Duration,
+    /// A paused sandbox is removed after this long.
+    pub max_paused: Duration,
+    /// Sandboxes not ended, per tenant.
+    pub max_per_tenant: usize,
+    /// The largest file read or written in one piece.
+    pub max_file_bytes: ByteSize,
+    /// Output kept of a command run to its end, per stream.
+    pub output_cap: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            templates: BTreeMap::from([("base".to_owned(), Template::base())]),
+            helper: None,
+            default_timeout: Duration::from_secs(300),
+            max_timeout: Duration::from_secs(24 * 3600),
+            max_paused: Duration::from_secs(7 * 24 * 3600),
+            max_per_tenant: 20,
+            max_file_bytes: ByteSize::mib(100),
+            output_cap: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("no such sandbox: {0}")]
+    NotFound(String),
+    #[error("unknown template {0:?} (known: {1})")]
+    UnknownTemplate(String, String),
+    #[error(transparent)]
+    Policy(#[from] PolicyViolation),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("sandbox {id} is {state}")]
+    NotRunning { id: String, state: &'static str },
+    #[error("the {0} backend cannot pause a sandbox")]
+    NoPause(&'static str),
+    #[error("a tenant may have at most {0} sandboxes")]
+    TooMany(usize),
+    #[error("sandboxes need berth's helper binary (the setting sandbox_helper, BERTH_SANDBOX_HELPER)")]
+    NoHelper,
+    #[error("{message}")]
+    Helper { kind: HelperErrorKind, message: String },
+    #[error(transparent)]
+    Link(#[from] LinkDown),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a client asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxRequest {
+    pub tenant: String,
+    pub template: String,
+    pub timeout: Option<Duration>,
+    pub metadata: BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
+    /// None by default; a named network (a session's) or the bridge.
+    pub network: NetworkRequest,
+}
+
+/// A command's outcome once it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    pub pid: u32,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub struct Sandboxes {
+    backend: Arc<dyn Engine>,
+    policy: Policy,
+    store: Arc<Store>,
+    ids: Arc<dyn IdSource>,
+    clock: Arc<dyn Clock>,
+    config: SandboxConfig,
+    links: Mutex<HashMap<String, Arc<Link>>>,
+}
+
+impl Sandboxes {
+    pub fn new(ctx: &Context, config: SandboxConfig) -> Self {
+        Sandboxes {
+            backend: ctx.engine(Kind::Sandbox),
+            policy: ctx.policy.clone(),
+            store: ctx.store.clone(),
+            ids: ctx.ids.clone(),
+            clock: ctx.clock.clone(),
+            config,
+            links: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn audit(&self, tenant: &str, action: &str, target: &str, outcome: &str) {
+        self.store.note(self.clock.now(), tenant, action, target, outcome);
+    }
+
+    fn save(&self, r: &SandboxRecord) -> Result<(), SandboxError> {
+        Ok(self.store.put_object(&r.id, KIND, &r.tenant, None, r)?)
+    }
+
+    fn after(&self, d: Duration) -> DateTime<Utc> {
+        crate::lifetime::reaper::expiry_after(self.clock.now(), d)
+    }
+
+    /// Makes a sandbox, starts its helper and waits for its hello.
+    pub async fn create(&self, req: SandboxRequest) -> Result<SandboxRecord, SandboxError> {
+        let template = self.config.templates.get(&req.template).cloned().ok_or_else(|| {
+            let known: Vec<_> = self.config.templates.keys().cloned().collect();
+            SandboxError::UnknownTemplate(req.template.clone(), known.join(", "))
+        })?;
+        let helper = self.config.helper.clone().ok_or(SandboxError::NoHelper)?;
+        let timeout = self.timeout(req.timeout)?;
+        let live = self.list(&req.tenant)?.into_iter().filter(|s| s.state != SandboxState::Ended).count();
+        if live >= self.config.max_per_tenant {
+            return Err(SandboxError::TooMany(self.config.max_per_tenant));
+        }
+        for (k, v) in &req.metadata {
+            if k.len() > 256 || v.len() > 4096 {
+                return Err(SandboxError::Invalid(format!("metadata {k:?}: keys up to 256, values up to 4096 bytes")));
+            }
+        }
+        let hex = self.ids.next_hex();
+        let id = format!("sbx{hex}");
+        let name = engine_name(Kind::Sandbox.as_str(), &hex);
+        let mut creq = ContainerRequest::new(Kind::Sandbox, name.clone(), template.image.clone());
+        creq.cmd = Some(vec![HELPER_PATH.to_owned()]);
+        creq.env = template.env.clone();
+        creq.env.extend(req.env.clone());
+        creq.env.insert("HOME".into(), template.home.clone());
+        creq.working_dir = Some(template.home.clone());
+        creq.user = Some(template.user.clone());
+        creq.memory = Some(template.memory);
+        creq.cpu = Some(template.cpu);
+        creq.open_stdin = true;
+        creq.network = req.network.clone();
+        creq.tmpfs = BTreeMap::from([(template.home.clone(), template.disk), ("/tmp".to_owned(), template.tmp)]);
+        creq.labels.insert(labels::TENANT.into(), req.tenant.clone());
+        creq.labels.insert(labels::OBJECT.into(), id.clone());
+        let mut spec = self.policy.admit(creq)?;
+        let expires_at = self.after(timeout);
+        spec.annotations.insert(annotations::EXPIRES_AT.into(), expires_at.to_rfc3339());
+
+        let now = self.clock.now();
+        let mut record = SandboxRecord {
+            id: id.clone(),
+            tenant: req.tenant.clone(),
+            template: req.template.clone(),
+            image: template.image.clone(),
+            metadata: req.metadata.clone(),
+            env: req.env.clone(),
+            state: SandboxState::Starting,
+            ended: None,
+            container_id: None,
+            placement: Default::default(),
+            container_name: name,
+            access_token: format!("{}{}", self.ids.next_hex(), self.ids.next_hex()),
+            memory_bytes: spec.limits.memory.bytes(),
+            cpu_nanos: spec.limits.cpu.nanos(),
+            disk_bytes: template.disk.bytes(),
+            created_at: now,
+            expires_at,
+            paused_at: None,
+            remaining_ms: None,
+            ended_at: None,
+            error: None,
+        };
+        if self.store.insert_object(&id, KIND, &req.tenant, None, &record, None)? != Inserted::Done {
+            return Err(SandboxError::Invalid(format!("sandbox id {id} is taken")));
+        }
+        self.store.renew(&req.tenant, &id, &expires_at.to_rfc3339())?;
+        match self.launch(&spec, &helper, &mut record).await {
+            Ok(link) => {
+                record.state = SandboxState::Running;
+                self.save(&record)?;
+                self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), link);
+                self.audit(&req.tenant, "sandbox.create", &id, "running");
+                Ok(record)
+            }
+            Err(e) => {
+                if let Some(h) = record.handle() {
+                    let _ = self.backend.remove(&h, true).await.or_gone();
+                }
+                record.state = SandboxState::Ended;
+                record.ended = Some(EndReason::Failed);
+                record.ended_at = Some(self.clock.now());
+                record.error = Some(e.to_string());
+                self.save(&record)?;
+                self.audit(&req.tenant, "sandbox.create", &id, "failed");
+                Err(e)
+            }
+        }
+    }
+
+    async fn launch(
+        &self,
+        spec: &crate::spec::ContainerSpec,
+        helper: &[u8],
+        record: &mut SandboxRecord,
+    ) -> Result<Arc<Link>, SandboxError> {
+        self.backend.ensure_image(&spec.image).await?;
+        let h = self.backend.create(spec).await?;
+        record.container_id = Some(h.id.0.clone());
+        record.placement = h.placement.clone();
+        self.save(record)?;
+        let tar = helper_archive(helper).map_err(|e| SandboxError::Invalid(format!("the helper archive: {e}")))?;
+        let io = self.backend.io(&h)?;
+        io.put_files(&h, "/", futures_util::stream::once(async move { Ok(bytes::Bytes::from(tar)) }).boxed())
+            .await?;
+        let session = self.backend.start_attached(&h).await?;
+        let link = Link::start(session);
+        hello(&link).await?;
+        Ok(link)
+    }
+
+    fn timeout(&self, asked: Option<Duration>) -> Result<Duration, SandboxError> {
+        let t = asked.unwrap_or(self.config.default_timeout);
+        if t.is_zero() || t > self.config.max_timeout {
+            return Err(SandboxError::Invalid(format!(
+                "timeout: {} s is not between 1 s and the maximum of {} s",
+                t.as_secs(),
+                self.config.max_timeout.as_secs()
+            )));
+        }
+        Ok(t)
+    }
+
+    /// The tenant's sandboxes, as stored (see [`Sandboxes::get`] for the
+    /// state seen against the engine).
+    pub fn list(&self, tenant: &str) -> Result<Vec<SandboxRecord>, SandboxError> {
+        Ok(self.store.list_objects(KIND, tenant, None)?)
+    }
+
+    /// A sandbox, its state checked against the engine: one whose
+    /// container is gone has ended, expired or lost by the engine.
+    pub async fn get(&self, tenant: &str, id: &str) -> Result<SandboxRecord, SandboxError> {
+        let mut r: SandboxRecord =
+            self.store.get_object(KIND, tenant, id)?.ok_or_else(|| SandboxError::NotFound(id.into()))?;
+        if r.state == SandboxState::Ended {
+            return Ok(r);
+        }
+        if let Some(h) = r.handle() {
+            match self.backend.inspect(&h).await {
+                Ok(s) if s.phase.is_live() => {}
+                Ok(_) => {
+                    let why = self.reason_gone(&r);
+                    self.end(&mut r, why)?
+                }
+                Err(e) if e.kind() == crate::engine::EngineErrorKind::NotFound => {
+                    let why = self.reason_gone(&r);
+                    self.end(&mut r, why)?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(r)
+    }
+
+    fn reason_gone(&self, r: &SandboxRecord) -> EndReason {
+        let now = self.clock.now();
+        let renewed = self.store.renewal(&r.tenant, &r.id).ok().flatten();
+        let expiry = renewed.and_then(|e| DateTime::parse_from_rfc3339(&e).ok()).map(|e| e.with_timezone(&Utc));
+        if expiry.unwrap_or(r.expires_at) <= now {
+            EndReason::Expired
+        } else {
+            EndReason::EngineLost
+        }
+    }
+
+    fn end(&self, r: &mut SandboxRecord, why: EndReason) -> Result<(), SandboxError> {
+        r.state = SandboxState::Ended;
+        r.ended = Some(why);
+        r.ended_at = Some(self.clock.now());
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).remove(&r.id);
+        self.save(r)?;
+        self.audit(&r.tenant, "sandbox.end", &r.id, why.as_str());
+        Ok(())
+    }
+
+    /// A running sandbox and its link (attached again after a restart of berth).
+    async fn running(&self, tenant: &str, id: &str) -> Result<(SandboxRecord, Arc<Link>), SandboxError> {
+        let r = self.get(tenant, id).await?;
+        if r.state != SandboxState::Running {
+            return Err(SandboxError::NotRunning { id: id.into(), state: r.state.as_str() });
+        }
+        let existing = self.links.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+        if let Some(link) = existing.filter(|l| !l.is_down()) {
+            return Ok((r, link));
+        }
+        let h = r.handle().ok_or_else(|| SandboxError::NotRunning { id: id.into(), state: "starting" })?;
+        let link = Link::start(self.backend.io(&h)?.attach(&h).await?);
+        hello(&link).await?;
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(id.into(), link.clone());
+        Ok((r, link))
+    }
+
+    /// Removes a sandbox; its record stays, ended as killed.
+    pub async fn kill(&self, tenant: &str, id: &str) -> Result<SandboxRecord, SandboxError> {
+        let mut r = self.get(tenant, id).await?;
+        if r.state == SandboxState::Ended {
+            return Err(SandboxError::NotRunning { id: id.into(), state: "ended" });
+        }
+        if let Some(h) = r.handle() {
+            self.backend.remove(&h, true).await.or_gone()?;
+        }
+        self.end(&mut r, EndReason::Killed)?;
+        Ok(r)
+    }
+
+    /// Sets a running sandbox's timeout, counted from now (for a paused
+    /// one: the running time it will have once resumed).
+    pub async fn set_timeout(&self, tenant: &str, id: &str, timeout: Duration) -> Result<SandboxRecord, SandboxError> {
+        let timeout = self.timeout(Some(timeout))?;
+        let mut r = self.get(tenant, id).await?;
+        match r.state {
+            SandboxState::Ended | SandboxState::Starting => {
+                return Err(SandboxError::NotRunning { id: id.into(), state: r.state.as_str() })
+            }
+            SandboxState::Paused => r.remaining_ms = Some(timeout.as_millis() as u64),
+            SandboxState::Running => {
+                r.expires_at = self.after(timeout);
+                check_expiry(self.clock.now(), r.expires_at, self.config.max_timeout + Duration::from_secs(1))
+                    .map_err(|e| SandboxError::Invalid(e.to_string()))?;
+                self.store.renew(tenant, id, &r.expires_at.to_rfc3339())?;
+            }
+        }
+        self.save(&r)?;
+        self.audit(tenant, "sandbox.timeout", id, &format!("{} s", timeout.as_secs()));
+        Ok(r)
+    }
+
+    /// Freezes a running sandbox: its processes and files stay as they
+    /// are and its timeout stops; it is removed after `max_paused`.
+    pub async fn pause(&self, tenant: &str, id: &str) -> Result<SandboxRecord, SandboxError> {
+        if !self.backend.capabilities().pause {
+            return Err(SandboxError::NoPause(self.backend.name()));
+        }
+        let mut r = self.get(tenant, id).await?;
+        if r.state != SandboxState::Running {
+            return Err(SandboxError::NotRunning { id: id.into(), state: r.state.as_str() });
+        }
+        let h = r.handle().ok_or_else(|| SandboxError::NotRunning { id: id.into(), state: "starting" })?;
+        self.backend.pause(&h).await?;
+        let now = self.clock.now();
+        r.remaining_ms = Some((r.expires_at - now).num_milliseconds().max(1000) as u64);
+        r.paused_at = Some(now);
+        r.state = SandboxState::Paused;
+        self.store.renew(tenant, id, &self.after(self.config.max_paused).to_rfc3339())?;
+        self.save(&r)?;
+        self.audit(tenant, "sandbox.pause", id, "paused");
+        Ok(r)
+    }
+
+    /// Thaws a paused sandbox, its timeout going on from where it stopped.
+    pub async fn resume(&self, tenant: &str, id: &str) -> Result<SandboxRecord, SandboxError> {
+        let mut r = self.get(tenant, id).await?;
+        if r.state != SandboxState::Paused {
+            return Err(SandboxError::NotRunning { id: id.into(), state: r.state.as_str() });
+        }
+        let h = r.handle().ok_or_else(|| SandboxError::NotRunning { id: id.into(), state: "starting" })?;
+        self.backend.unpause(&h).await?;
+        r.expires_at = self.after(Duration::from_millis(r.remaining_ms.take().unwrap_or(1000)));
+        r.paused_at = None;
+        r.state = SandboxState::Running;
+        self.store.renew(tenant, id, &r.expires_at.to_rfc3339())?;
+        self.save(&r)?;
+        self.audit(tenant, "sandbox.resume", id, "running");
+        Ok(r)
+    }
+
+    /// Starts a process; its output and exit are followed by pid.
+    pub async fn spawn(&self, tenant: &str, id: &str, spawn: Spawn) -> Result<u32, SandboxError> {
+        if spawn.argv.is_empty() {
+            return Err(SandboxError::Invalid("a process needs a command".into()));
+        }
+        let (_, link) = self.running(tenant, id).await?;
+        match link.call(Request::Spawn(spawn), &[]).await? {
+            (Reply::Spawned { pid }, _) => Ok(pid),
+            (reply, _) => Err(refused(reply)),
+        }
+    }
+
+    /// A process's output as it comes (from what is still kept of it) and its exit.
+    pub async fn follow(&self, tenant: &str, id: &str, pid: u32) -> Result<link::Following, SandboxError> {
+        let (_, link) = self.running(tenant, id).await?;
+        Ok(link.follow(pid))
+    }
+
+    /// Runs a command to its end, within `timeout` (then it is killed).
+    pub async fn run(
+        &self,
+        tenant: &str,
+        id: &str,
+        spawn: Spawn,
+        timeout: Duration,
+    ) -> Result<CommandOutput, SandboxError> {
+        let pid = self.spawn(tenant, id, spawn).await?;
+        let (_, link) = self.running(tenant, id).await?;
+        let following = link.follow(pid);
+        let cap = self.config.output_cap;
+        let mut out = CommandOutput { pid, exit_code: None, signal: None, stdout: String::new(), stderr: String::new() };
+        let take = |event: ProcessEvent, out: &mut CommandOutput| match event {
+            ProcessEvent::Output { stream, data } => {
+                let text = match stream {
+                    berth_sandbox_wire::StreamName::Stderr => &mut out.stderr,
+                    _ => &mut out.stdout,
+                };
+                if text.len() < cap {
+                    text.push_str(&String::from_utf8_lossy(&data[..data.len().min(cap - text.len())]));
+                }
+                false
+            }
+            ProcessEvent::Exited { code, signal } => {
+                out.exit_code = code;
+                out.signal = signal;
+                true
+            }
+        };
+        let mut ended = false;
+        for e in following.earlier {
+            ended |= take(e, &mut out);
+        }
+        if let Some(e) = following.exited {
+            ended |= take(e, &mut out);
+        }
+        let mut later = following.later;
+        let waited = tokio::time::timeout(timeout, async {
+            while !ended {
+                match later.recv().await {
+                    Ok(e) => ended |= take(e, &mut out),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        })
+        .await;
+        if waited.is_err() {
+            let _ = link.call(Request::Signal { pid, signal: 9 }, &[]).await;
+            return Err(SandboxError::Invalid(format!("the command ran past its timeout of {} s", timeout.as_secs())));
+        }
+        Ok(out)
+    }
+
+    /// Sends bytes to a process's stdin (or terminal).
+    pub async fn input(&self, tenant: &str, id: &str, pid: u32, data: &[u8]) -> Result<(), SandboxError> {
+        self.simple(tenant, id, Request::Input { pid }, data).await
+    }
+
+    pub async fn close_stdin(&self, tenant: &str, id: &str, pid: u32) -> Result<(), SandboxError> {
+        self.simple(tenant, id, Request::CloseStdin { pid }, &[]).await
+    }
+
+    pub async fn signal(&self, tenant: &str, id: &str, pid: u32, signal: i32) -> Result<(), SandboxError> {
+        self.simple(tenant, id, Request::Signal { pid, signal }, &[]).await
+    }
+
+    pub async fn resize(
+        &self,
+        tenant: &str,
+        id: &str,
+        pid: u32,
+        size: berth_sandbox_wire::PtySize,
+    ) -> Result<(), SandboxError> {
+        self.simple(tenant, id, Request::Resize { pid, size }, &[]).await
+    }
+
+    /// The processes still running in a sandbox.
+    pub async fn processes(&self, tenant: &str, id: &str) -> Result<Vec<berth_sandbox_wire::Process>, SandboxError> {
+        let (_, link) = self.running(tenant, id).await?;
+        match link.call(Request::Processes, &[]).await? {
+            (Reply::Processes { processes }, _) => Ok(processes),
+            (reply, _) => Err(refused(reply)),
+        }
+    }
+
+    async fn simple(&self, tenant: &str, id: &str, request: Request, data: &[u8]) -> Result<(), SandboxError> {
+        let (_, link) = self.running(tenant, id).await?;
+        match link.call(request, data).await? {
+            (Reply::Done, _) => Ok(()),
+            (reply, _) => Err(refused(reply)),
+        }
+    }
+
+    async fn entry(&self, tenant: &str, id: &str, request: Request) -> Result<Entry, SandboxError> {
+        let (_, link) = self.running(tenant, id).await?;
+        match link.call(request, &[]).await? {
+            (Reply::Entry { entry }, _) => Ok(entry),
+            (reply, _) => Err(refused(reply)),
+        }
+    }
+
+    /// A whole file, at most `max_file_bytes`.
+    pub async fn read_file(&self, tenant: &str, id: &str, path: &str) -> Result<Vec<u8>, SandboxError> {
+        let (_, link) = self.running(tenant, id).await?;
+        let (_, mut replies) = link.send(Request::ReadFile { path: path.into() }, &[]).await?;
+        let mut out = Vec::new();
+        let max = self.config.max_file_bytes.bytes() as usize;
+        loop {
+            match replies.recv().await {
+                Some((Reply::Chunk, data)) => {
+                    if out.len() + data.len() > max {
+                        return Err(SandboxError::Invalid(format!(
+                            "{path} is larger than the bound of {}",
+                            self.config.max_file_bytes
+                        )));
+                    }
+                    out.extend_from_slice(&data);
+                }
+                Some((Reply::Done, _)) => return Ok(out),
+                Some((reply, _)) => return Err(refused(reply)),
+                None => return Err(LinkDown("the link closed during a read".into()).into()),
+            }
+        }
+    }
+
+    /// Writes a whole file (its parents made); nothing is in place unless
+    /// all of it was written.
+    pub async fn write_file(&self, tenant: &str, id: &str, path: &str, data: &[u8]) -> Result<Entry, SandboxError> {
+        if data.len() as u64 > self.config.max_file_bytes.bytes() {
+            return Err(SandboxError::Invalid(format!("the file is larger than the bound of {}", self.config.max_file_bytes)));
+        }
+        let (_, link) = self.running(tenant, id).await?;
+        let (rid, mut replies) = link.send(Request::WriteFile { path: path.into() }, &[]).await?;
+        if !data.is_empty() {
+            link.send_as(rid, Request::WriteChunk, data).await?;
+        }
+        link.send_as(rid, Request::WriteEnd, &[]).await?;
+        match replies.recv().await {
+            Some((Reply::Entry { entry }, _)) => Ok(entry),
+            Some((reply, _)) => Err(refused(reply)),
+            None => Err(LinkDown("the link closed during a write".into()).into()),
+        }
+    }
+
+    pub async fn stat(&self, tenant: &str, id: &str, path: &str) -> Result<Entry, SandboxError> {
+        self.entry(tenant, id, Request::Stat { path: path.into() }).await
+    }
+
+    pub async fn list_dir(&self, tenant: &str, id: &str, path: &str, depth: u32) -> Result<Vec<Entry>, SandboxError> {
+        if depth == 0 || depth > 16 {
+            return Err(SandboxError::Invalid("depth: 1 to 16".into()));
+        }
+        let (_, link) = self.running(tenant, id).await?;
+        match link.call(Request::ListDir { path: path.into(), depth }, &[]).await? {
+            (Reply::Entries { entries }, _) => Ok(entries),
+            (reply, _) => Err(refused(reply)),
+        }
+    }
+
+    pub async fn make_dir(&self, tenant: &str, id: &str, path: &str) -> Result<Entry, SandboxError> {
+        self.entry(tenant, id, Request::MakeDir { path: path.into() }).await
+    }
+
+    pub async fn rename(&self, tenant: &str, id: &str, from: &str, to: &str) -> Result<Entry, SandboxError> {
+        self.entry(tenant, id, Request::Move { from: from.into(), to: to.into() }).await
+    }
+
+    pub async fn remove(&self, tenant: &str, id: &str, path: &str) -> Result<(), SandboxError> {
+        self.simple(tenant, id, Request::Remove { path: path.into() }, &[]).await
+    }
+
+    /// Where a sandbox's container is, for the reaper and the tests.
+    pub fn handle_of(&self, r: &SandboxRecord) -> Option<Handle> {
+        r.handle()
+    }
+}
+
+async fn hello(link: &Link) -> Result<(), SandboxError> {
+    match tokio::time::timeout(HELLO_WITHIN, link.call(Request::Hello, &[])).await {
+        Ok(Ok((Reply::Hello { version, .. }, _))) if version == berth_sandbox_wire::PROTOCOL_VERSION => Ok(()),
+        Ok(Ok((Reply::Hello { version, .. }, _))) => {
+            Err(SandboxError::Invalid(format!("the sandbox's helper speaks protocol {version}, not ours")))
+        }
+        Ok(Ok((reply, _))) => Err(refused(reply)),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(LinkDown(format!("the helper did not answer within {} s", HELLO_WITHIN.as_secs())).into()),
+    }
+}
+
+fn refused(reply: Reply) -> SandboxError {
+    match reply {
+        Reply::Error { kind, message } => SandboxError::Helper { kind, message },
+        other => SandboxError::Invalid(format!("the helper answered out of turn: {other:?}")),
+    }
+}
+
+/// A tar archive holding the helper at [`HELPER_PATH`], executable by all.
+fn helper_archive(helper: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o755);
+    dir.set_size(0);
+    dir.set_mtime(0);
+    tar.append_data(&mut dir, ".berth/", std::io::empty())?;
+    let mut file = tar::Header::new_gnu();
+    file.set_mode(0o755);
+    file.set_size(helper.len() as u64);
+    file.set_mtime(0);
+    tar.append_data(&mut file, ".berth/sandboxd", helper)?;
+    tar.into_inner()
+}
