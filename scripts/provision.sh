@@ -2,7 +2,8 @@
 # Provision a Debian 12 (bookworm) machine for berth's integration tests:
 #   1. Debian packages (docker.io, runc, busybox-static, docker-registry, mmdebstrap, ...)
 #   2. a running dockerd on /var/run/docker.sock
-#   3. locally built images busybox:1.35 and python:3.11-slim (no registry needed)
+#   3. locally built images busybox:1.35, python:3.11-slim and the sandboxes'
+#      berth/base:1 (no registry needed)
 #   4. a local registry on 127.0.0.1:5000 holding 127.0.0.1:5000/berth/busybox:1.35
 #   5. smoke checks (plain run, hardened run, --internal network) and a summary
 #
@@ -339,6 +340,22 @@ seed_image warder/agent:latest "$BUSYBOX_IMAGE" '["sh", "-c", "echo warder agent
 seed_image tidepool-agent:latest "$BUSYBOX_IMAGE" '["sleep", "86400"]'
 seed_image laias/agent-runner:latest "$BUSYBOX_IMAGE" \
     '["sh", "-c", "echo agent-runner: starting; ls /app/agent; exec sleep 86400"]'
+
+# The sandboxes' `base` template: bash, coreutils and python3, the user
+# `user` (uid 1000) in /home/user, as E2B's base template has them.
+readonly BASE_IMAGE=berth/base:1
+if ! image_exists "$BASE_IMAGE"; then
+    docker rm -f berth-provision-base >/dev/null 2>&1 || true
+    docker run --name berth-provision-base "$PYTHON_IMAGE" sh -c '
+        grep -q "^user:" /etc/passwd || echo "user:x:1000:1000:user:/home/user:/bin/bash" >>/etc/passwd
+        grep -q "^user:" /etc/group || echo "user:x:1000:" >>/etc/group
+        mkdir -p /home/user && chown 1000:1000 /home/user' || die "cannot prepare $BASE_IMAGE"
+    docker commit -m "berth provision: the sandboxes' base template" \
+        --change 'USER 1000:1000' --change 'WORKDIR /home/user' --change 'ENV HOME=/home/user' \
+        --change 'CMD ["/bin/bash"]' berth-provision-base "$BASE_IMAGE" >/dev/null || die "cannot commit $BASE_IMAGE"
+    docker rm -f berth-provision-base >/dev/null
+    log "built $BASE_IMAGE from $PYTHON_IMAGE"
+fi
 
 readonly STAMP=/run/berth-provision.checked
 stamp="$(cat /proc/sys/kernel/random/boot_id) $(cat /var/run/docker.pid 2>/dev/null) \

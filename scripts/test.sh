@@ -29,6 +29,10 @@ step() {
 step "provisioning the engine"
 bash scripts/provision.sh
 
+step "the sandbox helper (a static binary)"
+BERTH_SANDBOX_HELPER=$(bash scripts/sandbox-helper.sh)
+export BERTH_SANDBOX_HELPER
+
 step "unit, property and real-engine tests"
 # Libraries, binaries and test targets; the bench binaries run in their own
 # step below, in quick mode (under cargo test they would run in full).

@@ -132,6 +132,12 @@ pub struct FileConfig {
     pub orphans: Option<Orphans>,
     /// Warm pools for code runs (on by default).
     pub pools: Option<PoolsEntry>,
+    /// berth's in-sandbox helper binary (default: `berth-sandboxd` beside
+    /// the `berth` executable).
+    pub sandbox_helper: Option<PathBuf>,
+    /// Workspace templates by name (`base` is built in).
+    #[serde(default)]
+    pub templates: BTreeMap<String, berth_core::sandboxes::Template>,
 }
 
 impl FileConfig {
@@ -165,6 +171,9 @@ pub struct ServeConfig {
     pub orphans: Orphans,
     /// Warm pools (`None`: off); used where something runs, not on the dry run.
     pub pools: Option<PoolConfig>,
+    /// Where the sandbox helper is looked for.
+    pub sandbox_helper: Option<PathBuf>,
+    pub templates: BTreeMap<String, berth_core::sandboxes::Template>,
     pub seeds: SeedEnv,
 }
 
@@ -229,6 +238,8 @@ impl ServeConfig {
                 None => file.orphans.unwrap_or_default(),
             },
             pools: PoolsEntry::resolve(file.pools)?,
+            sandbox_helper: vars.get("BERTH_SANDBOX_HELPER").map(PathBuf::from).or(file.sandbox_helper),
+            templates: file.templates,
             seeds: SeedEnv::from_vars(vars)?,
         };
         config.check()?;

@@ -12,6 +12,7 @@ use berth_core::lifetime::recovery::Orphans;
 use berth_core::model::ids::{Clock, IdSource, RandomIds, SystemClock};
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::runs::{RunRequest, Runs, Workload};
+use berth_core::sandboxes::SandboxConfig;
 use berth_core::store::Store;
 use berth_core::{Core, Options};
 use berth_docker::DockerBackend;
@@ -168,6 +169,24 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sandboxes as configured: the built-in `base` template and the file's,
+/// and the helper binary read once (without it, creating a sandbox says
+/// which setting names it).
+fn sandbox_config(config: &ServeConfig) -> SandboxConfig {
+    let mut sandboxes = SandboxConfig::default();
+    sandboxes.templates.extend(config.templates.clone());
+    let path = config
+        .sandbox_helper
+        .clone()
+        .or_else(|| std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join("berth-sandboxd"))));
+    match path.as_ref().map(|p| (p, std::fs::read(p))) {
+        Some((_, Ok(bytes))) => sandboxes.helper = Some(Arc::new(bytes)),
+        Some((p, Err(e))) => eprintln!("berth: no sandboxes: the helper {} cannot be read ({e})", p.display()),
+        None => eprintln!("berth: no sandboxes: no helper binary is configured (sandbox_helper)"),
+    }
+    sandboxes
+}
+
 async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     let file = match &config {
         Some(path) => {
@@ -218,6 +237,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
         max_runs: config.max_runs,
         max_runs_per_tenant: config.max_runs_per_tenant,
         pools,
+        sandboxes: sandbox_config(&config),
     };
     let core = Arc::new(Core::new(context::Context::new(backend, policy, store, ids, clock), options));
     // The reaper every 30 s; every 5 s, pool members are replaced before

@@ -69,6 +69,17 @@ fn the_backends_know_the_core_and_no_front_end() {
 }
 
 #[test]
+fn the_sandbox_protocol_and_its_helper_know_nothing_else_of_berth() {
+    let all = dependencies();
+    for package in ["berth-sandbox-wire", "berth-sandboxd"] {
+        let berth: Vec<&String> =
+            all[package].iter().filter(|d| d.starts_with("berth") && *d != "berth-sandbox-wire").collect();
+        assert!(berth.is_empty(), "{package} depends on {berth:?}");
+        assert_none_of(package, &[ENGINES, HTTP, &["tokio"]].concat());
+    }
+}
+
+#[test]
 fn only_the_binary_and_the_test_support_name_concrete_backends() {
     for (package, deps) in dependencies() {
         if ["berth", "test-support", "berth-docker", "berth-oci"].contains(&package.as_str()) {

@@ -126,13 +126,30 @@ async fn health_readiness_and_the_openapi_document_cover_every_route() {
         "/v1/runs/{id}",
         "/v1/runs/{id}/cancel",
         "/v1/runs/{id}/logs",
+        "/v1/sandboxes",
+        "/v1/sandboxes/{id}",
+        "/v1/sandboxes/{id}/commands",
+        "/v1/sandboxes/{id}/files",
+        "/v1/sandboxes/{id}/fs/list",
+        "/v1/sandboxes/{id}/fs/mkdir",
+        "/v1/sandboxes/{id}/fs/move",
+        "/v1/sandboxes/{id}/fs/stat",
+        "/v1/sandboxes/{id}/pause",
+        "/v1/sandboxes/{id}/processes",
+        "/v1/sandboxes/{id}/processes/{pid}/close-stdin",
+        "/v1/sandboxes/{id}/processes/{pid}/output",
+        "/v1/sandboxes/{id}/processes/{pid}/resize",
+        "/v1/sandboxes/{id}/processes/{pid}/signal",
+        "/v1/sandboxes/{id}/processes/{pid}/stdin",
+        "/v1/sandboxes/{id}/resume",
+        "/v1/sandboxes/{id}/timeout",
         "/v1/sessions",
         "/v1/sessions/{id}",
     ];
     assert_eq!(paths, served);
     // …and every documented path is served (the fallback answers "no such route").
     for path in served {
-        let (_, body, _) = call(&s, "GET", &path.replace("{id}", "x"), None, None).await;
+        let (_, body, _) = call(&s, "GET", &path.replace("{id}", "x").replace("{pid}", "1"), None, None).await;
         assert_ne!(body["error"]["message"], "no such route", "{path}");
     }
 }

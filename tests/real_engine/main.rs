@@ -18,3 +18,4 @@ mod oci_runc;
 mod reaper;
 mod relics;
 mod runs;
+mod sandboxes;

@@ -16,6 +16,7 @@ use crate::lifetime::reaper::ReaperError;
 use crate::policy::PolicyViolation;
 use crate::relics::RelicError;
 use crate::runs::RunError;
+use crate::sandboxes::SandboxError;
 use crate::sessions::SessionError;
 use crate::store::StoreError;
 
@@ -33,6 +34,8 @@ pub enum ErrorKind {
     /// Something berth needs (the engine, a free port) is not there now;
     /// the same request may succeed later.
     Unavailable,
+    /// A sandbox's writable space is full.
+    NoSpace,
     /// berth or its engine failed in a way the caller cannot mend.
     Internal,
 }
@@ -184,6 +187,37 @@ impl From<RelicError> for Error {
             RelicError::NotFound(_) => Error::from_source(ErrorKind::NotFound, "not_found", e.to_string(), e),
             RelicError::BadRequest(_) => Error::from_source(ErrorKind::Invalid, "bad_request", e.to_string(), e),
         }
+    }
+}
+
+impl From<SandboxError> for Error {
+    fn from(e: SandboxError) -> Self {
+        use berth_sandbox_wire::ErrorKind as H;
+        let (kind, code) = match &e {
+            SandboxError::Policy(v) => return Error::from(v.clone()),
+            SandboxError::Engine(b) => return Error::from(b.clone()),
+            SandboxError::NotFound(_) => (ErrorKind::NotFound, "not_found"),
+            SandboxError::UnknownTemplate(..) => (ErrorKind::Invalid, "unknown_template"),
+            SandboxError::Invalid(_) => (ErrorKind::Invalid, "bad_request"),
+            SandboxError::NotRunning { .. } => (ErrorKind::Conflict, "not_running"),
+            SandboxError::NoPause(_) => (ErrorKind::Conflict, "cannot_pause"),
+            SandboxError::TooMany(_) => (ErrorKind::Policy, "too_many_sandboxes"),
+            // What this server is configured with, not a passing failure.
+            SandboxError::NoHelper => (ErrorKind::Policy, "no_sandbox_helper"),
+            SandboxError::Unsupported(_) => (ErrorKind::Policy, "sandboxes_unsupported"),
+            SandboxError::Helper { kind, .. } => match kind {
+                H::NotFound => (ErrorKind::NotFound, "no_such_path"),
+                H::Exists => (ErrorKind::Conflict, "exists"),
+                H::NoSpace => (ErrorKind::NoSpace, "no_space"),
+                H::Invalid => (ErrorKind::Invalid, "bad_request"),
+                H::Denied => (ErrorKind::Policy, "permission_denied"),
+                H::Ended => (ErrorKind::Conflict, "process_ended"),
+                H::Io => (ErrorKind::Internal, "sandbox_io"),
+            },
+            SandboxError::Link(_) => (ErrorKind::Unavailable, "sandbox_unreachable"),
+            SandboxError::Store(_) => (ErrorKind::Internal, "store"),
+        };
+        Error::from_source(kind, code, e.to_string(), e)
     }
 }
 

@@ -30,6 +30,7 @@ pub mod policy;
 pub mod pool;
 pub mod relics;
 pub mod runs;
+pub mod sandboxes;
 pub mod sessions;
 pub mod spec;
 pub mod store;
@@ -50,14 +51,17 @@ use crate::engine::{
 };
 use crate::lifetime::reaper::Reaper;
 use crate::model::ids::Clock;
+use crate::model::sandbox::{SandboxRecord, SandboxState};
 use crate::observe::{EndingFuture, LogsRead, Target};
 use crate::policy::Policy;
 use crate::pool::{PoolConfig, PoolStats, Pools};
 use crate::relics::{RelicRecord, RelicRequest, Relics};
 use crate::runs::{RunId, RunRecord, RunRequest, Runs};
+use crate::sandboxes::{CommandOutput, SandboxConfig, SandboxRequest, Sandboxes};
 use crate::sessions::{check_session_id, SessionCleanup};
 use crate::spec::{labels, ContainerSpec, Kind};
 use crate::store::{AuditEntry, Store};
+use berth_sandbox_wire::{Entry, Process, PtySize, Spawn};
 
 pub use crate::error::{Error, ErrorKind};
 
@@ -75,11 +79,19 @@ pub struct Options {
     /// one-shot `berth run`) sends exactly the cold path's requests;
     /// `berth serve` turns them on with [`PoolConfig::default`].
     pub pools: Option<PoolConfig>,
+    /// Workspace sandboxes: templates, the helper, lifetimes and bounds.
+    pub sandboxes: SandboxConfig,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { ports: PortRange::default(), max_runs: 32, max_runs_per_tenant: 8, pools: None }
+        Options {
+            ports: PortRange::default(),
+            max_runs: 32,
+            max_runs_per_tenant: 8,
+            pools: None,
+            sandboxes: SandboxConfig::default(),
+        }
     }
 }
 
@@ -160,6 +172,7 @@ pub struct Core {
     runs: Arc<Runs>,
     agents: Arc<Agents>,
     relics: Arc<Relics>,
+    sandboxes: Arc<Sandboxes>,
     reaper: Arc<Reaper>,
     /// The warm pools, when configured (and admitted by the policy).
     pools: Option<Arc<Pools>>,
@@ -195,6 +208,7 @@ impl Core {
         }
         let agents = Agents::new(&ctx, options.ports);
         let relics = Relics::new(&ctx);
+        let sandboxes = Sandboxes::new(&ctx, options.sandboxes.clone());
         let reaper = Reaper::new(&ctx, ctx.policy.config.max_lifetime);
         let Context { backends, policy, store, clock, .. } = ctx;
         Core {
@@ -205,6 +219,7 @@ impl Core {
             runs: Arc::new(runs),
             agents: Arc::new(agents),
             relics: Arc::new(relics),
+            sandboxes: Arc::new(sandboxes),
             reaper: Arc::new(reaper),
             pools,
         }
@@ -609,6 +624,115 @@ impl Core {
             Err(e) if e.kind() == EngineErrorKind::Conflict => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    // ----- sandboxes -------------------------------------------------------
+
+    /// Makes a workspace sandbox from a template and waits until its helper answers.
+    pub async fn create_sandbox(&self, req: SandboxRequest) -> Result<SandboxRecord, Error> {
+        let sandboxes = self.sandboxes.clone();
+        let task = tokio::spawn(async move { sandboxes.create(req).await });
+        Ok(task.await.map_err(|e| Error::internal(format!("the sandbox's task failed: {e}")))??)
+    }
+
+    /// A sandbox, its state checked against the engine.
+    pub async fn sandbox(&self, tenant: &str, id: &str) -> Result<SandboxRecord, Error> {
+        Ok(self.sandboxes.get(tenant, id).await?)
+    }
+
+    /// The tenant's sandboxes, newest first, each live one checked against the engine.
+    pub async fn sandboxes(&self, tenant: &str) -> Result<Vec<SandboxRecord>, Error> {
+        let mut out = Vec::new();
+        for r in self.sandboxes.list(tenant)? {
+            out.push(if r.state == SandboxState::Ended { r } else { self.sandboxes.get(tenant, &r.id).await? });
+        }
+        out.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+        Ok(out)
+    }
+
+    pub async fn kill_sandbox(&self, tenant: &str, id: &str) -> Result<SandboxRecord, Error> {
+        Ok(self.sandboxes.kill(tenant, id).await?)
+    }
+
+    pub async fn set_sandbox_timeout(&self, tenant: &str, id: &str, timeout: Duration) -> Result<SandboxRecord, Error> {
+        Ok(self.sandboxes.set_timeout(tenant, id, timeout).await?)
+    }
+
+    pub async fn pause_sandbox(&self, tenant: &str, id: &str) -> Result<SandboxRecord, Error> {
+        Ok(self.sandboxes.pause(tenant, id).await?)
+    }
+
+    pub async fn resume_sandbox(&self, tenant: &str, id: &str) -> Result<SandboxRecord, Error> {
+        Ok(self.sandboxes.resume(tenant, id).await?)
+    }
+
+    /// Starts a process in a sandbox; it outlives the request.
+    pub async fn start_process(&self, tenant: &str, id: &str, spawn: Spawn) -> Result<u32, Error> {
+        Ok(self.sandboxes.spawn(tenant, id, spawn).await?)
+    }
+
+    /// A process's output (what is still kept of it, then as it comes) and its exit.
+    pub async fn follow_process(&self, tenant: &str, id: &str, pid: u32) -> Result<sandboxes::link::Following, Error> {
+        Ok(self.sandboxes.follow(tenant, id, pid).await?)
+    }
+
+    /// Runs a command to its end within `timeout`.
+    pub async fn run_command(
+        &self,
+        tenant: &str,
+        id: &str,
+        spawn: Spawn,
+        timeout: Duration,
+    ) -> Result<CommandOutput, Error> {
+        Ok(self.sandboxes.run(tenant, id, spawn, timeout).await?)
+    }
+
+    pub async fn processes(&self, tenant: &str, id: &str) -> Result<Vec<Process>, Error> {
+        Ok(self.sandboxes.processes(tenant, id).await?)
+    }
+
+    pub async fn process_input(&self, tenant: &str, id: &str, pid: u32, data: &[u8]) -> Result<(), Error> {
+        Ok(self.sandboxes.input(tenant, id, pid, data).await?)
+    }
+
+    pub async fn close_process_stdin(&self, tenant: &str, id: &str, pid: u32) -> Result<(), Error> {
+        Ok(self.sandboxes.close_stdin(tenant, id, pid).await?)
+    }
+
+    pub async fn signal_process(&self, tenant: &str, id: &str, pid: u32, signal: i32) -> Result<(), Error> {
+        Ok(self.sandboxes.signal(tenant, id, pid, signal).await?)
+    }
+
+    pub async fn resize_process(&self, tenant: &str, id: &str, pid: u32, size: PtySize) -> Result<(), Error> {
+        Ok(self.sandboxes.resize(tenant, id, pid, size).await?)
+    }
+
+    pub async fn read_file(&self, tenant: &str, id: &str, path: &str) -> Result<Vec<u8>, Error> {
+        Ok(self.sandboxes.read_file(tenant, id, path).await?)
+    }
+
+    pub async fn write_file(&self, tenant: &str, id: &str, path: &str, data: &[u8]) -> Result<Entry, Error> {
+        Ok(self.sandboxes.write_file(tenant, id, path, data).await?)
+    }
+
+    pub async fn stat_path(&self, tenant: &str, id: &str, path: &str) -> Result<Entry, Error> {
+        Ok(self.sandboxes.stat(tenant, id, path).await?)
+    }
+
+    pub async fn list_dir(&self, tenant: &str, id: &str, path: &str, depth: u32) -> Result<Vec<Entry>, Error> {
+        Ok(self.sandboxes.list_dir(tenant, id, path, depth).await?)
+    }
+
+    pub async fn make_dir(&self, tenant: &str, id: &str, path: &str) -> Result<Entry, Error> {
+        Ok(self.sandboxes.make_dir(tenant, id, path).await?)
+    }
+
+    pub async fn move_path(&self, tenant: &str, id: &str, from: &str, to: &str) -> Result<Entry, Error> {
+        Ok(self.sandboxes.rename(tenant, id, from, to).await?)
+    }
+
+    pub async fn remove_path(&self, tenant: &str, id: &str, path: &str) -> Result<(), Error> {
+        Ok(self.sandboxes.remove(tenant, id, path).await?)
     }
 
     // ----- observing containers --------------------------------------------

@@ -24,14 +24,36 @@ pub fn engine() -> Arc<dyn Engine> {
     Arc::new(DockerBackend::new(engine_api::Docker::from_env().unwrap()))
 }
 
-/// The core over the docker backend with an in-memory store.
+/// The core over the docker backend with an in-memory store (and the
+/// sandbox helper, where it has been built).
 pub fn core_with(policy: Policy) -> Arc<Core> {
     let backend = engine();
     let store = Arc::new(Store::in_memory().unwrap());
-    Arc::new(Core::new(
-        Context::new(backend, policy, store, Arc::new(RandomIds), Arc::new(SystemClock)),
-        Options::default(),
-    ))
+    let mut options = Options::default();
+    options.sandboxes.helper = helper_bytes().ok();
+    Arc::new(Core::new(Context::new(backend, policy, store, Arc::new(RandomIds), Arc::new(SystemClock)), options))
+}
+
+/// Where the static sandbox helper is: `BERTH_SANDBOX_HELPER`, else where
+/// `scripts/sandbox-helper.sh` builds it.
+pub fn helper_path() -> std::path::PathBuf {
+    match std::env::var_os("BERTH_SANDBOX_HELPER") {
+        Some(p) => p.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/x86_64-unknown-linux-gnu/helper/berth-sandboxd"),
+    }
+}
+
+fn helper_bytes() -> std::io::Result<Arc<Vec<u8>>> {
+    std::fs::read(helper_path()).map(Arc::new)
+}
+
+/// The sandbox helper's bytes; a test of sandboxes fails (never skips)
+/// without them.
+pub fn sandbox_helper() -> Arc<Vec<u8>> {
+    helper_bytes().unwrap_or_else(|e| {
+        panic!("the sandbox helper {} is missing ({e}): run scripts/sandbox-helper.sh", helper_path().display())
+    })
 }
 
 pub fn state(tokens: &[(&str, &str)]) -> AppState {

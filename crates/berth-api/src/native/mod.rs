@@ -15,6 +15,7 @@ pub mod observe;
 pub mod ops;
 pub mod relics;
 pub mod runs;
+pub mod sandboxes;
 pub mod sessions;
 
 use std::collections::BTreeMap;
@@ -153,6 +154,27 @@ pub fn limits(memory: Option<&str>, cpu: Option<f64>) -> Result<(Option<ByteSize
         relics::delete_relic,
         relics::relic_logs,
         relics::relic_stats,
+        sandboxes::create_sandbox,
+        sandboxes::list_sandboxes,
+        sandboxes::get_sandbox,
+        sandboxes::kill_sandbox,
+        sandboxes::set_timeout,
+        sandboxes::pause_sandbox,
+        sandboxes::resume_sandbox,
+        sandboxes::run_command,
+        sandboxes::list_processes,
+        sandboxes::process_output,
+        sandboxes::process_stdin,
+        sandboxes::close_stdin,
+        sandboxes::signal_process,
+        sandboxes::resize_process,
+        sandboxes::read_file,
+        sandboxes::write_file,
+        sandboxes::remove_path,
+        sandboxes::stat_path,
+        sandboxes::list_dir,
+        sandboxes::make_dir,
+        sandboxes::move_path,
         sessions::create_session,
         sessions::list_sessions,
         sessions::get_session,
@@ -191,6 +213,7 @@ pub fn app(state: AppState) -> Router {
         .merge(agents::routes())
         .merge(relics::routes())
         .merge(sessions::routes())
+        .merge(sandboxes::routes())
         .merge(ops::routes())
         .route("/openapi.json", axum::routing::get(openapi))
         .fallback(fallback)

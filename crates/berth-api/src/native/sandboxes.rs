@@ -402,19 +402,17 @@ pub async fn process_output(
                 let seen = seen.clone();
                 async move {
                     let mut rx = rx?;
-                    loop {
-                        match rx.recv().await {
-                            Ok(ProcessEvent::Output { stream, data }) => return Some((log_event(stream, &data), Some(rx))),
-                            Ok(ProcessEvent::Exited { code, signal }) => {
-                                *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(exit_event(code, signal));
-                                return None;
-                            }
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                                let message = format!("{n} pieces of output were lost to a slow reader");
-                                return Some((FollowEvent::Error { message }, None));
-                            }
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    match rx.recv().await {
+                        Ok(ProcessEvent::Output { stream, data }) => Some((log_event(stream, &data), Some(rx))),
+                        Ok(ProcessEvent::Exited { code, signal }) => {
+                            *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(exit_event(code, signal));
+                            None
                         }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            let message = format!("{n} pieces of output were lost to a slow reader");
+                            Some((FollowEvent::Error { message }, None))
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
                     }
                 }
             })

@@ -10,4 +10,5 @@ pub mod handle;
 pub mod ids;
 pub mod kind;
 pub mod run;
+pub mod sandbox;
 pub mod units;

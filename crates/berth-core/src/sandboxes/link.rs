@@ -48,12 +48,7 @@ struct ProcessLog {
 
 impl ProcessLog {
     fn new() -> Self {
-        ProcessLog {
-            backlog: VecDeque::new(),
-            backlog_bytes: 0,
-            exited: None,
-            events: broadcast::channel(1024).0,
-        }
+        ProcessLog { backlog: VecDeque::new(), backlog_bytes: 0, exited: None, events: broadcast::channel(1024).0 }
     }
 
     fn push(&mut self, event: ProcessEvent) {
@@ -146,7 +141,7 @@ impl Link {
         while let Some((message, data)) = decoder.next_frame::<FromSandbox>().map_err(|e| e.to_string())? {
             match message {
                 FromSandbox::Reply { rid, reply } => {
-                    let last = !matches!(reply, Reply::Chunk);
+                    let last = !matches!(reply, Reply::Chunk | Reply::Entries { more: true, .. });
                     let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
                     let gone = match waiting.get(&rid) {
                         Some(tx) => tx.send((reply, data)).is_err(),
@@ -205,7 +200,11 @@ impl Link {
     }
 
     /// Sends a request (with `data`) and returns the receiver of its replies.
-    pub async fn send(&self, request: Request, data: &[u8]) -> Result<(u64, mpsc::UnboundedReceiver<Answer>), LinkDown> {
+    pub async fn send(
+        &self,
+        request: Request,
+        data: &[u8],
+    ) -> Result<(u64, mpsc::UnboundedReceiver<Answer>), LinkDown> {
         let rid = self.next_rid.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(rid, tx);

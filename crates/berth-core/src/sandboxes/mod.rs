@@ -22,8 +22,6 @@ use futures_util::StreamExt;
 
 use self::link::{Link, LinkDown, ProcessEvent};
 pub use self::template::Template;
-/// The helper's words, as the front ends need them.
-pub use berth_sandbox_wire::{Entry, EntryType, Process, PtySize, Spawn, StreamName};
 use crate::context::Context;
 use crate::engine::{Engine, EngineError, GoneIsDone, Handle};
 use crate::model::ids::{Clock, IdSource};
@@ -32,6 +30,8 @@ use crate::model::units::ByteSize;
 use crate::policy::{check_expiry, ContainerRequest, NetworkRequest, Policy, PolicyViolation};
 use crate::spec::{annotations, engine_name, labels, Kind};
 use crate::store::{Inserted, Store, StoreError};
+/// The helper's words, as the front ends need them.
+pub use berth_sandbox_wire::{Entry, EntryType, Process, PtySize, Spawn, StreamName};
 
 /// The store's kind for sandbox records.
 const KIND: &str = "sandbox";
@@ -94,6 +94,8 @@ pub enum SandboxError {
     TooMany(usize),
     #[error("sandboxes need berth's helper binary (the setting sandbox_helper, BERTH_SANDBOX_HELPER)")]
     NoHelper,
+    #[error("the {0} backend cannot run sandboxes (it cannot attach to a workload before starting it)")]
+    Unsupported(&'static str),
     #[error("{message}")]
     Helper { kind: HelperErrorKind, message: String },
     #[error(transparent)]
@@ -167,6 +169,9 @@ impl Sandboxes {
             let known: Vec<_> = self.config.templates.keys().cloned().collect();
             SandboxError::UnknownTemplate(req.template.clone(), known.join(", "))
         })?;
+        if !self.backend.capabilities().attach_before_start {
+            return Err(SandboxError::Unsupported(self.backend.name()));
+        }
         let helper = self.config.helper.clone().ok_or(SandboxError::NoHelper)?;
         let timeout = self.timeout(req.timeout)?;
         let live = self.list(&req.tenant)?.into_iter().filter(|s| s.state != SandboxState::Ended).count();
@@ -193,9 +198,9 @@ impl Sandboxes {
         creq.open_stdin = true;
         creq.network = req.network.clone();
         creq.tmpfs = BTreeMap::from([(template.home.clone(), template.disk), ("/tmp".to_owned(), template.tmp)]);
-        creq.labels.insert(labels::TENANT.into(), req.tenant.clone());
-        creq.labels.insert(labels::OBJECT.into(), id.clone());
         let mut spec = self.policy.admit(creq)?;
+        spec.labels.insert(labels::TENANT.into(), req.tenant.clone());
+        spec.labels.insert(labels::OBJECT.into(), id.clone());
         let expires_at = self.after(timeout);
         spec.annotations.insert(annotations::EXPIRES_AT.into(), expires_at.to_rfc3339());
 
@@ -263,8 +268,7 @@ impl Sandboxes {
         self.save(record)?;
         let tar = helper_archive(helper).map_err(|e| SandboxError::Invalid(format!("the helper archive: {e}")))?;
         let io = self.backend.io(&h)?;
-        io.put_files(&h, "/", futures_util::stream::once(async move { Ok(bytes::Bytes::from(tar)) }).boxed())
-            .await?;
+        io.put_files(&h, "/", futures_util::stream::once(async move { Ok(bytes::Bytes::from(tar)) }).boxed()).await?;
         let session = self.backend.start_attached(&h).await?;
         let link = Link::start(session);
         hello(&link).await?;
@@ -456,7 +460,8 @@ impl Sandboxes {
         let (_, link) = self.running(tenant, id).await?;
         let following = link.follow(pid);
         let cap = self.config.output_cap;
-        let mut out = CommandOutput { pid, exit_code: None, signal: None, stdout: String::new(), stderr: String::new() };
+        let mut out =
+            CommandOutput { pid, exit_code: None, signal: None, stdout: String::new(), stderr: String::new() };
         let take = |event: ProcessEvent, out: &mut CommandOutput| match event {
             ProcessEvent::Output { stream, data } => {
                 let text = match stream {
@@ -575,7 +580,10 @@ impl Sandboxes {
     /// all of it was written.
     pub async fn write_file(&self, tenant: &str, id: &str, path: &str, data: &[u8]) -> Result<Entry, SandboxError> {
         if data.len() as u64 > self.config.max_file_bytes.bytes() {
-            return Err(SandboxError::Invalid(format!("the file is larger than the bound of {}", self.config.max_file_bytes)));
+            return Err(SandboxError::Invalid(format!(
+                "the file is larger than the bound of {}",
+                self.config.max_file_bytes
+            )));
         }
         let (_, link) = self.running(tenant, id).await?;
         let (rid, mut replies) = link.send(Request::WriteFile { path: path.into() }, &[]).await?;
@@ -599,9 +607,19 @@ impl Sandboxes {
             return Err(SandboxError::Invalid("depth: 1 to 16".into()));
         }
         let (_, link) = self.running(tenant, id).await?;
-        match link.call(Request::ListDir { path: path.into(), depth }, &[]).await? {
-            (Reply::Entries { entries }, _) => Ok(entries),
-            (reply, _) => Err(refused(reply)),
+        let (_, mut replies) = link.send(Request::ListDir { path: path.into(), depth }, &[]).await?;
+        let mut all = Vec::new();
+        loop {
+            match replies.recv().await {
+                Some((Reply::Entries { entries, more }, _)) => {
+                    all.extend(entries);
+                    if !more {
+                        return Ok(all);
+                    }
+                }
+                Some((reply, _)) => return Err(refused(reply)),
+                None => return Err(LinkDown("the link closed during a listing".into()).into()),
+            }
         }
     }
 

@@ -1,0 +1,239 @@
+//! Workspace sandboxes on the real engine: made from the `base` template
+//! with berth's helper copied in, commands foreground and background,
+//! files, pause and resume, timeouts and ends, over the core and over the
+//! native API.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::context::Context;
+use berth_core::model::ids::{RandomIds, SystemClock};
+use berth_core::model::sandbox::{EndReason, SandboxState};
+use berth_core::policy::Policy;
+use berth_core::sandboxes::link::ProcessEvent;
+use berth_core::sandboxes::{SandboxRequest, Spawn};
+use berth_core::store::Store;
+use berth_core::{Core, ErrorKind, Options};
+use serde_json::json;
+use test_support::api::{engine, sandbox_helper, send};
+
+fn core() -> Arc<Core> {
+    let mut options = Options::default();
+    options.sandboxes.helper = Some(sandbox_helper());
+    Arc::new(core_with(options))
+}
+
+fn core_with(options: Options) -> Core {
+    let store = Arc::new(Store::in_memory().unwrap());
+    Core::new(Context::new(engine(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock)), options)
+}
+
+fn base(tenant: &str) -> SandboxRequest {
+    SandboxRequest {
+        tenant: tenant.into(),
+        template: "base".into(),
+        timeout: Some(Duration::from_secs(120)),
+        metadata: BTreeMap::from([("test".to_owned(), "sandboxes".to_owned())]),
+        ..Default::default()
+    }
+}
+
+fn shell(line: &str) -> Spawn {
+    Spawn {
+        argv: vec!["/bin/bash".into(), "-l".into(), "-c".into(), line.into()],
+        env: BTreeMap::new(),
+        cwd: None,
+        pty: None,
+        stdin: false,
+        tag: None,
+    }
+}
+
+const A_WHILE: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_sandbox_runs_commands_as_its_user_in_its_home_and_keeps_files_between_them() {
+    let core = core();
+    let sbx = core.create_sandbox(base("sbx-t1")).await.unwrap();
+    assert_eq!(sbx.state, SandboxState::Running);
+
+    let who = core.run_command("sbx-t1", &sbx.id, shell("id -u; pwd; python3 -c 'print(6*7)'"), A_WHILE).await.unwrap();
+    assert_eq!((who.exit_code, who.stdout.as_str()), (Some(0), "1000\n/home/user\n42\n"), "{who:?}");
+    let failed = core.run_command("sbx-t1", &sbx.id, shell("echo oops >&2; exit 3"), A_WHILE).await.unwrap();
+    assert_eq!((failed.exit_code, failed.stderr.as_str()), (Some(3), "oops\n"));
+
+    let entry = core.write_file("sbx-t1", &sbx.id, "notes/today.txt", b"hello from berth\n").await.unwrap();
+    assert_eq!(entry.path, "/home/user/notes/today.txt");
+    let cat = core.run_command("sbx-t1", &sbx.id, shell("cat ~/notes/today.txt"), A_WHILE).await.unwrap();
+    assert_eq!(cat.stdout, "hello from berth\n");
+    assert_eq!(core.read_file("sbx-t1", &sbx.id, "/home/user/notes/today.txt").await.unwrap(), b"hello from berth\n");
+    let listed = core.list_dir("sbx-t1", &sbx.id, "/home/user", 2).await.unwrap();
+    assert!(listed.iter().any(|e| e.path == "/home/user/notes/today.txt"), "{listed:?}");
+    core.move_path("sbx-t1", &sbx.id, "notes/today.txt", "notes/kept.txt").await.unwrap();
+    let gone = core.stat_path("sbx-t1", &sbx.id, "notes/today.txt").await.unwrap_err();
+    assert_eq!(gone.kind(), ErrorKind::NotFound);
+    let missing = core.read_file("sbx-t1", &sbx.id, "/no/such/file").await.unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
+
+    let other = core.sandbox("sbx-t2", &sbx.id).await.unwrap_err();
+    assert_eq!(other.kind(), ErrorKind::NotFound, "another tenant does not see it");
+
+    let killed = core.kill_sandbox("sbx-t1", &sbx.id).await.unwrap();
+    assert_eq!((killed.state, killed.ended), (SandboxState::Ended, Some(EndReason::Killed)));
+    let after = core.run_command("sbx-t1", &sbx.id, shell("true"), A_WHILE).await.unwrap_err();
+    assert_eq!(after.kind(), ErrorKind::Conflict);
+}
+
+#[tokio::test]
+async fn a_background_process_is_followed_again_by_pid_and_takes_stdin_and_signals() {
+    let core = core();
+    let sbx = core.create_sandbox(base("sbx-t3")).await.unwrap();
+    let mut cat = shell("cat");
+    cat.stdin = true;
+    let pid = core.start_process("sbx-t3", &sbx.id, cat).await.unwrap();
+    core.process_input("sbx-t3", &sbx.id, pid, b"first line\n").await.unwrap();
+    let mut first = core.follow_process("sbx-t3", &sbx.id, pid).await.unwrap();
+    let echoed = tokio::time::timeout(A_WHILE, async {
+        let mut seen: Vec<u8> = first
+            .earlier
+            .iter()
+            .filter_map(|e| match e {
+                ProcessEvent::Output { data, .. } => Some(data.to_vec()),
+                ProcessEvent::Exited { .. } => None,
+            })
+            .flatten()
+            .collect();
+        while !seen.ends_with(b"first line\n") {
+            if let Ok(ProcessEvent::Output { data, .. }) = first.later.recv().await {
+                seen.extend_from_slice(&data);
+            }
+        }
+        seen
+    })
+    .await
+    .expect("the background process echoes its stdin");
+    assert_eq!(echoed, b"first line\n");
+    drop(first);
+
+    // A second follower (a client that came back) sees what is kept, then the exit.
+    let listed = core.processes("sbx-t3", &sbx.id).await.unwrap();
+    assert!(listed.iter().any(|p| p.pid == pid), "{listed:?}");
+    let mut again = core.follow_process("sbx-t3", &sbx.id, pid).await.unwrap();
+    assert!(again
+        .earlier
+        .iter()
+        .any(|e| matches!(e, ProcessEvent::Output { data, .. } if &data[..] == b"first line\n")));
+    core.signal_process("sbx-t3", &sbx.id, pid, 9).await.unwrap();
+    let exit = tokio::time::timeout(A_WHILE, async {
+        loop {
+            if let Ok(e @ ProcessEvent::Exited { .. }) = again.later.recv().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(exit, ProcessEvent::Exited { code: None, signal: Some(9) });
+    let late = core.signal_process("sbx-t3", &sbx.id, pid, 9).await.unwrap_err();
+    assert_eq!(late.kind(), ErrorKind::Conflict, "a signal to an ended process: {late}");
+    assert_eq!(core.process_input("sbx-t3", &sbx.id, 999_999, b"x").await.unwrap_err().kind(), ErrorKind::Conflict);
+    core.kill_sandbox("sbx-t3", &sbx.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_paused_sandbox_refuses_commands_and_resumes_with_its_process_and_files() {
+    let core = core();
+    let sbx = core.create_sandbox(base("sbx-t4")).await.unwrap();
+    core.write_file("sbx-t4", &sbx.id, "kept.txt", b"still here").await.unwrap();
+    let ticker = core.start_process("sbx-t4", &sbx.id, shell("while true; do sleep 0.2; done")).await.unwrap();
+    let paused = core.pause_sandbox("sbx-t4", &sbx.id).await.unwrap();
+    assert_eq!(paused.state, SandboxState::Paused);
+    let refused = core.run_command("sbx-t4", &sbx.id, shell("true"), A_WHILE).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Conflict, "{refused}");
+    assert_eq!(core.pause_sandbox("sbx-t4", &sbx.id).await.unwrap_err().kind(), ErrorKind::Conflict);
+
+    let resumed = core.resume_sandbox("sbx-t4", &sbx.id).await.unwrap();
+    assert_eq!(resumed.state, SandboxState::Running);
+    assert!(resumed.expires_at > paused.paused_at.unwrap(), "the timeout goes on from where it stopped");
+    assert!(core.processes("sbx-t4", &sbx.id).await.unwrap().iter().any(|p| p.pid == ticker));
+    assert_eq!(core.read_file("sbx-t4", &sbx.id, "kept.txt").await.unwrap(), b"still here");
+    core.kill_sandbox("sbx-t4", &sbx.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_write_past_the_sandbox_space_is_refused_and_leaves_no_file() {
+    let mut small = base("sbx-t5");
+    small.template = "small".into();
+    let mut options = Options::default();
+    options.sandboxes.helper = Some(sandbox_helper());
+    let mut template = berth_core::sandboxes::Template::base();
+    template.disk = berth_core::model::units::ByteSize::mib(1);
+    options.sandboxes.templates.insert("small".into(), template);
+    let small_core = core_with(options);
+    let sbx = small_core.create_sandbox(small).await.unwrap();
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let e = small_core.write_file("sbx-t5", &sbx.id, "big.bin", &big).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NoSpace, "{e}");
+    let left = small_core.list_dir("sbx-t5", &sbx.id, "/home/user", 1).await.unwrap();
+    assert!(left.iter().all(|entry| !entry.name.contains("big")), "no half-written file: {left:?}");
+    small_core.kill_sandbox("sbx-t5", &sbx.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sandbox_whose_container_the_engine_lost_ends_with_that_reason() {
+    let core = core();
+    let sbx = core.create_sandbox(base("sbx-t6")).await.unwrap();
+    engine().remove(&sbx.handle().unwrap(), true).await.unwrap();
+    let seen = core.sandbox("sbx-t6", &sbx.id).await.unwrap();
+    assert_eq!((seen.state, seen.ended), (SandboxState::Ended, Some(EndReason::EngineLost)));
+}
+
+#[tokio::test]
+async fn the_native_api_makes_runs_in_and_kills_a_sandbox() {
+    let state = berth_api::native::AppState::new(
+        core(),
+        berth_api::native::Tokens([("sbx-token".to_owned(), "sbx-t7".to_owned())].into()),
+    );
+    let app = berth_api::native::app(state);
+    let tok = Some("sbx-token");
+    let made =
+        send(&app, "POST", "/v1/sandboxes", tok, Some(json!({"timeout_seconds": 60, "metadata": {"app": "x"}}))).await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let id = made.json["sandbox_id"].as_str().unwrap().to_owned();
+    let ran =
+        send(&app, "POST", &format!("/v1/sandboxes/{id}/commands"), tok, Some(json!({"cmd": "echo hi; exit 4"}))).await;
+    assert_eq!((ran.status.as_u16(), &ran.json["stdout"], &ran.json["exit_code"]), (200, &json!("hi\n"), &json!(4)));
+    let listed = send(&app, "GET", "/v1/sandboxes?metadata=app%3Dx", tok, None).await;
+    assert_eq!(listed.json.as_array().unwrap().len(), 1, "{}", listed.text);
+    let none = send(&app, "GET", "/v1/sandboxes?metadata=app%3Dy", tok, None).await;
+    assert_eq!(none.json, json!([]));
+    let bad = send(&app, "POST", &format!("/v1/sandboxes/{id}/commands"), tok, Some(json!({}))).await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    let missing = send(&app, "GET", &format!("/v1/sandboxes/{id}/files?path=/nope"), tok, None).await;
+    assert_eq!(missing.status, 404, "{}", missing.text);
+    let unknown = send(&app, "POST", "/v1/sandboxes", tok, Some(json!({"template": "no-such"}))).await;
+    assert_eq!(unknown.status, 400, "{}", unknown.text);
+    let started = send(
+        &app,
+        "POST",
+        &format!("/v1/sandboxes/{id}/commands"),
+        tok,
+        Some(json!({"cmd": "echo one; sleep 0.3; echo two", "background": true})),
+    )
+    .await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let pid = started.json["pid"].as_u64().unwrap();
+    let output = send(&app, "GET", &format!("/v1/sandboxes/{id}/processes/{pid}/output"), tok, None).await;
+    let events: Vec<serde_json::Value> = output
+        .text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] != "keepalive")
+        .collect();
+    let text: String = events.iter().filter(|e| e["event"] == "log").map(|e| e["data"].as_str().unwrap()).collect();
+    assert_eq!(text, "one\ntwo\n", "{}", output.text);
+    assert_eq!(events.last().unwrap()["exit_code"], json!(0), "{}", output.text);
+    let killed = send(&app, "DELETE", &format!("/v1/sandboxes/{id}"), tok, None).await;
+    assert_eq!((killed.status.as_u16(), &killed.json["ended"]), (200, &json!("killed")));
+}
