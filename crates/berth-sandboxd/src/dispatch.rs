@@ -10,6 +10,7 @@ use crate::files;
 use crate::output::Outbox;
 use crate::paths;
 use crate::processes::Processes;
+use crate::tunnels::Tunnels;
 use crate::watch::Watches;
 use crate::writes::Writes;
 
@@ -23,13 +24,20 @@ pub struct Helper {
     processes: Processes,
     writes: Writes,
     watches: Watches,
+    tunnels: Tunnels,
     outbox: Outbox,
 }
 
 impl Helper {
     pub fn new(uid: u32, home: PathBuf, processes: Processes, outbox: Outbox) -> Helper {
         let watches = Watches::new(outbox.clone());
-        Helper { uid, home, processes, writes: Writes::default(), watches, outbox }
+        let tunnels = Tunnels::new(outbox.clone());
+        Helper { uid, home, processes, writes: Writes::default(), watches, tunnels, outbox }
+    }
+
+    /// berth is gone (stdin ended): its tunnels end; processes run on.
+    pub fn detach(&mut self) {
+        self.tunnels.close_all();
     }
 
     /// Does `frame`'s request; `data` is the bytes the frame carried.
@@ -87,6 +95,18 @@ impl Helper {
                 self.watches.watch(&self.path(&path), recursive).map(|wid| Reply::Watching { wid })
             }
             Request::Unwatch { wid } => done(self.watches.unwatch(wid)),
+            Request::Dial { port } => {
+                self.tunnels.dial(rid, port);
+                return;
+            }
+            Request::TunnelData => {
+                self.tunnels.data(rid, data);
+                return;
+            }
+            Request::TunnelClose => {
+                self.tunnels.close(rid);
+                return;
+            }
         };
         match outcome {
             Ok(reply) => self.outbox.reply(rid, reply),

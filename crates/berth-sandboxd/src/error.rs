@@ -19,6 +19,9 @@ pub enum Failure {
     Invalid(String),
     #[error("process {0} has ended")]
     Ended(u32),
+    /// A tunnel's connection was refused.
+    #[error("nothing listens on port {0}")]
+    NothingListens(u16),
 }
 
 impl Failure {
@@ -47,6 +50,7 @@ impl Failure {
             Failure::Exists(_) => ErrorKind::Exists,
             Failure::Invalid(_) => ErrorKind::Invalid,
             Failure::Ended(_) => ErrorKind::Ended,
+            Failure::NothingListens(_) => ErrorKind::NotFound,
         }
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! Threads, no async runtime: this one reads and does requests, one
 //! writes stdout ([`output`]), one reaps ([`reaper`]), and each process
-//! has one per output stream and one that reports its exit.
+//! has one per output stream and one that reports its exit, each tunnel
+//! one that writes its socket and one that reads it ([`tunnels`]).
 
 mod dispatch;
 mod environment;
@@ -17,6 +18,7 @@ mod paths;
 mod processes;
 mod pty;
 mod reaper;
+mod tunnels;
 mod watch;
 mod writes;
 
@@ -48,8 +50,9 @@ fn main() {
     let mut helper = Helper::new(uid, home, processes, outbox.clone());
     read_requests(&mut helper, &outbox);
     // berth detached: the processes keep running and the reaper keeps
-    // reaping until the sandbox stops.
-    eprintln!("berth-sandboxd: stdin closed; processes keep running");
+    // reaping until the sandbox stops; the tunnels were berth's, and end.
+    helper.detach();
+    eprintln!("berth-sandboxd: stdin closed; processes keep running, tunnels are closed");
     loop {
         std::thread::park();
     }

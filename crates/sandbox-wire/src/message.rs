@@ -6,8 +6,35 @@
 //! `WriteFile`, the helper answers once: at the end, or at the first
 //! failure, after which it ignores the rest of that write, its `WriteEnd`
 //! or `WriteAbort` included) and a long listing (`Entries` replies with
-//! `more`, the last without). Events come unasked:
-//! a process's output and exit, a watched directory's changes.
+//! `more`, the last without) and a tunnel (see below). Events come
+//! unasked: a process's output and exit, a watched directory's changes, a
+//! tunnel's bytes and its end.
+//!
+//! # Tunnels
+//!
+//! A tunnel reaches a TCP port a sandbox's process listens on although
+//! the sandbox has no network berth can reach: the helper connects to
+//! `127.0.0.1:port` (or `::1`) inside the sandbox and the bytes travel
+//! over this stream. The `rid` of the `Dial` names the tunnel from then
+//! on:
+//!
+//! ```text
+//! berth  Dial { port }             rid 7  →
+//!        ←  Reply Done             rid 7     (or Reply Error: no tunnel)
+//! berth  TunnelData + bytes        rid 7  →  written to the socket in order
+//!        ←  Event TunnelData { rid: 7 } + bytes   (what the socket gave)
+//! berth  TunnelClose               rid 7  →  the socket's write half shut
+//!        ←  Event TunnelClosed { rid: 7, error }  (its read side ended)
+//! ```
+//!
+//! The two directions end apart (TCP's half-close): `TunnelClosed` with no
+//! error says the peer closed its side, and the helper still writes what
+//! berth sends until `TunnelClose`; the helper forgets the tunnel once
+//! both have happened, so berth sends `TunnelClose` when it is done
+//! writing, also after `TunnelClosed`. `TunnelClosed` with an error says
+//! the socket is gone in both directions and forgotten already. A
+//! `TunnelData` or `TunnelClose` for a tunnel the helper does not know
+//! (closed meanwhile) is dropped without a reply.
 
 use std::collections::BTreeMap;
 
@@ -86,6 +113,25 @@ pub enum Request {
     Unwatch {
         wid: u64,
     },
+    /// Opens a tunnel to `port` on the sandbox's loopback (`127.0.0.1`,
+    /// then `::1` if that is refused), connecting for at most 5 s: `Done`
+    /// once connected, `NotFound` ("nothing listens on port N") when the
+    /// connection is refused, `Invalid` beyond 64 open tunnels, `Io`
+    /// otherwise. This request's `rid` names the tunnel from then on.
+    Dial {
+        port: u16,
+    },
+    /// Under a dial's `rid`: the frame's data goes to the tunnel's socket,
+    /// after the data sent before it. No reply. A tunnel takes a bounded
+    /// number of frames that its socket has not taken yet; beyond, the
+    /// helper stops reading requests until the socket takes some (so a
+    /// peer that does not read stalls the whole stream: send a tunnel no
+    /// more than its peer reads).
+    TunnelData,
+    /// Under a dial's `rid`: shuts the socket's write half (the peer reads
+    /// EOF) once the data before it is written; the read side goes on
+    /// until the peer closes. No reply.
+    TunnelClose,
 }
 
 /// A process to start.
@@ -162,6 +208,13 @@ pub enum Event {
     Exited { pid: u32, code: Option<i32>, signal: Option<i32> },
     /// What changed below a watched directory.
     Changed { wid: u64, events: Vec<WatchEvent> },
+    /// The frame's data (at most 32 KiB) is what the socket of the tunnel
+    /// `rid` gave.
+    TunnelData { rid: u64 },
+    /// The socket of the tunnel `rid` will give no more: the peer closed
+    /// its side (`error` none), or the socket failed (`error` says how, and
+    /// the tunnel is gone both ways). No `TunnelData` for `rid` follows.
+    TunnelClosed { rid: u64, error: Option<String> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,4 +295,31 @@ pub enum ErrorKind {
     /// The process has ended.
     Ended,
     Io,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(value: &impl Serialize) -> String {
+        serde_json::to_string(value).expect("serializes")
+    }
+
+    #[test]
+    fn tunnel_requests_read_as_documented() {
+        let dial = ToSandbox { rid: 7, request: Request::Dial { port: 8000 } };
+        assert_eq!(json(&dial), r#"{"rid":7,"request":{"dial":{"port":8000}}}"#);
+        assert_eq!(json(&ToSandbox { rid: 7, request: Request::TunnelData }), r#"{"rid":7,"request":"tunnel_data"}"#);
+        assert_eq!(json(&ToSandbox { rid: 7, request: Request::TunnelClose }), r#"{"rid":7,"request":"tunnel_close"}"#);
+    }
+
+    #[test]
+    fn tunnel_events_read_as_documented_and_back() {
+        let data = FromSandbox::Event(Event::TunnelData { rid: 7 });
+        assert_eq!(json(&data), r#"{"event":{"tunnel_data":{"rid":7}}}"#);
+        let closed = FromSandbox::Event(Event::TunnelClosed { rid: 7, error: Some("reset".into()) });
+        assert_eq!(json(&closed), r#"{"event":{"tunnel_closed":{"rid":7,"error":"reset"}}}"#);
+        let back: FromSandbox = serde_json::from_str(&json(&closed)).expect("deserializes");
+        assert_eq!(back, closed);
+    }
 }
