@@ -36,6 +36,8 @@ pub enum ErrorKind {
     Unavailable,
     /// A sandbox's writable space is full.
     NoSpace,
+    /// The caller did not prove it may (a wrong access token).
+    Unauthorized,
     /// berth or its engine failed in a way the caller cannot mend.
     Internal,
 }
@@ -197,6 +199,8 @@ impl From<SandboxError> for Error {
             SandboxError::Policy(v) => return Error::from(v.clone()),
             SandboxError::Engine(b) => return Error::from(b.clone()),
             SandboxError::NotFound(_) => (ErrorKind::NotFound, "not_found"),
+            SandboxError::NoProcess(_) => (ErrorKind::NotFound, "no_such_process"),
+            SandboxError::BadToken => (ErrorKind::Unauthorized, "bad_access_token"),
             SandboxError::UnknownTemplate(..) => (ErrorKind::Invalid, "unknown_template"),
             SandboxError::Invalid(_) => (ErrorKind::Invalid, "bad_request"),
             SandboxError::NotRunning { .. } => (ErrorKind::Conflict, "not_running"),

@@ -61,7 +61,7 @@ use crate::sandboxes::{CommandOutput, SandboxConfig, SandboxRequest, Sandboxes};
 use crate::sessions::{check_session_id, SessionCleanup};
 use crate::spec::{labels, ContainerSpec, Kind};
 use crate::store::{AuditEntry, Store};
-use berth_sandbox_wire::{Entry, Process, PtySize, Spawn};
+use berth_sandbox_wire::{Entry, Process, PtySize, Spawn, WatchEvent};
 
 pub use crate::error::{Error, ErrorKind};
 
@@ -733,6 +733,67 @@ impl Core {
 
     pub async fn remove_path(&self, tenant: &str, id: &str, path: &str) -> Result<(), Error> {
         Ok(self.sandboxes.remove(tenant, id, path).await?)
+    }
+
+    /// A file's bytes as they come (bounded by the sandboxes' file bound).
+    pub async fn read_file_stream(
+        &self,
+        tenant: &str,
+        id: &str,
+        path: &str,
+    ) -> Result<futures_util::stream::BoxStream<'static, Result<bytes::Bytes, Error>>, Error> {
+        let stream = self.sandboxes.read_stream(tenant, id, path).await?;
+        Ok(stream.map(|item| item.map_err(Error::from)).boxed())
+    }
+
+    /// Writes a file from a body as it comes; in place only once all of it is.
+    pub async fn write_file_stream<E: std::fmt::Display>(
+        &self,
+        tenant: &str,
+        id: &str,
+        path: &str,
+        body: futures_util::stream::BoxStream<'_, Result<bytes::Bytes, E>>,
+    ) -> Result<Entry, Error> {
+        Ok(self.sandboxes.write_stream(tenant, id, path, body).await?)
+    }
+
+    /// A tunnel to a port a sandbox's process listens on.
+    pub async fn sandbox_tunnel(&self, tenant: &str, id: &str, port: u16) -> Result<sandboxes::Tunnel, Error> {
+        Ok(self.sandboxes.tunnel(tenant, id, port).await?)
+    }
+
+    /// The tenant of sandbox `id`, proven by its access token.
+    pub fn sandbox_tenant(&self, id: &str, access_token: &str) -> Result<String, Error> {
+        Ok(self.sandboxes.tenant_of(id, access_token)?)
+    }
+
+    /// One sample of a sandbox's resource use.
+    pub async fn sandbox_usage(&self, tenant: &str, id: &str) -> Result<Usage, Error> {
+        Ok(self.sandboxes.usage(tenant, id).await?)
+    }
+
+    /// Watches a directory of a sandbox; returns the watch's id.
+    pub async fn watch_dir(&self, tenant: &str, id: &str, path: &str, recursive: bool) -> Result<u64, Error> {
+        Ok(self.sandboxes.watch(tenant, id, path, recursive).await?)
+    }
+
+    /// The changes a watch saw since it was last asked.
+    pub async fn watch_events(&self, tenant: &str, id: &str, wid: u64) -> Result<Vec<WatchEvent>, Error> {
+        Ok(self.sandboxes.watch_events(tenant, id, wid).await?)
+    }
+
+    /// A watch's changes as they come.
+    pub async fn follow_watch(
+        &self,
+        tenant: &str,
+        id: &str,
+        wid: u64,
+    ) -> Result<tokio::sync::broadcast::Receiver<Vec<WatchEvent>>, Error> {
+        Ok(self.sandboxes.follow_watch(tenant, id, wid).await?)
+    }
+
+    pub async fn unwatch(&self, tenant: &str, id: &str, wid: u64) -> Result<(), Error> {
+        Ok(self.sandboxes.unwatch(tenant, id, wid).await?)
     }
 
     // ----- observing containers --------------------------------------------

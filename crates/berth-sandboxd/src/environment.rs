@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 /// The `PATH` a child has when nothing else sets one.
 pub const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The helper's own variables that are berth's, not the sandbox's.
-const BERTH_PREFIX: &str = "BERTH_";
+/// The helper's own settings (as `BERTH_SANDBOXD_BIN` in its tests), not the
+/// sandbox's: a sandbox's own variables may have any other name.
+const BERTH_PREFIX: &str = "BERTH_SANDBOXD_";
 
 /// What every child starts from, before the sandbox's and the request's
 /// variables.
@@ -69,7 +70,8 @@ mod tests {
     fn base() -> BaseEnvironment {
         let own = [
             ("LANG".to_string(), "C.UTF-8".to_string()),
-            ("BERTH_TOKEN".to_string(), "secret".to_string()),
+            ("BERTH_SANDBOXD_TOKEN".to_string(), "secret".to_string()),
+            ("BERTH_E2B_GLOBAL".to_string(), "kept".to_string()),
             ("HOME".to_string(), "/home/user".to_string()),
         ];
         BaseEnvironment::new(Path::new("/home/user"), "user", own)
@@ -81,7 +83,8 @@ mod tests {
         assert_eq!(vars["LANG"], "C.UTF-8");
         assert_eq!(vars["PATH"], BASE_PATH);
         assert_eq!(vars["LOGNAME"], "user");
-        assert!(!vars.contains_key("BERTH_TOKEN"));
+        assert!(!vars.contains_key("BERTH_SANDBOXD_TOKEN"));
+        assert_eq!(vars["BERTH_E2B_GLOBAL"], "kept");
     }
 
     #[test]

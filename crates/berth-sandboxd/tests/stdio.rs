@@ -39,7 +39,7 @@ fn a_process_output_comes_before_its_exit_code() {
 #[test]
 fn a_child_gets_the_sandbox_variables_and_the_request_ones_but_not_berths() {
     let mut sandbox = Sandbox::start();
-    let mut spawn = command(&["sh", "-c", "echo $SANDBOX_COLOUR $EXTRA ${BERTH_SECRET:-none} $PWD"]);
+    let mut spawn = command(&["sh", "-c", "echo $SANDBOX_COLOUR $EXTRA ${BERTH_SANDBOXD_SECRET:-none} $PWD"]);
     spawn.env.insert("EXTRA".into(), "given".into());
     spawn.cwd = Some("/tmp".into());
     let pid = sandbox.spawn(spawn);

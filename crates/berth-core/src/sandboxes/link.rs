@@ -11,7 +11,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use berth_sandbox_wire::{encode, Decoder, Event, FromSandbox, Reply, Request, StreamName, ToSandbox, MAX_DATA};
+use berth_sandbox_wire::{
+    encode, Decoder, Event, FromSandbox, Reply, Request, StreamName, ToSandbox, WatchEvent, MAX_DATA,
+};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -83,6 +85,25 @@ struct Processes {
     ended: VecDeque<u32>,
 }
 
+/// Changes seen below a watched directory, until they are taken.
+pub const CHANGES_KEPT: usize = 4096;
+
+struct WatchLog {
+    pending: VecDeque<WatchEvent>,
+    events: broadcast::Sender<Vec<WatchEvent>>,
+}
+
+/// Pieces of a tunnel's answer waiting for its reader; a reader that falls
+/// this far behind loses its tunnel rather than growing the queue.
+pub const TUNNEL_BACKLOG: usize = 256;
+
+/// What a tunnel's socket gave: bytes, or its end (with the error, if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelItem {
+    Data(Bytes),
+    Closed(Option<String>),
+}
+
 /// A reply and the bytes it carried.
 pub type Answer = (Reply, Vec<u8>);
 
@@ -91,6 +112,8 @@ pub struct Link {
     next_rid: AtomicU64,
     waiting: Mutex<HashMap<u64, mpsc::UnboundedSender<Answer>>>,
     processes: Mutex<Processes>,
+    watches: Mutex<HashMap<u64, WatchLog>>,
+    tunnels: Mutex<HashMap<u64, mpsc::Sender<TunnelItem>>>,
     down: AtomicBool,
 }
 
@@ -103,6 +126,8 @@ impl Link {
             next_rid: AtomicU64::new(1),
             waiting: Mutex::new(HashMap::new()),
             processes: Mutex::new(Processes::default()),
+            watches: Mutex::new(HashMap::new()),
+            tunnels: Mutex::new(HashMap::new()),
             down: AtomicBool::new(false),
         });
         let StdioSession { mut output, mut stdin, .. } = session;
@@ -157,7 +182,36 @@ impl Link {
                 FromSandbox::Event(Event::Exited { pid, code, signal }) => {
                     self.process_event(pid, ProcessEvent::Exited { code, signal });
                 }
-                FromSandbox::Event(Event::Changed { .. }) => {}
+                FromSandbox::Event(Event::TunnelData { rid }) => {
+                    let mut tunnels = self.tunnels.lock().unwrap_or_else(|p| p.into_inner());
+                    let full = match tunnels.get(&rid) {
+                        Some(tx) => tx.try_send(TunnelItem::Data(Bytes::from(data))).is_err(),
+                        None => false,
+                    };
+                    if full {
+                        // A reader that stopped reading (or went) loses its tunnel.
+                        tunnels.remove(&rid);
+                        let mut frame = Vec::new();
+                        encode(&ToSandbox { rid, request: Request::TunnelClose }, &[], &mut frame);
+                        let _ = self.outbox.try_send(frame);
+                    }
+                }
+                FromSandbox::Event(Event::TunnelClosed { rid, error }) => {
+                    let tx = self.tunnels.lock().unwrap_or_else(|p| p.into_inner()).remove(&rid);
+                    if let Some(tx) = tx {
+                        let _ = tx.try_send(TunnelItem::Closed(error));
+                    }
+                }
+                FromSandbox::Event(Event::Changed { wid, events }) => {
+                    let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(w) = watches.get_mut(&wid) {
+                        w.pending.extend(events.iter().cloned());
+                        while w.pending.len() > CHANGES_KEPT {
+                            w.pending.pop_front();
+                        }
+                        let _ = w.events.send(events);
+                    }
+                }
             }
         }
         Ok(())
@@ -179,24 +233,80 @@ impl Link {
 
     fn close(&self, why: &str) {
         self.down.store(true, Ordering::SeqCst);
-        // Dropping the senders ends every waiting request.
+        // Dropping the senders ends every waiting request and tunnel.
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.tunnels.lock().unwrap_or_else(|p| p.into_inner()).clear();
         tracing::debug!(why, "sandbox link closed");
+    }
+
+    /// Opens a tunnel to `port` on the sandbox's loopback: its id and what
+    /// its socket gives.
+    pub async fn dial(&self, port: u16) -> Result<(u64, mpsc::Receiver<TunnelItem>), Answer> {
+        let (tx, rx) = mpsc::channel(TUNNEL_BACKLOG);
+        let (rid, mut replies) = self.send(Request::Dial { port }, &[]).await.map_err(|e| {
+            (Reply::Error { kind: berth_sandbox_wire::ErrorKind::Io, message: e.to_string() }, Vec::new())
+        })?;
+        self.tunnels.lock().unwrap_or_else(|p| p.into_inner()).insert(rid, tx);
+        match replies.recv().await {
+            Some((Reply::Done, _)) => Ok((rid, rx)),
+            Some(other) => {
+                self.tunnels.lock().unwrap_or_else(|p| p.into_inner()).remove(&rid);
+                Err(other)
+            }
+            None => {
+                self.tunnels.lock().unwrap_or_else(|p| p.into_inner()).remove(&rid);
+                let message = "the link closed during a dial".to_owned();
+                Err((Reply::Error { kind: berth_sandbox_wire::ErrorKind::Io, message }, Vec::new()))
+            }
+        }
+    }
+
+    /// Closes a tunnel's write half in the sandbox; its answer still comes
+    /// until the port closes.
+    pub async fn hang_up(&self, rid: u64) {
+        let _ = self.send_as(rid, Request::TunnelClose, &[]).await;
+    }
+
+    /// Starts keeping the changes of watch `wid`.
+    pub fn watching(&self, wid: u64) {
+        let log = WatchLog { pending: VecDeque::new(), events: broadcast::channel(256).0 };
+        self.watches.lock().unwrap_or_else(|p| p.into_inner()).insert(wid, log);
+    }
+
+    /// The changes kept since the last take, `None` for an unknown watch.
+    pub fn take_changes(&self, wid: u64) -> Option<Vec<WatchEvent>> {
+        let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        watches.get_mut(&wid).map(|w| w.pending.drain(..).collect())
+    }
+
+    pub fn follow_changes(&self, wid: u64) -> Option<broadcast::Receiver<Vec<WatchEvent>>> {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner()).get(&wid).map(|w| w.events.subscribe())
+    }
+
+    pub fn forget_watch(&self, wid: u64) {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner()).remove(&wid);
     }
 
     pub fn is_down(&self) -> bool {
         self.down.load(Ordering::SeqCst)
     }
 
-    /// Follows process `pid` from what is still kept of its output.
-    pub fn follow(&self, pid: u32) -> Following {
-        let mut p = self.processes.lock().unwrap_or_else(|p| p.into_inner());
-        let log = p.logs.entry(pid).or_insert_with(ProcessLog::new);
-        Following {
+    /// Starts keeping the output of process `pid` (one it started, or a
+    /// running one found after attaching again).
+    pub fn track(&self, pid: u32) {
+        self.processes.lock().unwrap_or_else(|p| p.into_inner()).logs.entry(pid).or_insert_with(ProcessLog::new);
+    }
+
+    /// Follows process `pid` from what is still kept of its output;
+    /// `None` when the link knows no such process.
+    pub fn follow(&self, pid: u32) -> Option<Following> {
+        let p = self.processes.lock().unwrap_or_else(|p| p.into_inner());
+        let log = p.logs.get(&pid)?;
+        Some(Following {
             earlier: log.backlog.iter().cloned().collect(),
             exited: log.exited.clone(),
             later: log.events.subscribe(),
-        }
+        })
     }
 
     /// Sends a request (with `data`) and returns the receiver of its replies.

@@ -31,7 +31,7 @@ use crate::policy::{check_expiry, ContainerRequest, NetworkRequest, Policy, Poli
 use crate::spec::{annotations, engine_name, labels, Kind};
 use crate::store::{Inserted, Store, StoreError};
 /// The helper's words, as the front ends need them.
-pub use berth_sandbox_wire::{Entry, EntryType, Process, PtySize, Spawn, StreamName};
+pub use berth_sandbox_wire::{Entry, EntryType, Process, PtySize, Spawn, StreamName, WatchEvent, WatchEventType};
 
 /// The store's kind for sandbox records.
 const KIND: &str = "sandbox";
@@ -80,6 +80,10 @@ impl Default for SandboxConfig {
 pub enum SandboxError {
     #[error("no such sandbox: {0}")]
     NotFound(String),
+    #[error("no process {0} in the sandbox")]
+    NoProcess(u32),
+    #[error("the access token does not open this sandbox")]
+    BadToken,
     #[error("unknown template {0:?} (known: {1})")]
     UnknownTemplate(String, String),
     #[error(transparent)]
@@ -437,7 +441,10 @@ impl Sandboxes {
         }
         let (_, link) = self.running(tenant, id).await?;
         match link.call(Request::Spawn(spawn), &[]).await? {
-            (Reply::Spawned { pid }, _) => Ok(pid),
+            (Reply::Spawned { pid }, _) => {
+                link.track(pid);
+                Ok(pid)
+            }
             (reply, _) => Err(refused(reply)),
         }
     }
@@ -445,7 +452,19 @@ impl Sandboxes {
     /// A process's output as it comes (from what is still kept of it) and its exit.
     pub async fn follow(&self, tenant: &str, id: &str, pid: u32) -> Result<link::Following, SandboxError> {
         let (_, link) = self.running(tenant, id).await?;
-        Ok(link.follow(pid))
+        if let Some(following) = link.follow(pid) {
+            return Ok(following);
+        }
+        // A process from before berth attached again is followed from now.
+        let running = match link.call(Request::Processes, &[]).await? {
+            (Reply::Processes { processes }, _) => processes.iter().any(|p| p.pid == pid),
+            (reply, _) => return Err(refused(reply)),
+        };
+        if !running {
+            return Err(SandboxError::NoProcess(pid));
+        }
+        link.track(pid);
+        link.follow(pid).ok_or_else(|| SandboxError::NotRunning { id: id.into(), state: "detached" })
     }
 
     /// Runs a command to its end, within `timeout` (then it is killed).
@@ -458,7 +477,7 @@ impl Sandboxes {
     ) -> Result<CommandOutput, SandboxError> {
         let pid = self.spawn(tenant, id, spawn).await?;
         let (_, link) = self.running(tenant, id).await?;
-        let following = link.follow(pid);
+        let following = self.follow(tenant, id, pid).await?;
         let cap = self.config.output_cap;
         let mut out =
             CommandOutput { pid, exit_code: None, signal: None, stdout: String::new(), stderr: String::new() };
@@ -635,9 +654,202 @@ impl Sandboxes {
         self.simple(tenant, id, Request::Remove { path: path.into() }, &[]).await
     }
 
+    /// The tenant of sandbox `id`, when `token` is its access token (the
+    /// in-sandbox API knows sandboxes by id and token, not by tenant).
+    pub fn tenant_of(&self, id: &str, token: &str) -> Result<String, SandboxError> {
+        let (tenant, r): (String, SandboxRecord) =
+            self.store.find_object(KIND, id)?.ok_or_else(|| SandboxError::NotFound(id.into()))?;
+        let same = r.access_token.len() == token.len()
+            && r.access_token.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if !same {
+            return Err(SandboxError::BadToken);
+        }
+        Ok(tenant)
+    }
+
+    /// One sample of a running sandbox's resource use.
+    pub async fn usage(&self, tenant: &str, id: &str) -> Result<crate::engine::Usage, SandboxError> {
+        let r = self.get(tenant, id).await?;
+        let h = r.handle().ok_or_else(|| SandboxError::NotRunning { id: id.into(), state: r.state.as_str() })?;
+        if r.state == SandboxState::Ended {
+            return Err(SandboxError::NotRunning { id: id.into(), state: "ended" });
+        }
+        Ok(self.backend.io(&h)?.usage(&h).await?)
+    }
+
+    /// Watches a directory; its changes are kept for [`Sandboxes::watch_events`]
+    /// and sent to followers of [`Sandboxes::follow_watch`].
+    pub async fn watch(&self, tenant: &str, id: &str, path: &str, recursive: bool) -> Result<u64, SandboxError> {
+        let (_, link) = self.running(tenant, id).await?;
+        match link.call(Request::Watch { path: path.into(), recursive }, &[]).await? {
+            (Reply::Watching { wid }, _) => {
+                link.watching(wid);
+                Ok(wid)
+            }
+            (reply, _) => Err(refused(reply)),
+        }
+    }
+
+    /// The changes seen since the last call.
+    pub async fn watch_events(&self, tenant: &str, id: &str, wid: u64) -> Result<Vec<WatchEvent>, SandboxError> {
+        let (_, link) = self.running(tenant, id).await?;
+        link.take_changes(wid).ok_or_else(|| SandboxError::Invalid(format!("no watcher {wid}")))
+    }
+
+    /// The changes as they come.
+    pub async fn follow_watch(
+        &self,
+        tenant: &str,
+        id: &str,
+        wid: u64,
+    ) -> Result<tokio::sync::broadcast::Receiver<Vec<WatchEvent>>, SandboxError> {
+        let (_, link) = self.running(tenant, id).await?;
+        link.follow_changes(wid).ok_or_else(|| SandboxError::Invalid(format!("no watcher {wid}")))
+    }
+
+    pub async fn unwatch(&self, tenant: &str, id: &str, wid: u64) -> Result<(), SandboxError> {
+        let (_, link) = self.running(tenant, id).await?;
+        link.forget_watch(wid);
+        match link.call(Request::Unwatch { wid }, &[]).await? {
+            (Reply::Done, _) => Ok(()),
+            (reply, _) => Err(refused(reply)),
+        }
+    }
+
+    /// A file's bytes as they come from the sandbox, at most `max_file_bytes`.
+    pub async fn read_stream(
+        &self,
+        tenant: &str,
+        id: &str,
+        path: &str,
+    ) -> Result<futures_util::stream::BoxStream<'static, Result<bytes::Bytes, SandboxError>>, SandboxError> {
+        let (_, link) = self.running(tenant, id).await?;
+        let (_, mut replies) = link.send(Request::ReadFile { path: path.into() }, &[]).await?;
+        // The first reply says whether the file opened.
+        let first = replies.recv().await;
+        let max = self.config.max_file_bytes;
+        let first = match first {
+            Some((Reply::Chunk, data)) => Some(data),
+            Some((Reply::Done, _)) => None,
+            Some((reply, _)) => return Err(refused(reply)),
+            None => return Err(LinkDown("the link closed during a read".into()).into()),
+        };
+        let done = first.is_none();
+        let start = futures_util::stream::iter(first.map(|d| Ok(bytes::Bytes::from(d))));
+        let rest = futures_util::stream::unfold((replies, done, 0u64), move |(mut replies, done, seen)| async move {
+            if done {
+                return None;
+            }
+            match replies.recv().await {
+                Some((Reply::Chunk, data)) => {
+                    let seen = seen + data.len() as u64;
+                    if seen > max.bytes() {
+                        let e = SandboxError::Invalid(format!("the file is larger than the bound of {max}"));
+                        return Some((Err(e), (replies, true, seen)));
+                    }
+                    Some((Ok(bytes::Bytes::from(data)), (replies, false, seen)))
+                }
+                Some((Reply::Done, _)) => None,
+                Some((reply, _)) => Some((Err(refused(reply)), (replies, true, seen))),
+                None => Some((Err(LinkDown("the link closed during a read".into()).into()), (replies, true, seen))),
+            }
+        });
+        Ok(start.chain(rest).boxed())
+    }
+
+    /// Writes a file from bytes as they come; nothing is in place unless
+    /// all of it arrived and was written (a broken body aborts the write).
+    pub async fn write_stream<E: std::fmt::Display>(
+        &self,
+        tenant: &str,
+        id: &str,
+        path: &str,
+        mut body: futures_util::stream::BoxStream<'_, Result<bytes::Bytes, E>>,
+    ) -> Result<Entry, SandboxError> {
+        let (_, link) = self.running(tenant, id).await?;
+        let (rid, mut replies) = link.send(Request::WriteFile { path: path.into() }, &[]).await?;
+        let max = self.config.max_file_bytes.bytes();
+        let mut written = 0u64;
+        while let Some(chunk) = body.next().await {
+            let failed = match chunk {
+                Ok(data) => {
+                    written += data.len() as u64;
+                    if written > max {
+                        Some(format!("the file is larger than the bound of {}", self.config.max_file_bytes))
+                    } else {
+                        link.send_as(rid, Request::WriteChunk, &data).await?;
+                        None
+                    }
+                }
+                Err(e) => Some(format!("the upload broke off: {e}")),
+            };
+            if let Some(why) = failed {
+                link.send_as(rid, Request::WriteAbort, &[]).await?;
+                let _ = replies.recv().await;
+                return Err(SandboxError::Invalid(why));
+            }
+        }
+        link.send_as(rid, Request::WriteEnd, &[]).await?;
+        match replies.recv().await {
+            Some((Reply::Entry { entry }, _)) => Ok(entry),
+            Some((reply, _)) => Err(refused(reply)),
+            None => Err(LinkDown("the link closed during a write".into()).into()),
+        }
+    }
+
+    /// Opens a tunnel to a port the sandbox's processes listen on (its
+    /// loopback): bytes written go to it, what it answers comes back.
+    pub async fn tunnel(&self, tenant: &str, id: &str, port: u16) -> Result<Tunnel, SandboxError> {
+        if port == 0 {
+            return Err(SandboxError::Invalid("port: 1 to 65535".into()));
+        }
+        let (_, link) = self.running(tenant, id).await?;
+        match link.dial(port).await {
+            Ok((rid, answers)) => Ok(Tunnel { writer: TunnelWriter { link, rid }, answers }),
+            Err((reply, _)) => Err(refused(reply)),
+        }
+    }
+
     /// Where a sandbox's container is, for the reaper and the tests.
     pub fn handle_of(&self, r: &SandboxRecord) -> Option<Handle> {
         r.handle()
+    }
+}
+
+/// An open tunnel to a port in a sandbox.
+pub struct Tunnel {
+    writer: TunnelWriter,
+    /// What the port's socket gives, to its end.
+    pub answers: tokio::sync::mpsc::Receiver<link::TunnelItem>,
+}
+
+impl Tunnel {
+    /// Splits the tunnel into its writing half and what it answers.
+    pub fn split(self) -> (TunnelWriter, tokio::sync::mpsc::Receiver<link::TunnelItem>) {
+        (self.writer, self.answers)
+    }
+}
+
+/// The writing half of a tunnel. Once its reader is dropped, the next
+/// bytes the port sends end the tunnel in the sandbox.
+pub struct TunnelWriter {
+    link: Arc<Link>,
+    rid: u64,
+}
+
+impl TunnelWriter {
+    /// Sends bytes to the port, in pieces small enough to keep the
+    /// sandbox's stream moving.
+    pub async fn send(&self, data: &[u8]) -> Result<(), SandboxError> {
+        for piece in data.chunks(32 * 1024) {
+            self.link.send_as(self.rid, Request::TunnelData, piece).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the write half (the port sees end-of-file); the answer still comes.
+    pub async fn close(self) {
+        self.link.hang_up(self.rid).await;
     }
 }
 

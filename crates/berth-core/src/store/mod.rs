@@ -217,6 +217,24 @@ impl Store {
     }
 
     /// A record of `kind` and `tenant`; another tenant's is as absent as a missing one.
+    /// An object of `kind` by an id unique over all tenants (one berth
+    /// made), with its tenant.
+    pub fn find_object<T: for<'de> Deserialize<'de>>(
+        &self,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<(String, T)>, StoreError> {
+        let row: Option<(String, String)> = self
+            .conn()
+            .query_row(
+                "SELECT tenant, record FROM objects WHERE id = ?1 AND kind = ?2 LIMIT 1",
+                params![id, kind],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(t, j)| serde_json::from_str(&j).map(|r| (t, r))).transpose()?)
+    }
+
     pub fn get_object<T: for<'de> Deserialize<'de>>(
         &self,
         kind: &str,

@@ -35,7 +35,7 @@ impl Sandbox {
         let mut child = Command::new(binary)
             .env("HOME", home.path())
             .env("SANDBOX_COLOUR", "teal")
-            .env("BERTH_SECRET", "not for children")
+            .env("BERTH_SANDBOXD_SECRET", "not for children")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
