@@ -6,12 +6,14 @@
 #      the real-engine tier fails, never skips, when the daemon is unreachable;
 #   3. the hermetic tier again with DOCKER_HOST pointing at nothing, over the
 #      committed recordings and over a fresh recording made just now (freshness);
-#   4. the benchmark binaries in quick mode, so they keep working (numbers in
+#   4. the e2b SDK tier (scripts/e2b-sdk.sh): the real e2b Python SDK, unchanged,
+#      against berth serve --dialect e2b on the real engine;
+#   5. the benchmark binaries in quick mode, so they keep working (numbers in
 #      README.md come from full runs: cargo bench -p engine-api --bench engine,
 #      cargo bench -p berth --bench orchestration, cargo bench -p berth --bench pools);
-#   5. schemathesis against the native API's OpenAPI on the oci-dry-run backend
+#   6. schemathesis against the native API's OpenAPI on the oci-dry-run backend
 #      (BERTH_API_FUZZ_SECONDS, default 60): no 5xx, no crash;
-#   6. every fuzz target for a bounded time (BERTH_FUZZ_SECONDS, default 30).
+#   7. every fuzz target for a bounded time (BERTH_FUZZ_SECONDS, default 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +61,10 @@ if ! diff <(cd fixtures && find . -name '*.json' | sort) <(cd "$fresh" && find .
   exit 1
 fi
 BERTH_FIXTURES_DIR=$fresh hermetic
+
+step "the e2b SDK tier: e2b==2.63.0 from PyPI drives berth serve --dialect e2b"
+cargo build --bin berth
+bash scripts/e2b-sdk.sh
 
 step "benchmarks (quick mode)"
 BERTH_BENCH_QUICK=1 cargo bench -p engine-api --bench engine

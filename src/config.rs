@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use berth_api::dialects::e2b::Listeners as E2bListeners;
 use berth_api::dialects::{parse_dialect_flag, Dialect, SeedEnv};
 use berth_core::agents::PortRange;
 use berth_core::lifetime::recovery::Orphans;
@@ -42,12 +43,21 @@ impl FromStr for BackendChoice {
 }
 
 /// A dialect in the file: `lais = true` (its seed's port on loopback) or
-/// `lais = "0.0.0.0:8000"`.
+/// `lais = "0.0.0.0:8000"`; E2B's two listeners as
+/// `[dialects.e2b]` with `api` and `envd`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum DialectEntry {
     On(bool),
     At(String),
+    Listeners { api: Option<String>, envd: Option<String> },
+}
+
+/// The name of the E2B dialect, which listens twice.
+pub const E2B: &str = "e2b";
+
+fn address(what: &str, text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|e| format!("{what}: {text:?} is not an address ({e})"))
 }
 
 /// Warm pools in the file: `pools = false`, or a `[pools]` table sizing
@@ -164,6 +174,8 @@ pub struct ServeConfig {
     pub backend: BackendChoice,
     pub tokens: BTreeMap<String, String>,
     pub dialects: BTreeMap<Dialect, SocketAddr>,
+    /// The E2B dialect's control plane and in-sandbox API, when served.
+    pub e2b: Option<E2bListeners>,
     pub bind_roots: Vec<PathBuf>,
     pub ports: PortRange,
     pub max_runs: usize,
@@ -192,17 +204,45 @@ impl ServeConfig {
             }
         }
         let mut dialects = BTreeMap::new();
+        let mut e2b = None;
         for (name, entry) in file.dialects {
+            if name == E2B {
+                e2b = match entry {
+                    DialectEntry::On(false) => None,
+                    DialectEntry::On(true) => Some(E2bListeners::default()),
+                    DialectEntry::Listeners { api, envd } => {
+                        let default = E2bListeners::default();
+                        Some(E2bListeners {
+                            api: api.map(|a| address("dialects.e2b.api", &a)).transpose()?.unwrap_or(default.api),
+                            envd: envd.map(|a| address("dialects.e2b.envd", &a)).transpose()?.unwrap_or(default.envd),
+                        })
+                    }
+                    DialectEntry::At(_) => {
+                        return Err("e2b listens twice: [dialects.e2b] with api = \"ADDR\" and envd = \"ADDR\"".into())
+                    }
+                };
+                continue;
+            }
             let flag = match entry {
                 DialectEntry::On(false) => continue,
                 DialectEntry::On(true) => name,
                 DialectEntry::At(addr) => format!("{name}={addr}"),
+                DialectEntry::Listeners { .. } => {
+                    return Err(format!("dialect {name}: give an address or true, not api and envd"))
+                }
             };
             let (d, addr) = parse_dialect_flag(&flag)?;
             dialects.insert(d, addr);
         }
         let from_vars = vars.get("BERTH_DIALECTS").map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>());
         for flag in from_vars.unwrap_or_default().iter().chain(&flags.dialects).filter(|f| !f.trim().is_empty()) {
+            if flag.trim() == E2B {
+                e2b = e2b.or(Some(E2bListeners::default()));
+                continue;
+            }
+            if flag.trim().starts_with("e2b=") {
+                return Err("e2b listens twice: move it with [dialects.e2b] api and envd in the file".into());
+            }
             let (d, addr) = parse_dialect_flag(flag.trim())?;
             dialects.insert(d, addr);
         }
@@ -229,6 +269,7 @@ impl ServeConfig {
             backend: flags.backend.or(file.backend).unwrap_or_default(),
             tokens,
             dialects,
+            e2b,
             bind_roots,
             ports: PortRange { first, last },
             max_runs: file.max_runs.unwrap_or(32).max(1),
@@ -249,7 +290,10 @@ impl ServeConfig {
     /// Refuses a listener off loopback without tokens, and two listeners on one address.
     fn check(&self) -> Result<(), String> {
         let mut seen = BTreeMap::from([(self.listen, "the native API".to_owned())]);
-        for (d, addr) in &self.dialects {
+        let e2b = self.e2b.iter().flat_map(|l| [(l.api, "e2b's control plane"), (l.envd, "e2b's envd")]);
+        let named = self.dialects.iter().map(|(d, a)| (*a, d.name())).chain(e2b);
+        for (addr, d) in named.collect::<Vec<_>>().iter() {
+            let (d, addr) = (d, addr);
             if addr.port() != 0 {
                 if let Some(other) = seen.insert(*addr, format!("dialect {d}")) {
                     return Err(format!("dialect {d} and {other} would both listen on {addr}"));
@@ -257,7 +301,8 @@ impl ServeConfig {
             }
         }
         if self.tokens.is_empty() {
-            let all = std::iter::once(self.listen).chain(self.dialects.values().copied());
+            let e2b = self.e2b.iter().flat_map(|l| [l.api, l.envd]);
+            let all = std::iter::once(self.listen).chain(self.dialects.values().copied()).chain(e2b);
             if let Some(public) = all.into_iter().find(|a| !a.ip().is_loopback()) {
                 return Err(format!(
                     "refusing to listen on {public} without tokens: configure [tokens] (or BERTH_TOKENS), or listen on loopback"

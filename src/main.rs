@@ -260,6 +260,18 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
         eprintln!("berth: dialect {dialect} listening on http://{}", listener.local_addr()?);
         servers.push((listener, dialect.router(state.clone(), seeds.clone())));
     }
+    if let Some(e2b) = config.e2b {
+        for (what, addr, router) in [
+            ("control plane", e2b.api, berth_api::dialects::e2b::api_router(state.clone())),
+            ("envd", e2b.envd, berth_api::dialects::e2b::envd_router(state.clone())),
+        ] {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("dialect e2b ({what}): cannot listen on {addr}"))?;
+            eprintln!("berth: dialect e2b {what} listening on http://{}", listener.local_addr()?);
+            servers.push((listener, router));
+        }
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for (listener, router) in servers {

@@ -135,6 +135,7 @@ async fn health_readiness_and_the_openapi_document_cover_every_route() {
         "/v1/sandboxes/{id}/fs/move",
         "/v1/sandboxes/{id}/fs/stat",
         "/v1/sandboxes/{id}/pause",
+        "/v1/sandboxes/{id}/ports/{port}/{path}",
         "/v1/sandboxes/{id}/processes",
         "/v1/sandboxes/{id}/processes/{pid}/close-stdin",
         "/v1/sandboxes/{id}/processes/{pid}/output",
@@ -149,7 +150,14 @@ async fn health_readiness_and_the_openapi_document_cover_every_route() {
     assert_eq!(paths, served);
     // …and every documented path is served (the fallback answers "no such route").
     for path in served {
-        let (_, body, _) = call(&s, "GET", &path.replace("{id}", "x").replace("{pid}", "1"), None, None).await;
+        let (_, body, _) = call(
+            &s,
+            "GET",
+            &path.replace("{id}", "x").replace("{pid}", "1").replace("{port}", "8000").replace("{path}", "x"),
+            None,
+            None,
+        )
+        .await;
         assert_ne!(body["error"]["message"], "no such route", "{path}");
     }
 }

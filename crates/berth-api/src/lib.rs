@@ -8,3 +8,4 @@
 
 pub mod dialects;
 pub mod native;
+pub mod proxy;

@@ -10,6 +10,7 @@
 
 pub mod coderunner;
 pub mod cortex;
+pub mod e2b;
 pub mod lais;
 pub mod spawner;
 pub mod warder;

@@ -175,6 +175,7 @@ pub fn limits(memory: Option<&str>, cpu: Option<f64>) -> Result<(Option<ByteSize
         sandboxes::list_dir,
         sandboxes::make_dir,
         sandboxes::move_path,
+        sandboxes::port_path,
         sessions::create_session,
         sessions::list_sessions,
         sessions::get_session,

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,35 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sandboxes/{id}/fs/list", get(list_dir))
         .route("/v1/sandboxes/{id}/fs/mkdir", post(make_dir))
         .route("/v1/sandboxes/{id}/fs/move", post(move_path))
+        .route("/v1/sandboxes/{id}/ports/{port}", any(port_root))
+        .route("/v1/sandboxes/{id}/ports/{port}/{*path}", any(port_path))
+}
+
+/// HTTP to a port a sandbox's process listens on, for the sandbox's tenant.
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/ports/{port}/{path}",
+    params(("id" = String, Path), ("port" = u16, Path), ("path" = String, Path)),
+    responses((status = 200, description = "what the sandbox's server answers (any method)"),
+              (status = 404, body = ErrorBody), (status = 502, description = "nothing listens there")))]
+pub async fn port_path(
+    State(s): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path((id, port, path)): Path<(String, u16, String)>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    s.core.sandbox(&tenant, &id).await?;
+    let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    Ok(crate::proxy::forward(&s.core, &tenant, &id, port, &format!("/{path}{query}"), request).await)
+}
+
+pub async fn port_root(
+    State(s): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path((id, port)): Path<(String, u16)>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    s.core.sandbox(&tenant, &id).await?;
+    let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    Ok(crate::proxy::forward(&s.core, &tenant, &id, port, &format!("/{query}"), request).await)
 }
 
 /// A sandbox to make.
