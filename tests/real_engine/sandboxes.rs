@@ -190,6 +190,66 @@ async fn a_sandbox_whose_container_the_engine_lost_ends_with_that_reason() {
 }
 
 #[tokio::test]
+async fn a_sandbox_left_by_a_berth_that_stopped_is_reaped_by_the_next_one_and_reads_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_at = dir.path().join("berth.db");
+    let mut options = Options::default();
+    options.sandboxes.helper = Some(sandbox_helper());
+    let open = |options: Options| {
+        let store = Arc::new(Store::open(&store_at).unwrap());
+        Core::new(Context::new(engine(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock)), options)
+    };
+    let first = open(options.clone());
+    let mut short = base("sbx-t8");
+    short.timeout = Some(Duration::from_secs(1));
+    let sbx = first.create_sandbox(short).await.unwrap();
+    let h = sbx.handle().unwrap();
+    drop(first);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let next = open(options);
+    let reaped = next.reap().await.unwrap();
+    assert!(reaped.contains(&sbx.container_name), "{reaped:?}");
+    assert!(engine().inspect(&h).await.is_err(), "its container is gone");
+    let seen = next.sandbox("sbx-t8", &sbx.id).await.unwrap();
+    assert_eq!((seen.state, seen.ended), (SandboxState::Ended, Some(EndReason::Expired)));
+}
+
+#[tokio::test]
+async fn a_running_sandbox_is_attached_again_by_a_new_berth_with_its_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_at = dir.path().join("berth.db");
+    let mut options = Options::default();
+    options.sandboxes.helper = Some(sandbox_helper());
+    let open = |options: Options| {
+        let store = Arc::new(Store::open(&store_at).unwrap());
+        Core::new(Context::new(engine(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock)), options)
+    };
+    let first = open(options.clone());
+    let sbx = first.create_sandbox(base("sbx-t9")).await.unwrap();
+    let mut cat = shell("cat");
+    cat.stdin = true;
+    let pid = first.start_process("sbx-t9", &sbx.id, cat).await.unwrap();
+    drop(first);
+
+    let next = open(options);
+    assert!(next.processes("sbx-t9", &sbx.id).await.unwrap().iter().any(|p| p.pid == pid));
+    let mut following = next.follow_process("sbx-t9", &sbx.id, pid).await.unwrap();
+    next.process_input("sbx-t9", &sbx.id, pid, b"after the restart\n").await.unwrap();
+    let echoed = tokio::time::timeout(A_WHILE, async {
+        loop {
+            if let Ok(ProcessEvent::Output { data, .. }) = following.later.recv().await {
+                return data;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(&echoed[..], b"after the restart\n");
+    next.kill_sandbox("sbx-t9", &sbx.id).await.unwrap();
+}
+
+#[tokio::test]
 async fn the_native_api_makes_runs_in_and_kills_a_sandbox() {
     let state = berth_api::native::AppState::new(
         core(),

@@ -17,7 +17,9 @@ pub struct Template {
     pub env: BTreeMap<String, String>,
     pub memory: ByteSize,
     pub cpu: CpuLimit,
-    /// The size of the home's tmpfs (the sandbox's writable space).
+    /// The size of the home's tmpfs (the sandbox's writable space). A
+    /// tmpfs is memory: what is written there counts toward `memory`, so a
+    /// template's memory stays above its disk and tmp together.
     pub disk: ByteSize,
     /// The size of `/tmp`.
     pub tmp: ByteSize,
@@ -32,7 +34,7 @@ impl Template {
             user: "1000:1000".into(),
             home: "/home/user".into(),
             env: BTreeMap::new(),
-            memory: ByteSize::mib(512),
+            memory: ByteSize::mib(1024),
             cpu: CpuLimit(1_000_000_000),
             disk: ByteSize::mib(512),
             tmp: ByteSize::mib(64),
