@@ -216,7 +216,6 @@ impl Store {
         Ok(Inserted::Done)
     }
 
-    /// A record of `kind` and `tenant`; another tenant's is as absent as a missing one.
     /// An object of `kind` by an id unique over all tenants (one berth
     /// made), with its tenant.
     pub fn find_object<T: for<'de> Deserialize<'de>>(
@@ -235,6 +234,7 @@ impl Store {
         Ok(row.map(|(t, j)| serde_json::from_str(&j).map(|r| (t, r))).transpose()?)
     }
 
+    /// A record of `kind` and `tenant`; another tenant's is as absent as a missing one.
     pub fn get_object<T: for<'de> Deserialize<'de>>(
         &self,
         kind: &str,
