@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -26,9 +26,6 @@ use berth_core::sandboxes::link::ProcessEvent;
 use berth_core::sandboxes::SandboxRequest;
 use berth_core::sandboxes::{Entry, EntryType, Process, PtySize, Spawn, StreamName};
 
-/// The largest file body a request may carry (the core bounds it again).
-const MAX_FILE_BODY: usize = 100 * 1024 * 1024;
-
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/sandboxes", post(create_sandbox).get(list_sandboxes))
@@ -43,10 +40,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sandboxes/{id}/processes/{pid}/close-stdin", post(close_stdin))
         .route("/v1/sandboxes/{id}/processes/{pid}/signal", post(signal_process))
         .route("/v1/sandboxes/{id}/processes/{pid}/resize", post(resize_process))
-        .route(
-            "/v1/sandboxes/{id}/files",
-            get(read_file).put(write_file).delete(remove_path).layer(DefaultBodyLimit::max(MAX_FILE_BODY)),
-        )
+        // A file's body is streamed to the sandbox; the core bounds its size.
+        .route("/v1/sandboxes/{id}/files", get(read_file).put(write_file).delete(remove_path))
         .route("/v1/sandboxes/{id}/fs/stat", get(stat_path))
         .route("/v1/sandboxes/{id}/fs/list", get(list_dir))
         .route("/v1/sandboxes/{id}/fs/mkdir", post(make_dir))
@@ -409,46 +404,23 @@ pub async fn process_output(
     let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::choose(q.format.as_deref(), accept).map_err(ApiError::bad_request)?;
     let following = s.core.follow_process(&tenant, &id, pid).await?;
+    // The exit ends the events; it is the follow's last event.
     let exit: Arc<Mutex<Option<FollowEvent>>> = Arc::new(Mutex::new(None));
-    let mut earlier: Vec<FollowEvent> = Vec::new();
-    for e in following.earlier {
-        if let ProcessEvent::Output { stream, data } = e {
-            earlier.push(log_event(stream, &data));
-        }
-    }
-    let done = following.exited.map(|e| match e {
-        ProcessEvent::Exited { code, signal } => exit_event(code, signal),
-        ProcessEvent::Output { .. } => FollowEvent::Error { message: "an exit that is output".into() },
-    });
-    let later = match &done {
-        Some(end) => {
-            *exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(end.clone());
-            futures_util::stream::empty().boxed()
-        }
-        None => {
-            let seen = exit.clone();
-            futures_util::stream::unfold(Some(following.later), move |rx| {
-                let seen = seen.clone();
-                async move {
-                    let mut rx = rx?;
-                    match rx.recv().await {
-                        Ok(ProcessEvent::Output { stream, data }) => Some((log_event(stream, &data), Some(rx))),
-                        Ok(ProcessEvent::Exited { code, signal }) => {
-                            *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(exit_event(code, signal));
-                            None
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            let message = format!("{n} pieces of output were lost to a slow reader");
-                            Some((FollowEvent::Error { message }, None))
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
-                    }
+    let seen = exit.clone();
+    let events = following
+        .into_stream()
+        .filter_map(move |event| {
+            let seen = seen.clone();
+            std::future::ready(match event {
+                Ok(ProcessEvent::Output { stream, data }) => Some(log_event(stream, &data)),
+                Ok(ProcessEvent::Exited { code, signal }) => {
+                    *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(exit_event(code, signal));
+                    None
                 }
+                Err(lost) => Some(FollowEvent::Error { message: lost.to_string() }),
             })
-            .boxed()
-        }
-    };
-    let events = futures_util::stream::iter(earlier).chain(later).boxed();
+        })
+        .boxed();
     let end = Box::pin(async move {
         exit.lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -563,7 +535,7 @@ impl From<Entry> for EntryView {
     }
 }
 
-/// A whole file's bytes.
+/// A file's bytes, streamed as the sandbox gives them.
 #[utoipa::path(get, path = "/v1/sandboxes/{id}/files", params(("id" = String, Path), PathQuery),
     responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = ErrorBody)))]
 pub async fn read_file(
@@ -572,12 +544,15 @@ pub async fn read_file(
     Path(id): Path<String>,
     Query(q): Query<PathQuery>,
 ) -> Result<Response, ApiError> {
-    let data = s.core.read_file(&tenant, &id, &q.path).await?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
+    let pieces = s.core.read_file_stream(&tenant, &id, &q.path).await?;
+    let body =
+        axum::body::Body::from_stream(pieces.map(|piece| piece.map_err(|e| std::io::Error::other(e.to_string()))));
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
-/// Writes a whole file (its parents made); nothing is in place unless all
-/// of it was written. A file that does not fit the sandbox's space is a 507.
+/// Writes a file from the body as it comes (its parents made); nothing is
+/// in place unless all of it was written. A file that does not fit the
+/// sandbox's space is a 507; one over the server's file bound is a 400.
 #[utoipa::path(put, path = "/v1/sandboxes/{id}/files", params(("id" = String, Path), PathQuery),
     request_body(content = String, content_type = "application/octet-stream"),
     responses((status = 200, body = EntryView), (status = 400, body = ErrorBody), (status = 507, body = ErrorBody)))]
@@ -586,9 +561,10 @@ pub async fn write_file(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
     Query(q): Query<PathQuery>,
-    data: Bytes,
+    body: axum::body::Body,
 ) -> Result<Json<EntryView>, ApiError> {
-    Ok(Json(s.core.write_file(&tenant, &id, &q.path, &data).await?.into()))
+    let pieces = body.into_data_stream().boxed();
+    Ok(Json(s.core.write_file_stream(&tenant, &id, &q.path, pieces).await?.into()))
 }
 
 /// Removes a file, or a directory with what it holds.

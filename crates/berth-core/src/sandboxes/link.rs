@@ -15,6 +15,7 @@ use berth_sandbox_wire::{
     encode, Decoder, Event, FromSandbox, Reply, Request, StreamName, ToSandbox, WatchEvent, MAX_DATA,
 };
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{broadcast, mpsc};
@@ -77,6 +78,39 @@ pub struct Following {
     /// The exit, when it came before the follower.
     pub exited: Option<ProcessEvent>,
     pub later: broadcast::Receiver<ProcessEvent>,
+}
+
+/// Why a follower missed part of a process's events.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FollowLost {
+    /// It read too slowly: pieces of output went by (the follow goes on).
+    #[error("{0} pieces of output were lost to a slow reader")]
+    Lagged(u64),
+    /// The sandbox's helper went away before the process's exit (the end).
+    #[error("the sandbox's helper went away before the process ended")]
+    LinkClosed,
+}
+
+impl Following {
+    /// The process's events in order: what is still kept of its output,
+    /// what comes, and last its exit. A slow reader is told what it missed
+    /// and goes on; a link that closes ends the stream.
+    pub fn into_stream(self) -> BoxStream<'static, Result<ProcessEvent, FollowLost>> {
+        let earlier = futures_util::stream::iter(self.earlier.into_iter().map(Ok));
+        if let Some(exit) = self.exited {
+            return earlier.chain(futures_util::stream::once(async { Ok(exit) })).boxed();
+        }
+        let later = futures_util::stream::unfold(Some(self.later), |rx| async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Ok(e @ ProcessEvent::Output { .. }) => Some((Ok(e), Some(rx))),
+                Ok(e @ ProcessEvent::Exited { .. }) => Some((Ok(e), None)),
+                Err(broadcast::error::RecvError::Lagged(n)) => Some((Err(FollowLost::Lagged(n)), Some(rx))),
+                Err(broadcast::error::RecvError::Closed) => Some((Err(FollowLost::LinkClosed), None)),
+            }
+        });
+        earlier.chain(later).boxed()
+    }
 }
 
 #[derive(Default)]

@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use self::link::{Link, LinkDown, ProcessEvent};
 pub use self::template::Template;
 use crate::context::Context;
-use crate::engine::{Engine, EngineError, GoneIsDone, Handle};
+use crate::engine::{Engine, EngineError, GoneIsDone};
 use crate::model::ids::{Clock, IdSource};
 use crate::model::sandbox::{EndReason, SandboxRecord, SandboxState};
 use crate::model::units::ByteSize;
@@ -300,8 +300,7 @@ impl Sandboxes {
     /// A sandbox, its state checked against the engine: one whose
     /// container is gone has ended, expired or lost by the engine.
     pub async fn get(&self, tenant: &str, id: &str) -> Result<SandboxRecord, SandboxError> {
-        let mut r: SandboxRecord =
-            self.store.get_object(KIND, tenant, id)?.ok_or_else(|| SandboxError::NotFound(id.into()))?;
+        let mut r = self.stored(tenant, id)?;
         if r.state == SandboxState::Ended {
             return Ok(r);
         }
@@ -320,6 +319,11 @@ impl Sandboxes {
             }
         }
         Ok(r)
+    }
+
+    /// A sandbox as the store has it, unchecked against the engine.
+    fn stored(&self, tenant: &str, id: &str) -> Result<SandboxRecord, SandboxError> {
+        self.store.get_object(KIND, tenant, id)?.ok_or_else(|| SandboxError::NotFound(id.into()))
     }
 
     fn reason_gone(&self, r: &SandboxRecord) -> EndReason {
@@ -343,21 +347,26 @@ impl Sandboxes {
         Ok(())
     }
 
-    /// A running sandbox and its link (attached again after a restart of berth).
-    async fn running(&self, tenant: &str, id: &str) -> Result<(SandboxRecord, Arc<Link>), SandboxError> {
+    /// The link to a running sandbox's helper. A live link and a stored
+    /// `running` state are enough (the link goes down when the container
+    /// ends); without one the engine is asked and the helper attached again
+    /// (after a restart of berth).
+    async fn running(&self, tenant: &str, id: &str) -> Result<Arc<Link>, SandboxError> {
+        if self.stored(tenant, id)?.state == SandboxState::Running {
+            let existing = self.links.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+            if let Some(link) = existing.filter(|l| !l.is_down()) {
+                return Ok(link);
+            }
+        }
         let r = self.get(tenant, id).await?;
         if r.state != SandboxState::Running {
             return Err(SandboxError::NotRunning { id: id.into(), state: r.state.as_str() });
-        }
-        let existing = self.links.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
-        if let Some(link) = existing.filter(|l| !l.is_down()) {
-            return Ok((r, link));
         }
         let h = r.handle().ok_or_else(|| SandboxError::NotRunning { id: id.into(), state: "starting" })?;
         let link = Link::start(self.backend.io(&h)?.attach(&h).await?);
         hello(&link).await?;
         self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(id.into(), link.clone());
-        Ok((r, link))
+        Ok(link)
     }
 
     /// Removes a sandbox; its record stays, ended as killed.
@@ -439,32 +448,12 @@ impl Sandboxes {
         if spawn.argv.is_empty() {
             return Err(SandboxError::Invalid("a process needs a command".into()));
         }
-        let (_, link) = self.running(tenant, id).await?;
-        match link.call(Request::Spawn(spawn), &[]).await? {
-            (Reply::Spawned { pid }, _) => {
-                link.track(pid);
-                Ok(pid)
-            }
-            (reply, _) => Err(refused(reply)),
-        }
+        start_on(&*self.running(tenant, id).await?, spawn).await
     }
 
     /// A process's output as it comes (from what is still kept of it) and its exit.
     pub async fn follow(&self, tenant: &str, id: &str, pid: u32) -> Result<link::Following, SandboxError> {
-        let (_, link) = self.running(tenant, id).await?;
-        if let Some(following) = link.follow(pid) {
-            return Ok(following);
-        }
-        // A process from before berth attached again is followed from now.
-        let running = match link.call(Request::Processes, &[]).await? {
-            (Reply::Processes { processes }, _) => processes.iter().any(|p| p.pid == pid),
-            (reply, _) => return Err(refused(reply)),
-        };
-        if !running {
-            return Err(SandboxError::NoProcess(pid));
-        }
-        link.track(pid);
-        link.follow(pid).ok_or_else(|| SandboxError::NotRunning { id: id.into(), state: "detached" })
+        follow_on(&*self.running(tenant, id).await?, pid).await
     }
 
     /// Runs a command to its end, within `timeout` (then it is killed).
@@ -475,43 +464,23 @@ impl Sandboxes {
         spawn: Spawn,
         timeout: Duration,
     ) -> Result<CommandOutput, SandboxError> {
-        let pid = self.spawn(tenant, id, spawn).await?;
-        let (_, link) = self.running(tenant, id).await?;
-        let following = self.follow(tenant, id, pid).await?;
-        let cap = self.config.output_cap;
-        let mut out =
-            CommandOutput { pid, exit_code: None, signal: None, stdout: String::new(), stderr: String::new() };
-        let take = |event: ProcessEvent, out: &mut CommandOutput| match event {
-            ProcessEvent::Output { stream, data } => {
-                let text = match stream {
-                    berth_sandbox_wire::StreamName::Stderr => &mut out.stderr,
-                    _ => &mut out.stdout,
-                };
-                if text.len() < cap {
-                    text.push_str(&String::from_utf8_lossy(&data[..data.len().min(cap - text.len())]));
-                }
-                false
-            }
-            ProcessEvent::Exited { code, signal } => {
-                out.exit_code = code;
-                out.signal = signal;
-                true
-            }
-        };
-        let mut ended = false;
-        for e in following.earlier {
-            ended |= take(e, &mut out);
+        if spawn.argv.is_empty() {
+            return Err(SandboxError::Invalid("a process needs a command".into()));
         }
-        if let Some(e) = following.exited {
-            ended |= take(e, &mut out);
-        }
-        let mut later = following.later;
+        let link = self.running(tenant, id).await?;
+        let pid = start_on(&link, spawn).await?;
+        let mut events = follow_on(&link, pid).await?.into_stream();
+        let mut kept = crate::output::CappedStreams::new(self.config.output_cap);
+        let mut end = (None, None);
         let waited = tokio::time::timeout(timeout, async {
-            while !ended {
-                match later.recv().await {
-                    Ok(e) => ended |= take(e, &mut out),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(ProcessEvent::Output { stream: StreamName::Stderr, data }) => kept.stderr.push(&data),
+                    Ok(ProcessEvent::Output { data, .. }) => kept.stdout.push(&data),
+                    Ok(ProcessEvent::Exited { code, signal }) => end = (code, signal),
+                    // Output missed by a slow read is gone; the exit still comes.
+                    Err(link::FollowLost::Lagged(_)) => {}
+                    Err(link::FollowLost::LinkClosed) => break,
                 }
             }
         })
@@ -520,7 +489,13 @@ impl Sandboxes {
             let _ = link.call(Request::Signal { pid, signal: 9 }, &[]).await;
             return Err(SandboxError::Invalid(format!("the command ran past its timeout of {} s", timeout.as_secs())));
         }
-        Ok(out)
+        Ok(CommandOutput {
+            pid,
+            exit_code: end.0,
+            signal: end.1,
+            stdout: kept.stdout.into_text(),
+            stderr: kept.stderr.into_text(),
+        })
     }
 
     /// Sends bytes to a process's stdin (or terminal).
@@ -548,7 +523,7 @@ impl Sandboxes {
 
     /// The processes still running in a sandbox.
     pub async fn processes(&self, tenant: &str, id: &str) -> Result<Vec<berth_sandbox_wire::Process>, SandboxError> {
-        let (_, link) = self.running(tenant, id).await?;
+        let link = self.running(tenant, id).await?;
         match link.call(Request::Processes, &[]).await? {
             (Reply::Processes { processes }, _) => Ok(processes),
             (reply, _) => Err(refused(reply)),
@@ -556,7 +531,7 @@ impl Sandboxes {
     }
 
     async fn simple(&self, tenant: &str, id: &str, request: Request, data: &[u8]) -> Result<(), SandboxError> {
-        let (_, link) = self.running(tenant, id).await?;
+        let link = self.running(tenant, id).await?;
         match link.call(request, data).await? {
             (Reply::Done, _) => Ok(()),
             (reply, _) => Err(refused(reply)),
@@ -564,7 +539,7 @@ impl Sandboxes {
     }
 
     async fn entry(&self, tenant: &str, id: &str, request: Request) -> Result<Entry, SandboxError> {
-        let (_, link) = self.running(tenant, id).await?;
+        let link = self.running(tenant, id).await?;
         match link.call(request, &[]).await? {
             (Reply::Entry { entry }, _) => Ok(entry),
             (reply, _) => Err(refused(reply)),
@@ -573,48 +548,20 @@ impl Sandboxes {
 
     /// A whole file, at most `max_file_bytes`.
     pub async fn read_file(&self, tenant: &str, id: &str, path: &str) -> Result<Vec<u8>, SandboxError> {
-        let (_, link) = self.running(tenant, id).await?;
-        let (_, mut replies) = link.send(Request::ReadFile { path: path.into() }, &[]).await?;
+        let mut pieces = self.read_stream(tenant, id, path).await?;
         let mut out = Vec::new();
-        let max = self.config.max_file_bytes.bytes() as usize;
-        loop {
-            match replies.recv().await {
-                Some((Reply::Chunk, data)) => {
-                    if out.len() + data.len() > max {
-                        return Err(SandboxError::Invalid(format!(
-                            "{path} is larger than the bound of {}",
-                            self.config.max_file_bytes
-                        )));
-                    }
-                    out.extend_from_slice(&data);
-                }
-                Some((Reply::Done, _)) => return Ok(out),
-                Some((reply, _)) => return Err(refused(reply)),
-                None => return Err(LinkDown("the link closed during a read".into()).into()),
-            }
+        while let Some(piece) = pieces.next().await {
+            out.extend_from_slice(&piece?);
         }
+        Ok(out)
     }
 
     /// Writes a whole file (its parents made); nothing is in place unless
     /// all of it was written.
     pub async fn write_file(&self, tenant: &str, id: &str, path: &str, data: &[u8]) -> Result<Entry, SandboxError> {
-        if data.len() as u64 > self.config.max_file_bytes.bytes() {
-            return Err(SandboxError::Invalid(format!(
-                "the file is larger than the bound of {}",
-                self.config.max_file_bytes
-            )));
-        }
-        let (_, link) = self.running(tenant, id).await?;
-        let (rid, mut replies) = link.send(Request::WriteFile { path: path.into() }, &[]).await?;
-        if !data.is_empty() {
-            link.send_as(rid, Request::WriteChunk, data).await?;
-        }
-        link.send_as(rid, Request::WriteEnd, &[]).await?;
-        match replies.recv().await {
-            Some((Reply::Entry { entry }, _)) => Ok(entry),
-            Some((reply, _)) => Err(refused(reply)),
-            None => Err(LinkDown("the link closed during a write".into()).into()),
-        }
+        let whole = bytes::Bytes::copy_from_slice(data);
+        let body = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(whole) });
+        self.write_stream(tenant, id, path, body.boxed()).await
     }
 
     pub async fn stat(&self, tenant: &str, id: &str, path: &str) -> Result<Entry, SandboxError> {
@@ -625,7 +572,7 @@ impl Sandboxes {
         if depth == 0 || depth > 16 {
             return Err(SandboxError::Invalid("depth: 1 to 16".into()));
         }
-        let (_, link) = self.running(tenant, id).await?;
+        let link = self.running(tenant, id).await?;
         let (_, mut replies) = link.send(Request::ListDir { path: path.into(), depth }, &[]).await?;
         let mut all = Vec::new();
         loop {
@@ -680,7 +627,7 @@ impl Sandboxes {
     /// Watches a directory; its changes are kept for [`Sandboxes::watch_events`]
     /// and sent to followers of [`Sandboxes::follow_watch`].
     pub async fn watch(&self, tenant: &str, id: &str, path: &str, recursive: bool) -> Result<u64, SandboxError> {
-        let (_, link) = self.running(tenant, id).await?;
+        let link = self.running(tenant, id).await?;
         match link.call(Request::Watch { path: path.into(), recursive }, &[]).await? {
             (Reply::Watching { wid }, _) => {
                 link.watching(wid);
@@ -692,7 +639,7 @@ impl Sandboxes {
 
     /// The changes seen since the last call.
     pub async fn watch_events(&self, tenant: &str, id: &str, wid: u64) -> Result<Vec<WatchEvent>, SandboxError> {
-        let (_, link) = self.running(tenant, id).await?;
+        let link = self.running(tenant, id).await?;
         link.take_changes(wid).ok_or_else(|| SandboxError::Invalid(format!("no watcher {wid}")))
     }
 
@@ -703,12 +650,12 @@ impl Sandboxes {
         id: &str,
         wid: u64,
     ) -> Result<tokio::sync::broadcast::Receiver<Vec<WatchEvent>>, SandboxError> {
-        let (_, link) = self.running(tenant, id).await?;
+        let link = self.running(tenant, id).await?;
         link.follow_changes(wid).ok_or_else(|| SandboxError::Invalid(format!("no watcher {wid}")))
     }
 
     pub async fn unwatch(&self, tenant: &str, id: &str, wid: u64) -> Result<(), SandboxError> {
-        let (_, link) = self.running(tenant, id).await?;
+        let link = self.running(tenant, id).await?;
         link.forget_watch(wid);
         match link.call(Request::Unwatch { wid }, &[]).await? {
             (Reply::Done, _) => Ok(()),
@@ -723,7 +670,7 @@ impl Sandboxes {
         id: &str,
         path: &str,
     ) -> Result<futures_util::stream::BoxStream<'static, Result<bytes::Bytes, SandboxError>>, SandboxError> {
-        let (_, link) = self.running(tenant, id).await?;
+        let link = self.running(tenant, id).await?;
         let (_, mut replies) = link.send(Request::ReadFile { path: path.into() }, &[]).await?;
         // The first reply says whether the file opened.
         let first = replies.recv().await;
@@ -735,8 +682,14 @@ impl Sandboxes {
             None => return Err(LinkDown("the link closed during a read".into()).into()),
         };
         let done = first.is_none();
+        // Every piece counts toward the bound, the first included.
+        let seen = first.as_ref().map_or(0, |d| d.len() as u64);
+        if seen > max.bytes() {
+            return Err(SandboxError::Invalid(format!("{path} is larger than the bound of {max}")));
+        }
         let start = futures_util::stream::iter(first.map(|d| Ok(bytes::Bytes::from(d))));
-        let rest = futures_util::stream::unfold((replies, done, 0u64), move |(mut replies, done, seen)| async move {
+        let state = (replies, done, seen, path.to_owned());
+        let rest = futures_util::stream::unfold(state, move |(mut replies, done, seen, path)| async move {
             if done {
                 return None;
             }
@@ -744,14 +697,17 @@ impl Sandboxes {
                 Some((Reply::Chunk, data)) => {
                     let seen = seen + data.len() as u64;
                     if seen > max.bytes() {
-                        let e = SandboxError::Invalid(format!("the file is larger than the bound of {max}"));
-                        return Some((Err(e), (replies, true, seen)));
+                        let e = SandboxError::Invalid(format!("{path} is larger than the bound of {max}"));
+                        return Some((Err(e), (replies, true, seen, path)));
                     }
-                    Some((Ok(bytes::Bytes::from(data)), (replies, false, seen)))
+                    Some((Ok(bytes::Bytes::from(data)), (replies, false, seen, path)))
                 }
                 Some((Reply::Done, _)) => None,
-                Some((reply, _)) => Some((Err(refused(reply)), (replies, true, seen))),
-                None => Some((Err(LinkDown("the link closed during a read".into()).into()), (replies, true, seen))),
+                Some((reply, _)) => Some((Err(refused(reply)), (replies, true, seen, path))),
+                None => {
+                    let e = LinkDown("the link closed during a read".into()).into();
+                    Some((Err(e), (replies, true, seen, path)))
+                }
             }
         });
         Ok(start.chain(rest).boxed())
@@ -766,7 +722,7 @@ impl Sandboxes {
         path: &str,
         mut body: futures_util::stream::BoxStream<'_, Result<bytes::Bytes, E>>,
     ) -> Result<Entry, SandboxError> {
-        let (_, link) = self.running(tenant, id).await?;
+        let link = self.running(tenant, id).await?;
         let (rid, mut replies) = link.send(Request::WriteFile { path: path.into() }, &[]).await?;
         let max = self.config.max_file_bytes.bytes();
         let mut written = 0u64;
@@ -803,16 +759,11 @@ impl Sandboxes {
         if port == 0 {
             return Err(SandboxError::Invalid("port: 1 to 65535".into()));
         }
-        let (_, link) = self.running(tenant, id).await?;
+        let link = self.running(tenant, id).await?;
         match link.dial(port).await {
             Ok((rid, answers)) => Ok(Tunnel { writer: TunnelWriter { link, rid }, answers }),
             Err((reply, _)) => Err(refused(reply)),
         }
-    }
-
-    /// Where a sandbox's container is, for the reaper and the tests.
-    pub fn handle_of(&self, r: &SandboxRecord) -> Option<Handle> {
-        r.handle()
     }
 }
 
@@ -851,6 +802,34 @@ impl TunnelWriter {
     pub async fn close(self) {
         self.link.hang_up(self.rid).await;
     }
+}
+
+/// Starts a process through a link; its output is kept from the start.
+async fn start_on(link: &Link, spawn: Spawn) -> Result<u32, SandboxError> {
+    match link.call(Request::Spawn(spawn), &[]).await? {
+        (Reply::Spawned { pid }, _) => {
+            link.track(pid);
+            Ok(pid)
+        }
+        (reply, _) => Err(refused(reply)),
+    }
+}
+
+/// Follows a process through a link; one from before berth attached
+/// again is followed from now.
+async fn follow_on(link: &Link, pid: u32) -> Result<link::Following, SandboxError> {
+    if let Some(following) = link.follow(pid) {
+        return Ok(following);
+    }
+    let running = match link.call(Request::Processes, &[]).await? {
+        (Reply::Processes { processes }, _) => processes.iter().any(|p| p.pid == pid),
+        (reply, _) => return Err(refused(reply)),
+    };
+    if !running {
+        return Err(SandboxError::NoProcess(pid));
+    }
+    link.track(pid);
+    link.follow(pid).ok_or(SandboxError::NoProcess(pid))
 }
 
 async fn hello(link: &Link) -> Result<(), SandboxError> {

@@ -22,7 +22,7 @@ use super::connect::{end_of_stream, envelope, ConnectError, Envelope, Envelopes,
 use super::wire::{self, b64, decode};
 use super::{E2bError, ENVD_PORT};
 use crate::native::AppState;
-use berth_core::sandboxes::link::{Following, ProcessEvent};
+use berth_core::sandboxes::link::{FollowLost, Following, ProcessEvent};
 use berth_core::sandboxes::{PtySize, Spawn, StreamName};
 
 /// The largest unary or stream-opening message read.
@@ -338,35 +338,25 @@ fn end_envelopes(code: Option<i32>, signal: Option<i32>) -> Vec<u8> {
 /// A process's events as envd streams them: its start, what is kept of
 /// its output, what comes, keep-alives while it is quiet, its end.
 fn process_stream(pid: u32, following: Following, keepalive: Duration) -> BoxStream<'static, Vec<u8>> {
-    let mut first = vec![envelope(&json!({ "event": { "start": { "pid": pid } } }))];
-    for e in following.earlier {
-        if let ProcessEvent::Output { stream, data } = e {
-            first.push(data_event(stream, &data));
-        }
-    }
-    if let Some(ProcessEvent::Exited { code, signal }) = following.exited {
-        first.push(end_envelopes(code, signal));
-        return futures_util::stream::iter(first).boxed();
-    }
-    let later = futures_util::stream::unfold(Some(following.later), move |rx| async move {
-        let mut rx = rx?;
+    let start = futures_util::stream::once(async move { envelope(&json!({ "event": { "start": { "pid": pid } } })) });
+    let rest = futures_util::stream::unfold(Some(following.into_stream()), move |events| async move {
+        let mut events = events?;
         tokio::select! {
-            event = rx.recv() => match event {
-                Ok(ProcessEvent::Output { stream, data }) => Some((data_event(stream, &data), Some(rx))),
-                Ok(ProcessEvent::Exited { code, signal }) => Some((end_envelopes(code, signal), None)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let e = ConnectError::new("data_loss", format!("{n} pieces of output were lost to a slow reader"));
-                    Some((end_of_stream(Some(&e)), None))
+            next = events.next() => match next {
+                Some(Ok(ProcessEvent::Output { stream, data })) => Some((data_event(stream, &data), Some(events))),
+                Some(Ok(ProcessEvent::Exited { code, signal })) => Some((end_envelopes(code, signal), None)),
+                Some(Err(lost @ FollowLost::Lagged(_))) => {
+                    Some((end_of_stream(Some(&ConnectError::new("data_loss", lost.to_string()))), None))
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                Some(Err(FollowLost::LinkClosed)) | None => {
                     let e = ConnectError::new("unavailable", "the sandbox's helper went away");
                     Some((end_of_stream(Some(&e)), None))
                 }
             },
-            _ = tokio::time::sleep(keepalive) => Some((envelope(&json!({ "event": { "keepalive": {} } })), Some(rx))),
+            _ = tokio::time::sleep(keepalive) => Some((envelope(&json!({ "event": { "keepalive": {} } })), Some(events))),
         }
     });
-    futures_util::stream::iter(first).chain(later).boxed()
+    start.chain(rest).boxed()
 }
 
 async fn list(s: &AppState, o: &Opened) -> Result<Value, ConnectError> {
