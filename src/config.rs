@@ -292,10 +292,9 @@ impl ServeConfig {
         let mut seen = BTreeMap::from([(self.listen, "the native API".to_owned())]);
         let e2b = self.e2b.iter().flat_map(|l| [(l.api, "e2b's control plane"), (l.envd, "e2b's envd")]);
         let named = self.dialects.iter().map(|(d, a)| (*a, d.name())).chain(e2b);
-        for (addr, d) in named.collect::<Vec<_>>().iter() {
-            let (d, addr) = (d, addr);
+        for (addr, d) in named {
             if addr.port() != 0 {
-                if let Some(other) = seen.insert(*addr, format!("dialect {d}")) {
+                if let Some(other) = seen.insert(addr, format!("dialect {d}")) {
                     return Err(format!("dialect {d} and {other} would both listen on {addr}"));
                 }
             }
@@ -350,6 +349,28 @@ mod tests {
             (Dialect::Spawner, "127.0.0.1:7435".parse().unwrap()),
         ]);
         assert_eq!(c.dialects, expected);
+    }
+
+    #[test]
+    fn e2b_listens_twice_where_the_file_says_and_a_bare_flag_keeps_that() {
+        let file =
+            FileConfig::parse("[dialects.e2b]\napi = \"127.0.0.1:13000\"\nenvd = \"127.0.0.1:14998\"\n").unwrap();
+        let flags = Flags { dialects: vec!["e2b".into()], ..Default::default() };
+        let c = ServeConfig::resolve(file, &vars(&[]), flags).unwrap();
+        let e2b = c.e2b.expect("e2b is served");
+        assert_eq!((e2b.api, e2b.envd), ("127.0.0.1:13000".parse().unwrap(), "127.0.0.1:14998".parse().unwrap()));
+
+        let flags = Flags { dialects: vec!["e2b".into()], ..Default::default() };
+        let c = ServeConfig::resolve(FileConfig::default(), &vars(&[]), flags).unwrap();
+        assert_eq!(c.e2b, Some(E2bListeners::default()));
+
+        let flags = Flags { dialects: vec!["e2b=127.0.0.1:1".into()], ..Default::default() };
+        assert!(ServeConfig::resolve(FileConfig::default(), &vars(&[]), flags).unwrap_err().contains("[dialects.e2b]"));
+        let one_address = FileConfig::parse("[dialects]\ne2b = \"127.0.0.1:1\"\n").unwrap();
+        assert!(ServeConfig::resolve(one_address, &vars(&[]), Flags::default()).is_err());
+        let same = FileConfig::parse("[dialects.e2b]\napi = \"127.0.0.1:8787\"\n").unwrap();
+        let e = ServeConfig::resolve(same, &vars(&[]), Flags::default()).unwrap_err();
+        assert!(e.contains("both listen on 127.0.0.1:8787"), "{e}");
     }
 
     #[test]

@@ -456,6 +456,12 @@ async fn filesystem_rpc(
         Ok(m) => m,
         Err(e) => return answer_error(enveloped, e),
     };
+    if method == "WatchDir" {
+        return match watch_dir(&s, &o, &headers, &message).await {
+            Ok(envelopes) => streamed(envelopes),
+            Err(e) => stream_error(e),
+        };
+    }
     let (t, id) = (o.tenant.as_str(), o.id.as_str());
     let fail = |e: berth_core::Error| connect_error(id, e);
     let result: Result<Value, ConnectError> = async {
@@ -499,17 +505,10 @@ async fn filesystem_rpc(
                 s.core.unwatch(t, id, r.wid()?).await.map_err(fail)?;
                 Ok(json!({}))
             }
-            "WatchDir" => Err(ConnectError::new("internal", "answered as a stream")),
             other => Err(ConnectError::new("unimplemented", format!("filesystem.Filesystem/{other} is not served"))),
         }
     }
     .await;
-    if method == "WatchDir" {
-        return match watch_dir(&s, &o, &headers, &message).await {
-            Ok(envelopes) => streamed(envelopes),
-            Err(e) => stream_error(e),
-        };
-    }
     unary(result)
 }
 

@@ -100,17 +100,15 @@ pub struct SendSignalRequest {
 impl SendSignalRequest {
     /// The signal's number: SIGKILL and SIGTERM, by name or number.
     pub fn number(&self) -> Result<i32, ConnectError> {
-        match &self.signal {
-            Some(Value::String(s)) if s == "SIGNAL_SIGKILL" => Ok(9),
-            Some(Value::String(s)) if s == "SIGNAL_SIGTERM" => Ok(15),
-            Some(Value::Number(n)) if n.as_i64() == Some(9) || n.as_i64() == Some(15) => {
-                Ok(n.as_i64().unwrap_or(9) as i32)
-            }
-            other => Err(ConnectError::new(
-                "invalid_argument",
-                format!("signal {other:?}: SIGNAL_SIGKILL or SIGNAL_SIGTERM"),
-            )),
-        }
+        let number = match &self.signal {
+            Some(Value::String(s)) if s == "SIGNAL_SIGKILL" => Some(9),
+            Some(Value::String(s)) if s == "SIGNAL_SIGTERM" => Some(15),
+            Some(Value::Number(n)) => n.as_i64().filter(|n| *n == 9 || *n == 15).map(|n| n as i32),
+            _ => None,
+        };
+        number.ok_or_else(|| {
+            ConnectError::new("invalid_argument", format!("signal {:?}: SIGNAL_SIGKILL or SIGNAL_SIGTERM", self.signal))
+        })
     }
 }
 
