@@ -87,21 +87,10 @@ async fn a_python_memory_hog_is_oom_killed() {
 async fn an_agent_is_created_on_start_exec_stopped_restarted_and_removed() {
     let f = flow("agent_lifecycle");
     let def = AgentDefinition {
-        id: "fx-agent".into(),
-        tenant: "tenant-a".into(),
-        session: None,
-        image: "busybox:1.35".into(),
         cmd: Some(vec!["sh".into(), "-c".into(), "echo up; exec sleep 600".into()]),
-        code_dir: None,
-        worktree: None,
         env: [("ROLE".to_owned(), "fixture".to_owned())].into(),
-        network: None,
         ports: vec![8080],
-        memory: None,
-        cpu: None,
-        expires_at: None,
-        labels: Default::default(),
-        name: None,
+        ..AgentDefinition::new("tenant-a", "fx-agent", "busybox:1.35")
     };
     f.agents.define(def).unwrap();
     let started = f.agents.start("tenant-a", "fx-agent").await.unwrap();

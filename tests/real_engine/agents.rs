@@ -28,21 +28,11 @@ fn setup(root: &std::path::Path, ports: PortRange) -> (Agents, Arc<DockerBackend
 
 fn definition(id: &str, tenant: &str, code_dir: &std::path::Path) -> AgentDefinition {
     AgentDefinition {
-        id: id.into(),
-        tenant: tenant.into(),
-        session: None,
-        image: "busybox:1.35".into(),
         cmd: Some(vec!["sh".into(), "/app/agent/main.sh".into()]),
         code_dir: Some(code_dir.display().to_string()),
-        worktree: None,
         env: BTreeMap::from([("GREETING".into(), "hello".into())]),
-        network: None,
         ports: vec![8080],
-        memory: None,
-        cpu: None,
-        expires_at: None,
-        labels: BTreeMap::new(),
-        name: None,
+        ..AgentDefinition::new(tenant, id, "busybox:1.35")
     }
 }
 

@@ -68,6 +68,30 @@ pub struct AgentDefinition {
     pub name: Option<String>,
 }
 
+impl AgentDefinition {
+    /// An agent of `tenant` named `id` that runs `image` as it is, with
+    /// nothing else set (no code, ports, limits, expiry or network).
+    pub fn new(tenant: impl Into<String>, id: impl Into<String>, image: impl Into<String>) -> Self {
+        AgentDefinition {
+            id: id.into(),
+            tenant: tenant.into(),
+            session: None,
+            image: image.into(),
+            cmd: None,
+            code_dir: None,
+            worktree: None,
+            env: BTreeMap::new(),
+            network: None,
+            ports: vec![],
+            memory: None,
+            cpu: None,
+            expires_at: None,
+            labels: BTreeMap::new(),
+            name: None,
+        }
+    }
+}
+
 /// An agent with what berth made of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentRecord {
@@ -399,23 +423,7 @@ mod tests {
     }
 
     fn def(tenant: &str, id: &str) -> AgentDefinition {
-        AgentDefinition {
-            id: id.into(),
-            tenant: tenant.into(),
-            session: None,
-            image: "agent:1".into(),
-            cmd: Some(vec!["serve".into()]),
-            code_dir: None,
-            worktree: None,
-            env: BTreeMap::new(),
-            network: None,
-            ports: vec![],
-            memory: None,
-            cpu: None,
-            expires_at: None,
-            labels: BTreeMap::new(),
-            name: None,
-        }
+        AgentDefinition { cmd: Some(vec!["serve".into()]), ..AgentDefinition::new(tenant, id, "agent:1") }
     }
 
     fn with_ports(mut d: AgentDefinition, ports: &[u16]) -> AgentDefinition {

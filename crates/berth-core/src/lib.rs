@@ -945,23 +945,7 @@ mod tests {
     }
 
     fn agent(id: &str) -> AgentDefinition {
-        AgentDefinition {
-            id: id.into(),
-            tenant: "t1".into(),
-            session: None,
-            image: "agent:1".into(),
-            cmd: None,
-            code_dir: None,
-            worktree: None,
-            env: BTreeMap::new(),
-            network: None,
-            ports: vec![],
-            memory: None,
-            cpu: None,
-            expires_at: None,
-            labels: BTreeMap::new(),
-            name: None,
-        }
+        AgentDefinition::new("t1", id, "agent:1")
     }
 
     #[tokio::test]

@@ -8,27 +8,9 @@ pub mod api;
 /// helpers are in `fake`).
 pub use berth_core::engine::fake::{self, FakeEngine};
 
-use std::collections::BTreeMap;
-
 use berth_core::agents::AgentDefinition;
 
 /// A busybox agent of tenant `t1` that sleeps, with nothing else set.
 pub fn sleeping_agent(id: &str) -> AgentDefinition {
-    AgentDefinition {
-        id: id.into(),
-        tenant: "t1".into(),
-        session: None,
-        image: "busybox:1.35".into(),
-        cmd: Some(vec!["sleep".into(), "600".into()]),
-        code_dir: None,
-        worktree: None,
-        env: BTreeMap::new(),
-        network: None,
-        ports: vec![],
-        memory: None,
-        cpu: None,
-        expires_at: None,
-        labels: BTreeMap::new(),
-        name: None,
-    }
+    AgentDefinition { cmd: Some(vec!["sleep".into(), "600".into()]), ..AgentDefinition::new("t1", id, "busybox:1.35") }
 }
