@@ -19,14 +19,26 @@ use serde_json::json;
 use test_support::api::{engine, sandbox_helper, send};
 
 fn core() -> Arc<Core> {
+    Arc::new(core_with(with_helper()))
+}
+
+fn with_helper() -> Options {
     let mut options = Options::default();
     options.sandboxes.helper = Some(sandbox_helper());
-    Arc::new(core_with(options))
+    options
+}
+
+fn core_on(store: Arc<Store>, options: Options) -> Core {
+    Core::new(Context::new(engine(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock)), options)
 }
 
 fn core_with(options: Options) -> Core {
-    let store = Arc::new(Store::in_memory().unwrap());
-    Core::new(Context::new(engine(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock)), options)
+    core_on(Arc::new(Store::in_memory().unwrap()), options)
+}
+
+/// A berth over the store at `path`, as one started again would be.
+fn berth_at(path: &std::path::Path) -> Core {
+    core_on(Arc::new(Store::open(path).unwrap()), with_helper())
 }
 
 fn base(tenant: &str) -> SandboxRequest {
@@ -165,8 +177,7 @@ async fn a_paused_sandbox_refuses_commands_and_resumes_with_its_process_and_file
 async fn a_write_past_the_sandbox_space_is_refused_and_leaves_no_file() {
     let mut small = base("sbx-t5");
     small.template = "small".into();
-    let mut options = Options::default();
-    options.sandboxes.helper = Some(sandbox_helper());
+    let mut options = with_helper();
     let mut template = berth_core::sandboxes::Template::base();
     template.disk = berth_core::model::units::ByteSize::mib(1);
     options.sandboxes.templates.insert("small".into(), template);
@@ -193,13 +204,7 @@ async fn a_sandbox_whose_container_the_engine_lost_ends_with_that_reason() {
 async fn a_sandbox_left_by_a_berth_that_stopped_is_reaped_by_the_next_one_and_reads_expired() {
     let dir = tempfile::tempdir().unwrap();
     let store_at = dir.path().join("berth.db");
-    let mut options = Options::default();
-    options.sandboxes.helper = Some(sandbox_helper());
-    let open = |options: Options| {
-        let store = Arc::new(Store::open(&store_at).unwrap());
-        Core::new(Context::new(engine(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock)), options)
-    };
-    let first = open(options.clone());
+    let first = berth_at(&store_at);
     let mut short = base("sbx-t8");
     short.timeout = Some(Duration::from_secs(1));
     let sbx = first.create_sandbox(short).await.unwrap();
@@ -207,7 +212,7 @@ async fn a_sandbox_left_by_a_berth_that_stopped_is_reaped_by_the_next_one_and_re
     drop(first);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let next = open(options);
+    let next = berth_at(&store_at);
     let reaped = next.reap().await.unwrap();
     assert!(reaped.contains(&sbx.container_name), "{reaped:?}");
     assert!(engine().inspect(&h).await.is_err(), "its container is gone");
@@ -219,20 +224,14 @@ async fn a_sandbox_left_by_a_berth_that_stopped_is_reaped_by_the_next_one_and_re
 async fn a_running_sandbox_is_attached_again_by_a_new_berth_with_its_processes() {
     let dir = tempfile::tempdir().unwrap();
     let store_at = dir.path().join("berth.db");
-    let mut options = Options::default();
-    options.sandboxes.helper = Some(sandbox_helper());
-    let open = |options: Options| {
-        let store = Arc::new(Store::open(&store_at).unwrap());
-        Core::new(Context::new(engine(), Policy::default(), store, Arc::new(RandomIds), Arc::new(SystemClock)), options)
-    };
-    let first = open(options.clone());
+    let first = berth_at(&store_at);
     let sbx = first.create_sandbox(base("sbx-t9")).await.unwrap();
     let mut cat = shell("cat");
     cat.stdin = true;
     let pid = first.start_process("sbx-t9", &sbx.id, cat).await.unwrap();
     drop(first);
 
-    let next = open(options);
+    let next = berth_at(&store_at);
     assert!(next.processes("sbx-t9", &sbx.id).await.unwrap().iter().any(|p| p.pid == pid));
     let mut following = next.follow_process("sbx-t9", &sbx.id, pid).await.unwrap();
     next.process_input("sbx-t9", &sbx.id, pid, b"after the restart\n").await.unwrap();
