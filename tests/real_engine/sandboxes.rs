@@ -192,6 +192,20 @@ async fn a_write_past_the_sandbox_space_is_refused_and_leaves_no_file() {
 }
 
 #[tokio::test]
+async fn the_per_tenant_cap_counts_live_sandboxes_not_records_the_reaper_left_behind() {
+    let mut options = with_helper();
+    options.sandboxes.max_per_tenant = 1;
+    let core = core_with(options);
+    let first = core.create_sandbox(base("sbx-t10")).await.unwrap();
+    let refused = core.create_sandbox(base("sbx-t10")).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Policy, "{refused}");
+    // Removed behind the core's back, as the reaper does.
+    engine().remove(&first.handle().unwrap(), true).await.unwrap();
+    let second = core.create_sandbox(base("sbx-t10")).await.unwrap();
+    core.kill_sandbox("sbx-t10", &second.id).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_sandbox_whose_container_the_engine_lost_ends_with_that_reason() {
     let core = core();
     let sbx = core.create_sandbox(base("sbx-t6")).await.unwrap();

@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use self::link::{Link, LinkDown, ProcessEvent};
 pub use self::template::Template;
 use crate::context::Context;
-use crate::engine::{Engine, EngineError, GoneIsDone};
+use crate::engine::{Engine, EngineError, GoneIsDone, Phase, Selector};
 use crate::model::ids::{Clock, IdSource};
 use crate::model::sandbox::{EndReason, SandboxRecord, SandboxState};
 use crate::model::units::ByteSize;
@@ -178,7 +178,11 @@ impl Sandboxes {
         }
         let helper = self.config.helper.clone().ok_or(SandboxError::NoHelper)?;
         let timeout = self.timeout(req.timeout)?;
-        let live = self.list(&req.tenant)?.into_iter().filter(|s| s.state != SandboxState::Ended).count();
+        // The engine says which are live: a sandbox the reaper removed is
+        // still `running` in a store nobody has read since.
+        let mine = Selector::all().kind(Kind::Sandbox).tenant(&req.tenant);
+        let live =
+            self.backend.list(&mine).await?.iter().filter(|c| c.phase.is_live() || c.phase == Phase::Created).count();
         if live >= self.config.max_per_tenant {
             return Err(SandboxError::TooMany(self.config.max_per_tenant));
         }
