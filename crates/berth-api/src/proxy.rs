@@ -42,7 +42,7 @@ pub fn unreachable(message: impl Into<String>) -> Response {
 pub async fn forward(core: &Core, tenant: &str, id: &str, port: u16, path: &str, request: Request<Body>) -> Response {
     let tunnel = match core.sandbox_tunnel(tenant, id, port).await {
         Ok(t) => t,
-        Err(e) if e.code() == "no_such_path" => {
+        Err(e) if e.code() == "port_closed" => {
             return unreachable(format!("The sandbox {id} port {port} is not open: {}", e.message()))
         }
         Err(e) => return unreachable(format!("The sandbox {id} was not found or cannot be reached: {}", e.message())),

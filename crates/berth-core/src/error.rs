@@ -200,6 +200,7 @@ impl From<SandboxError> for Error {
             SandboxError::Engine(b) => return Error::from(b.clone()),
             SandboxError::NotFound(_) => (ErrorKind::NotFound, "not_found"),
             SandboxError::NoProcess(_) => (ErrorKind::NotFound, "no_such_process"),
+            SandboxError::PortClosed(_) => (ErrorKind::NotFound, "port_closed"),
             SandboxError::BadToken => (ErrorKind::Unauthorized, "bad_access_token"),
             SandboxError::UnknownTemplate(..) => (ErrorKind::Invalid, "unknown_template"),
             SandboxError::Invalid(_) => (ErrorKind::Invalid, "bad_request"),

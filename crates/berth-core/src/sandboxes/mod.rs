@@ -80,6 +80,8 @@ impl Default for SandboxConfig {
 pub enum SandboxError {
     #[error("no such sandbox: {0}")]
     NotFound(String),
+    #[error("nothing listens on port {0} in the sandbox")]
+    PortClosed(u16),
     #[error("no process {0} in the sandbox")]
     NoProcess(u32),
     #[error("the access token does not open this sandbox")]
@@ -766,6 +768,7 @@ impl Sandboxes {
         let link = self.running(tenant, id).await?;
         match link.dial(port).await {
             Ok((rid, answers)) => Ok(Tunnel { writer: TunnelWriter { link, rid }, answers }),
+            Err((Reply::Error { kind: HelperErrorKind::NotFound, .. }, _)) => Err(SandboxError::PortClosed(port)),
             Err((reply, _)) => Err(refused(reply)),
         }
     }
