@@ -17,7 +17,7 @@ use crate::engine::{Engine, EngineError, GoneIsDone, Selector, WorkloadInfo};
 use crate::model::ids::Clock;
 use crate::policy::ExpiryRefused;
 use crate::spec::{annotations, labels};
-use crate::store::{Store, StoreError};
+use crate::store::{Pruned, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReaperError {
@@ -61,10 +61,11 @@ pub struct Reaper {
     retention: Retention,
 }
 
-/// How long the store keeps what only grows: finished runs' records, and
-/// the audit trail (by count).
+/// How long the store keeps what only grows: finished runs' and ended
+/// sandboxes' records, and the audit trail (by count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
+    /// How long a finished run's or an ended sandbox's record is kept.
     pub runs: Duration,
     pub audit_entries: usize,
 }
@@ -91,8 +92,9 @@ impl Reaper {
         self
     }
 
-    /// Forgets finished runs past their retention and the oldest audit entries.
-    pub fn prune(&self) -> Result<(usize, usize), ReaperError> {
+    /// Forgets finished runs and ended sandboxes past their retention and
+    /// the oldest audit entries.
+    pub fn prune(&self) -> Result<Pruned, ReaperError> {
         let keep = chrono::Duration::from_std(self.retention.runs).unwrap_or(chrono::Duration::MAX);
         let before = self.clock.now().checked_sub_signed(keep).unwrap_or(DateTime::<Utc>::MIN_UTC);
         Ok(self.store.prune(before, self.retention.audit_entries)?)
@@ -173,7 +175,9 @@ impl Reaper {
                     Err(e) => tracing::warn!(%e, "reaper sweep failed"),
                 }
                 match self.prune() {
-                    Ok((runs, audit)) if runs + audit > 0 => tracing::info!(runs, audit, "pruned the store"),
+                    Ok(p) if p != Pruned::default() => {
+                        tracing::info!(runs = p.runs, sandboxes = p.sandboxes, audit = p.audit, "pruned the store")
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(%e, "store pruning failed"),
                 }
@@ -383,7 +387,7 @@ mod tests {
         for i in 0..5 {
             store.note(now(), "t1", "x", &i.to_string(), "ok");
         }
-        assert_eq!(reaper.prune().unwrap(), (0, 3));
+        assert_eq!(reaper.prune().unwrap(), Pruned { runs: 0, sandboxes: 0, audit: 3 });
         let left: Vec<String> = store.audit_trail("t1", 10).unwrap().into_iter().map(|e| e.target).collect();
         assert_eq!(left, ["4", "3"]);
     }

@@ -40,6 +40,14 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
+/// What [`Store::prune`] forgot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    pub runs: usize,
+    pub sandboxes: usize,
+    pub audit: usize,
+}
+
 /// What [`Store::insert_object`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
@@ -339,17 +347,24 @@ impl Store {
     /// Forgets what has grown past its retention: finished runs created
     /// before `runs_before`, and audit entries beyond the newest `audit_keep`.
     /// Returns how many runs and entries went.
-    pub fn prune(&self, runs_before: DateTime<Utc>, audit_keep: usize) -> Result<(usize, usize), StoreError> {
+    /// Forgets finished runs made before `runs_before`, sandboxes that
+    /// ended before it, and all but the newest `audit_keep` audit entries.
+    pub fn prune(&self, runs_before: DateTime<Utc>, audit_keep: usize) -> Result<Pruned, StoreError> {
         let conn = self.conn();
         let runs = conn.execute(
             "DELETE FROM runs WHERE status NOT IN ('pending', 'running') AND created_at < ?1",
+            params![runs_before.to_rfc3339()],
+        )?;
+        let sandboxes = conn.execute(
+            "DELETE FROM objects WHERE kind = 'sandbox' AND json_extract(record, '$.state') = 'ended'
+               AND julianday(json_extract(record, '$.ended_at')) < julianday(?1)",
             params![runs_before.to_rfc3339()],
         )?;
         let audit = conn.execute(
             "DELETE FROM audit WHERE seq <= (SELECT MAX(seq) FROM audit) - ?1",
             params![audit_keep.min(i64::MAX as usize) as i64],
         )?;
-        Ok((runs, audit))
+        Ok(Pruned { runs, sandboxes, audit })
     }
 
     /// The newest `limit` audit entries of `tenant`, newest first.
@@ -407,7 +422,7 @@ mod tests {
     }
 
     #[test]
-    fn pruning_forgets_old_finished_runs_and_the_oldest_audit_entries_only() {
+    fn pruning_forgets_old_finished_runs_old_ended_sandboxes_and_the_oldest_audit_entries_only() {
         use crate::model::run::{RunId, RunRecord, RunStatus};
         let store = Store::in_memory().unwrap();
         let old: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
@@ -431,7 +446,18 @@ mod tests {
             store.note(new, "t", "x", &format!("{i}"), "ok");
         }
         let cutoff: DateTime<Utc> = "2026-02-01T00:00:00Z".parse().unwrap();
-        assert_eq!(store.prune(cutoff, 3).unwrap(), (1, 2));
+        let ended = |id: &str, at: DateTime<Utc>| serde_json::json!({ "id": id, "state": "ended", "ended_at": at });
+        // As chrono writes it: fractional seconds and a Z.
+        let old_ended = old + chrono::Duration::nanoseconds(123_456_789);
+        store.put_object("sbx_old", "sandbox", "t", None, &ended("sbx_old", old_ended)).unwrap();
+        store.put_object("sbx_new", "sandbox", "t", None, &ended("sbx_new", new)).unwrap();
+        let live = serde_json::json!({ "id": "sbx_live", "state": "running", "ended_at": null });
+        store.put_object("sbx_live", "sandbox", "t", None, &live).unwrap();
+        assert_eq!(store.prune(cutoff, 3).unwrap(), Pruned { runs: 1, sandboxes: 1, audit: 2 });
+        let kept: Vec<serde_json::Value> = store.list_objects("sandbox", "t", None).unwrap();
+        let mut kept: Vec<&str> = kept.iter().filter_map(|v| v["id"].as_str()).collect();
+        kept.sort();
+        assert_eq!(kept, vec!["sbx_live", "sbx_new"]);
         let left: Vec<String> = store.list_runs("t", 10).unwrap().into_iter().map(|r| r.id.0).collect();
         assert_eq!(left, vec!["run_new_done", "run_old_running"]);
         let trail: Vec<String> = store.audit_trail("t", 10).unwrap().into_iter().map(|e| e.target).collect();
