@@ -148,6 +148,8 @@ pub struct FileConfig {
     /// Workspace templates by name (`base` is built in).
     #[serde(default)]
     pub templates: BTreeMap<String, berth_core::sandboxes::Template>,
+    /// Spare sandboxes kept ready per template (default: one of `base`).
+    pub spares: Option<BTreeMap<String, usize>>,
 }
 
 impl FileConfig {
@@ -186,10 +188,45 @@ pub struct ServeConfig {
     /// Where the sandbox helper is looked for.
     pub sandbox_helper: Option<PathBuf>,
     pub templates: BTreeMap<String, berth_core::sandboxes::Template>,
+    /// Template → spare sandboxes kept ready.
+    pub spares: BTreeMap<String, usize>,
     pub seeds: SeedEnv,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+
+/// The spare sandboxes: `BERTH_SPARES` (`base=2,web=1`; empty for none)
+/// over the file's `[spares]`, by default one of `base`; each of a known
+/// template, at most [`MAX_SPARES`](berth_core::sandboxes::spares::state::MAX_SPARES).
+fn spares(
+    file: Option<BTreeMap<String, usize>>,
+    var: Option<&String>,
+    templates: &BTreeMap<String, berth_core::sandboxes::Template>,
+) -> Result<BTreeMap<String, usize>, String> {
+    let spares = match var {
+        Some(v) => {
+            let mut out = BTreeMap::new();
+            for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (name, n) =
+                    pair.split_once('=').ok_or_else(|| format!("BERTH_SPARES: {pair:?} is not TEMPLATE=COUNT"))?;
+                let n = n.trim().parse::<usize>().map_err(|e| format!("BERTH_SPARES: {pair:?}: {e}"))?;
+                out.insert(name.trim().to_owned(), n);
+            }
+            out
+        }
+        None => file.unwrap_or_else(|| BTreeMap::from([("base".to_owned(), 1)])),
+    };
+    let max = berth_core::sandboxes::spares::state::MAX_SPARES;
+    for (name, n) in &spares {
+        if name != "base" && !templates.contains_key(name) {
+            return Err(format!("spares: no template {name:?}"));
+        }
+        if *n > max {
+            return Err(format!("spares: {name} = {n} is above the most of {max}"));
+        }
+    }
+    Ok(spares)
+}
 
 impl ServeConfig {
     /// Merges defaults, the file, the variables (`vars`: the process's, or a
@@ -280,6 +317,7 @@ impl ServeConfig {
             },
             pools: PoolsEntry::resolve(file.pools)?,
             sandbox_helper: vars.get("BERTH_SANDBOX_HELPER").map(PathBuf::from).or(file.sandbox_helper),
+            spares: spares(file.spares, vars.get("BERTH_SPARES"), &file.templates)?,
             templates: file.templates,
             seeds: SeedEnv::from_vars(vars)?,
         };
@@ -325,6 +363,31 @@ mod tests {
         let c = ServeConfig::resolve(FileConfig::default(), &vars(&[]), Flags::default()).unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!((c.backend, c.ports, c.dialects.len()), (BackendChoice::Auto, PortRange::default(), 0));
+    }
+
+    #[test]
+    fn one_spare_of_base_is_kept_unless_the_file_or_the_variable_says_otherwise() {
+        let none = FileConfig::default();
+        assert_eq!(ServeConfig::resolve(none, &vars(&[]), Flags::default()).unwrap().spares["base"], 1);
+        let file = || FileConfig::parse("[templates.web]\nimage = \"web:1\"\n[spares]\nbase = 0\nweb = 3\n").unwrap();
+        let c = ServeConfig::resolve(file(), &vars(&[]), Flags::default()).unwrap();
+        assert_eq!(c.spares, BTreeMap::from([("base".to_owned(), 0), ("web".to_owned(), 3)]));
+        let c = ServeConfig::resolve(file(), &vars(&[("BERTH_SPARES", "web=2")]), Flags::default()).unwrap();
+        assert_eq!(c.spares, BTreeMap::from([("web".to_owned(), 2)]));
+        let c = ServeConfig::resolve(file(), &vars(&[("BERTH_SPARES", "")]), Flags::default()).unwrap();
+        assert!(c.spares.is_empty());
+    }
+
+    #[test]
+    fn spares_of_an_unknown_template_too_many_or_misspelt_are_refused() {
+        let resolve = |file: &str, var: Option<&str>| {
+            let vars = vars(&var.map(|v| ("BERTH_SPARES", v)).into_iter().collect::<Vec<_>>());
+            ServeConfig::resolve(FileConfig::parse(file).unwrap(), &vars, Flags::default()).unwrap_err()
+        };
+        assert!(resolve("[spares]\nnope = 1\n", None).contains("no template \"nope\""));
+        assert!(resolve("[spares]\nbase = 17\n", None).contains("above the most of 16"));
+        assert!(resolve("", Some("base")).contains("is not TEMPLATE=COUNT"));
+        assert!(resolve("", Some("base=two")).contains("BERTH_SPARES"));
     }
 
     #[test]

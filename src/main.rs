@@ -175,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
 fn sandbox_config(config: &ServeConfig) -> SandboxConfig {
     let mut sandboxes = SandboxConfig::default();
     sandboxes.templates.extend(config.templates.clone());
+    sandboxes.spares = config.spares.clone();
     let path = config
         .sandbox_helper
         .clone()

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::context::Context;
+use berth_core::engine::Selector;
 use berth_core::model::ids::{RandomIds, SystemClock};
 use berth_core::model::sandbox::{EndReason, SandboxState};
 use berth_core::policy::Policy;
 use berth_core::sandboxes::link::ProcessEvent;
 use berth_core::sandboxes::{SandboxRequest, Spawn};
+use berth_core::spec::labels;
 use berth_core::store::Store;
 use berth_core::{Core, ErrorKind, Options};
 use serde_json::json;
@@ -260,6 +262,81 @@ async fn a_running_sandbox_is_attached_again_by_a_new_berth_with_its_processes()
     .unwrap();
     assert_eq!(&echoed[..], b"after the restart\n");
     next.kill_sandbox("sbx-t9", &sbx.id).await.unwrap();
+}
+
+/// Options keeping one spare of `base`.
+fn with_a_spare() -> Options {
+    let mut options = with_helper();
+    options.sandboxes.spares = BTreeMap::from([("base".to_owned(), 1)]);
+    options
+}
+
+/// The names of the spare containers the berth over `store` made.
+async fn spares_of(store: &Store) -> Vec<String> {
+    let instance = store.instance_id(|| unreachable!("the berth has made its instance")).unwrap();
+    let mine = Selector::managed().has(labels::SPARE).instance(&instance);
+    engine().list(&mine).await.unwrap().into_iter().map(|c| c.name).collect()
+}
+
+#[tokio::test]
+async fn a_sandbox_from_a_spare_has_its_own_env_tenant_and_cap_and_the_spare_is_replaced() {
+    let store = Arc::new(Store::in_memory().unwrap());
+    let mut options = with_a_spare();
+    options.sandboxes.max_per_tenant = 1;
+    let core = core_on(store.clone(), options);
+    core.fill_spares().await;
+    let spare = spares_of(&store).await;
+    assert_eq!(spare.len(), 1, "one spare is ready: {spare:?}");
+
+    let mut req = base("sbx-t11");
+    req.env = BTreeMap::from([("GREETING".to_owned(), "from the request".to_owned())]);
+    let sbx = core.create_sandbox(req).await.unwrap();
+    assert_eq!(sbx.container_name, spare[0], "the sandbox is the spare");
+    assert_eq!(core.spare_stats()[0].hits, 1);
+    let out = core.run_command("sbx-t11", &sbx.id, shell("echo $GREETING; id -u; pwd"), A_WHILE).await.unwrap();
+    assert_eq!(out.stdout, "from the request\n1000\n/home/user\n", "{out:?}");
+    assert_eq!(core.sandbox("sbx-t12", &sbx.id).await.unwrap_err().kind(), ErrorKind::NotFound);
+
+    core.fill_spares().await;
+    let refilled = spares_of(&store).await;
+    assert_eq!(refilled.len(), 2, "a new spare beside the adopted one: {refilled:?}");
+    let refused = core.create_sandbox(base("sbx-t11")).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Policy, "a pooled sandbox counts toward the cap: {refused}");
+    assert_eq!(core.spare_stats()[0].ready, 1, "a refused creation takes no spare");
+
+    core.kill_sandbox("sbx-t11", &sbx.id).await.unwrap();
+    core.shutdown().await;
+    assert!(spares_of(&store).await.is_empty(), "the kill and the shutdown removed both");
+}
+
+#[tokio::test]
+async fn a_restarted_berth_removes_its_idle_spares_and_reaps_an_adopted_one_at_its_sandboxs_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_at = dir.path().join("berth.db");
+    let first = core_on(Arc::new(Store::open(&store_at).unwrap()), with_a_spare());
+    first.fill_spares().await;
+    let mut short = base("sbx-t13");
+    short.timeout = Some(Duration::from_secs(2));
+    let sbx = first.create_sandbox(short).await.unwrap();
+    first.fill_spares().await;
+    drop(first);
+
+    let store = Arc::new(Store::open(&store_at).unwrap());
+    let left = spares_of(&store).await;
+    assert_eq!(left.len(), 2, "{left:?}");
+    let ids: Arc<dyn berth_core::model::ids::IdSource> = Arc::new(RandomIds);
+    let clock: Arc<dyn berth_core::model::ids::Clock> = Arc::new(SystemClock);
+    let report =
+        berth_core::lifetime::recovery::recover(&engine(), &store, &ids, &clock, Default::default()).await.unwrap();
+    let idle: Vec<_> = left.iter().filter(|n| **n != sbx.container_name).cloned().collect();
+    assert_eq!(report.spares_removed, idle, "the idle spare goes, the adopted one stays");
+    assert_eq!(spares_of(&store).await, std::slice::from_ref(&sbx.container_name));
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let next = core_on(store.clone(), with_helper());
+    assert!(next.reap().await.unwrap().contains(&sbx.container_name), "reaped at the sandbox's own expiry");
+    let seen = next.sandbox("sbx-t13", &sbx.id).await.unwrap();
+    assert_eq!((seen.state, seen.ended), (SandboxState::Ended, Some(EndReason::Expired)));
 }
 
 #[tokio::test]

@@ -144,18 +144,19 @@ pub struct EngineHealth {
 }
 
 /// The tasks a serving core runs in the background (the reaper, the warm
-/// pools' upkeep); [`Background::stop`] ends them.
+/// pools' upkeep, the spare sandboxes'); [`Background::stop`] ends them.
 pub struct Background {
     reaping: tokio::task::JoinHandle<()>,
     upkeep: Option<tokio::task::JoinHandle<()>>,
+    spares: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Background {
     /// Ends the background tasks.
     pub fn stop(self) {
         self.reaping.abort();
-        if let Some(upkeep) = self.upkeep {
-            upkeep.abort();
+        for task in [self.upkeep, self.spares].into_iter().flatten() {
+            task.abort();
         }
     }
 }
@@ -227,11 +228,13 @@ impl Core {
 
     /// Starts the reaper (every `reap_every`) and the warm pools' upkeep
     /// (every `upkeep_every`: members replaced before they expire, demand
-    /// pools grown, shrunk and dropped).
+    /// pools grown, shrunk and dropped; spare sandboxes made and replaced,
+    /// then also whenever one is taken).
     pub fn spawn_background(&self, reap_every: Duration, upkeep_every: Duration) -> Background {
         Background {
             reaping: self.reaper.clone().spawn(reap_every),
             upkeep: self.pools.as_ref().map(|p| p.spawn_upkeep(upkeep_every)),
+            spares: self.sandboxes.spawn_spares(upkeep_every),
         }
     }
 
@@ -242,11 +245,12 @@ impl Core {
     }
 
     /// Ends what the core keeps running for later runs: the warm pools'
-    /// members are removed (a pool refills no more afterwards).
+    /// members and the spare sandboxes are removed (none is made afterwards).
     pub async fn shutdown(&self) {
         if let Some(pools) = &self.pools {
             pools.shutdown().await;
         }
+        self.sandboxes.close_spares().await;
     }
 
     // ----- the engine and the core's own state -------------------------
@@ -633,6 +637,18 @@ impl Core {
         let sandboxes = self.sandboxes.clone();
         let task = tokio::spawn(async move { sandboxes.create(req).await });
         Ok(task.await.map_err(|e| Error::internal(format!("the sandbox's task failed: {e}")))??)
+    }
+
+    /// Makes the spare sandboxes that are missing now and replaces those
+    /// about to expire (the background task does so on its own; this is
+    /// for a caller that wants them ready before it goes on).
+    pub async fn fill_spares(&self) {
+        self.sandboxes.tend_spares().await;
+    }
+
+    /// Each template's spare sandboxes, for the operator.
+    pub fn spare_stats(&self) -> Vec<sandboxes::spares::state::SpareStats> {
+        self.sandboxes.spare_stats()
     }
 
     /// A sandbox, its state checked against the engine.

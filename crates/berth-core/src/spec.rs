@@ -47,6 +47,9 @@ pub mod labels {
     pub const INSTANCE: &str = "io.berth.instance";
     /// The warm pool a sandbox was made for (it serves one run, then goes).
     pub const POOL: &str = "io.berth.pool";
+    /// A spare sandbox of a template (its value): made ahead of need, no
+    /// tenant's until a sandbox record adopts it.
+    pub const SPARE: &str = "io.berth.spare";
 }
 
 /// The annotations berth keeps with a workload: values that are not for

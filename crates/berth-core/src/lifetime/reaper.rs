@@ -147,6 +147,13 @@ impl Reaper {
             };
             let renewed = match (c.labels.get(labels::TENANT), c.labels.get(labels::OBJECT)) {
                 (Some(tenant), Some(object)) => self.store.renewal(tenant, object)?,
+                // A spare sandbox has no tenant label: once adopted, its record names the tenant.
+                (None, Some(object)) if c.labels.contains_key(labels::SPARE) => {
+                    match self.store.owner(crate::sandboxes::RECORD_KIND, object)? {
+                        Some(tenant) => self.store.renewal(&tenant, object)?,
+                        None => None,
+                    }
+                }
                 _ => None,
             };
             let expiry = renewed.as_deref().unwrap_or(label);
@@ -294,6 +301,32 @@ mod tests {
         reaper.renew("t1", "a2", later).unwrap();
         assert!(reaper.sweep().await.unwrap().is_empty());
         assert_eq!(names(&fake), ["renewed", "renewed-old-style"]);
+    }
+
+    /// A spare sandbox `object` (no tenant label), idle until `expiry`.
+    async fn spare(fake: &FakeEngine, name: &str, object: &str, expiry: &str) -> Handle {
+        let mut req = ContainerRequest::new(Kind::Sandbox, name, "base:1");
+        req.user = Some("1000:1000".into());
+        let mut spec = Policy::default().admit(req).unwrap();
+        spec.labels.insert(labels::OBJECT.into(), object.into());
+        spec.labels.insert(labels::SPARE.into(), "base".into());
+        spec.annotations.insert(annotations::EXPIRES_AT.into(), expiry.into());
+        let h = fake.create(&spec).await.unwrap();
+        fake.start(&h).await.unwrap();
+        h
+    }
+
+    #[tokio::test]
+    async fn an_adopted_spare_is_kept_by_its_sandboxs_renewal_and_an_idle_one_goes_at_its_expiry() {
+        let (fake, store, _, reaper) = world();
+        spare(&fake, "adopted", "sbx1", PAST).await;
+        spare(&fake, "idle", "sbx2", PAST).await;
+        store.insert_object("sbx1", crate::sandboxes::RECORD_KIND, "t1", None, &"a sandbox", None).unwrap();
+        reaper.renew("t1", "sbx1", FUTURE.parse().unwrap()).unwrap();
+        // A renewal under another tenant's name of the same id does not count.
+        reaper.renew("t2", "sbx2", FUTURE.parse().unwrap()).unwrap();
+        assert_eq!(reaper.sweep().await.unwrap(), ["idle"]);
+        assert_eq!(names(&fake), ["adopted"]);
     }
 
     #[tokio::test]

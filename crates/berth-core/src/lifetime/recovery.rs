@@ -7,6 +7,8 @@
 //! their expiry).
 //! Warm-pool members of this instance are removed: they are made for one
 //! run of a live pool, and the pools start empty with the new process.
+//! So are spare sandboxes of this instance that no sandbox record adopted;
+//! an adopted one is a sandbox like any other.
 //! Agents and relics outlive berth by design and are left as they are.
 
 use std::collections::HashSet;
@@ -53,6 +55,9 @@ pub struct RecoveryReport {
     /// Warm-pool members left by an earlier process of this instance.
     #[serde(default)]
     pub pool_members_removed: Vec<String>,
+    /// Spare sandboxes left by an earlier process of this instance, never adopted.
+    #[serde(default)]
+    pub spares_removed: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +108,17 @@ pub async fn recover(
     for c in backend.list(&pooled).await? {
         backend.remove(&c.handle, true).await.or_gone()?;
         report.pool_members_removed.push(c.name);
+    }
+    let spares = Selector::managed().has(labels::SPARE).instance(&instance);
+    for c in backend.list(&spares).await? {
+        let adopted = match c.labels.get(labels::OBJECT) {
+            Some(id) => store.owner(crate::sandboxes::RECORD_KIND, id)?.is_some(),
+            None => false,
+        };
+        if !adopted {
+            backend.remove(&c.handle, true).await.or_gone()?;
+            report.spares_removed.push(c.name);
+        }
     }
     for kind in [Kind::Tool, Kind::Code] {
         let filter = Selector::managed().kind(kind).instance(&instance);
@@ -205,6 +221,19 @@ mod tests {
         h
     }
 
+    /// A spare sandbox that will be `object`, made by `instance`.
+    async fn spare(fake: &FakeEngine, name: &str, object: &str, instance: &str) -> Handle {
+        let mut req = ContainerRequest::new(Kind::Sandbox, name, "base:1");
+        req.user = Some("1000:1000".into());
+        let mut spec = Policy::default().admit(req).unwrap();
+        spec.labels.insert(labels::SPARE.into(), "base".into());
+        spec.labels.insert(labels::OBJECT.into(), object.into());
+        spec.labels.insert(labels::INSTANCE.into(), instance.into());
+        let h = fake.create(&spec).await.unwrap();
+        fake.start(&h).await.unwrap();
+        h
+    }
+
     fn record(id: &str, status: RunStatus, container: Option<&Handle>, removed: bool) -> RunRecord {
         RunRecord {
             id: RunId(id.into()),
@@ -272,6 +301,18 @@ mod tests {
         assert_eq!(report.runs_failed[0].1, "berth restarted before the run's container was created");
         assert_eq!(w.run("run_1").status, RunStatus::Failed);
         assert!(w.fake.calls_of(Op::Remove).is_empty());
+    }
+
+    #[tokio::test]
+    async fn spares_no_sandbox_adopted_are_removed_and_adopted_ones_and_another_instances_are_kept() {
+        let w = world();
+        spare(&w.fake, "berth-sandbox-1", "sbx1", INSTANCE).await;
+        spare(&w.fake, "berth-sandbox-2", "sbx2", INSTANCE).await;
+        spare(&w.fake, "berth-sandbox-3", "sbx3", "another").await;
+        w.store.insert_object("sbx2", crate::sandboxes::RECORD_KIND, "t1", None, &"a sandbox", None).unwrap();
+        let report = w.recover(Orphans::Remove).await.unwrap();
+        assert_eq!(report.spares_removed, ["berth-sandbox-1"]);
+        assert_eq!(w.names(), ["berth-sandbox-2", "berth-sandbox-3"]);
     }
 
     #[tokio::test]

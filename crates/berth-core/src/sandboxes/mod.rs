@@ -10,6 +10,7 @@
 //! and no network or engine exec is needed afterwards.
 
 pub mod link;
+pub mod spares;
 pub mod template;
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,7 +35,7 @@ use crate::store::{Inserted, Store, StoreError};
 pub use berth_sandbox_wire::{Entry, EntryType, Process, PtySize, Spawn, StreamName, WatchEvent, WatchEventType};
 
 /// The store's kind for sandbox records.
-const KIND: &str = "sandbox";
+pub const RECORD_KIND: &str = "sandbox";
 /// Where the helper lives in every sandbox.
 pub const HELPER_PATH: &str = "/.berth/sandboxd";
 /// How long a new sandbox's helper has to say hello.
@@ -59,6 +60,10 @@ pub struct SandboxConfig {
     pub max_file_bytes: ByteSize,
     /// Output kept of a command run to its end, per stream.
     pub output_cap: usize,
+    /// Template name → spares kept ready (see [`spares`]); none by default.
+    pub spares: BTreeMap<String, usize>,
+    /// How long a spare waits for a sandbox before it is replaced.
+    pub spare_idle: Duration,
 }
 
 impl Default for SandboxConfig {
@@ -72,6 +77,8 @@ impl Default for SandboxConfig {
             max_per_tenant: 20,
             max_file_bytes: ByteSize::mib(100),
             output_cap: 1024 * 1024,
+            spares: BTreeMap::new(),
+            spare_idle: Duration::from_secs(600),
         }
     }
 }
@@ -142,11 +149,24 @@ pub struct Sandboxes {
     clock: Arc<dyn Clock>,
     config: SandboxConfig,
     links: Mutex<HashMap<String, Arc<Link>>>,
+    spares: Mutex<spares::SparePool>,
+    /// Wakes the task that tends the spares (one was taken).
+    spare_wake: tokio::sync::Notify,
 }
 
 impl Sandboxes {
     pub fn new(ctx: &Context, config: SandboxConfig) -> Self {
+        let mut sizes = config.spares.clone();
+        sizes.retain(|name, _| {
+            let known = config.templates.contains_key(name);
+            if !known {
+                tracing::error!(template = %name, "spares of an unknown template are not kept");
+            }
+            known
+        });
         Sandboxes {
+            spares: Mutex::new(spares::SparePool::new(&sizes)),
+            spare_wake: tokio::sync::Notify::new(),
             backend: ctx.engine(Kind::Sandbox),
             policy: ctx.policy.clone(),
             store: ctx.store.clone(),
@@ -162,87 +182,59 @@ impl Sandboxes {
     }
 
     fn save(&self, r: &SandboxRecord) -> Result<(), SandboxError> {
-        Ok(self.store.put_object(&r.id, KIND, &r.tenant, None, r)?)
+        Ok(self.store.put_object(&r.id, RECORD_KIND, &r.tenant, None, r)?)
     }
 
     fn after(&self, d: Duration) -> DateTime<Utc> {
         crate::lifetime::reaper::expiry_after(self.clock.now(), d)
     }
 
-    /// Makes a sandbox, starts its helper and waits for its hello.
+    /// Makes a sandbox, starts its helper and waits for its hello; or,
+    /// when its template has a spare ready and the sandbox needs no
+    /// network, hands it that spare.
     pub async fn create(&self, req: SandboxRequest) -> Result<SandboxRecord, SandboxError> {
-        let template = self.config.templates.get(&req.template).cloned().ok_or_else(|| {
-            let known: Vec<_> = self.config.templates.keys().cloned().collect();
-            SandboxError::UnknownTemplate(req.template.clone(), known.join(", "))
-        })?;
+        let template = self.template(&req.template)?;
         if !self.backend.capabilities().attach_before_start {
             return Err(SandboxError::Unsupported(self.backend.name()));
         }
         let helper = self.config.helper.clone().ok_or(SandboxError::NoHelper)?;
         let timeout = self.timeout(req.timeout)?;
-        // The engine says which are live: a sandbox the reaper removed is
-        // still `running` in a store nobody has read since.
-        let mine = Selector::all().kind(Kind::Sandbox).tenant(&req.tenant);
-        let live =
-            self.backend.list(&mine).await?.iter().filter(|c| c.phase.is_live() || c.phase == Phase::Created).count();
-        if live >= self.config.max_per_tenant {
-            return Err(SandboxError::TooMany(self.config.max_per_tenant));
-        }
         for (k, v) in &req.metadata {
             if k.len() > 256 || v.len() > 4096 {
                 return Err(SandboxError::Invalid(format!("metadata {k:?}: keys up to 256, values up to 4096 bytes")));
             }
         }
+        self.check_cap(&req.tenant).await?;
+        let expires_at = self.after(timeout);
+        if matches!(req.network, NetworkRequest::Default | NetworkRequest::None) {
+            if let Some(spare) = self.take_spare(&req.template) {
+                return self.adopt(spare, req, expires_at);
+            }
+        }
         let hex = self.ids.next_hex();
         let id = format!("sbx{hex}");
         let name = engine_name(Kind::Sandbox.as_str(), &hex);
-        let mut creq = ContainerRequest::new(Kind::Sandbox, name.clone(), template.image.clone());
-        creq.cmd = Some(vec![HELPER_PATH.to_owned()]);
-        creq.env = template.env.clone();
-        creq.env.extend(req.env.clone());
-        creq.env.insert("HOME".into(), template.home.clone());
-        creq.working_dir = Some(template.home.clone());
-        creq.user = Some(template.user.clone());
-        creq.memory = Some(template.memory);
-        creq.cpu = Some(template.cpu);
-        creq.open_stdin = true;
-        creq.network = req.network.clone();
-        creq.tmpfs = BTreeMap::from([(template.home.clone(), template.disk), ("/tmp".to_owned(), template.tmp)]);
-        let mut spec = self.policy.admit(creq)?;
+        let mut spec = self.spec(&template, name.clone(), &req.env, req.network.clone())?;
         spec.labels.insert(labels::TENANT.into(), req.tenant.clone());
         spec.labels.insert(labels::OBJECT.into(), id.clone());
-        let expires_at = self.after(timeout);
         spec.annotations.insert(annotations::EXPIRES_AT.into(), expires_at.to_rfc3339());
 
-        let now = self.clock.now();
-        let mut record = SandboxRecord {
-            id: id.clone(),
-            tenant: req.tenant.clone(),
-            template: req.template.clone(),
-            image: template.image.clone(),
-            metadata: req.metadata.clone(),
-            env: req.env.clone(),
-            state: SandboxState::Starting,
-            ended: None,
-            container_id: None,
-            placement: Default::default(),
-            container_name: name,
-            access_token: format!("{}{}", self.ids.next_hex(), self.ids.next_hex()),
-            memory_bytes: spec.limits.memory.bytes(),
-            cpu_nanos: spec.limits.cpu.nanos(),
-            disk_bytes: template.disk.bytes(),
-            created_at: now,
-            expires_at,
-            paused_at: None,
-            remaining_ms: None,
-            ended_at: None,
-            error: None,
-        };
-        if self.store.insert_object(&id, KIND, &req.tenant, None, &record, None)? != Inserted::Done {
+        let mut record = self.blank(id.clone(), &req.template, &template, &spec, expires_at);
+        record.tenant = req.tenant.clone();
+        record.metadata = req.metadata.clone();
+        record.env = req.env.clone();
+        if self.store.insert_object(&id, RECORD_KIND, &req.tenant, None, &record, None)? != Inserted::Done {
             return Err(SandboxError::Invalid(format!("sandbox id {id} is taken")));
         }
         self.store.renew(&req.tenant, &id, &expires_at.to_rfc3339())?;
-        match self.launch(&spec, &helper, &mut record).await {
+        match self
+            .launch(&spec, &helper, |h| {
+                record.container_id = Some(h.id.0.clone());
+                record.placement = h.placement.clone();
+                self.save(&record)
+            })
+            .await
+        {
             Ok(link) => {
                 record.state = SandboxState::Running;
                 self.save(&record)?;
@@ -265,17 +257,107 @@ impl Sandboxes {
         }
     }
 
+    fn template(&self, name: &str) -> Result<Template, SandboxError> {
+        self.config.templates.get(name).cloned().ok_or_else(|| {
+            let known: Vec<_> = self.config.templates.keys().cloned().collect();
+            SandboxError::UnknownTemplate(name.to_owned(), known.join(", "))
+        })
+    }
+
+    /// Refuses a tenant at its cap of sandboxes not ended. Records count
+    /// first (no engine call while below the cap); at the cap the engine
+    /// says which of them still live, since a sandbox the reaper removed is
+    /// still `running` in a store nobody has read since.
+    async fn check_cap(&self, tenant: &str) -> Result<(), SandboxError> {
+        let open: Vec<SandboxRecord> =
+            self.list(tenant)?.into_iter().filter(|r| r.state != SandboxState::Ended).collect();
+        if open.len() < self.config.max_per_tenant {
+            return Ok(());
+        }
+        let live: std::collections::HashSet<String> = self
+            .backend
+            .list(&Selector::all().kind(Kind::Sandbox))
+            .await?
+            .into_iter()
+            .filter(|c| c.phase.is_live() || c.phase == Phase::Created)
+            .filter_map(|c| c.labels.get(labels::OBJECT).cloned())
+            .collect();
+        if open.iter().filter(|r| live.contains(&r.id)).count() >= self.config.max_per_tenant {
+            return Err(SandboxError::TooMany(self.config.max_per_tenant));
+        }
+        Ok(())
+    }
+
+    /// The admitted spec of a sandbox of `template` (no tenant, object or
+    /// expiry yet: a spare has none of them).
+    fn spec(
+        &self,
+        template: &Template,
+        name: String,
+        env: &BTreeMap<String, String>,
+        network: NetworkRequest,
+    ) -> Result<crate::spec::ContainerSpec, SandboxError> {
+        let mut creq = ContainerRequest::new(Kind::Sandbox, name, template.image.clone());
+        creq.cmd = Some(vec![HELPER_PATH.to_owned()]);
+        creq.env = template.env.clone();
+        creq.env.extend(env.clone());
+        creq.env.insert("HOME".into(), template.home.clone());
+        creq.working_dir = Some(template.home.clone());
+        creq.user = Some(template.user.clone());
+        creq.memory = Some(template.memory);
+        creq.cpu = Some(template.cpu);
+        creq.open_stdin = true;
+        creq.network = network;
+        creq.tmpfs = BTreeMap::from([(template.home.clone(), template.disk), ("/tmp".to_owned(), template.tmp)]);
+        Ok(self.policy.admit(creq)?)
+    }
+
+    /// A record of a sandbox about to be made from `spec`, not yet anyone's.
+    fn blank(
+        &self,
+        id: String,
+        template_name: &str,
+        template: &Template,
+        spec: &crate::spec::ContainerSpec,
+        expires_at: DateTime<Utc>,
+    ) -> SandboxRecord {
+        SandboxRecord {
+            id,
+            tenant: String::new(),
+            template: template_name.to_owned(),
+            image: template.image.clone(),
+            metadata: BTreeMap::new(),
+            env: BTreeMap::new(),
+            state: SandboxState::Starting,
+            ended: None,
+            container_id: None,
+            placement: Default::default(),
+            container_name: spec.name.clone(),
+            access_token: format!("{}{}", self.ids.next_hex(), self.ids.next_hex()),
+            memory_bytes: spec.limits.memory.bytes(),
+            cpu_nanos: spec.limits.cpu.nanos(),
+            disk_bytes: template.disk.bytes(),
+            created_at: self.clock.now(),
+            expires_at,
+            paused_at: None,
+            remaining_ms: None,
+            ended_at: None,
+            error: None,
+        }
+    }
+
+    /// Makes `spec`'s container (`made` learns its handle before anything
+    /// else happens), copies the helper in, starts it attached and waits
+    /// for its hello.
     async fn launch(
         &self,
         spec: &crate::spec::ContainerSpec,
         helper: &[u8],
-        record: &mut SandboxRecord,
+        made: impl FnOnce(&crate::engine::Handle) -> Result<(), SandboxError>,
     ) -> Result<Arc<Link>, SandboxError> {
         self.backend.ensure_image(&spec.image).await?;
         let h = self.backend.create(spec).await?;
-        record.container_id = Some(h.id.0.clone());
-        record.placement = h.placement.clone();
-        self.save(record)?;
+        made(&h)?;
         let tar = helper_archive(helper).map_err(|e| SandboxError::Invalid(format!("the helper archive: {e}")))?;
         let io = self.backend.io(&h)?;
         io.put_files(&h, "/", futures_util::stream::once(async move { Ok(bytes::Bytes::from(tar)) }).boxed()).await?;
@@ -300,7 +382,7 @@ impl Sandboxes {
     /// The tenant's sandboxes, as stored (see [`Sandboxes::get`] for the
     /// state seen against the engine).
     pub fn list(&self, tenant: &str) -> Result<Vec<SandboxRecord>, SandboxError> {
-        Ok(self.store.list_objects(KIND, tenant, None)?)
+        Ok(self.store.list_objects(RECORD_KIND, tenant, None)?)
     }
 
     /// A sandbox, its state checked against the engine: one whose
@@ -329,7 +411,7 @@ impl Sandboxes {
 
     /// A sandbox as the store has it, unchecked against the engine.
     fn stored(&self, tenant: &str, id: &str) -> Result<SandboxRecord, SandboxError> {
-        self.store.get_object(KIND, tenant, id)?.ok_or_else(|| SandboxError::NotFound(id.into()))
+        self.store.get_object(RECORD_KIND, tenant, id)?.ok_or_else(|| SandboxError::NotFound(id.into()))
     }
 
     fn reason_gone(&self, r: &SandboxRecord) -> EndReason {
@@ -358,10 +440,16 @@ impl Sandboxes {
     /// ends); without one the engine is asked and the helper attached again
     /// (after a restart of berth).
     async fn running(&self, tenant: &str, id: &str) -> Result<Arc<Link>, SandboxError> {
-        if self.stored(tenant, id)?.state == SandboxState::Running {
+        Ok(self.attached(tenant, id).await?.0)
+    }
+
+    /// [`Sandboxes::running`], with the sandbox's record.
+    async fn attached(&self, tenant: &str, id: &str) -> Result<(Arc<Link>, SandboxRecord), SandboxError> {
+        let stored = self.stored(tenant, id)?;
+        if stored.state == SandboxState::Running {
             let existing = self.links.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
             if let Some(link) = existing.filter(|l| !l.is_down()) {
-                return Ok(link);
+                return Ok((link, stored));
             }
         }
         let r = self.get(tenant, id).await?;
@@ -372,7 +460,21 @@ impl Sandboxes {
         let link = Link::start(self.backend.io(&h)?.attach(&h).await?);
         hello(&link).await?;
         self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(id.into(), link.clone());
-        Ok(link)
+        Ok((link, r))
+    }
+
+    /// The link a process starts through, and the process with the
+    /// sandbox's own environment under its own (a sandbox from a spare was
+    /// made without the former).
+    async fn for_spawn(&self, tenant: &str, id: &str, mut spawn: Spawn) -> Result<(Arc<Link>, Spawn), SandboxError> {
+        if spawn.argv.is_empty() {
+            return Err(SandboxError::Invalid("a process needs a command".into()));
+        }
+        let (link, record) = self.attached(tenant, id).await?;
+        let mut env = record.env;
+        env.append(&mut spawn.env);
+        spawn.env = env;
+        Ok((link, spawn))
     }
 
     /// Removes a sandbox; its record stays, ended as killed.
@@ -451,10 +553,8 @@ impl Sandboxes {
 
     /// Starts a process; its output and exit are followed by pid.
     pub async fn spawn(&self, tenant: &str, id: &str, spawn: Spawn) -> Result<u32, SandboxError> {
-        if spawn.argv.is_empty() {
-            return Err(SandboxError::Invalid("a process needs a command".into()));
-        }
-        start_on(&*self.running(tenant, id).await?, spawn).await
+        let (link, spawn) = self.for_spawn(tenant, id, spawn).await?;
+        start_on(&link, spawn).await
     }
 
     /// A process's output as it comes (from what is still kept of it) and its exit.
@@ -470,10 +570,7 @@ impl Sandboxes {
         spawn: Spawn,
         timeout: Duration,
     ) -> Result<CommandOutput, SandboxError> {
-        if spawn.argv.is_empty() {
-            return Err(SandboxError::Invalid("a process needs a command".into()));
-        }
-        let link = self.running(tenant, id).await?;
+        let (link, spawn) = self.for_spawn(tenant, id, spawn).await?;
         let pid = start_on(&link, spawn).await?;
         let mut events = follow_on(&link, pid).await?.into_stream();
         let mut kept = crate::output::CappedStreams::new(self.config.output_cap);
@@ -611,7 +708,7 @@ impl Sandboxes {
     /// in-sandbox API knows sandboxes by id and token, not by tenant).
     pub fn tenant_of(&self, id: &str, token: &str) -> Result<String, SandboxError> {
         let (tenant, r): (String, SandboxRecord) =
-            self.store.find_object(KIND, id)?.ok_or_else(|| SandboxError::NotFound(id.into()))?;
+            self.store.find_object(RECORD_KIND, id)?.ok_or_else(|| SandboxError::NotFound(id.into()))?;
         let same = r.access_token.len() == token.len()
             && r.access_token.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
         if !same {

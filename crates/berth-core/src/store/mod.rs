@@ -226,6 +226,16 @@ impl Store {
 
     /// An object of `kind` by an id unique over all tenants (one berth
     /// made), with its tenant.
+    /// The tenant whose object of `kind` is `id`, if any.
+    pub fn owner(&self, kind: &str, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT tenant FROM objects WHERE id = ?1 AND kind = ?2 LIMIT 1", params![id, kind], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
     pub fn find_object<T: for<'de> Deserialize<'de>>(
         &self,
         kind: &str,
