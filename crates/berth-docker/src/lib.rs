@@ -336,7 +336,16 @@ impl Engine for DockerBackend {
     }
 
     async fn remove(&self, h: &Handle, force: bool) -> Result<(), EngineError> {
-        self.docker.remove_container(&h.id.0, RemoveOptions { force, volumes: true }).await.map_err(engine_err)
+        match self.docker.remove_container(&h.id.0, RemoveOptions { force, volumes: true }).await {
+            // A forced removal conflicts only with another removal already
+            // under way (a running container is killed first): the container
+            // is going, which is what was asked.
+            Err(ClientError::Conflict { message }) if force => {
+                tracing::debug!(id = %h.id.0, %message, "the container was already being removed");
+                Ok(())
+            }
+            other => other.map_err(engine_err),
+        }
     }
 
     async fn inspect(&self, h: &Handle) -> Result<WorkloadState, EngineError> {
