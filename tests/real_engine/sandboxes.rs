@@ -10,7 +10,7 @@ use std::time::Duration;
 use berth_core::context::Context;
 use berth_core::engine::Selector;
 use berth_core::model::ids::{RandomIds, SystemClock};
-use berth_core::model::sandbox::{EndReason, SandboxState};
+use berth_core::model::sandbox::{EndReason, SandboxState, StartPath};
 use berth_core::policy::Policy;
 use berth_core::sandboxes::link::ProcessEvent;
 use berth_core::sandboxes::{SandboxRequest, Spawn};
@@ -70,7 +70,7 @@ const A_WHILE: Duration = Duration::from_secs(30);
 async fn a_sandbox_runs_commands_as_its_user_in_its_home_and_keeps_files_between_them() {
     let core = core();
     let sbx = core.create_sandbox(base("sbx-t1")).await.unwrap();
-    assert_eq!(sbx.state, SandboxState::Running);
+    assert_eq!((sbx.state, sbx.path), (SandboxState::Running, StartPath::Cold));
 
     let who = core.run_command("sbx-t1", &sbx.id, shell("id -u; pwd; python3 -c 'print(6*7)'"), A_WHILE).await.unwrap();
     assert_eq!((who.exit_code, who.stdout.as_str()), (Some(0), "1000\n/home/user\n42\n"), "{who:?}");
@@ -292,7 +292,7 @@ async fn a_sandbox_from_a_spare_has_its_own_env_tenant_and_cap_and_the_spare_is_
     req.env = BTreeMap::from([("GREETING".to_owned(), "from the request".to_owned())]);
     let sbx = core.create_sandbox(req).await.unwrap();
     assert_eq!(sbx.container_name, spare[0], "the sandbox is the spare");
-    assert_eq!(core.spare_stats()[0].hits, 1);
+    assert_eq!((core.spare_stats()[0].hits, sbx.path), (1, StartPath::Pooled));
     let out = core.run_command("sbx-t11", &sbx.id, shell("echo $GREETING; id -u; pwd"), A_WHILE).await.unwrap();
     assert_eq!(out.stdout, "from the request\n1000\n/home/user\n", "{out:?}");
     assert_eq!(core.sandbox("sbx-t12", &sbx.id).await.unwrap_err().kind(), ErrorKind::NotFound);
@@ -302,7 +302,8 @@ async fn a_sandbox_from_a_spare_has_its_own_env_tenant_and_cap_and_the_spare_is_
     assert_eq!(refilled.len(), 2, "a new spare beside the adopted one: {refilled:?}");
     let refused = core.create_sandbox(base("sbx-t11")).await.unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::Policy, "a pooled sandbox counts toward the cap: {refused}");
-    assert_eq!(core.spare_stats()[0].ready, 1, "a refused creation takes no spare");
+    let stats = &core.pool_stats()[0];
+    assert_eq!((stats.name.as_str(), stats.idle), ("sandbox:base", 1), "a refused creation takes no spare");
 
     core.kill_sandbox("sbx-t11", &sbx.id).await.unwrap();
     core.shutdown().await;

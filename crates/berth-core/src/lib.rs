@@ -277,9 +277,12 @@ impl Core {
         Ok(self.store.audit_trail(tenant, limit)?)
     }
 
-    /// Every warm pool's numbers (empty when pools are off).
+    /// Every warm pool's numbers, the sandbox templates' spares last
+    /// (empty when pools are off and no template keeps spares).
     pub fn pool_stats(&self) -> Vec<PoolStats> {
-        self.pools.as_ref().map(|p| p.stats()).unwrap_or_default()
+        let mut stats = self.pools.as_ref().map(|p| p.stats()).unwrap_or_default();
+        stats.extend(self.sandboxes.spare_stats());
+        stats
     }
 
     /// Now, as the core's clock tells it (front ends turn relative times
@@ -646,8 +649,8 @@ impl Core {
         self.sandboxes.tend_spares().await;
     }
 
-    /// Each template's spare sandboxes, for the operator.
-    pub fn spare_stats(&self) -> Vec<sandboxes::spares::state::SpareStats> {
+    /// Each template's spare sandboxes, as a warm pool's numbers.
+    pub fn spare_stats(&self) -> Vec<PoolStats> {
         self.sandboxes.spare_stats()
     }
 

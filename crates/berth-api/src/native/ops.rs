@@ -104,11 +104,14 @@ pub async fn pools(State(s): State<AppState>, Tenant(_): Tenant) -> Json<Vec<Poo
 /// A pool's numbers.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PoolView {
-    /// The language the pool serves (`python`), or `tool:` and the tool image.
+    /// The language the pool serves (`python`), `tool:` and the tool
+    /// image, or `sandbox:` and a template.
     pub name: String,
     pub image: String,
-    /// `configured` (a language's, kept at its min) or `demand` (a tool
-    /// image's, sized by its runs within the last window).
+    /// `configured` (a language's, kept at its min), `demand` (a tool
+    /// image's, sized by its runs within the last window) or `spares` (a
+    /// sandbox template's, `sandbox:` and its name; hits and misses count
+    /// sandbox creations).
     pub origin: String,
     /// Members ready now.
     pub idle: usize,

@@ -108,6 +108,8 @@ pub struct SandboxView {
     pub state: String,
     /// Why it ended: `killed`, `expired`, `engine_lost` or `failed`.
     pub ended: Option<String>,
+    /// `cold` (made for this creation) or `pooled` (a spare adopted).
+    pub path: String,
     pub metadata: BTreeMap<String, String>,
     pub container_name: String,
     pub memory_bytes: u64,
@@ -127,6 +129,7 @@ impl From<SandboxRecord> for SandboxView {
             template: r.template,
             state: r.state.as_str().into(),
             ended: r.ended.map(|e| e.as_str().into()),
+            path: r.path.as_str().into(),
             metadata: r.metadata,
             container_name: r.container_name,
             memory_bytes: r.memory_bytes,

@@ -45,6 +45,22 @@ impl EndReason {
     }
 }
 
+/// How a sandbox came to be: made for its creation, or a spare adopted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum StartPath {
+    #[default]
+    Cold,
+    Pooled,
+}
+
+impl StartPath {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// A sandbox's record, kept in the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SandboxRecord {
@@ -57,6 +73,9 @@ pub struct SandboxRecord {
     pub env: BTreeMap<String, String>,
     pub state: SandboxState,
     pub ended: Option<EndReason>,
+    /// Records from before spares read as cold.
+    #[serde(default)]
+    pub path: StartPath,
     pub container_id: Option<String>,
     #[serde(default)]
     pub placement: Placement,

@@ -254,6 +254,8 @@ pub enum PoolOrigin {
     Configured,
     /// A tool image's pool, started and sized by its runs within the last window.
     Demand,
+    /// A sandbox template's spares (`sandbox:` and the template).
+    Spares,
 }
 
 impl PoolOrigin {

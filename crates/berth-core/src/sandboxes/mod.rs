@@ -26,7 +26,7 @@ pub use self::template::Template;
 use crate::context::Context;
 use crate::engine::{Engine, EngineError, GoneIsDone, Phase, Selector};
 use crate::model::ids::{Clock, IdSource};
-use crate::model::sandbox::{EndReason, SandboxRecord, SandboxState};
+use crate::model::sandbox::{EndReason, SandboxRecord, SandboxState, StartPath};
 use crate::model::units::ByteSize;
 use crate::policy::{check_expiry, ContainerRequest, NetworkRequest, Policy, PolicyViolation};
 use crate::spec::{annotations, engine_name, labels, Kind};
@@ -330,6 +330,7 @@ impl Sandboxes {
             env: BTreeMap::new(),
             state: SandboxState::Starting,
             ended: None,
+            path: StartPath::Cold,
             container_id: None,
             placement: Default::default(),
             container_name: spec.name.clone(),

@@ -23,12 +23,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use self::state::{Now, SpareAction, SpareId, SpareStats};
+use self::state::{Now, SpareAction, SpareId};
 use super::link::Link;
 use super::{SandboxError, SandboxRequest, Sandboxes, RECORD_KIND};
 use crate::engine::GoneIsDone;
-use crate::model::sandbox::{SandboxRecord, SandboxState};
+use crate::model::sandbox::{SandboxRecord, SandboxState, StartPath};
 use crate::policy::NetworkRequest;
+use crate::pool::PoolStats;
 use crate::spec::{annotations, engine_name, labels, Kind};
 use crate::store::Inserted;
 
@@ -118,6 +119,7 @@ impl Sandboxes {
         record.created_at = self.clock.now();
         record.expires_at = expires_at;
         record.state = SandboxState::Running;
+        record.path = StartPath::Pooled;
         let id = record.id.clone();
         if self.store.insert_object(&id, RECORD_KIND, &req.tenant, None, &record, None)? != Inserted::Done {
             return Err(SandboxError::Invalid(format!("sandbox id {id} is taken")));
@@ -189,12 +191,14 @@ impl Sandboxes {
         }
         for action in makes {
             let SpareAction::Make { template, spare: id } = action else { continue };
+            let started = Instant::now();
             match self.make_spare(&template).await {
                 Ok(spare) => {
                     let expires_at = spare.record.expires_at;
+                    let elapsed_ms = started.elapsed().as_millis() as u64;
                     let refused = {
                         let mut pool = self.spare_pool();
-                        let removals = pool.state.made(id, expires_at);
+                        let removals = pool.state.made(id, expires_at, elapsed_ms);
                         if removals.is_empty() {
                             pool.ready.insert(id, spare);
                             None
@@ -246,8 +250,9 @@ impl Sandboxes {
         }
     }
 
-    /// Each template's spares, for the operator.
-    pub fn spare_stats(&self) -> Vec<SpareStats> {
-        self.spare_pool().state.stats()
+    /// Each template's spares, as a warm pool's numbers.
+    pub fn spare_stats(&self) -> Vec<PoolStats> {
+        let image_of = |name: &str| self.config.templates.get(name).map(|t| t.image.clone()).unwrap_or_default();
+        self.spare_pool().state.stats(image_of)
     }
 }

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::pool::state::backoff;
 pub use crate::pool::state::Now;
+use crate::pool::{PoolOrigin, PoolStats};
 
 /// The most spares one template may keep.
 pub const MAX_SPARES: usize = 16;
@@ -31,18 +32,9 @@ pub enum SpareAction {
     Remove { spare: SpareId },
 }
 
-/// One template's numbers, for the operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpareStats {
-    pub template: String,
-    pub size: usize,
-    pub ready: usize,
-    pub making: usize,
-    /// Creations served by a spare, and those that found none.
-    pub hits: u64,
-    pub misses: u64,
-    /// Failures in a row since the last spare made.
-    pub failures: u32,
+/// The name a template's spares go by among the warm pools.
+pub fn pool_name(template: &str) -> String {
+    format!("sandbox:{template}")
 }
 
 #[derive(Debug)]
@@ -52,6 +44,11 @@ struct Template {
     making: usize,
     hits: u64,
     misses: u64,
+    refills: u64,
+    refill_failures: u64,
+    lost: u64,
+    last_refill_ms: Option<u64>,
+    /// Failures in a row since the last spare made.
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -78,6 +75,10 @@ impl SpareState {
                     making: 0,
                     hits: 0,
                     misses: 0,
+                    refills: 0,
+                    refill_failures: 0,
+                    lost: 0,
+                    last_refill_ms: None,
                     failures: 0,
                     retry_at: None,
                 };
@@ -114,13 +115,15 @@ impl SpareState {
         out
     }
 
-    /// A spare was made; it expires at `expires_at` unless taken.
-    pub fn made(&mut self, spare: SpareId, expires_at: DateTime<Utc>) -> Vec<SpareAction> {
+    /// A spare was made (in `elapsed_ms`); it expires at `expires_at` unless taken.
+    pub fn made(&mut self, spare: SpareId, expires_at: DateTime<Utc>, elapsed_ms: u64) -> Vec<SpareAction> {
         let Some(name) = self.making.remove(&spare) else { return vec![SpareAction::Remove { spare }] };
         let Some(t) = self.templates.get_mut(&name) else { return vec![SpareAction::Remove { spare }] };
         t.making = t.making.saturating_sub(1);
         t.failures = 0;
         t.retry_at = None;
+        t.refills += 1;
+        t.last_refill_ms = Some(elapsed_ms);
         if self.closed {
             return vec![SpareAction::Remove { spare }];
         }
@@ -134,6 +137,7 @@ impl SpareState {
         if let Some(t) = self.templates.get_mut(&name) {
             t.making = t.making.saturating_sub(1);
             t.failures = t.failures.saturating_add(1);
+            t.refill_failures += 1;
             t.retry_at = Some(now.instant + backoff(t.failures));
         }
     }
@@ -169,6 +173,7 @@ impl SpareState {
         if let Some(t) = self.templates.get_mut(template) {
             t.hits = t.hits.saturating_sub(1);
             t.misses += 1;
+            t.lost += 1;
         }
     }
 
@@ -194,19 +199,32 @@ impl SpareState {
         self.templates.values_mut().flat_map(|t| t.ready.drain(..).map(|(s, _)| s)).collect()
     }
 
-    pub fn stats(&self) -> Vec<SpareStats> {
+    /// Each template's numbers as a warm pool's (`min` and `max` are its
+    /// size), its image told by `image_of`.
+    pub fn stats(&self, image_of: impl Fn(&str) -> String) -> Vec<PoolStats> {
         self.templates
             .iter()
-            .map(|(name, t)| SpareStats {
-                template: name.clone(),
-                size: t.size,
-                ready: t.ready.len(),
-                making: t.making,
+            .map(|(name, t)| PoolStats {
+                name: pool_name(name),
+                image: image_of(name),
+                origin: PoolOrigin::Spares,
+                idle: t.ready.len(),
+                creating: t.making,
+                min: t.size,
+                max: t.size,
                 hits: t.hits,
                 misses: t.misses,
-                failures: t.failures,
+                refills: t.refills,
+                refill_failures: t.refill_failures,
+                lost: t.lost,
+                last_refill_ms: t.last_refill_ms,
             })
             .collect()
+    }
+
+    /// Failures in a row of `template` since its last spare made.
+    pub fn failures(&self, template: &str) -> u32 {
+        self.templates.get(template).map_or(0, |t| t.failures)
     }
 }
 
@@ -257,12 +275,13 @@ mod tests {
         let mut s = state(1);
         let n = now();
         let spare = makes(&s.refill(n))[0];
-        assert!(s.made(spare, n.wall + Duration::from_secs(600)).is_empty());
+        assert!(s.made(spare, n.wall + Duration::from_secs(600), 400).is_empty());
         assert_eq!(s.take("base", Duration::from_secs(30), n), (Some(spare), vec![]));
         assert_eq!(s.take("base", Duration::from_secs(30), n), (None, vec![]));
         assert_eq!(makes(&s.refill(n)).len(), 1);
-        let stats = &s.stats()[0];
-        assert_eq!((stats.hits, stats.misses, stats.making), (1, 1, 1));
+        let stats = &s.stats(|_| String::new())[0];
+        assert_eq!((stats.name.as_str(), stats.hits, stats.misses, stats.creating), ("sandbox:base", 1, 1, 1));
+        assert_eq!((stats.refills, stats.last_refill_ms), (1, Some(400)));
     }
 
     #[test]
@@ -270,8 +289,8 @@ mod tests {
         let mut s = state(2);
         let n = now();
         let spares = makes(&s.refill(n));
-        s.made(spares[0], n.wall + Duration::from_secs(10));
-        s.made(spares[1], n.wall + Duration::from_secs(600));
+        s.made(spares[0], n.wall + Duration::from_secs(10), 400);
+        s.made(spares[1], n.wall + Duration::from_secs(600), 400);
         let (taken, removed) = s.take("base", Duration::from_secs(30), n);
         assert_eq!(taken, Some(spares[1]));
         assert_eq!(removed, vec![SpareAction::Remove { spare: spares[0] }]);
@@ -282,8 +301,8 @@ mod tests {
         let mut s = state(2);
         let n = now();
         let spares = makes(&s.refill(n));
-        s.made(spares[0], n.wall + Duration::from_secs(100));
-        s.made(spares[1], n.wall + Duration::from_secs(600));
+        s.made(spares[0], n.wall + Duration::from_secs(100), 400);
+        s.made(spares[1], n.wall + Duration::from_secs(600), 400);
         assert!(s.upkeep(Duration::from_secs(30), n).is_empty());
         assert_eq!(s.upkeep(Duration::from_secs(30), later(n, 80)), vec![SpareAction::Remove { spare: spares[0] }]);
         assert_eq!(makes(&s.refill(later(n, 80))).len(), 1);
@@ -300,7 +319,7 @@ mod tests {
         let again = makes(&s.refill(later(n, 2)));
         assert_eq!(again.len(), 1);
         s.not_made(again[0], later(n, 2));
-        assert_eq!(s.stats()[0].failures, 2);
+        assert_eq!((s.failures("base"), s.stats(|_| String::new())[0].refill_failures), (2, 2));
         assert!(s.refill(later(n, 3)).is_empty());
     }
 
@@ -309,11 +328,11 @@ mod tests {
         let mut s = state(1);
         let n = now();
         let spare = makes(&s.refill(n))[0];
-        s.made(spare, n.wall + Duration::from_secs(600));
+        s.made(spare, n.wall + Duration::from_secs(600), 400);
         s.take("base", Duration::ZERO, n);
         s.lost("base");
-        let stats = &s.stats()[0];
-        assert_eq!((stats.hits, stats.misses), (0, 1));
+        let stats = &s.stats(|_| String::new())[0];
+        assert_eq!((stats.hits, stats.misses, stats.lost), (0, 1, 1));
     }
 
     #[test]
@@ -321,11 +340,11 @@ mod tests {
         let mut s = state(2);
         let n = now();
         let spares = makes(&s.refill(n));
-        s.made(spares[0], n.wall + Duration::from_secs(600));
+        s.made(spares[0], n.wall + Duration::from_secs(600), 400);
         assert_eq!(s.close(), vec![spares[0]]);
         assert!(s.refill(n).is_empty());
         assert_eq!(
-            s.made(spares[1], n.wall + Duration::from_secs(600)),
+            s.made(spares[1], n.wall + Duration::from_secs(600), 400),
             vec![SpareAction::Remove { spare: spares[1] }]
         );
         assert_eq!(s.take("base", Duration::ZERO, n).0, None);
