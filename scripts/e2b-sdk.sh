@@ -13,6 +13,8 @@
 #                                                              (scripts/sandbox-helper.sh)
 #   BERTH_E2B_VENV        default target/e2b-venv
 #   BERTH_E2B_TIMEOUT     default 600 (seconds, the whole test run)
+#   BERTH_E2B_SCRIPT      default tests/e2b/test_sdk.py (scripts/e2b-bench.sh runs the benchmark)
+#   BERTH_E2B_CONFIG      more of berth's configuration file (TOML), appended
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,7 @@ venv=${BERTH_E2B_VENV:-target/e2b-venv}
 berth=${BERTH_BIN:-$target/debug/berth}
 helper=${BERTH_SANDBOX_HELPER:-$target/x86_64-unknown-linux-gnu/helper/berth-sandboxd}
 budget=${BERTH_E2B_TIMEOUT:-600}
+script=${BERTH_E2B_SCRIPT:-tests/e2b/test_sdk.py}
 
 say() { echo "e2b-sdk: $*"; }
 die() { echo "e2b-sdk: $*" >&2; exit 1; }
@@ -76,6 +79,7 @@ cat >"$work/berth.toml" <<EOF
 api = "127.0.0.1:$api"
 envd = "127.0.0.1:$envd"
 EOF
+printf '%s\n' "${BERTH_E2B_CONFIG:-}" >>"$work/berth.toml"
 
 say "berth on 127.0.0.1:$listen, e2b control plane on :$api, envd on :$envd"
 # Nothing from the caller's environment may move the listeners elsewhere.
@@ -96,7 +100,7 @@ for _ in $(seq 1 300); do
 done
 [ -n "$ready" ] || die "the e2b listeners did not answer on :$api and :$envd within 30 s"
 
-say "running tests/e2b/test_sdk.py (at most $budget s)"
+say "running $script (at most $budget s)"
 status=0
 timeout --kill-after=10 "$budget" env \
     -u E2B_DEBUG -u E2B_ACCESS_TOKEN -u E2B_HTTP_VERSION \
@@ -107,7 +111,8 @@ timeout --kill-after=10 "$budget" env \
     E2B_API_KEY=e2b-key-a \
     E2B_API_KEY_B=e2b-key-b \
     E2B_DOMAIN=berth.localhost \
-    "$venv/bin/python" -u tests/e2b/test_sdk.py "$@" || status=$?
+    BERTH_URL="http://127.0.0.1:$listen" \
+    "$venv/bin/python" -u "$script" "$@" || status=$?
 [ "$status" = 124 ] && say "the tests did not finish within $budget s"
 
 kill -0 "$server" 2>/dev/null || { say "berth died during the tests"; [ "$status" != 0 ] || status=1; }

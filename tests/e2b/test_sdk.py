@@ -15,7 +15,7 @@ if any test failed. Arguments, if given, select the tests whose names
 contain one of them.
 
 Behaviour follows what E2B does as the SDK sees it (the SDK wins over the
-docs); see /work/research-e2b/e2b-wire.md for the wire protocol.
+docs); ARCHITECTURE.md (`dialects/e2b/`) says which wire paths it takes.
 """
 
 import asyncio
