@@ -264,6 +264,39 @@ async fn a_running_sandbox_is_attached_again_by_a_new_berth_with_its_processes()
     next.kill_sandbox("sbx-t9", &sbx.id).await.unwrap();
 }
 
+#[tokio::test]
+async fn a_tenants_processes_and_watches_are_capped_over_all_its_sandboxes() {
+    let mut options = with_helper();
+    options.sandboxes.max_processes_per_tenant = 2;
+    options.sandboxes.max_watchers_per_tenant = 1;
+    let core = core_with(options);
+    let (one, two) =
+        (core.create_sandbox(base("sbx-t14")).await.unwrap(), core.create_sandbox(base("sbx-t14")).await.unwrap());
+    let first = core.start_process("sbx-t14", &one.id, shell("sleep 60")).await.unwrap();
+    core.start_process("sbx-t14", &two.id, shell("sleep 60")).await.unwrap();
+    let refused = core.start_process("sbx-t14", &one.id, shell("sleep 60")).await.unwrap_err();
+    assert_eq!((refused.kind(), refused.code()), (ErrorKind::Policy, "too_many_processes"), "{refused}");
+
+    let mut following = core.follow_process("sbx-t14", &one.id, first).await.unwrap();
+    core.signal_process("sbx-t14", &one.id, first, 9).await.unwrap();
+    tokio::time::timeout(A_WHILE, async {
+        while !matches!(following.later.recv().await, Ok(ProcessEvent::Exited { .. })) {}
+    })
+    .await
+    .unwrap();
+    let again = core.run_command("sbx-t14", &one.id, shell("echo room again"), A_WHILE).await.unwrap();
+    assert_eq!(again.stdout, "room again\n", "an ended process frees its place");
+
+    let wid = core.watch_dir("sbx-t14", &one.id, "/home/user", false).await.unwrap();
+    let refused = core.watch_dir("sbx-t14", &two.id, "/home/user", false).await.unwrap_err();
+    assert_eq!(refused.code(), "too_many_watchers", "{refused}");
+    core.unwatch("sbx-t14", &one.id, wid).await.unwrap();
+    core.watch_dir("sbx-t14", &two.id, "/home/user", false).await.unwrap();
+    for sbx in [one, two] {
+        core.kill_sandbox("sbx-t14", &sbx.id).await.unwrap();
+    }
+}
+
 /// Options keeping one spare of `base`.
 fn with_a_spare() -> Options {
     let mut options = with_helper();

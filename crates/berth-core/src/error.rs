@@ -207,6 +207,8 @@ impl From<SandboxError> for Error {
             SandboxError::NotRunning { .. } => (ErrorKind::Conflict, "not_running"),
             SandboxError::NoPause(_) => (ErrorKind::Conflict, "cannot_pause"),
             SandboxError::TooMany(_) => (ErrorKind::Policy, "too_many_sandboxes"),
+            SandboxError::TooManyProcesses(_) => (ErrorKind::Policy, "too_many_processes"),
+            SandboxError::TooManyWatchers(_) => (ErrorKind::Policy, "too_many_watchers"),
             // What this server is configured with, not a passing failure.
             SandboxError::NoHelper => (ErrorKind::Policy, "no_sandbox_helper"),
             SandboxError::Unsupported(_) => (ErrorKind::Policy, "sandboxes_unsupported"),

@@ -81,6 +81,9 @@ impl DockerBackend {
     }
 }
 
+/// How long a forced removal waits for another one already under way.
+const OTHER_REMOVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The engine client's error as the seam's, kept as its source.
 fn engine_err(err: ClientError) -> EngineError {
     let e = match &err {
@@ -339,10 +342,19 @@ impl Engine for DockerBackend {
         match self.docker.remove_container(&h.id.0, RemoveOptions { force, volumes: true }).await {
             // A forced removal conflicts only with another removal already
             // under way (a running container is killed first): the container
-            // is going, which is what was asked.
+            // is going, which is what was asked. It is done once it is gone.
             Err(ClientError::Conflict { message }) if force => {
                 tracing::debug!(id = %h.id.0, %message, "the container was already being removed");
-                Ok(())
+                let deadline = tokio::time::Instant::now() + OTHER_REMOVAL;
+                loop {
+                    match self.docker.inspect_container(&h.id.0).await {
+                        Err(ClientError::NotFound { .. }) => return Ok(()),
+                        _ if tokio::time::Instant::now() >= deadline => {
+                            return Err(engine_err(ClientError::Conflict { message }))
+                        }
+                        _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                    }
+                }
             }
             other => other.map_err(engine_err),
         }

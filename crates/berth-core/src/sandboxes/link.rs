@@ -317,6 +317,16 @@ impl Link {
         self.watches.lock().unwrap_or_else(|p| p.into_inner()).get(&wid).map(|w| w.events.subscribe())
     }
 
+    /// The watches kept now.
+    pub fn watch_count(&self) -> usize {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// The processes tracked here that have not exited.
+    pub fn running_count(&self) -> usize {
+        self.processes.lock().unwrap_or_else(|p| p.into_inner()).logs.values().filter(|l| l.exited.is_none()).count()
+    }
+
     pub fn forget_watch(&self, wid: u64) {
         self.watches.lock().unwrap_or_else(|p| p.into_inner()).remove(&wid);
     }

@@ -56,6 +56,12 @@ pub struct SandboxConfig {
     pub max_paused: Duration,
     /// Sandboxes not ended, per tenant.
     pub max_per_tenant: usize,
+    /// Processes running at once over all of a tenant's sandboxes (those
+    /// berth started or followed since it started; each sandbox's pids
+    /// limit bounds the rest).
+    pub max_processes_per_tenant: usize,
+    /// Directory watches at once over all of a tenant's sandboxes.
+    pub max_watchers_per_tenant: usize,
     /// The largest file read or written in one piece.
     pub max_file_bytes: ByteSize,
     /// Output kept of a command run to its end, per stream.
@@ -75,6 +81,8 @@ impl Default for SandboxConfig {
             max_timeout: Duration::from_secs(24 * 3600),
             max_paused: Duration::from_secs(7 * 24 * 3600),
             max_per_tenant: 20,
+            max_processes_per_tenant: 256,
+            max_watchers_per_tenant: 64,
             max_file_bytes: ByteSize::mib(100),
             output_cap: 1024 * 1024,
             spares: BTreeMap::new(),
@@ -105,6 +113,10 @@ pub enum SandboxError {
     NoPause(&'static str),
     #[error("a tenant may have at most {0} sandboxes")]
     TooMany(usize),
+    #[error("a tenant may have at most {0} processes running in its sandboxes")]
+    TooManyProcesses(usize),
+    #[error("a tenant may have at most {0} directory watches in its sandboxes")]
+    TooManyWatchers(usize),
     #[error("sandboxes need berth's helper binary (the setting sandbox_helper, BERTH_SANDBOX_HELPER)")]
     NoHelper,
     #[error("the {0} backend cannot run sandboxes (it cannot attach to a workload before starting it)")]
@@ -117,6 +129,39 @@ pub enum SandboxError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The links to sandboxes' helpers, by sandbox id, with their tenants.
+#[derive(Default)]
+struct Links(HashMap<String, (String, Arc<Link>)>);
+
+/// What a tenant's sandboxes hold now, as their links know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Load {
+    processes: usize,
+    watchers: usize,
+}
+
+impl Links {
+    fn insert(&mut self, id: &str, tenant: &str, link: Arc<Link>) {
+        self.0.insert(id.to_owned(), (tenant.to_owned(), link));
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Link>> {
+        self.0.get(id).map(|(_, link)| link.clone())
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.0.remove(id);
+    }
+
+    fn load(&self, tenant: &str) -> Load {
+        let mine = self.0.values().filter(|(t, link)| t == tenant && !link.is_down());
+        mine.fold(Load { processes: 0, watchers: 0 }, |acc, (_, link)| Load {
+            processes: acc.processes + link.running_count(),
+            watchers: acc.watchers + link.watch_count(),
+        })
+    }
 }
 
 /// What a client asks for.
@@ -148,7 +193,7 @@ pub struct Sandboxes {
     ids: Arc<dyn IdSource>,
     clock: Arc<dyn Clock>,
     config: SandboxConfig,
-    links: Mutex<HashMap<String, Arc<Link>>>,
+    links: Mutex<Links>,
     spares: Mutex<spares::SparePool>,
     /// Wakes the task that tends the spares (one was taken).
     spare_wake: tokio::sync::Notify,
@@ -173,8 +218,12 @@ impl Sandboxes {
             ids: ctx.ids.clone(),
             clock: ctx.clock.clone(),
             config,
-            links: Mutex::new(HashMap::new()),
+            links: Mutex::new(Links::default()),
         }
+    }
+
+    fn links(&self) -> std::sync::MutexGuard<'_, Links> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn audit(&self, tenant: &str, action: &str, target: &str, outcome: &str) {
@@ -238,7 +287,7 @@ impl Sandboxes {
             Ok(link) => {
                 record.state = SandboxState::Running;
                 self.save(&record)?;
-                self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), link);
+                self.links().insert(&id, &req.tenant, link);
                 self.audit(&req.tenant, "sandbox.create", &id, "running");
                 Ok(record)
             }
@@ -430,7 +479,7 @@ impl Sandboxes {
         r.state = SandboxState::Ended;
         r.ended = Some(why);
         r.ended_at = Some(self.clock.now());
-        self.links.lock().unwrap_or_else(|p| p.into_inner()).remove(&r.id);
+        self.links().remove(&r.id);
         self.save(r)?;
         self.audit(&r.tenant, "sandbox.end", &r.id, why.as_str());
         Ok(())
@@ -448,7 +497,7 @@ impl Sandboxes {
     async fn attached(&self, tenant: &str, id: &str) -> Result<(Arc<Link>, SandboxRecord), SandboxError> {
         let stored = self.stored(tenant, id)?;
         if stored.state == SandboxState::Running {
-            let existing = self.links.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+            let existing = self.links().get(id);
             if let Some(link) = existing.filter(|l| !l.is_down()) {
                 return Ok((link, stored));
             }
@@ -460,7 +509,7 @@ impl Sandboxes {
         let h = r.handle().ok_or_else(|| SandboxError::NotRunning { id: id.into(), state: "starting" })?;
         let link = Link::start(self.backend.io(&h)?.attach(&h).await?);
         hello(&link).await?;
-        self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(id.into(), link.clone());
+        self.links().insert(id, tenant, link.clone());
         Ok((link, r))
     }
 
@@ -472,6 +521,10 @@ impl Sandboxes {
             return Err(SandboxError::Invalid("a process needs a command".into()));
         }
         let (link, record) = self.attached(tenant, id).await?;
+        let max = self.config.max_processes_per_tenant;
+        if self.links().load(tenant).processes >= max {
+            return Err(SandboxError::TooManyProcesses(max));
+        }
         let mut env = record.env;
         env.append(&mut spawn.env);
         spawn.env = env;
@@ -732,6 +785,10 @@ impl Sandboxes {
     /// and sent to followers of [`Sandboxes::follow_watch`].
     pub async fn watch(&self, tenant: &str, id: &str, path: &str, recursive: bool) -> Result<u64, SandboxError> {
         let link = self.running(tenant, id).await?;
+        let max = self.config.max_watchers_per_tenant;
+        if self.links().load(tenant).watchers >= max {
+            return Err(SandboxError::TooManyWatchers(max));
+        }
         match link.call(Request::Watch { path: path.into(), recursive }, &[]).await? {
             (Reply::Watching { wid }, _) => {
                 link.watching(wid);

@@ -125,7 +125,7 @@ impl Sandboxes {
             return Err(SandboxError::Invalid(format!("sandbox id {id} is taken")));
         }
         self.store.renew(&req.tenant, &id, &expires_at.to_rfc3339())?;
-        self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), link);
+        self.links().insert(&id, &req.tenant, link);
         self.audit(&req.tenant, "sandbox.create", &id, "running (from a spare)");
         Ok(record)
     }
