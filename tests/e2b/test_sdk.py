@@ -454,6 +454,29 @@ def watch_dir_reports_files_created_through_the_api_and_by_a_process(case):
         handle.stop()
 
 
+@test(60)
+def signed_urls_open_files_without_the_token_until_they_expire(case):
+    sbx = case.create()
+    sbx.files.write("/home/user/signed.txt", "signed hello")
+    headers = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": ENVD_PORT}  # no X-Access-Token
+    with httpx.Client(timeout=10, trust_env=False) as client:
+        url = sbx.download_url("/home/user/signed.txt")
+        expect("signature=v1_" in url, "download_url() signs the URL", "signature=v1_…", url)
+        got = client.get(url, headers=headers)
+        expect_eq((got.status_code, got.text), (200, "signed hello"), "a signed download URL")
+        tampered = url.replace("signed.txt", "other.txt")
+        expect_eq(client.get(tampered, headers=headers).status_code, 401, "the same signature for another path")
+        up = sbx.upload_url("/home/user/uploaded.txt")
+        sent = client.post(up, headers=headers, files={"file": ("uploaded.txt", b"through a signed URL")})
+        expect_eq(sent.status_code, 200, "a signed upload URL")
+        expect_eq(sbx.files.read("/home/user/uploaded.txt"), "through a signed URL", "what the signed upload wrote")
+        expect_eq(client.post(url, headers=headers, files={"file": ("x", b"x")}).status_code, 401,
+                  "a download's signature used to upload")
+        short = sbx.download_url("/home/user/signed.txt", use_signature_expiration=1)
+        time.sleep(2.1)
+        expect_eq(client.get(short, headers=headers).status_code, 401, "an expired signed URL")
+
+
 @test(300)
 def a_50_mib_file_goes_in_and_comes_out_intact(case):
     sbx = case.create()

@@ -786,6 +786,12 @@ impl Core {
         Ok(self.sandboxes.tenant_of(id, access_token)?)
     }
 
+    /// The tenant of sandbox `id`, when `proves` accepts its access token
+    /// (the in-sandbox API checks a signed URL's signature with it).
+    pub fn sandbox_tenant_if(&self, id: &str, proves: impl FnOnce(&str) -> bool) -> Result<String, Error> {
+        Ok(self.sandboxes.tenant_if(id, proves)?)
+    }
+
     /// One sample of a sandbox's resource use.
     pub async fn sandbox_usage(&self, tenant: &str, id: &str) -> Result<Usage, Error> {
         Ok(self.sandboxes.usage(tenant, id).await?)

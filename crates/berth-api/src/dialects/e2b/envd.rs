@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use super::connect::{end_of_stream, envelope, ConnectError, Envelope, Envelopes, STREAM_JSON};
+use super::signed::{self, Operation};
 use super::wire::{self, b64, decode};
 use super::{E2bError, ENVD_PORT};
 use crate::native::AppState;
@@ -131,6 +132,29 @@ fn open(s: &AppState, headers: &HeaderMap) -> Result<Opened, Refusal> {
         Ok(tenant) => Ok(Opened { tenant, id }),
         Err(e) if e.kind() == berth_core::ErrorKind::Unauthorized => Err(Refusal::Token),
         Err(_) => Err(Refusal::Gone(id)),
+    }
+}
+
+/// Opens the sandbox of a `/files` request: by its access token, or, when
+/// the request carries none, by a signed URL's `signature` (and
+/// `signature_expiration`) made with it for this path, user and operation.
+fn open_files(s: &AppState, headers: &HeaderMap, q: &Option<String>, op: Operation) -> Result<Opened, Refusal> {
+    let Some(signature) = query_param(q, "signature").filter(|_| headers.get("x-access-token").is_none()) else {
+        return open(s, headers);
+    };
+    let id = headers.get("e2b-sandbox-id").and_then(|v| v.to_str().ok()).ok_or(Refusal::Missing("E2b-Sandbox-Id"))?;
+    let expiration = match query_param(q, "signature_expiration") {
+        Some(e) => Some(e.parse::<i64>().map_err(|_| Refusal::Token)?),
+        None => None,
+    };
+    let path = query_param(q, "path").unwrap_or_default();
+    let user = query_param(q, "username").unwrap_or_default();
+    let claim = signed::Signed { path: &path, operation: op, user: &user, signature: &signature, expiration };
+    let now = s.core.now().timestamp();
+    match s.core.sandbox_tenant_if(id, |token| signed::check(&claim, token, now).is_ok()) {
+        Ok(tenant) => Ok(Opened { tenant, id: id.to_owned() }),
+        Err(e) if e.kind() == berth_core::ErrorKind::Unauthorized => Err(Refusal::Token),
+        Err(_) => Err(Refusal::Gone(id.to_owned())),
     }
 }
 
@@ -577,7 +601,7 @@ fn files_error(id: &str, e: berth_core::Error) -> E2bError {
 }
 
 async fn download(State(s): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Result<Response, E2bError> {
-    let o = open(&s, &headers).map_err(|r| r.plain())?;
+    let o = open_files(&s, &headers, &q, Operation::Read).map_err(|r| r.plain())?;
     check_user(query_param(&q, "username").as_deref())
         .map_err(|e| E2bError::new(StatusCode::UNAUTHORIZED, e.message))?;
     let path = query_param(&q, "path").ok_or_else(|| E2bError::bad_request("path is required"))?;
@@ -596,7 +620,7 @@ async fn upload(
     RawQuery(q): RawQuery,
     request: axum::extract::Request,
 ) -> Result<Json<Vec<Value>>, E2bError> {
-    let o = open(&s, &headers).map_err(|r| r.plain())?;
+    let o = open_files(&s, &headers, &q, Operation::Write).map_err(|r| r.plain())?;
     check_user(query_param(&q, "username").as_deref())
         .map_err(|e| E2bError::new(StatusCode::UNAUTHORIZED, e.message))?;
     let path = query_param(&q, "path");

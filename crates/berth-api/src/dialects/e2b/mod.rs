@@ -15,6 +15,7 @@
 pub mod connect;
 pub mod control;
 pub mod envd;
+pub mod signed;
 pub mod wire;
 
 use std::net::SocketAddr;
