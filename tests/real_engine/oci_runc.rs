@@ -190,7 +190,8 @@ async fn a_rendered_bundle_runs_under_runc_with_its_output_and_exit_code() {
 #[tokio::test]
 async fn a_sandbox_bundle_holds_its_limits_under_runc() {
     let script = r#"
-grep -E '^(CapEff|NoNewPrivs):' /proc/self/status
+grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status
+if command -v unshare >/dev/null; then unshare -r true 2>/dev/null && echo unshare-allowed || echo unshare-refused; else echo no-unshare; fi
 echo "uid=$(id -u) gid=$(id -g)"
 echo "memory=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
 echo "pids=$(cat /sys/fs/cgroup/pids/pids.max)"
@@ -208,6 +209,8 @@ cat /proc/kcore 2>/dev/null | head -c 1 | wc -c | sed 's/^/kcore-bytes=/'
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("CapEff:\t0000000000000000"), "{stdout}");
     assert!(stdout.contains("NoNewPrivs:\t1"), "{stdout}");
+    assert!(stdout.contains("Seccomp:\t2"), "the engine's seccomp filter is loaded: {stdout}");
+    assert!(stdout.contains("unshare-refused"), "{stdout}");
     assert!(stdout.contains("uid=65534 gid=65534"), "{stdout}");
     assert!(stdout.contains(&format!("memory={}\n", 48 << 20)), "{stdout}");
     assert!(stdout.contains("pids=24\n"), "{stdout}");
@@ -363,6 +366,11 @@ fn differences(docker: &Value, ours: &Value) -> Vec<String> {
         }
     }
     let present = |v: &Value, p: &str| !v.pointer(p).unwrap_or(&Value::Null).is_null();
+    if let (Some(theirs), Some(mine)) = (docker.pointer("/linux/seccomp"), ours.pointer("/linux/seccomp")) {
+        if theirs != mine {
+            diffs.push("linux.seccomp: the bundle's filter is not dockerd's (record it again)".to_owned());
+        }
+    }
     for pointer in ["/linux/seccomp", "/hooks/prestart", "/process/apparmorProfile", "/process/rlimits"] {
         match (present(docker, pointer), present(ours, pointer)) {
             (true, false) => diffs.push(format!("{pointer}: only in dockerd's spec")),
@@ -382,7 +390,6 @@ fn differences(docker: &Value, ours: &Value) -> Vec<String> {
 const KNOWN: &[&str] = &[
     "mounts: /sbin/docker-init only in dockerd's spec",
     "process.args: dockerd's start with /sbin/docker-init --",
-    "/linux/seccomp: only in dockerd's spec",
     "/hooks/prestart: only in dockerd's spec",
     "/process/rlimits: only in the bundle",
     "linux.cgroupsPath: parent dockerd Some(\"docker\") / bundle Some(\"berth\")",
@@ -414,6 +421,29 @@ fn assert_only_known(diffs: &[String]) {
     for known in KNOWN {
         assert!(diffs.iter().any(|d| d == known), "{known:?} no longer differs: take it off the list and README.md");
     }
+}
+
+/// The seccomp filter dockerd compiles for a berth sandbox is the one
+/// bundles carry; `BERTH_RECORD_SECCOMP=1` records it again into
+/// `crates/berth-oci/seccomp/default.json` (then build again and rerun).
+#[tokio::test]
+async fn the_bundles_seccomp_filter_is_the_one_dockerd_compiles_for_a_sandbox() {
+    let spec = sandbox("sleep 30");
+    let backend = DockerBackend::new(docker());
+    let id = backend.create(&spec).await.unwrap();
+    backend.start(&id).await.unwrap();
+    let full = docker().inspect_container(&id.id.0).await.unwrap().id;
+    let theirs = dockerd_spec(&full)["linux"]["seccomp"].clone();
+    backend.remove(&id, true).await.unwrap();
+    assert!(theirs.is_object(), "dockerd gives a sandbox a seccomp filter");
+    if std::env::var("BERTH_RECORD_SECCOMP").is_ok_and(|v| v == "1") {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/berth-oci").join(berth_oci::seccomp::RECORDED_PATH);
+        std::fs::write(&path, serde_json::to_string_pretty(&theirs).unwrap() + "\n").unwrap();
+        eprintln!("recorded dockerd's seccomp filter into {}", path.display());
+        return;
+    }
+    assert_eq!(theirs, serde_json::to_value(berth_oci::seccomp::recorded()).unwrap());
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@
 pub mod bundle;
 pub mod render;
 pub mod runtime_spec;
+pub mod seccomp;
 pub mod state;
 
 use std::collections::BTreeMap;

@@ -116,6 +116,9 @@ pub enum RenderError {
     CpuTooSmall(u64),
     #[error("a memory limit of {0} bytes does not fit the runtime spec")]
     MemoryTooLarge(u64),
+    /// The recorded seccomp filter is the engine's for berth's capabilities only.
+    #[error("capability {0} changes the engine's seccomp profile, which berth has recorded only without it")]
+    SeccompCapability(String),
 }
 
 /// Renders the bundle that would run `spec` as container `id`; `image` is the
@@ -160,6 +163,8 @@ pub fn render(spec: &ContainerSpec, id: &str, image: Option<&ImageConfig>) -> Re
         Capabilities { bounding: caps, ..Default::default() }
     };
 
+    let seccomp = crate::seccomp::filter_for(&capabilities.bounding).map_err(RenderError::SeccompCapability)?;
+
     let process = Process {
         terminal: spec.tty,
         user,
@@ -194,6 +199,7 @@ pub fn render(spec: &ContainerSpec, id: &str, image: Option<&ImageConfig>) -> Re
         .collect(),
         masked_paths: MASKED_PATHS.iter().map(|p| (*p).to_owned()).collect(),
         readonly_paths: READONLY_PATHS.iter().map(|p| (*p).to_owned()).collect(),
+        seccomp: Some(seccomp),
     };
     let config = Spec {
         oci_version: OCI_VERSION.to_owned(),

@@ -113,6 +113,49 @@ pub struct Linux {
     pub namespaces: Vec<Namespace>,
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<Seccomp>,
+}
+
+/// A seccomp filter, as runc loads it (the runtime spec's `LinuxSeccomp`;
+/// empty fields are left out, as the engine writes them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Seccomp {
+    pub default_action: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub architectures: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub syscalls: Vec<Syscall>,
+}
+
+/// One rule of a seccomp filter: what `names` do (with `args` matched).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Syscall {
+    pub names: Vec<String>,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno_ret: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<SyscallArg>,
+}
+
+/// A condition on one argument of a syscall.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyscallArg {
+    pub index: u32,
+    pub value: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub value_two: u64,
+    pub op: String,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Cgroup limits.
