@@ -291,8 +291,10 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     while let Some(done) = tasks.join_next().await {
         done??;
     }
-    background.stop();
+    // The core first: a spare being made is finished and removed by its
+    // tending task, which must still run.
     core.shutdown().await;
+    background.stop();
     Ok(())
 }
 

@@ -109,17 +109,8 @@ pub async fn recover(
         backend.remove(&c.handle, true).await.or_gone()?;
         report.pool_members_removed.push(c.name);
     }
-    let spares = Selector::managed().has(labels::SPARE).instance(&instance);
-    for c in backend.list(&spares).await? {
-        let adopted = match c.labels.get(labels::OBJECT) {
-            Some(id) => store.owner(crate::sandboxes::RECORD_KIND, id)?.is_some(),
-            None => false,
-        };
-        if !adopted {
-            backend.remove(&c.handle, true).await.or_gone()?;
-            report.spares_removed.push(c.name);
-        }
-    }
+    report.spares_removed =
+        crate::sandboxes::spares::remove_unadopted::<RecoveryError>(backend, store, &instance).await?;
     for kind in [Kind::Tool, Kind::Code] {
         let filter = Selector::managed().kind(kind).instance(&instance);
         for c in backend.list(&filter).await? {

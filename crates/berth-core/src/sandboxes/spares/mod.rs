@@ -26,16 +26,41 @@ use chrono::{DateTime, Utc};
 use self::state::{Now, SpareAction, SpareId};
 use super::link::Link;
 use super::{SandboxError, SandboxRequest, Sandboxes, RECORD_KIND};
-use crate::engine::GoneIsDone;
+use crate::engine::{Engine, EngineError, GoneIsDone, Selector};
 use crate::model::sandbox::{SandboxRecord, SandboxState, StartPath};
 use crate::policy::NetworkRequest;
 use crate::pool::PoolStats;
 use crate::spec::{annotations, engine_name, labels, Kind};
 use crate::store::Inserted;
+use crate::store::{Store, StoreError};
 
 /// A spare is handed out only while it lives this much longer; upkeep
 /// replaces it once it comes this close to its expiry.
 const MARGIN: Duration = Duration::from_secs(60);
+
+/// How long closing waits for a spare being made.
+pub const CLOSE_WITHIN: Duration = Duration::from_secs(20);
+
+/// Removes the spares of `instance` that no sandbox record adopted (those
+/// a berth left when it stopped, or whose making was cut off); returns
+/// their names.
+pub async fn remove_unadopted<E>(backend: &Arc<dyn Engine>, store: &Store, instance: &str) -> Result<Vec<String>, E>
+where
+    E: From<EngineError> + From<StoreError>,
+{
+    let mut removed = Vec::new();
+    for c in backend.list(&Selector::managed().has(labels::SPARE).instance(instance)).await? {
+        let adopted = match c.labels.get(labels::OBJECT) {
+            Some(id) => store.owner(RECORD_KIND, id)?.is_some(),
+            None => false,
+        };
+        if !adopted {
+            backend.remove(&c.handle, true).await.or_gone()?;
+            removed.push(c.name);
+        }
+    }
+    Ok(removed)
+}
 
 /// A made spare: its record as it will start (no tenant yet) and the link
 /// to its helper.
@@ -238,15 +263,34 @@ impl Sandboxes {
         }))
     }
 
-    /// Makes no more spares and removes the ready ones.
+    /// Makes no more spares and removes them all: the ready ones, the one
+    /// being made once it is (the tending task removes it; this waits up to
+    /// [`CLOSE_WITHIN`] for that), and any of this instance's containers no
+    /// sandbox adopted (one whose making was cut off).
     pub async fn close_spares(&self) {
+        if self.spare_pool().state.is_empty() {
+            return;
+        }
         let ready: Vec<Spare> = {
             let mut pool = self.spare_pool();
             let ids = pool.state.close();
-            ids.into_iter().filter_map(|id| pool.ready.remove(&id)).collect()
+            let mut ready: Vec<Spare> = ids.into_iter().filter_map(|id| pool.ready.remove(&id)).collect();
+            ready.append(&mut pool.dying);
+            ready
         };
         for spare in ready {
             self.remove_spare(spare).await;
+        }
+        let deadline = Instant::now() + CLOSE_WITHIN;
+        while self.spare_pool().state.making() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let swept = async {
+            let instance = self.store.instance_id(|| self.ids.next_hex())?;
+            remove_unadopted::<SandboxError>(&self.backend, &self.store, &instance).await
+        };
+        if let Err(e) = swept.await {
+            tracing::warn!(%e, "spare sandboxes left unadopted were not all removed");
         }
     }
 

@@ -142,6 +142,11 @@ impl SpareState {
         }
     }
 
+    /// Spares being made now, over all templates.
+    pub fn making(&self) -> usize {
+        self.making.len()
+    }
+
     /// When the earliest failing template may try again.
     pub fn retry_at(&self) -> Option<Instant> {
         self.templates.values().filter_map(|t| t.retry_at).min()
