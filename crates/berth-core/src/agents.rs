@@ -306,9 +306,21 @@ impl Agents {
         }
         let created = async {
             self.backend.ensure_image(&spec.image).await?;
-            // A container of the same name left behind (by a crash, say) is
-            // replaced: engines take a name where they take an id.
-            self.backend.remove(&Handle::local(spec.name.clone()), true).await.or_gone()?;
+            // A container of the same name that this agent left behind (by a
+            // crash, say) is replaced: engines take a name where they take an
+            // id. One that is not this agent's is left alone, and the create
+            // then fails on the name.
+            let leftover = Handle::local(spec.name.clone());
+            match self.backend.inspect(&leftover).await {
+                Ok(found) if same_owner(&found.labels, &spec.labels) => {
+                    self.backend.remove(&leftover, true).await.or_gone()?
+                }
+                Ok(_) => {
+                    tracing::warn!(name = %spec.name, "a container of the agent's name is not its own; left alone")
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
             self.backend.create(&spec).await
         }
         .await;
@@ -386,6 +398,14 @@ impl Agents {
         self.audit(tenant, "agent.exec", id, &format!("exit {}", out.exit_code));
         Ok(out)
     }
+}
+
+/// Whether a found container's labels say it is berth's container of the
+/// same object and tenant as `wanted`'s.
+fn same_owner(found: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>) -> bool {
+    [labels::MANAGED, labels::TENANT, labels::OBJECT]
+        .iter()
+        .all(|k| found.get(*k).is_some() && found.get(*k) == wanted.get(*k))
 }
 
 #[cfg(test)]
@@ -527,7 +547,8 @@ mod tests {
         assert_eq!(w.agents.get("t1", "a1").unwrap(), record, "the record is stored");
         assert_eq!(free_ports(&w.store), [9002]);
         let ops: Vec<Op> = w.fake.calls().iter().map(|c| c.op).collect();
-        assert_eq!(ops, [Op::EnsureImage, Op::Remove, Op::Create, Op::Start, Op::Inspect]);
+        // The name is looked up first: nothing of it is left, so nothing is removed.
+        assert_eq!(ops, [Op::EnsureImage, Op::Inspect, Op::Create, Op::Start, Op::Inspect]);
     }
 
     #[tokio::test]
@@ -571,7 +592,10 @@ mod tests {
     async fn a_container_left_behind_under_the_agents_name_is_replaced() {
         let w = world();
         let d = w.agents.define(def("t1", "a1")).unwrap();
-        let spec = w.agents.policy.admit(w.agents.request(&d.definition, &d.container_name, &[])).unwrap();
+        let mut spec = w.agents.policy.admit(w.agents.request(&d.definition, &d.container_name, &[])).unwrap();
+        // Labelled as a start labels the agent's container.
+        spec.labels.insert(labels::TENANT.into(), "t1".into());
+        spec.labels.insert(labels::OBJECT.into(), "a1".into());
         let left = w.fake.create(&spec).await.unwrap();
         let record = w.agents.start("t1", "a1").await.unwrap();
         assert_ne!(record.handle(), Some(left.clone()));
@@ -608,6 +632,22 @@ mod tests {
         assert!(matches!(w.agents.start("t1", "a1").await, Err(AgentError::NoPorts(9000, 9002))));
         assert!(w.fake.calls().is_empty());
         assert_eq!(free_ports(&w.store), [9000, 9001, 9002]);
+    }
+
+    #[tokio::test]
+    async fn a_container_of_the_agents_name_that_another_tenant_labelled_is_left_alone() {
+        let w = world();
+        w.agents.define(def("t1", "a1")).unwrap();
+        let name = w.agents.get("t1", "a1").unwrap().container_name;
+        // Someone else's container has taken the name: left alone, the start fails on it.
+        let mut other = Policy::default().admit(ContainerRequest::new(Kind::Agent, name, "other:1")).unwrap();
+        other.labels.insert(labels::TENANT.into(), "t2".into());
+        other.labels.insert(labels::OBJECT.into(), "a1".into());
+        let theirs = w.fake.create(&other).await.unwrap();
+        assert!(w.agents.start("t1", "a1").await.is_err());
+        assert!(w.fake.calls_of(Op::Remove).is_empty(), "another tenant's container is not removed");
+        assert_eq!(w.fake.spec_of(&theirs).map(|s| s.image), Some("other:1".into()));
+        assert_eq!(w.fake.containers().len(), 1);
     }
 
     #[tokio::test]
