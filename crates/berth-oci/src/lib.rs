@@ -12,12 +12,17 @@
 //! unhealthy. [`Backend::plan`] hands out the rendered bundle, which is how
 //! a run on this backend ends `dry_run` with its plan.
 //!
-//! This module must not run, pull or unpack anything: that is a runtime's
-//! job (the real-engine tier proves the bundles under runc).
+//! The dry run must not run, pull or unpack anything: that is a runtime's
+//! job (the real-engine tier proves the bundles under runc). Beside it,
+//! [`saved`] and [`layers`] unpack an image the engine saved into a root
+//! filesystem, whiteouts applied, for the `oci` backend's image cache
+//! (issue 16); the dry run does not call them.
 
 pub mod bundle;
+pub mod layers;
 pub mod render;
 pub mod runtime_spec;
+pub mod saved;
 pub mod seccomp;
 pub mod state;
 
