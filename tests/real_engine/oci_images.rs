@@ -1,7 +1,7 @@
 //! Images unpacked for the `oci` backend from the engine's image store: the
 //! saved image (`GET /images/{name}/get`) split and its layers applied, in
 //! order and with their whiteouts, give the same tree the engine itself
-//! makes for a container of the image.
+//! makes for a container of the image; the image cache keeps them by id.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -159,4 +159,56 @@ async fn an_upper_layer_with_whiteouts_and_an_opaque_directory_unpacks_as_the_en
     cli(&["rmi", &tag]);
     let applied = applied.unwrap_or_else(|p| std::panic::resume_unwind(p));
     assert!(applied.removed >= 2, "the whiteout and the opaque directory removed what was below: {applied:?}");
+}
+
+/// What the cache's `save` is given: the engine's saved archive of `image`.
+fn saving(
+    image: String,
+) -> impl FnOnce(std::path::PathBuf) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+{
+    move |to| {
+        Box::pin(async move {
+            save(&image, &to).await;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_cache_unpacks_by_image_id_so_a_moved_tag_is_a_new_image_and_a_stale_id_is_refused() {
+    let pid = std::process::id();
+    let tag = format!("berth-test/moving:{pid}");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("docker").args(args).output().unwrap();
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let id_of = |image: String| async move { docker().inspect_image(&image).await.unwrap().id };
+    cli(&["tag", "busybox:1.35", &tag]);
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, _) = berth_oci::cache::ImageCache::open(dir.path(), 1 << 30).unwrap();
+    let first_id = id_of(tag.clone()).await;
+    let (a, b) = tokio::join!(cache.get(&first_id, saving(tag.clone())), cache.get(&first_id, saving(tag.clone())));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.root, b.root);
+    assert!(a.root.join("bin/busybox").is_file());
+
+    // The tag moves to an image with one more file.
+    let name = format!("berth-oci-images-moving-{pid}");
+    cli(&["run", "--name", &name, "--network", "none", "busybox:1.35", "sh", "-c", "echo moved > /moved"]);
+    cli(&["commit", &name, &tag]);
+    cli(&["rm", "-f", &name]);
+    let second_id = id_of(tag.clone()).await;
+    let checks = async {
+        assert_ne!(first_id, second_id);
+        let moved = cache.get(&second_id, saving(tag.clone())).await.unwrap();
+        assert!(moved.root.join("moved").is_file() && !a.root.join("moved").exists());
+        // A cache that never saw the first image, asked for it by the tag that moved: refused.
+        let fresh = tempfile::tempdir().unwrap();
+        let (other, _) = berth_oci::cache::ImageCache::open(fresh.path(), 1 << 30).unwrap();
+        let stale = other.get(&first_id, saving(tag.clone())).await;
+        assert!(matches!(stale, Err(berth_oci::cache::CacheError::Moved { .. })), "{:?}", stale.err());
+    };
+    let checked = std::panic::AssertUnwindSafe(checks).catch_unwind().await;
+    cli(&["rmi", &tag]);
+    checked.unwrap_or_else(|p| std::panic::resume_unwind(p));
 }

@@ -19,6 +19,7 @@
 //! (issue 16); the dry run does not call them.
 
 pub mod bundle;
+pub mod cache;
 pub mod layers;
 pub mod render;
 pub mod runtime_spec;
