@@ -11,10 +11,22 @@ cd "$(dirname "$0")/.."
 
 seconds=${1:-${BERTH_API_FUZZ_SECONDS:-60}}
 version=4.32.5
-venv=${XDG_CACHE_HOME:-$HOME/.cache}/berth/schemathesis-$version
+# The newest Python at hand: CPython 3.11 up to 3.11.7 can fail inside
+# hypothesis's ast.parse with "AST constructor recursion depth mismatch"
+# (a CPython bug, fixed later), which schemathesis reports as an error.
+python=python3
+for candidate in python3.13 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3 \
+    "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3; do
+    if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+        python=$candidate
+        break
+    fi
+done
+pyversion=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+venv=${XDG_CACHE_HOME:-$HOME/.cache}/berth/schemathesis-$version-py$pyversion
 if [ ! -x "$venv/bin/schemathesis" ]; then
-    echo "api-fuzz: installing schemathesis $version into $venv"
-    python3 -m venv "$venv"
+    echo "api-fuzz: installing schemathesis $version into $venv ($python)"
+    "$python" -m venv "$venv"
     "$venv/bin/pip" install -q "schemathesis==$version"
 fi
 
