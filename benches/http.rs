@@ -36,6 +36,7 @@ const TOKEN: &str = "bench-token";
 
 fn record() -> RunRecord {
     RunRecord {
+        runtime: None,
         id: RunId("run_0123456789ab".into()),
         tenant: "bench".into(),
         session: Some("session_bench".into()),

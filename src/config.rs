@@ -42,6 +42,33 @@ impl FromStr for BackendChoice {
     }
 }
 
+/// Whether sealed runs (code runs, tool runs with no network) run straight
+/// on an OCI runtime (`runc`) beside the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OciChoice {
+    /// When the start-up probe passes; on the engine otherwise (said at start-up).
+    #[default]
+    Auto,
+    /// Always on the engine.
+    Off,
+    /// On the runtime, or berth does not start.
+    Required,
+}
+
+impl FromStr for OciChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(OciChoice::Auto),
+            "off" => Ok(OciChoice::Off),
+            "required" => Ok(OciChoice::Required),
+            other => Err(format!("unknown oci setting {other:?}: one of auto, off, required")),
+        }
+    }
+}
+
 /// A dialect in the file: `lais = true` (its seed's port on loopback) or
 /// `lais = "0.0.0.0:8000"`; E2B's two listeners as
 /// `[dialects.e2b]` with `api` and `envd`.
@@ -150,6 +177,10 @@ pub struct FileConfig {
     pub templates: BTreeMap<String, berth_core::sandboxes::Template>,
     /// Spare sandboxes kept ready per template (default: one of `base`).
     pub spares: Option<BTreeMap<String, usize>>,
+    /// Sealed runs on an OCI runtime: `auto` (default), `off`, `required`.
+    pub oci: Option<OciChoice>,
+    /// The bound of the OCI runtime's image cache (`4g`).
+    pub oci_cache: Option<String>,
 }
 
 impl FileConfig {
@@ -190,6 +221,8 @@ pub struct ServeConfig {
     pub templates: BTreeMap<String, berth_core::sandboxes::Template>,
     /// Template → spare sandboxes kept ready.
     pub spares: BTreeMap<String, usize>,
+    pub oci: OciChoice,
+    pub oci_cache: berth_core::model::units::ByteSize,
     pub seeds: SeedEnv,
 }
 
@@ -319,6 +352,14 @@ impl ServeConfig {
             sandbox_helper: vars.get("BERTH_SANDBOX_HELPER").map(PathBuf::from).or(file.sandbox_helper),
             spares: spares(file.spares, vars.get("BERTH_SPARES"), &file.templates)?,
             templates: file.templates,
+            oci: match vars.get("BERTH_OCI") {
+                Some(v) => v.trim().parse()?,
+                None => file.oci.unwrap_or_default(),
+            },
+            oci_cache: match vars.get("BERTH_OCI_CACHE").or(file.oci_cache.as_ref()) {
+                Some(v) => v.parse().map_err(|e| format!("oci_cache: {e}"))?,
+                None => "4g".parse().map_err(|e| format!("oci_cache: {e}"))?,
+            },
             seeds: SeedEnv::from_vars(vars)?,
         };
         config.check()?;

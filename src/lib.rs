@@ -4,3 +4,4 @@
 //! lives in the crates under `crates/`.
 
 pub mod config;
+pub mod sealed;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth::config::{BackendChoice, FileConfig, Flags, ServeConfig};
+use berth::config::{BackendChoice, FileConfig, Flags, OciChoice, ServeConfig};
 use berth_core::context;
 use berth_core::engine::Engine;
 use berth_core::lifetime::recovery::Orphans;
@@ -230,6 +230,29 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
         Err(e) => eprintln!("berth: docker backend, engine not reachable yet ({e})"),
     }
     let policy = Policy::new(PolicyConfig { bind_roots: config.bind_roots.clone(), ..Default::default() });
+    // Sealed runs straight on runc beside a real engine, when its probe passes.
+    let mut sealed = None;
+    let mut runtimes = Vec::new();
+    if config.oci != OciChoice::Off && backend.name() == "docker" {
+        let instance = store.instance_id(|| RandomIds.next_hex())?;
+        let (engine, probe) = berth::sealed::runc(
+            &config.data,
+            &instance,
+            backend.clone(),
+            policy.config.output_cap + 1,
+            config.oci_cache.bytes(),
+        )
+        .await;
+        match &engine {
+            Some(_) => {
+                eprintln!("berth: oci backend: code runs and tool runs with no network go to runc ({})", probe.detail)
+            }
+            None if config.oci == OciChoice::Required => anyhow::bail!("the oci backend is required: {}", probe.detail),
+            None => eprintln!("berth: oci backend off, every run goes to the engine: {}", probe.detail),
+        }
+        sealed = engine;
+        runtimes.push(probe);
+    }
     // Warm pools where the engine can hand a run to a member (the dry run
     // cannot: it renders each run's own plan).
     let pools = config.pools.clone().filter(|_| backend.capabilities().attach_before_start);
@@ -239,8 +262,13 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
         max_runs_per_tenant: config.max_runs_per_tenant,
         pools,
         sandboxes: sandbox_config(&config),
+        runtimes,
     };
-    let core = Arc::new(Core::new(context::Context::new(backend, policy, store, ids, clock), options));
+    let mut ctx = context::Context::new(backend, policy, store, ids, clock);
+    if let Some(sealed) = sealed {
+        ctx = ctx.with_sealed(sealed);
+    }
+    let core = Arc::new(Core::new(ctx, options));
     // The reaper every 30 s; every 5 s, pool members are replaced before
     // they expire and demand pools grow, shrink and go.
     let background = core.spawn_background(Duration::from_secs(30), Duration::from_secs(5));

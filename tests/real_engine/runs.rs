@@ -1,7 +1,11 @@
-//! Runs against the real engine: outcomes, limits, and the sandbox policy
-//! checked from inside the container.
+//! Runs against the real engine, on both backends that run them: the
+//! docker backend, and the `oci` backend (runc straight over bundles, its
+//! roots from the engine's image store), which sealed runs take by
+//! default. Each flow is one function run once per tier: outcomes, limits,
+//! and the sandbox policy checked from inside the container.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use berth_core::context::Context;
@@ -14,39 +18,121 @@ use berth_core::runs::{RunError, RunRequest, RunStatus, Runs, Workload};
 use berth_core::spec::{annotations, labels};
 use berth_core::store::Store;
 use berth_docker::DockerBackend;
+use berth_oci::cache::ImageCache;
+use berth_oci::runtime::binary::Binary;
+use berth_oci::runtime::{probe, OciRuntime, RuntimeConfig};
 
-fn runs_with(config: PolicyConfig) -> (Arc<Runs>, Arc<DockerBackend>, Arc<Store>) {
-    let docker = engine_api::Docker::from_env().expect("DOCKER_HOST");
-    let backend = Arc::new(DockerBackend::new(docker));
-    let store = Arc::new(Store::in_memory().unwrap());
-    let runs = Runs::new(
-        &Context::new(backend.clone(), Policy::new(config), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock)),
-        8,
-    );
-    (Arc::new(runs), backend, store)
+/// Which backend runs the tier's runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Docker,
+    Oci,
 }
 
-fn runs() -> (Arc<Runs>, Arc<DockerBackend>, Arc<Store>) {
-    runs_with(PolicyConfig::default())
+fn docker() -> Arc<DockerBackend> {
+    Arc::new(DockerBackend::new(engine_api::Docker::from_env().expect("DOCKER_HOST")))
+}
+
+/// The folder of this test process's `oci` backend.
+pub fn oci_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("berth-oci-tier-{}", std::process::id()))
+}
+
+/// The cgroup parent of this test process's `oci` backend.
+pub fn oci_cgroup_parent() -> String {
+    format!("/berth-oci/tier{}", std::process::id())
+}
+
+pub fn runc_binary() -> Binary {
+    Binary { name: "runc", path: "runc".into(), state: oci_dir().join("state"), flags: Vec::new() }
+}
+
+/// One `oci` backend for the whole process (as one server has one): its
+/// image cache unpacks each image once for every test.
+pub fn oci() -> Arc<OciRuntime> {
+    static OCI: OnceLock<Arc<OciRuntime>> = OnceLock::new();
+    OCI.get_or_init(|| {
+        let dir = oci_dir();
+        let (cache, _) = ImageCache::open(&dir.join("images"), 4 << 30).expect("the image cache opens");
+        let config = RuntimeConfig {
+            binary: runc_binary(),
+            bundles: dir.join("bundles"),
+            init: "/usr/bin/tini-static".into(),
+            output_cap: PolicyConfig::default().output_cap + 1,
+            cgroup_parent: oci_cgroup_parent(),
+            overlay_bytes: 64 << 20,
+        };
+        OciRuntime::new(config, docker(), cache)
+    })
+    .clone()
+}
+
+/// Runs under `config` on `tier`, with the engine the tier's sealed runs go to.
+fn runs_on(tier: Tier, config: PolicyConfig) -> (Arc<Runs>, Arc<dyn Engine>, Arc<Store>) {
+    let store = Arc::new(Store::in_memory().unwrap());
+    let mut ctx =
+        Context::new(docker(), Policy::new(config), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock));
+    let engine: Arc<dyn Engine> = match tier {
+        Tier::Docker => ctx.engine(berth_core::spec::Kind::Code),
+        Tier::Oci => {
+            let oci: Arc<dyn Engine> = oci();
+            ctx = ctx.with_sealed(oci.clone());
+            oci
+        }
+    };
+    (Arc::new(Runs::new(&ctx, 8)), engine, store)
+}
+
+fn runs(tier: Tier) -> (Arc<Runs>, Arc<dyn Engine>, Arc<Store>) {
+    runs_on(tier, PolicyConfig::default())
+}
+
+/// What ran a run on `tier`.
+fn runtime(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Docker => "docker",
+        Tier::Oci => "runc",
+    }
+}
+
+/// `flow!(name)`: the async fn `name(tier)` as the tests `name::on_docker`
+/// and `name::on_oci`.
+macro_rules! flow {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn on_docker() {
+                super::$name(super::Tier::Docker).await
+            }
+            #[tokio::test]
+            async fn on_oci() {
+                super::$name(super::Tier::Oci).await
+            }
+        }
+    )*};
 }
 
 fn sh(script: &str) -> RunRequest {
     RunRequest::new("t1", Workload::Code { language: "sh".into(), code: script.into() })
 }
 
+/// A tool run with no network: sealed, so the `oci` tier takes it too
+/// (its root writable, an overlay over the shared one).
 fn tool(script: &str) -> RunRequest {
     let command = Some(vec!["sh".into(), "-c".into(), script.into()]);
-    RunRequest::new("t1", Workload::Tool { image: "busybox:1.35".into(), command })
+    let mut req = RunRequest::new("t1", Workload::Tool { image: "busybox:1.35".into(), command });
+    req.network = false;
+    req
 }
 
-#[tokio::test]
-async fn a_run_that_exits_zero_succeeds_and_its_record_outlives_the_container() {
-    let (runs, backend, store) = runs();
+async fn a_run_that_exits_zero_succeeds_and_its_record_outlives_the_container(tier: Tier) {
+    let (runs, backend, store) = runs(tier);
     let run = runs.execute(sh("echo hi; echo oops >&2")).await.unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
     assert_eq!(run.exit_code, Some(0));
     assert_eq!(run.stdout, "hi\n");
     assert_eq!(run.stderr, "oops\n");
+    assert_eq!(run.runtime.as_deref(), Some(runtime(tier)));
     assert!(run.container_removed);
     let cid = Handle::local(run.container_id.clone().unwrap());
     assert!(backend.inspect(&cid).await.is_err_and(|e| e.is_not_found()));
@@ -55,17 +141,15 @@ async fn a_run_that_exits_zero_succeeds_and_its_record_outlives_the_container() 
     assert_eq!(store.audit_trail("t1", 10).unwrap()[0].outcome, "succeeded");
 }
 
-#[tokio::test]
-async fn a_non_zero_exit_fails_with_its_exit_code() {
-    let (runs, ..) = runs();
+async fn a_non_zero_exit_fails_with_its_exit_code(tier: Tier) {
+    let (runs, ..) = runs(tier);
     let run = runs.execute(tool("exit 3")).await.unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(run.exit_code, Some(3));
 }
 
-#[tokio::test]
-async fn parameters_arrive_as_variables_and_as_one_json_document_and_json_output_is_the_result() {
-    let (runs, ..) = runs();
+async fn parameters_arrive_as_variables_and_as_one_json_document_and_json_output_is_the_result(tier: Tier) {
+    let (runs, ..) = runs(tier);
     let mut req = tool(r#"echo "{\"file\":\"$PARAM_FILE\",\"pages\":$PARAM_MAX_PAGES,\"all\":$BERTH_PARAMETERS}""#);
     req.parameters = serde_json::json!({"file": "doc.pdf", "max-pages": 3}).as_object().unwrap().clone();
     let run = runs.execute(req).await.unwrap();
@@ -76,18 +160,16 @@ async fn parameters_arrive_as_variables_and_as_one_json_document_and_json_output
     );
 }
 
-#[tokio::test]
-async fn python_code_runs_in_the_default_python_image() {
-    let (runs, ..) = runs();
+async fn python_code_runs_in_the_default_python_image(tier: Tier) {
+    let (runs, ..) = runs(tier);
     let req = RunRequest::new("t1", Workload::Code { language: "python".into(), code: "print(6 * 7)".into() });
     let run = runs.execute(req).await.unwrap();
     assert_eq!((run.status, run.stdout.as_str()), (RunStatus::Succeeded, "42\n"));
     assert_eq!(run.image, "python:3.11-slim");
 }
 
-#[tokio::test]
-async fn a_run_past_its_deadline_is_killed_and_timed_out() {
-    let (runs, ..) = runs();
+async fn a_run_past_its_deadline_is_killed_and_timed_out(tier: Tier) {
+    let (runs, ..) = runs(tier);
     let mut req = sh("echo started; sleep 30");
     req.timeout = Some(Duration::from_secs(1));
     let started = std::time::Instant::now();
@@ -98,9 +180,8 @@ async fn a_run_past_its_deadline_is_killed_and_timed_out() {
     assert!(run.container_removed);
 }
 
-#[tokio::test]
-async fn a_memory_hog_ends_oom_killed() {
-    let (runs, ..) = runs();
+async fn a_memory_hog_ends_oom_killed(tier: Tier) {
+    let (runs, ..) = runs(tier);
     let mut req = RunRequest::new(
         "t1",
         Workload::Code {
@@ -114,9 +195,8 @@ async fn a_memory_hog_ends_oom_killed() {
     assert_eq!(run.exit_code, Some(137));
 }
 
-#[tokio::test]
-async fn a_cancelled_run_ends_cancelled() {
-    let (runs, _, store) = runs();
+async fn a_cancelled_run_ends_cancelled(tier: Tier) {
+    let (runs, _, store) = runs(tier);
     let exec = {
         let runs = runs.clone();
         let mut req = sh("sleep 30");
@@ -138,18 +218,16 @@ async fn a_cancelled_run_ends_cancelled() {
     assert!(!runs.cancel("t-cancel", &store_run).unwrap(), "a finished run cannot be cancelled");
 }
 
-#[tokio::test]
-async fn output_beyond_the_cap_is_truncated_with_a_marker_and_no_result() {
-    let (runs, ..) = runs_with(PolicyConfig { output_cap: 1000, ..Default::default() });
+async fn output_beyond_the_cap_is_truncated_with_a_marker_and_no_result(tier: Tier) {
+    let (runs, ..) = runs_on(tier, PolicyConfig { output_cap: 1000, ..Default::default() });
     let run = runs.execute(sh("yes 0123456789 | head -c 100000")).await.unwrap();
     assert!(run.stdout_truncated);
     assert!(run.stdout.ends_with("[berth: output truncated, 99000 more bytes dropped]\n"), "{}", &run.stdout[900..]);
     assert_eq!(run.result, None);
 }
 
-#[tokio::test]
-async fn a_refused_request_creates_nothing() {
-    let (runs, backend, store) = runs();
+async fn a_refused_request_creates_nothing(tier: Tier) {
+    let (runs, backend, store) = runs(tier);
     // A tenant of its own, so runs of the tests beside this one do not count.
     let mut req = RunRequest::new("t-refused", Workload::Code { language: "sh".into(), code: "true".into() });
     req.memory = Some(ByteSize::mib(1 << 20));
@@ -165,11 +243,11 @@ async fn a_refused_request_creates_nothing() {
 }
 
 /// The sandbox, seen from inside: what policy promised holds.
-#[tokio::test]
-async fn a_code_sandbox_has_no_capabilities_no_privileges_no_network_a_read_only_root_and_no_root_user() {
-    let (runs, ..) = runs();
+async fn a_code_sandbox_has_no_capabilities_no_privileges_no_network_a_read_only_root_and_no_root_user(tier: Tier) {
+    let (runs, ..) = runs(tier);
     let script = r#"
-grep -E '^(CapEff|NoNewPrivs):' /proc/self/status
+grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status
+echo "pid1=$(cat /proc/1/comm)"
 echo "uid=$(id -u)"
 touch /root-write-test 2>/dev/null && echo root-writable || echo root-read-only
 touch /tmp/ok && echo tmp-writable
@@ -179,17 +257,22 @@ ls /sys/class/net | tr '\n' ' '; echo
     let out = run.stdout;
     assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "the engine's seccomp filter: {out}");
+    // An init as process 1: the engine's docker-init, the runtime's tini.
+    assert!(out.contains("pid1=docker-init") || out.contains("pid1=init"), "{out}");
     assert!(out.contains("uid=65534"), "{out}");
     assert!(out.contains("root-read-only") && out.contains("tmp-writable"), "{out}");
     assert!(out.contains("\nlo \n"), "only loopback: {out}");
 }
 
-#[tokio::test]
-async fn a_fork_bomb_stops_at_the_pids_limit() {
-    let (runs, ..) = runs_with(PolicyConfig {
-        code: berth_core::policy::KindDefaults { pids: 32, ..PolicyConfig::default().code },
-        ..Default::default()
-    });
+async fn a_fork_bomb_stops_at_the_pids_limit(tier: Tier) {
+    let (runs, ..) = runs_on(
+        tier,
+        PolicyConfig {
+            code: berth_core::policy::KindDefaults { pids: 32, ..PolicyConfig::default().code },
+            ..Default::default()
+        },
+    );
     let code = "import os, time\nn = 0\ntry:\n    for _ in range(200):\n        if os.fork() == 0:\n            time.sleep(5)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print('fork refused', e.errno)\nprint('forked', n)\n";
     let mut req = RunRequest::new("t1", Workload::Code { language: "python".into(), code: code.into() });
     req.timeout = Some(Duration::from_secs(20));
@@ -200,17 +283,13 @@ async fn a_fork_bomb_stops_at_the_pids_limit() {
     assert!(forked > 0 && forked < 32, "forked {forked}");
 }
 
-#[tokio::test]
-async fn a_tenant_never_has_more_runs_in_flight_than_its_bound() {
-    let docker = engine_api::Docker::from_env().expect("DOCKER_HOST");
-    let backend = Arc::new(DockerBackend::new(docker));
+async fn a_tenant_never_has_more_runs_in_flight_than_its_bound(tier: Tier) {
     let store = Arc::new(Store::in_memory().unwrap());
-    let runs = Runs::new(
-        &Context::new(backend, Policy::default(), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock)),
-        8,
-    )
-    .with_per_tenant_limit(1);
-    let runs = Arc::new(runs);
+    let mut ctx = Context::new(docker(), Policy::default(), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock));
+    if tier == Tier::Oci {
+        ctx = ctx.with_sealed(oci());
+    }
+    let runs = Arc::new(Runs::new(&ctx, 8).with_per_tenant_limit(1));
     let tasks: Vec<_> = (0..3)
         .map(|_| {
             let runs = runs.clone();
@@ -231,9 +310,8 @@ async fn a_tenant_never_has_more_runs_in_flight_than_its_bound() {
     assert_eq!(most, 1, "one run at a time for this tenant");
 }
 
-#[tokio::test]
-async fn a_run_container_carries_an_expiry_past_its_deadline_unless_it_is_kept() {
-    let (runs, backend, _) = runs();
+async fn a_run_container_carries_an_expiry_past_its_deadline_unless_it_is_kept(tier: Tier) {
+    let (runs, backend, _) = runs(tier);
     let tenant = "t-expiry";
     let mine = Selector::all().tenant(tenant);
     let mut req = RunRequest::new(tenant, Workload::Code { language: "sh".into(), code: "sleep 2".into() });
@@ -269,4 +347,65 @@ async fn a_run_container_carries_an_expiry_past_its_deadline_unless_it_is_kept()
     );
     assert!(!c.labels.contains_key(labels::EXPIRES_AT), "nor the label of before: {:?}", c.labels);
     backend.remove(&cid, true).await.unwrap();
+}
+
+/// A tool run on the `oci` tier writes its root (an overlay over the
+/// shared one, its upper layer a bounded tmpfs) and leaves the shared
+/// root as it was.
+async fn a_tool_run_writes_its_own_root_and_not_the_images(tier: Tier) {
+    let (runs, ..) = runs(tier);
+    let run = runs.execute(tool("echo mine > /etc/berth-mark && cat /etc/berth-mark")).await.unwrap();
+    assert_eq!((run.status, run.stdout.as_str()), (RunStatus::Succeeded, "mine\n"), "{run:?}");
+    let again = runs.execute(tool("cat /etc/berth-mark 2>/dev/null || echo absent")).await.unwrap();
+    assert_eq!(again.stdout, "absent\n", "the next run sees the image's root");
+    assert_eq!(again.runtime.as_deref(), Some(runtime(tier)));
+}
+
+/// On the `oci` tier, usage comes from the container's cgroup as it
+/// ended, however short the run (the engine's stats stream often has no
+/// sample of a run this short, so the docker tier is not held to it).
+#[tokio::test]
+async fn a_finished_oci_run_reports_its_cpu_time_and_peak_memory() {
+    let (runs, ..) = runs(Tier::Oci);
+    let req = RunRequest::new(
+        "t1",
+        Workload::Code {
+            language: "python".into(),
+            code: "x = bytearray(20 * 1024 * 1024)\nsum(range(3 * 10**6))".into(),
+        },
+    );
+    let run = runs.execute(req).await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    let peak = run.usage.peak_memory_bytes.expect("a peak memory");
+    assert!(peak >= 20 << 20, "peak {peak}");
+    assert!(run.usage.cpu_ms.expect("a CPU time") > 0, "{:?}", run.usage);
+}
+
+flow!(
+    a_run_that_exits_zero_succeeds_and_its_record_outlives_the_container,
+    a_non_zero_exit_fails_with_its_exit_code,
+    parameters_arrive_as_variables_and_as_one_json_document_and_json_output_is_the_result,
+    python_code_runs_in_the_default_python_image,
+    a_run_past_its_deadline_is_killed_and_timed_out,
+    a_memory_hog_ends_oom_killed,
+    a_cancelled_run_ends_cancelled,
+    output_beyond_the_cap_is_truncated_with_a_marker_and_no_result,
+    a_refused_request_creates_nothing,
+    a_code_sandbox_has_no_capabilities_no_privileges_no_network_a_read_only_root_and_no_root_user,
+    a_fork_bomb_stops_at_the_pids_limit,
+    a_tenant_never_has_more_runs_in_flight_than_its_bound,
+    a_run_container_carries_an_expiry_past_its_deadline_unless_it_is_kept,
+    a_tool_run_writes_its_own_root_and_not_the_images,
+);
+
+/// The probe berth runs at start-up passes on this machine: the `oci`
+/// tier above is not the engine in disguise.
+#[tokio::test]
+async fn the_runc_probe_passes_here() {
+    let scratch = oci_dir().join("probe");
+    let report =
+        probe::probe(&runc_binary(), std::path::Path::new("/usr/bin/tini-static"), &scratch, &oci_cgroup_parent())
+            .await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.cgroup_version, 1);
 }

@@ -38,6 +38,13 @@ impl Context {
         self
     }
 
+    /// The same context with `engine` added for sealed runs (code and tool
+    /// runs with no network); the first one added takes them by default.
+    pub fn with_sealed(mut self, engine: Arc<dyn Engine>) -> Self {
+        self.backends = self.backends.with_sealed(engine);
+        self
+    }
+
     /// The same context under another policy.
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.policy = policy;

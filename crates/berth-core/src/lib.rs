@@ -81,6 +81,20 @@ pub struct Options {
     pub pools: Option<PoolConfig>,
     /// Workspace sandboxes: templates, the helper, lifetimes and bounds.
     pub sandboxes: SandboxConfig,
+    /// What the start-up probes of OCI runtimes found (said by health).
+    pub runtimes: Vec<RuntimeProbe>,
+}
+
+/// What a start-up probe of an OCI runtime found: whether sealed runs go
+/// to it, and why not when not.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RuntimeProbe {
+    /// `runc`, `runsc`.
+    pub runtime: String,
+    /// Whether the probe run passed (sealed runs go to the runtime).
+    pub ok: bool,
+    /// The runtime's version, or why the probe failed.
+    pub detail: String,
 }
 
 impl Default for Options {
@@ -91,6 +105,7 @@ impl Default for Options {
             max_runs_per_tenant: 8,
             pools: None,
             sandboxes: SandboxConfig::default(),
+            runtimes: Vec::new(),
         }
     }
 }
@@ -177,6 +192,7 @@ pub struct Core {
     reaper: Arc<Reaper>,
     /// The warm pools, when configured (and admitted by the policy).
     pools: Option<Arc<Pools>>,
+    runtimes: Vec<RuntimeProbe>,
 }
 
 /// Containers sampled at once by [`Core::running_usage`].
@@ -223,6 +239,7 @@ impl Core {
             sandboxes: Arc::new(sandboxes),
             reaper: Arc::new(reaper),
             pools,
+            runtimes: options.runtimes,
         }
     }
 
@@ -258,6 +275,11 @@ impl Core {
     /// The primary backend's name (`docker`, `oci-dry-run`, …).
     pub fn backend_name(&self) -> &'static str {
         self.backends.primary().name()
+    }
+
+    /// What the start-up probes of OCI runtimes found.
+    pub fn runtimes(&self) -> &[RuntimeProbe] {
+        &self.runtimes
     }
 
     /// Whether every engine answers now (the first that does not says why).

@@ -172,4 +172,9 @@ pub struct ContainerSpec {
     pub stdin: Stdin,
     /// A tiny init as process 1 (reaps zombies, forwards signals).
     pub init: bool,
+    /// The runtime a run asked for or was routed to (`runc`, `runsc`,
+    /// `docker`): which engine of [`crate::engine::Backends`] runs it.
+    /// `None` is the kind's engine.
+    #[serde(default)]
+    pub runtime: Option<String>,
 }

@@ -23,8 +23,8 @@ use futures_util::StreamExt;
 use berth_core::engine::state::{split_annotations, ANNOTATION_PREFIX};
 use berth_core::engine::{
     ByteStream, Capabilities, Engine, EngineError, ExecRequest, ExecSession, ExitWatch, Handle, Health, ImageCommand,
-    Isolation, LogChunk, LogRequest, LogStream, NetworkInfo, Phase, ProcessId, Selector, StdioSession, Stream, TtySize,
-    Usage, UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
+    ImageInfo, Isolation, LogChunk, LogRequest, LogStream, NetworkInfo, Phase, ProcessId, Selector, StdioSession,
+    Stream, TtySize, Usage, UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
 };
 use berth_core::spec::{ContainerSpec, Logs, Network, Stdin};
 
@@ -269,6 +269,24 @@ impl Engine for DockerBackend {
     async fn image_command(&self, image: &str) -> Result<ImageCommand, EngineError> {
         let config = self.docker.inspect_image(image).await.map_err(engine_err)?.config.unwrap_or_default();
         Ok(ImageCommand { entrypoint: config.entrypoint, cmd: config.cmd })
+    }
+
+    async fn image_info(&self, image: &str) -> Result<ImageInfo, EngineError> {
+        let inspected = self.docker.inspect_image(image).await.map_err(engine_err)?;
+        let config = inspected.config.unwrap_or_default();
+        Ok(ImageInfo {
+            id: inspected.id,
+            entrypoint: config.entrypoint,
+            cmd: config.cmd,
+            env: config.env,
+            working_dir: config.working_dir.filter(|d| !d.is_empty()),
+            user: config.user.filter(|u| !u.is_empty()),
+        })
+    }
+
+    async fn image_archive(&self, image: &str) -> Result<ByteStream, EngineError> {
+        let body = self.docker.export_image(image).await.map_err(engine_err)?;
+        Ok(body.map(|chunk| chunk.map_err(|e| EngineError::unavailable(e.to_string()).with_source(e))).boxed())
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<Handle, EngineError> {

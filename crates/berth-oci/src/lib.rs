@@ -13,15 +13,16 @@
 //! a run on this backend ends `dry_run` with its plan.
 //!
 //! The dry run must not run, pull or unpack anything: that is a runtime's
-//! job (the real-engine tier proves the bundles under runc). Beside it,
-//! [`saved`] and [`layers`] unpack an image the engine saved into a root
-//! filesystem, whiteouts applied, for the `oci` backend's image cache
-//! (issue 16); the dry run does not call them.
+//! job. Beside it, [`runtime`] is the `oci` backend, which runs sealed runs
+//! on runc over the same bundles, their roots from [`cache`] ([`saved`] and
+//! [`layers`] unpack an image the engine saved, whiteouts applied); the dry
+//! run calls none of them.
 
 pub mod bundle;
 pub mod cache;
 pub mod layers;
 pub mod render;
+pub mod runtime;
 pub mod runtime_spec;
 pub mod saved;
 pub mod seccomp;
@@ -53,7 +54,7 @@ pub const NOTHING_RAN: &str = "[berth: dry run, nothing ran]\n";
 pub const NAME: &str = "oci-dry-run";
 
 /// A fresh engine-style id: 64 lower-case hex characters.
-fn fresh_id() -> String {
+pub(crate) fn fresh_id() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 

@@ -39,12 +39,37 @@ pub struct Health {
     /// `up` or `down` (readiness only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// The OCI runtimes probed at start-up: whether sealed runs (code runs,
+    /// tool runs with no network) go to each, and why not when not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runtimes: Vec<RuntimeView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuntimeView {
+    pub runtime: String,
+    /// `ok` or `refused`.
+    pub probe: String,
+    /// Its version, or why the probe failed.
+    pub detail: String,
+}
+
+fn runtimes(s: &AppState) -> Vec<RuntimeView> {
+    s.core
+        .runtimes()
+        .iter()
+        .map(|p| RuntimeView {
+            runtime: p.runtime.clone(),
+            probe: if p.ok { "ok" } else { "refused" }.into(),
+            detail: p.detail.clone(),
+        })
+        .collect()
 }
 
 /// Liveness: berth answers.
 #[utoipa::path(get, path = "/v1/health", responses((status = 200, body = Health)))]
 pub async fn health(State(s): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok".into(), backend: s.core.backend_name().into(), engine: None })
+    Json(Health { status: "ok".into(), backend: s.core.backend_name().into(), engine: None, runtimes: runtimes(&s) })
 }
 
 /// Readiness: the engine answers too.
@@ -56,6 +81,7 @@ pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
         status: if up { "ok" } else { "degraded" }.into(),
         backend: s.core.backend_name().into(),
         engine: Some(if up { "up" } else { "down" }.into()),
+        runtimes: runtimes(&s),
     };
     (status, Json(body))
 }

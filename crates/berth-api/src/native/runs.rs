@@ -57,6 +57,13 @@ pub struct RunBody {
     /// whole record), or as soon as it is recorded (`false`: 202 with the
     /// record as it stands and a `Location`; follow its logs or fetch it).
     pub wait: Option<bool>,
+    /// The runtime to run it with: `runc` or `runsc` (straight on an OCI
+    /// runtime; code and tool runs with no network only) or `docker` (the
+    /// engine), as `/v1/health` lists them. Default: the server's choice.
+    pub runtime: Option<String>,
+    /// A tool run's network: `bridge` (the default) or `none` (sealed: it
+    /// may then run straight on an OCI runtime). Code runs have none.
+    pub network: Option<String>,
 }
 
 /// A run's record.
@@ -81,6 +88,9 @@ pub struct RunView {
     pub container_removed: bool,
     pub error: Option<String>,
     pub path: String,
+    /// What ran it: `runc`, `runsc` or `docker`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
     /// What would have run, for a `dry_run` (the OCI bundle, with its `config.json`).
     #[schema(value_type = Option<Object>)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,6 +120,7 @@ impl From<RunRecord> for RunView {
             container_removed: r.container_removed,
             error: r.error,
             path: r.path,
+            runtime: r.runtime,
             plan: r.plan,
             created_at: r.created_at.to_rfc3339(),
             finished_at: r.finished_at.map(|t| t.to_rfc3339()),
@@ -134,6 +145,12 @@ fn run_request(tenant: String, body: RunBody) -> Result<RunRequest, ApiError> {
     req.cpu = cpu;
     req.timeout = body.timeout_seconds.map(Duration::from_secs);
     req.cleanup = body.cleanup.unwrap_or(true);
+    req.runtime = body.runtime;
+    req.network = match body.network.as_deref() {
+        None | Some("bridge") => true,
+        Some("none") => false,
+        Some(other) => return Err(bad(&format!("network: {other:?} is not bridge or none"))),
+    };
     Ok(req)
 }
 

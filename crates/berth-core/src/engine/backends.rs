@@ -1,13 +1,25 @@
 //! Which engine each kind of workload goes to.
 //!
 //! One shared engine by default; a serving binary may send one kind
-//! elsewhere (code runs straight to an OCI runtime, say) without a front
-//! end or another part of the core knowing.
+//! elsewhere without a front end or another part of the core knowing, and
+//! may add engines for sealed runs: code and tool runs with no network,
+//! which an OCI runtime berth drives itself can run without the daemon.
+//! [`Backends::route`] is the one rule for which engine a run's spec goes
+//! to, and [`Backends::of_runtime`] finds it again from the run's record.
 
 use std::sync::Arc;
 
 use super::Engine;
-use crate::spec::Kind;
+use crate::spec::{ContainerSpec, Kind, Network};
+
+/// Why a run's spec has no engine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("runtime {asked:?} is not one of this server's: {known}")]
+    Unknown { asked: String, known: String },
+    #[error("runtime {0:?} runs only code and tool runs with no network and no ports")]
+    NotSealed(String),
+}
 
 /// The engine of each workload kind.
 #[derive(Clone)]
@@ -17,6 +29,8 @@ pub struct Backends {
     code: Arc<dyn Engine>,
     relic: Arc<dyn Engine>,
     sandbox: Arc<dyn Engine>,
+    /// Engines of sealed runs, by their runtime; the first is the default.
+    sealed: Vec<Arc<dyn Engine>>,
 }
 
 impl Backends {
@@ -28,7 +42,65 @@ impl Backends {
             code: engine.clone(),
             relic: engine.clone(),
             sandbox: engine,
+            sealed: Vec::new(),
         }
+    }
+
+    /// Adds an engine for sealed runs (code and tool runs with no network
+    /// and no ports); the first one added takes them by default.
+    pub fn with_sealed(mut self, engine: Arc<dyn Engine>) -> Self {
+        self.sealed.push(engine);
+        self
+    }
+
+    /// Whether `spec` needs nothing of an engine's networking.
+    pub fn is_sealed(spec: &ContainerSpec) -> bool {
+        matches!(spec.kind, Kind::Code | Kind::Tool) && spec.network == Network::None && spec.ports.is_empty()
+    }
+
+    /// The engine a run's `spec` goes to: the one of the runtime it asks
+    /// for, else the default sealed engine when it is sealed, else its
+    /// kind's engine.
+    pub fn route(&self, spec: &ContainerSpec) -> Result<&Arc<dyn Engine>, RouteError> {
+        let own = self.of(spec.kind);
+        match spec.runtime.as_deref() {
+            None => Ok(match self.sealed.first() {
+                Some(sealed) if Self::is_sealed(spec) => sealed,
+                _ => own,
+            }),
+            Some(asked) if own.runtime() == asked => Ok(own),
+            Some(asked) => match self.sealed.iter().find(|e| e.runtime() == asked) {
+                Some(sealed) if Self::is_sealed(spec) => Ok(sealed),
+                Some(_) => Err(RouteError::NotSealed(asked.to_owned())),
+                None => {
+                    Err(RouteError::Unknown { asked: asked.to_owned(), known: self.runtimes(spec.kind).join(", ") })
+                }
+            },
+        }
+    }
+
+    /// The engine of runtime `runtime` for workloads of `kind` (what a
+    /// record names); the kind's engine when it names none or one gone.
+    pub fn of_runtime(&self, kind: Kind, runtime: Option<&str>) -> &Arc<dyn Engine> {
+        let own = self.of(kind);
+        match runtime {
+            Some(name) if own.runtime() != name => self.sealed.iter().find(|e| e.runtime() == name).unwrap_or(own),
+            _ => own,
+        }
+    }
+
+    /// The runtimes a run of `kind` may ask for.
+    pub fn runtimes(&self, kind: Kind) -> Vec<&str> {
+        let mut names = vec![self.of(kind).runtime()];
+        if matches!(kind, Kind::Code | Kind::Tool) {
+            names.extend(self.sealed.iter().map(|e| e.runtime()));
+        }
+        names
+    }
+
+    /// The engines of sealed runs, the default first.
+    pub fn sealed(&self) -> &[Arc<dyn Engine>] {
+        &self.sealed
     }
 
     /// Sends workloads of `kind` to `engine`.
@@ -68,7 +140,8 @@ impl Backends {
     /// workload berth made walks.
     pub fn distinct(&self) -> Vec<&Arc<dyn Engine>> {
         let mut out: Vec<&Arc<dyn Engine>> = Vec::new();
-        for engine in [&self.agent, &self.relic, &self.sandbox, &self.tool, &self.code] {
+        for engine in [&self.agent, &self.relic, &self.sandbox, &self.tool, &self.code].into_iter().chain(&self.sealed)
+        {
             if !out.iter().any(|seen| Arc::ptr_eq(seen, engine)) {
                 out.push(engine);
             }
@@ -93,5 +166,42 @@ mod tests {
         assert!(Arc::ptr_eq(split.of(Kind::Tool), &main));
         assert!(Arc::ptr_eq(split.primary(), &main));
         assert_eq!(split.distinct().len(), 2);
+    }
+
+    fn run_spec(kind: Kind, network: Network, runtime: Option<&str>) -> ContainerSpec {
+        let mut req = crate::policy::ContainerRequest::new(kind, "berth-run-x", "busybox:1.35");
+        req.cmd = Some(vec!["true".into()]);
+        let mut spec = crate::policy::Policy::default().admit(req).unwrap();
+        spec.network = network;
+        spec.runtime = runtime.map(str::to_owned);
+        spec
+    }
+
+    #[test]
+    fn a_sealed_run_goes_to_the_sealed_engine_and_a_networked_one_stays_on_its_kinds() {
+        let main: Arc<dyn Engine> = Arc::new(FakeEngine::new());
+        let sealed: Arc<dyn Engine> = Arc::new(FakeEngine::new().with_runtime("runc"));
+        let b = Backends::shared(main.clone()).with_sealed(sealed.clone());
+        assert!(Arc::ptr_eq(b.route(&run_spec(Kind::Code, Network::None, None)).unwrap(), &sealed));
+        assert!(Arc::ptr_eq(b.route(&run_spec(Kind::Tool, Network::Bridge, None)).unwrap(), &main));
+        assert!(Arc::ptr_eq(b.route(&run_spec(Kind::Code, Network::None, Some("fake"))).unwrap(), &main));
+        assert!(Arc::ptr_eq(b.of_runtime(Kind::Code, Some("runc")), &sealed));
+        assert!(Arc::ptr_eq(b.of_runtime(Kind::Code, None), &main));
+        assert_eq!(b.distinct().len(), 2);
+    }
+
+    #[test]
+    fn a_runtime_not_served_or_not_fit_for_the_run_is_refused() {
+        let main: Arc<dyn Engine> = Arc::new(FakeEngine::new());
+        let sealed: Arc<dyn Engine> = Arc::new(FakeEngine::new().with_runtime("runc"));
+        let b = Backends::shared(main).with_sealed(sealed);
+        assert_eq!(
+            b.route(&run_spec(Kind::Code, Network::None, Some("kata"))).err(),
+            Some(RouteError::Unknown { asked: "kata".into(), known: "fake, runc".into() })
+        );
+        assert_eq!(
+            b.route(&run_spec(Kind::Tool, Network::Bridge, Some("runc"))).err(),
+            Some(RouteError::NotSealed("runc".into()))
+        );
     }
 }

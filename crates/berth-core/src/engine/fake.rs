@@ -288,6 +288,8 @@ pub struct FakeEngine {
     inner: Mutex<Inner>,
     events: broadcast::Sender<WorkloadEvent>,
     clock: Arc<dyn Clock>,
+    /// The runtime it says it is (`fake` unless told).
+    runtime: &'static str,
 }
 
 impl Default for FakeEngine {
@@ -319,11 +321,17 @@ impl FakeEngine {
         FakeEngine::with_clock(Arc::new(SystemClock))
     }
 
+    /// The same engine saying it is runtime `name` (a sealed engine's stand-in).
+    pub fn with_runtime(mut self, name: &'static str) -> FakeEngine {
+        self.runtime = name;
+        self
+    }
+
     /// An empty engine whose networks are made at `clock`'s time (so a
     /// sweep measured by the same clock sees their age).
     pub fn with_clock(clock: Arc<dyn Clock>) -> FakeEngine {
         let inner = Inner { capabilities: docker_capabilities(), ..Inner::default() };
-        FakeEngine { inner: Mutex::new(inner), events: broadcast::channel(256).0, clock }
+        FakeEngine { inner: Mutex::new(inner), events: broadcast::channel(256).0, clock, runtime: "fake" }
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -566,6 +574,10 @@ fn filters(selector: &Selector) -> String {
 impl Engine for FakeEngine {
     fn name(&self) -> &'static str {
         "fake"
+    }
+
+    fn runtime(&self) -> &str {
+        self.runtime
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -38,7 +38,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-pub use self::backends::Backends;
+pub use self::backends::{Backends, RouteError};
 pub use self::error::{EngineError, EngineErrorKind, GoneIsDone};
 pub use self::io::{
     ByteStream, ExecOutput, ExecRequest, ExecSession, ExitFuture, LogChunk, LogRequest, LogStream, ProcessId, Signal,
@@ -95,6 +95,20 @@ pub struct ImageCommand {
     pub cmd: Vec<String>,
 }
 
+/// What an image is, as the engine's image store knows it: its id (the
+/// digest of its config, which locally built images have where they have no
+/// repo digest) and what it gives a container that does not say otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub id: String,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+}
+
 /// Something that happened to a workload berth manages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkloadEvent {
@@ -113,6 +127,13 @@ pub trait Engine: Send + Sync + 'static {
 
     fn capabilities(&self) -> Capabilities;
 
+    /// What runs the workloads, as a run's record names it: `docker` for
+    /// the engine's own runtime, `runc` or `runsc` for a runtime berth
+    /// drives itself. The backend's name unless it says otherwise.
+    fn runtime(&self) -> &str {
+        self.name()
+    }
+
     async fn ping(&self) -> Result<(), EngineError>;
 
     /// Makes sure `image` is there, pulling it when it is not.
@@ -120,6 +141,27 @@ pub trait Engine: Send + Sync + 'static {
 
     /// The entrypoint and command of an image that is there.
     async fn image_command(&self, image: &str) -> Result<ImageCommand, EngineError>;
+
+    /// The id and config of an image that is there: what a backend that
+    /// unpacks images itself asks of the engine that stores them.
+    async fn image_info(&self, image: &str) -> Result<ImageInfo, EngineError> {
+        let _ = image;
+        Err(EngineError::invalid(format!("the {} backend keeps no image store", self.name())))
+    }
+
+    /// An image saved as the engine saves it (`docker save`'s archive).
+    async fn image_archive(&self, image: &str) -> Result<ByteStream, EngineError> {
+        let _ = image;
+        Err(EngineError::invalid(format!("the {} backend keeps no image store", self.name())))
+    }
+
+    /// Removes what the backend keeps beside its workloads that no
+    /// workload it knows owns any more (a runtime's containers and cgroups
+    /// left by a berth that died): the reaper calls it every round, the
+    /// binary once at start-up. How many it removed.
+    async fn sweep_leftovers(&self) -> Result<usize, EngineError> {
+        Ok(0)
+    }
 
     /// Makes a workload named `spec.name`. An error leaves no workload
     /// behind: when the engine's answer (not the request) was lost, the

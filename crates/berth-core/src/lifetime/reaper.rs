@@ -181,6 +181,13 @@ impl Reaper {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(%e, "reaper sweep failed"),
                 }
+                for engine in &self.engines {
+                    match engine.sweep_leftovers().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(engine = engine.name(), n, "removed what no workload owned"),
+                        Err(e) => tracing::warn!(engine = engine.name(), %e, "leftover sweep failed"),
+                    }
+                }
                 match self.prune() {
                     Ok(p) if p != Pruned::default() => {
                         tracing::info!(runs = p.runs, sandboxes = p.sandboxes, audit = p.audit, "pruned the store")

@@ -227,6 +227,7 @@ mod tests {
 
     fn record(id: &str, status: RunStatus, container: Option<&Handle>, removed: bool) -> RunRecord {
         RunRecord {
+            runtime: None,
             id: RunId(id.into()),
             tenant: "t1".into(),
             session: None,

@@ -66,6 +66,10 @@ pub struct RunRecord {
     /// which engine it went to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<Kind>,
+    /// What ran it: `docker` (the engine's own runtime), `runc` or `runsc`
+    /// (berth's `oci` backend); records made before runs said so have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
     pub status: RunStatus,
     pub exit_code: Option<i64>,
     pub stdout: String,

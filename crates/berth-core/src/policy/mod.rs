@@ -159,6 +159,9 @@ pub struct ContainerRequest {
     /// A sandbox's writable space: mount point → size of a tmpfs there,
     /// owned by its user. Only sandboxes ask for it.
     pub tmpfs: BTreeMap<String, ByteSize>,
+    /// The runtime asked for by name (`runc`, `runsc`, `docker`); which
+    /// names exist is the serving configuration's (the core's backends).
+    pub runtime: Option<String>,
 }
 
 impl ContainerRequest {
@@ -187,6 +190,7 @@ impl ContainerRequest {
             hostname: None,
             tty: false,
             open_stdin: false,
+            runtime: None,
             tmpfs: BTreeMap::new(),
         }
     }
@@ -384,6 +388,7 @@ impl Policy {
             tty: req.tty,
             stdin: if req.open_stdin { Stdin::Open } else { Stdin::Closed },
             init: true,
+            runtime: req.runtime,
         })
     }
 }

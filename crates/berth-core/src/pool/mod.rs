@@ -66,6 +66,8 @@ pub struct PoolKey {
     pub user: Option<String>,
     pub tmpfs: BTreeMap<String, ByteSize>,
     pub cap_add: Vec<String>,
+    /// The runtime its members run on (the pools' engine's).
+    pub runtime: Option<String>,
 }
 
 impl PoolKey {
@@ -92,6 +94,7 @@ impl PoolKey {
             user: spec.user.clone(),
             tmpfs: spec.tmpfs.clone(),
             cap_add: spec.cap_add.clone(),
+            runtime: spec.runtime.clone(),
         })
     }
 }
@@ -301,11 +304,13 @@ fn template(
     kind: Kind,
     image: &str,
     limits: Option<(ByteSize, CpuLimit)>,
+    runtime: &str,
 ) -> Result<(ContainerSpec, PoolKey), PolicyViolation> {
     let mut req = ContainerRequest::new(kind, "berth-pool-template", image);
     req.memory = limits.map(|l| l.0);
     req.cpu = limits.map(|l| l.1);
-    let template = policy.admit(req)?;
+    let mut template = policy.admit(req)?;
+    template.runtime = Some(runtime.to_owned());
     let key = PoolKey::of(&template)
         .ok_or_else(|| PolicyViolation { field: "pool".into(), reason: "a member cannot be pooled".into() })?;
     Ok((template, key))
@@ -389,7 +394,13 @@ impl Inner {
                 Action::RemoveMember { member } => work.remove.extend(self.members.remove(&member).map(|m| m.id)),
                 Action::OpenPool { pool, key } => {
                     // Only a run with the image's default limits has the pool's key.
-                    match template(policy, Kind::Tool, &key.image, Some((key.memory, key.cpu))) {
+                    match template(
+                        policy,
+                        Kind::Tool,
+                        &key.image,
+                        Some((key.memory, key.cpu)),
+                        key.runtime.as_deref().unwrap_or_default(),
+                    ) {
                         Ok((template, pool_key)) if pool_key == key => {
                             self.templates.insert(pool.clone(), template);
                             queue.extend(self.state.open(&pool, &key, now));
@@ -441,9 +452,15 @@ pub struct Pools {
 }
 
 impl Pools {
+    /// The runtime the members run on.
+    pub fn runtime(&self) -> &str {
+        self.backend.runtime()
+    }
+
     /// Pools as configured; nothing is created until [`Pools::refill`].
     pub fn new(ctx: &Context, config: PoolConfig) -> Result<Arc<Pools>, PoolError> {
-        let backend = ctx.engine(Kind::Code);
+        // Where a code run goes by default: the first sealed engine, else the code runs' engine.
+        let backend = ctx.backends.sealed().first().cloned().unwrap_or_else(|| ctx.engine(Kind::Code));
         let policy = &ctx.policy;
         if !backend.capabilities().attach_before_start {
             return Err(PoolError::NoAttach(backend.name()));
@@ -454,8 +471,8 @@ impl Pools {
             if spec.min > spec.max {
                 return Err(PoolError::Sizes { pool: name.clone(), min: spec.min, max: spec.max });
             }
-            let (template, key) =
-                template(policy, Kind::Code, &spec.image, None).map_err(|e| PoolError::Policy(name.clone(), e))?;
+            let (template, key) = template(policy, Kind::Code, &spec.image, None, backend.runtime())
+                .map_err(|e| PoolError::Policy(name.clone(), e))?;
             templates.insert(name.clone(), template);
             configured.push((name.clone(), spec.clone(), key));
         }

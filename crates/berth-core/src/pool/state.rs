@@ -540,6 +540,7 @@ mod tests {
             user: None,
             tmpfs: BTreeMap::new(),
             cap_add: Vec::new(),
+            runtime: Some("fake".into()),
         }
     }
 

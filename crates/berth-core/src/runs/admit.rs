@@ -58,6 +58,10 @@ impl Runs {
         creq.env = env;
         creq.memory = req.memory;
         creq.cpu = req.cpu;
+        creq.runtime = req.runtime.clone();
+        if !req.network {
+            creq.network = crate::policy::NetworkRequest::None;
+        }
         Ok((creq, timeout))
     }
 
@@ -70,6 +74,8 @@ impl Runs {
         let name = format!("berth-run-{hex}");
         let (creq, timeout) = self.prepare(req, &name)?;
         let mut spec = self.policy.admit(creq)?;
+        let runtime = self.backends.route(&spec).map_err(|e| RunError::BadRequest(format!("runtime: {e}")))?.runtime();
+        spec.runtime = Some(runtime.to_owned());
         spec.labels.insert(labels::OBJECT.into(), id.0.clone());
         spec.labels.insert(labels::TENANT.into(), req.tenant.clone());
         spec.labels.insert(labels::INSTANCE.into(), instance);

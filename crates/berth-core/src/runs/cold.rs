@@ -20,6 +20,9 @@ use crate::spec::{annotations, ContainerSpec};
 /// its expiry label lets the reaper take it (the kill, the exit, the logs).
 const EXPIRY_SLACK: Duration = Duration::from_secs(60);
 
+/// How long the usage stream's last sample is waited for after the exit.
+const LAST_SAMPLE: Duration = Duration::from_millis(100);
+
 impl Runs {
     /// Creates, starts and watches the container; fills in the record.
     /// A container that is to be removed after the run carries an expiry
@@ -43,7 +46,7 @@ impl Runs {
             std::borrow::Cow::Borrowed(spec)
         };
         let spec = spec.as_ref();
-        let engine = self.engine(spec.kind);
+        let engine = self.engine(spec);
         let cid = engine.create(spec).await?;
         record.container_id = Some(cid.id.0.clone());
         record.placement = cid.placement.clone();
@@ -64,7 +67,7 @@ impl Runs {
         let last_usage: Arc<Mutex<Option<Usage>>> = Arc::default();
         let io = engine.io(&cid)?;
         let samples = io.usage_stream(&cid).await.ok();
-        let sampler = {
+        let mut sampler = {
             let last = last_usage.clone();
             tokio::spawn(async move {
                 if let Some(mut samples) = samples {
@@ -80,6 +83,9 @@ impl Runs {
             Raced::Finished(Err(e)) => (Ending::Broken(e.to_string()), None),
             Raced::Stopped { why, then } => (why.into(), then.and_then(Result::ok)),
         };
+        // The last sample (a backend that reads the cgroup as the workload
+        // ends sends it then, and ends the stream) is waited for briefly.
+        let _ = tokio::time::timeout(LAST_SAMPLE, &mut sampler).await;
         sampler.abort();
         let state = engine.inspect(&cid).await?;
         let plan = engine.plan(&cid).await?;

@@ -7,7 +7,6 @@ use super::in_flight::Flight;
 use super::{RunError, Runs};
 use crate::engine::{EngineError, GoneIsDone};
 use crate::model::run::{RunRecord, RunStatus, RunUsage};
-use crate::spec::Kind;
 
 /// How a run ended, before it is written down.
 pub(super) enum Ending {
@@ -74,7 +73,6 @@ impl Runs {
         driven: Result<(), EngineError>,
         cleanup: bool,
         flight: &Flight<'_>,
-        kind: Kind,
     ) -> Result<RunRecord, RunError> {
         if let Err(e) = driven {
             record.status = RunStatus::Failed;
@@ -82,7 +80,7 @@ impl Runs {
         }
         if cleanup && !record.container_removed {
             if let Some(h) = record.handle() {
-                match self.engine(kind).remove(&h, true).await.or_gone() {
+                match self.engine_of(&record).remove(&h, true).await.or_gone() {
                     Ok(()) => record.container_removed = true,
                     Err(e) => {
                         record.error.get_or_insert(format!("the container was not removed: {e}"));

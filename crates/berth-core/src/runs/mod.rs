@@ -44,6 +44,7 @@ use self::in_flight::InFlight;
 pub use self::request::{default_languages, param_var, Language, RunRequest, Workload, MAX_CODE_BYTES};
 use self::slots::Slots;
 use crate::context::Context;
+use crate::engine::Backends;
 use crate::engine::{Engine, EngineError};
 use crate::model::ids::{Clock, IdSource};
 pub use crate::model::run::{RunId, RunRecord, RunStatus, RunUsage};
@@ -72,10 +73,8 @@ pub enum RunError {
 
 /// Executes runs.
 pub struct Runs {
-    /// The engine of tool runs.
-    tools: Arc<dyn Engine>,
-    /// The engine of code runs (and of the pools that serve them).
-    code: Arc<dyn Engine>,
+    /// The engines runs go to ([`Backends::route`]).
+    backends: Backends,
     policy: Policy,
     store: Arc<Store>,
     ids: Arc<dyn IdSource>,
@@ -90,8 +89,7 @@ pub struct Runs {
 impl Runs {
     pub fn new(ctx: &Context, max_concurrent: usize) -> Self {
         Runs {
-            tools: ctx.engine(Kind::Tool),
-            code: ctx.engine(Kind::Code),
+            backends: ctx.backends.clone(),
             policy: ctx.policy.clone(),
             store: ctx.store.clone(),
             ids: ctx.ids.clone(),
@@ -103,17 +101,14 @@ impl Runs {
         }
     }
 
-    /// The engine that runs workloads of `kind` (a tool or code run).
-    fn engine(&self, kind: Kind) -> &Arc<dyn Engine> {
-        match kind {
-            Kind::Code => &self.code,
-            _ => &self.tools,
-        }
+    /// The engine that runs an admitted spec (its runtime was routed at admission).
+    fn engine(&self, spec: &ContainerSpec) -> &Arc<dyn Engine> {
+        self.backends.of_runtime(spec.kind, spec.runtime.as_deref())
     }
 
     /// The engine that ran (or runs) a recorded run.
     pub(crate) fn engine_of(&self, record: &RunRecord) -> &Arc<dyn Engine> {
-        self.engine(record.kind.unwrap_or(Kind::Tool))
+        self.backends.of_runtime(record.kind.unwrap_or(Kind::Tool), record.runtime.as_deref())
     }
 
     /// Serves code runs that fit a pool from its warm members.
@@ -212,7 +207,7 @@ impl Runs {
         // A ready member's image is there: the check is the cold path's.
         let mut image_checked = false;
         if !pool.as_ref().is_some_and(|p| p.has_ready()) {
-            self.engine(admitted.spec.kind).ensure_image(&admitted.spec.image).await?;
+            self.engine(&admitted.spec).ensure_image(&admitted.spec.image).await?;
             image_checked = true;
         }
         // Only runs of an image that is there count towards its demand pool.
@@ -227,6 +222,7 @@ impl Runs {
             admitted.name.clone(),
             self.clock.now(),
         );
+        record.runtime = admitted.spec.runtime.clone();
         // Out of flight again however this future ends (returned, left early, dropped).
         let flight = self.in_flight.enter(&record);
         self.store_update(&flight, &record)?;
@@ -244,13 +240,13 @@ impl Runs {
         let driven = match pooled {
             Some(driven) => driven,
             None if image_checked => self.drive(spec, timeout, req.cleanup, &flight, &mut record).await,
-            None => match self.engine(spec.kind).ensure_image(&spec.image).await {
+            None => match self.engine(spec).ensure_image(&spec.image).await {
                 Ok(()) => self.drive(spec, timeout, req.cleanup, &flight, &mut record).await,
                 Err(e) => Err(e),
             },
         };
         flight.race_over();
-        self.finish(record, driven, req.cleanup, &flight, admitted.spec.kind).await
+        self.finish(record, driven, req.cleanup, &flight).await
     }
 }
 

@@ -49,6 +49,8 @@ impl Runs {
         let spec = &admitted.spec;
         let scriptable = launch::carries(spec.cmd.as_deref().unwrap_or_default(), &spec.env);
         match (&self.pools, &req.workload, PoolKey::of(spec)) {
+            // A member runs on the pools' runtime only.
+            (Some(pools), _, Some(key)) if key.runtime.as_deref() != Some(pools.runtime()) => None,
             (Some(pools), Workload::Code { language, .. }, Some(key)) if req.cleanup && scriptable => {
                 Some(PoolChoice { pools, name: language.clone(), key })
             }
@@ -124,6 +126,8 @@ impl Runs {
         if member.has_ended() {
             return Ok(false);
         }
+        // The pools' engine: a member's key names its runtime, the run's too.
+        let engine = self.engine_of(record).clone();
         record.container_id = Some(member.id.id.0.clone());
         record.placement = member.id.placement.clone();
         record.container_name = member.name.clone();
@@ -136,7 +140,7 @@ impl Runs {
         let (mut out, mut err) = (CappedOutput::new(cap), CappedOutput::new(cap));
         let started = Instant::now();
         let run = hand_off(&mut member.session, script, marker, &mut out, &mut err);
-        let race = race(run, timeout, flight.token(), started, || self.code.kill(&member.id)).await?;
+        let race = race(run, timeout, flight.token(), started, || engine.kill(&member.id)).await?;
         let (mut oom_killed, mut member_exited) = (false, false);
         let (ending, exit_code) = match race.raced {
             Raced::Finished(Ok(HandOff::Ended(end))) => {
@@ -155,7 +159,7 @@ impl Runs {
         // The shell that would have checked the cgroup is gone: the engine
         // tells whether the OOM killer took the member.
         if member_exited && matches!(ending, Ending::Exited(137)) {
-            oom_killed = self.code.inspect(&member.id).await.map(|s| s.oom_killed).unwrap_or(false);
+            oom_killed = engine.inspect(&member.id).await.map(|s| s.oom_killed).unwrap_or(false);
         }
         let (stdout_truncated, stderr_truncated) = (out.truncated(), err.truncated());
         conclude(

@@ -18,6 +18,7 @@ impl RunRecord {
         created_at: DateTime<Utc>,
     ) -> RunRecord {
         RunRecord {
+            runtime: None,
             id,
             tenant: req.tenant.clone(),
             session: req.session.clone(),

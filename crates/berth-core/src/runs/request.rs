@@ -33,6 +33,13 @@ pub struct RunRequest {
     pub timeout: Option<Duration>,
     /// Remove the container when the run is over (the record stays).
     pub cleanup: bool,
+    /// Whether a tool run has the engine's bridge (the default) or no
+    /// network at all (`false`: a sealed run, which an OCI runtime can
+    /// take). Code runs never have one.
+    pub network: bool,
+    /// The runtime to run it with, by name (`runc`, `runsc`, `docker`):
+    /// one of the server's; `None` lets the server choose.
+    pub runtime: Option<String>,
 }
 
 impl RunRequest {
@@ -48,6 +55,8 @@ impl RunRequest {
             cpu: None,
             timeout: None,
             cleanup: true,
+            network: true,
+            runtime: None,
         }
     }
 }

@@ -490,6 +490,7 @@ mod tests {
         use crate::model::run::{RunStatus, RunUsage};
         let store = Store::in_memory().unwrap();
         let run = RunRecord {
+            runtime: None,
             id: RunId("run_1".into()),
             tenant: "t1".into(),
             session: None,
