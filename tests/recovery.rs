@@ -95,3 +95,88 @@ async fn an_orphan_run_container_is_kept_when_configured_and_removed_by_default(
     assert_eq!(removed["containers_removed"], serde_json::json!([name]), "{removed}");
     assert!(backend.inspect(&id).await.is_err(), "removed");
 }
+
+/// `runc --root STATE list --quiet`: the runtime containers under a berth's state root.
+fn runc_containers(state: &std::path::Path) -> Vec<String> {
+    let out = Command::new("runc").arg("--root").arg(state).args(["list", "--quiet"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
+}
+
+/// `berth serve` on `port` over `data`, pools off (so every run is its own
+/// runc container), its stderr to `log`.
+fn serve(data: &std::path::Path, port: u16, log: &std::path::Path) -> std::process::Child {
+    let config = data.join("berth.toml");
+    std::fs::write(&config, "pools = false\noci = \"required\"\n").unwrap();
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("BERTH_SPARES", "")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl").args(["-s", "--max-time", "20"]).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn answering(port: u16, log: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !curl(&[&format!("http://127.0.0.1:{port}/v1/health")]).contains("\"ok\"") {
+        let said = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(Instant::now() < deadline, "berth serve never answered: {said}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn runs_on_runc_interrupted_by_a_killed_berth_leave_no_runtime_container_cgroup_or_bundle() {
+    let data = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = data.path().join("serve.log");
+    let mut server = serve(data.path(), port, &log);
+    answering(port, &log).await;
+    let url = format!("http://127.0.0.1:{port}/v1/runs");
+    for i in 0..3 {
+        let body = format!(r#"{{"language":"sh","code":"echo started {i}; sleep 60","wait":false}}"#);
+        let answer = curl(&["-X", "POST", &url, "-H", "content-type: application/json", "-d", &body]);
+        assert!(answer.contains("\"run_"), "{answer}");
+    }
+    let state = data.path().join("oci/runc/state");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while runc_containers(&state).len() < 3 {
+        assert!(Instant::now() < deadline, "the runs never reached runc: {:?}", runc_containers(&state));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill().unwrap(); // SIGKILL, mid-burst
+    server.wait().unwrap();
+    assert_eq!(runc_containers(&state).len(), 3, "the killed berth left its runtime containers");
+    let store = Store::open(&data.path().join("berth.db")).unwrap();
+    let instance = store.instance_id(|| panic!("the server made the instance id")).unwrap();
+    let short: String = instance.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
+    let cgroups = std::path::PathBuf::from(format!("/sys/fs/cgroup/memory/berth-oci/{short}"));
+    let children = |dir: &std::path::Path| {
+        std::fs::read_dir(dir).map(|d| d.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0)
+    };
+    assert_eq!(children(&cgroups), 3, "their cgroups are there");
+
+    let mut again = serve(data.path(), port, &log);
+    answering(port, &log).await;
+    assert!(runc_containers(&state).is_empty(), "no runtime container left: {:?}", runc_containers(&state));
+    assert_eq!(children(&cgroups), 0, "no cgroup left");
+    assert_eq!(std::fs::read_dir(data.path().join("oci/runc/bundles")).unwrap().count(), 0, "no bundle left");
+    let runs = store.list_runs("default", 10).unwrap();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    for run in runs {
+        assert_eq!(run.status, RunStatus::Failed);
+        let error = run.error.unwrap_or_default();
+        assert!(error.contains("berth restarted during the run; its runtime container is removed"), "{error}");
+    }
+    let _ = Command::new("kill").arg(again.id().to_string()).status();
+    again.wait().unwrap();
+}

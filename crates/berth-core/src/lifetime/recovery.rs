@@ -80,7 +80,14 @@ pub async fn recover(
     let mut known = HashSet::new();
     for mut run in store.unfinished_runs()? {
         known.insert(run.id.0.clone());
+        // A run on a runtime berth drives itself (runc) lived only in the
+        // dead berth's memory: that backend's leftover sweep removes it.
+        let elsewhere = run.runtime.as_deref().is_some_and(|r| r != backend.runtime());
         let reason = match run.handle() {
+            Some(_) if elsewhere => {
+                run.container_removed = true;
+                "berth restarted during the run; its runtime container is removed with what that runtime left"
+            }
             Some(h) => match backend.remove(&h, true).await {
                 Ok(()) => {
                     report.containers_removed.push(run.container_name.clone());
@@ -283,6 +290,20 @@ mod tests {
         let run = w.run("run_1");
         assert_eq!((run.status, run.error.as_deref()), (RunStatus::Failed, Some(reason)));
         assert!(run.container_removed, "the container is gone");
+    }
+
+    #[tokio::test]
+    async fn a_run_on_another_runtime_is_failed_and_left_to_that_runtimes_sweep() {
+        let w = world();
+        let h = container(&w.fake, "berth-run_1", Kind::Code, "run_1", INSTANCE).await;
+        let mut run = record("run_1", RunStatus::Running, Some(&h), false);
+        run.runtime = Some("runc".into());
+        w.store.put_run(&run).unwrap();
+        let report = w.recover(Orphans::Keep).await.unwrap();
+        let reason = "berth restarted during the run; its runtime container is removed with what that runtime left";
+        assert_eq!(report.runs_failed, [("run_1".to_owned(), reason.to_owned())]);
+        assert!(report.containers_removed.is_empty(), "not this engine's to remove");
+        assert!(w.run("run_1").container_removed);
     }
 
     #[tokio::test]
