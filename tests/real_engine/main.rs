@@ -14,6 +14,7 @@ mod faults;
 mod http;
 mod http_agents;
 mod http_sessions;
+mod oci_faults;
 mod oci_images;
 mod oci_runc;
 mod reaper;

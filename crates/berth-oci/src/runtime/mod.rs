@@ -81,6 +81,9 @@ pub struct RuntimeConfig {
 struct Ended {
     code: i64,
     oom: bool,
+    /// The runtime itself ended by a signal (killed mid-run): the exit
+    /// code is not the container's.
+    runtime_killed: Option<i32>,
 }
 
 /// A container's live parts beside its state.
@@ -240,7 +243,7 @@ impl OciRuntime {
             Ok(child) => child,
             Err(e) => {
                 let _ = self.inner().state.exit(&h.id.0, 127);
-                let _ = ended_tx.send(Some(Ended { code: 127, oom: false }));
+                let _ = ended_tx.send(Some(Ended { code: 127, oom: false, runtime_killed: None }));
                 return Err(EngineError::unavailable(format!("{}: {e}", self.config.binary.name)).with_source(e));
             }
         };
@@ -272,12 +275,19 @@ impl OciRuntime {
                 let _ = tokio::time::timeout(PIPE_GRACE, reader).await;
             }
             use std::os::unix::process::ExitStatusExt;
-            let code = match status {
-                Ok(s) => s.code().map(i64::from).or(s.signal().map(|sig| 128 + i64::from(sig))).unwrap_or(KILLED),
-                Err(_) => KILLED,
+            // runc hands on the container's end as its own exit code (128
+            // + the signal when it was killed); runc itself ending by a
+            // signal means it was killed, whatever became of the container.
+            let (code, runtime_killed) = match status {
+                Ok(s) => match (s.code(), s.signal()) {
+                    (Some(code), _) => (i64::from(code), None),
+                    (None, Some(sig)) => (128 + i64::from(sig), Some(sig)),
+                    (None, None) => (KILLED, None),
+                },
+                Err(_) => (KILLED, None),
             };
             let reading = cgroup.read();
-            let ended = Ended { code, oom: reading.oom_kills > 0 };
+            let ended = Ended { code, oom: reading.oom_kills > 0, runtime_killed };
             let usage = usage_of(reading, spec.limits.memory.bytes());
             {
                 let mut inner = this.inner();
@@ -309,7 +319,11 @@ impl OciRuntime {
         let mut rx = self.inner().live.get(id).ok_or_else(|| EngineError::not_found(id.0.clone()))?.ended.subscribe();
         let id = id.0.clone();
         Ok(Box::pin(async move {
-            match rx.wait_for(Option::is_some).await {
+            let ended = rx.wait_for(Option::is_some).await.map(|e| *e);
+            match ended {
+                Ok(Some(Ended { runtime_killed: Some(sig), .. })) => {
+                    Err(EngineError::failed(format!("the runtime was killed by signal {sig} while container {id} ran")))
+                }
                 Ok(ended) => Ok(ended.map_or(KILLED, |e| e.code)),
                 Err(_) => Err(EngineError::not_found(format!("container {id} was removed while it ran"))),
             }
