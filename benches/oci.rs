@@ -74,7 +74,7 @@ fn cli_run(case: Case) {
 }
 
 fn binary(dir: &std::path::Path) -> Binary {
-    Binary { name: "runc", path: "runc".into(), state: dir.join("state"), flags: Vec::new() }
+    Binary::runc("runc", dir.join("state"))
 }
 
 fn oci_backend(dir: &std::path::Path, images: Arc<dyn Engine>) -> Arc<OciRuntime> {

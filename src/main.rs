@@ -231,30 +231,43 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     }
     let policy = Policy::new(PolicyConfig { bind_roots: config.bind_roots.clone(), ..Default::default() });
     // Sealed runs straight on runc beside a real engine, when its probe passes.
-    let mut sealed = None;
+    let mut sealed: Vec<Arc<dyn Engine>> = Vec::new();
     let mut runtimes = Vec::new();
     if config.oci != OciChoice::Off && backend.name() == "docker" {
         let instance = store.instance_id(|| RandomIds.next_hex())?;
-        let (engine, probe) = berth::sealed::runc(
-            &config.data,
-            &instance,
-            backend.clone(),
-            policy.config.output_cap + 1,
-            config.oci_cache.bytes(),
-        )
-        .await;
-        match &engine {
-            Some(_) => {
-                eprintln!("berth: oci backend: code runs and tool runs with no network go to runc ({})", probe.detail)
+        let cache = berth::sealed::cache(&config.data, config.oci_cache.bytes())
+            .map_err(|e| anyhow::anyhow!("the oci backend's image cache: {e}"))?;
+        for name in berth::sealed::RUNTIMES {
+            let (engine, probe) = berth::sealed::runtime(
+                name,
+                &config.data,
+                &instance,
+                backend.clone(),
+                cache.clone(),
+                policy.config.output_cap + 1,
+            )
+            .await;
+            match (&engine, name) {
+                (Some(_), "runc") => eprintln!(
+                    "berth: oci backend: code runs and tool runs with no network go to runc ({})",
+                    probe.detail
+                ),
+                (Some(_), _) => eprintln!("berth: oci backend: runs may ask for {name} ({})", probe.detail),
+                (None, "runc") if config.oci == OciChoice::Required => {
+                    anyhow::bail!("the oci backend is required: {}", probe.detail)
+                }
+                (None, "runc") => eprintln!("berth: oci backend off, every run goes to the engine: {}", probe.detail),
+                (None, _) => eprintln!("berth: oci backend: no {name} ({})", probe.detail),
             }
-            None if config.oci == OciChoice::Required => anyhow::bail!("the oci backend is required: {}", probe.detail),
-            None => eprintln!("berth: oci backend off, every run goes to the engine: {}", probe.detail),
+            // runsc without runc would take every sealed run: it is only ever asked for.
+            if name == "runc" && engine.is_none() {
+                runtimes.push(probe);
+                break;
+            }
+            sealed.extend(engine);
+            runtimes.push(probe);
         }
-        sealed = engine;
-        runtimes.push(probe);
     }
-    // Warm pools where the engine can hand a run to a member (the dry run
-    // cannot: it renders each run's own plan).
     let pools = config.pools.clone().filter(|_| backend.capabilities().attach_before_start);
     let options = Options {
         ports: config.ports,
@@ -265,8 +278,8 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
         runtimes,
     };
     let mut ctx = context::Context::new(backend, policy, store, ids, clock);
-    if let Some(sealed) = sealed {
-        ctx = ctx.with_sealed(sealed);
+    for engine in sealed {
+        ctx = ctx.with_sealed(engine);
     }
     let core = Arc::new(Core::new(ctx, options));
     // The reaper every 30 s; every 5 s, pool members are replaced before

@@ -1,7 +1,8 @@
 //! The `oci` backend as `berth serve` sets it up beside the engine: runc
-//! from `PATH`, its state, bundles and image cache under the data folder,
-//! tini as process 1, a cgroup parent per instance; probed once, and used
-//! for sealed runs only when the probe passes.
+//! (the default) and gVisor's runsc (asked for by name) from `PATH`, each
+//! with its state and bundles under the data folder, one image cache for
+//! both, tini as process 1, a cgroup parent per instance and runtime;
+//! each probed once, and used for sealed runs only when its probe passes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,33 +23,34 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .unwrap_or(None)
 }
 
-/// The runc backend under `data` for instance `instance`, when its probe
-/// passes; what the probe found either way.
-pub async fn runc(
+/// The OCI runtimes berth can drive, the default first.
+pub const RUNTIMES: [&str; 2] = ["runc", "runsc"];
+
+/// The backend of runtime `name` (`runc`, `runsc`) under `data` for
+/// instance `instance`, its images in `cache`, when its probe passes; what
+/// the probe found either way.
+pub async fn runtime(
+    name: &'static str,
     data: &Path,
     instance: &str,
     images: Arc<dyn Engine>,
+    cache: Arc<ImageCache>,
     output_cap: usize,
-    cache_bytes: u64,
 ) -> (Option<Arc<dyn Engine>>, RuntimeProbe) {
-    let refused = |detail: String| RuntimeProbe { runtime: "runc".into(), ok: false, detail };
-    let Some(path) = on_path("runc") else {
-        return (None, refused("runc is not on PATH (Debian's runc package)".into()));
+    let refused = |detail: String| RuntimeProbe { runtime: name.into(), ok: false, detail };
+    let Some(path) = on_path(name) else {
+        return (None, refused(format!("{name} is not on PATH (Debian's {name} package)")));
     };
-    let root = data.join("oci").join("runc");
-    let binary = Binary { name: "runc", path, state: root.join("state"), flags: Vec::new() };
+    let root = data.join("oci").join(name);
+    let binary = match name {
+        "runsc" => Binary::runsc(path, root.join("state")),
+        _ => Binary::runc(path, root.join("state")),
+    };
     let short: String = instance.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
-    let cgroup_parent = format!("/berth-oci/{short}");
+    let cgroup_parent = format!("/berth-oci/{short}/{name}");
     let report = probe::probe(&binary, Path::new(TINI), &root.join("probe"), &cgroup_parent).await;
     if !report.ok {
         return (None, refused(report.reason.unwrap_or_default()));
-    }
-    let (cache, opened) = match ImageCache::open(&data.join("oci").join("images"), cache_bytes) {
-        Ok(c) => c,
-        Err(e) => return (None, refused(format!("the image cache: {e}"))),
-    };
-    if !opened.removed.is_empty() {
-        tracing::info!(removed = ?opened.removed, "half-unpacked images removed from the cache");
     }
     let config = RuntimeConfig {
         binary,
@@ -70,5 +72,14 @@ pub async fn runc(
         report.cgroup_version,
         report.run_ms.unwrap_or_default()
     );
-    (Some(backend), RuntimeProbe { runtime: "runc".into(), ok: true, detail })
+    (Some(backend), RuntimeProbe { runtime: name.into(), ok: true, detail })
+}
+
+/// The image cache the runtimes share, under `data`.
+pub fn cache(data: &Path, bytes: u64) -> Result<Arc<ImageCache>, String> {
+    let (cache, opened) = ImageCache::open(&data.join("oci").join("images"), bytes).map_err(|e| e.to_string())?;
+    if !opened.removed.is_empty() {
+        tracing::info!(removed = ?opened.removed, "half-unpacked images removed from the cache");
+    }
+    Ok(cache)
 }

@@ -159,7 +159,7 @@ async fn runs_on_runc_interrupted_by_a_killed_berth_leave_no_runtime_container_c
     let store = Store::open(&data.path().join("berth.db")).unwrap();
     let instance = store.instance_id(|| panic!("the server made the instance id")).unwrap();
     let short: String = instance.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
-    let cgroups = std::path::PathBuf::from(format!("/sys/fs/cgroup/memory/berth-oci/{short}"));
+    let cgroups = std::path::PathBuf::from(format!("/sys/fs/cgroup/memory/berth-oci/{short}/runc"));
     let children = |dir: &std::path::Path| {
         std::fs::read_dir(dir).map(|d| d.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0)
     };

@@ -37,7 +37,7 @@ impl Rig {
         let (cache, _) = ImageCache::open(&cache_dir, 4 << 30).unwrap();
         let tag = dir.path().file_name().unwrap().to_string_lossy().replace('.', "");
         let config = RuntimeConfig {
-            binary: Binary { name: "runc", path, state: dir.path().join("state"), flags: Vec::new() },
+            binary: Binary::runc(path, dir.path().join("state")),
             bundles: dir.path().join("bundles"),
             init: "/usr/bin/tini-static".into(),
             output_cap: PolicyConfig::default().output_cap + 1,

@@ -27,44 +27,56 @@ use berth_oci::runtime::{probe, OciRuntime, RuntimeConfig};
 pub enum Tier {
     Docker,
     Oci,
+    /// The `oci` backend on gVisor's runsc.
+    Runsc,
 }
 
 fn docker() -> Arc<DockerBackend> {
     Arc::new(DockerBackend::new(engine_api::Docker::from_env().expect("DOCKER_HOST")))
 }
 
-/// The folder of this test process's `oci` backend.
+/// The folder of this test process's `oci` backends.
 pub fn oci_dir() -> PathBuf {
     std::env::temp_dir().join(format!("berth-oci-tier-{}", std::process::id()))
 }
 
-/// The cgroup parent of this test process's `oci` backend.
-pub fn oci_cgroup_parent() -> String {
-    format!("/berth-oci/tier{}", std::process::id())
+/// The cgroup parent of this test process's `oci` backend of `runtime`.
+pub fn oci_cgroup_parent(runtime: &str) -> String {
+    format!("/berth-oci/tier{}/{runtime}", std::process::id())
 }
 
 pub fn runc_binary() -> Binary {
-    Binary { name: "runc", path: "runc".into(), state: oci_dir().join("state"), flags: Vec::new() }
+    Binary::runc("runc", oci_dir().join("runc"))
 }
 
-/// One `oci` backend for the whole process (as one server has one): its
-/// image cache unpacks each image once for every test.
+fn image_cache() -> Arc<ImageCache> {
+    static CACHE: OnceLock<Arc<ImageCache>> = OnceLock::new();
+    CACHE.get_or_init(|| ImageCache::open(&oci_dir().join("images"), 4 << 30).expect("the image cache opens").0).clone()
+}
+
+fn backend_of(binary: Binary) -> Arc<OciRuntime> {
+    let config = RuntimeConfig {
+        bundles: oci_dir().join(format!("bundles-{}", binary.name)),
+        init: "/usr/bin/tini-static".into(),
+        output_cap: PolicyConfig::default().output_cap + 1,
+        cgroup_parent: oci_cgroup_parent(binary.name),
+        overlay_bytes: 64 << 20,
+        binary,
+    };
+    OciRuntime::new(config, docker(), image_cache())
+}
+
+/// One `oci` backend on runc for the whole process (as one server has
+/// one): the image cache, shared with runsc's, unpacks each image once.
 pub fn oci() -> Arc<OciRuntime> {
     static OCI: OnceLock<Arc<OciRuntime>> = OnceLock::new();
-    OCI.get_or_init(|| {
-        let dir = oci_dir();
-        let (cache, _) = ImageCache::open(&dir.join("images"), 4 << 30).expect("the image cache opens");
-        let config = RuntimeConfig {
-            binary: runc_binary(),
-            bundles: dir.join("bundles"),
-            init: "/usr/bin/tini-static".into(),
-            output_cap: PolicyConfig::default().output_cap + 1,
-            cgroup_parent: oci_cgroup_parent(),
-            overlay_bytes: 64 << 20,
-        };
-        OciRuntime::new(config, docker(), cache)
-    })
-    .clone()
+    OCI.get_or_init(|| backend_of(runc_binary())).clone()
+}
+
+/// The `oci` backend on runsc, one for the process.
+pub fn runsc() -> Arc<OciRuntime> {
+    static RUNSC: OnceLock<Arc<OciRuntime>> = OnceLock::new();
+    RUNSC.get_or_init(|| backend_of(Binary::runsc("runsc", oci_dir().join("runsc")))).clone()
 }
 
 /// Runs under `config` on `tier`, with the engine the tier's sealed runs go to.
@@ -74,8 +86,8 @@ fn runs_on(tier: Tier, config: PolicyConfig) -> (Arc<Runs>, Arc<dyn Engine>, Arc
         Context::new(docker(), Policy::new(config), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock));
     let engine: Arc<dyn Engine> = match tier {
         Tier::Docker => ctx.engine(berth_core::spec::Kind::Code),
-        Tier::Oci => {
-            let oci: Arc<dyn Engine> = oci();
+        Tier::Oci | Tier::Runsc => {
+            let oci: Arc<dyn Engine> = if tier == Tier::Oci { oci() } else { runsc() };
             ctx = ctx.with_sealed(oci.clone());
             oci
         }
@@ -92,11 +104,12 @@ fn runtime(tier: Tier) -> &'static str {
     match tier {
         Tier::Docker => "docker",
         Tier::Oci => "runc",
+        Tier::Runsc => "runsc",
     }
 }
 
-/// `flow!(name)`: the async fn `name(tier)` as the tests `name::on_docker`
-/// and `name::on_oci`.
+/// `flow!(name)`: the async fn `name(tier)` as the tests `name::on_docker`,
+/// `name::on_oci` and `name::on_runsc`.
 macro_rules! flow {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -107,6 +120,10 @@ macro_rules! flow {
             #[tokio::test]
             async fn on_oci() {
                 super::$name(super::Tier::Oci).await
+            }
+            #[tokio::test]
+            async fn on_runsc() {
+                super::$name(super::Tier::Runsc).await
             }
         }
     )*};
@@ -191,8 +208,16 @@ async fn a_memory_hog_ends_oom_killed(tier: Tier) {
     );
     req.memory = Some(ByteSize::mib(32));
     let run = runs.execute(req).await.unwrap();
-    assert_eq!(run.status, RunStatus::OomKilled, "{run:?}");
     assert_eq!(run.exit_code, Some(137));
+    if tier == Tier::Runsc {
+        // Listed difference: gVisor's whole sandbox is the victim, its OOM
+        // kill counted in the runtime's own cgroup (gone as it ends) on
+        // cgroup v1; berth sees a kill at the memory limit.
+        assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+        assert!(run.usage.peak_memory_bytes.unwrap_or(0) >= 30 << 20, "at the limit: {:?}", run.usage);
+    } else {
+        assert_eq!(run.status, RunStatus::OomKilled, "{run:?}");
+    }
 }
 
 async fn a_cancelled_run_ends_cancelled(tier: Tier) {
@@ -256,7 +281,13 @@ ls /sys/class/net | tr '\n' ' '; echo
     let run = runs.execute(sh(script)).await.unwrap();
     let out = run.stdout;
     assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
-    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    if tier == Tier::Runsc {
+        // Listed difference: gVisor's /proc/self/status has no NoNewPrivs
+        // line (a_runsc_sandbox_has_no_new_privileges asks the kernel).
+        assert!(!out.contains("NoNewPrivs"), "{out}");
+    } else {
+        assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    }
     assert!(out.contains("Seccomp:\t2"), "the engine's seccomp filter: {out}");
     // An init as process 1: the engine's docker-init, the runtime's tini.
     assert!(out.contains("pid1=docker-init") || out.contains("pid1=init"), "{out}");
@@ -277,6 +308,13 @@ async fn a_fork_bomb_stops_at_the_pids_limit(tier: Tier) {
     let mut req = RunRequest::new("t1", Workload::Code { language: "python".into(), code: code.into() });
     req.timeout = Some(Duration::from_secs(20));
     let run = runs.execute(req).await.unwrap();
+    if tier == Tier::Runsc {
+        // Listed difference: gVisor's sandbox crashes at its pids limit
+        // (raised to a floor of 64) and its output is lost; the run fails.
+        assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+        assert!(run.exit_code.is_some_and(|c| c != 0) && !run.stdout.contains("forked 200"), "{run:?}");
+        return;
+    }
     assert!(run.stdout.contains("fork refused 11"), "{run:?}");
     let forked: u32 =
         run.stdout.trim().lines().last().and_then(|l| l.strip_prefix("forked ")).unwrap().parse().unwrap();
@@ -286,8 +324,10 @@ async fn a_fork_bomb_stops_at_the_pids_limit(tier: Tier) {
 async fn a_tenant_never_has_more_runs_in_flight_than_its_bound(tier: Tier) {
     let store = Arc::new(Store::in_memory().unwrap());
     let mut ctx = Context::new(docker(), Policy::default(), store.clone(), Arc::new(RandomIds), Arc::new(SystemClock));
-    if tier == Tier::Oci {
-        ctx = ctx.with_sealed(oci());
+    match tier {
+        Tier::Docker => {}
+        Tier::Oci => ctx = ctx.with_sealed(oci()),
+        Tier::Runsc => ctx = ctx.with_sealed(runsc()),
     }
     let runs = Arc::new(Runs::new(&ctx, 8).with_per_tenant_limit(1));
     let tasks: Vec<_> = (0..3)
@@ -367,6 +407,7 @@ async fn a_tool_run_writes_its_own_root_and_not_the_images(tier: Tier) {
 #[tokio::test]
 async fn a_finished_oci_run_reports_its_cpu_time_and_peak_memory() {
     let (runs, ..) = runs(Tier::Oci);
+    // (Under runsc the same holds: its berth-held cgroup is read.)
     let req = RunRequest::new(
         "t1",
         Workload::Code {
@@ -401,11 +442,25 @@ flow!(
 /// The probe berth runs at start-up passes on this machine: the `oci`
 /// tier above is not the engine in disguise.
 #[tokio::test]
-async fn the_runc_probe_passes_here() {
+async fn the_runc_and_runsc_probes_pass_here() {
     let scratch = oci_dir().join("probe");
-    let report =
-        probe::probe(&runc_binary(), std::path::Path::new("/usr/bin/tini-static"), &scratch, &oci_cgroup_parent())
-            .await;
+    let tini = std::path::Path::new("/usr/bin/tini-static");
+    let report = probe::probe(&runc_binary(), tini, &scratch, &oci_cgroup_parent("runc")).await;
     assert!(report.ok, "{report:?}");
     assert_eq!(report.cgroup_version, 1);
+    let runsc = Binary::runsc("runsc", oci_dir().join("runsc-probe"));
+    let report = probe::probe(&runsc, tini, &scratch, &oci_cgroup_parent("runsc")).await;
+    assert!(report.ok, "runsc too: {report:?}");
+}
+
+/// Under runsc the no-new-privileges bit is asked of the (gVisor) kernel:
+/// `prctl(PR_GET_NO_NEW_PRIVS)` says 1.
+#[tokio::test]
+async fn a_runsc_sandbox_has_no_new_privileges() {
+    let (runs, ..) = runs(Tier::Runsc);
+    let code = "import ctypes\nprint(ctypes.CDLL(None).prctl(39, 0, 0, 0, 0))";
+    let req = RunRequest::new("t1", Workload::Code { language: "python".into(), code: code.into() });
+    let run = runs.execute(req).await.unwrap();
+    assert_eq!((run.status, run.stdout.as_str()), (RunStatus::Succeeded, "1\n"), "{run:?}");
+    assert_eq!(run.runtime.as_deref(), Some("runsc"));
 }

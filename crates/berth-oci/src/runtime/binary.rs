@@ -21,9 +21,29 @@ pub struct Binary {
     pub state: PathBuf,
     /// Extra global flags (`runsc`'s platform).
     pub flags: Vec<String>,
+    /// Whether `run --keep` exists (runc): the stopped container, and its
+    /// cgroup, outlive the exit for berth to read. Without it (runsc) the
+    /// runtime removes them as the container ends, and berth keeps a
+    /// cgroup of its own around the runtime's, holding the memory limit.
+    pub keep: bool,
 }
 
 impl Binary {
+    /// runc at `path` with its state in `state`.
+    pub fn runc(path: impl Into<PathBuf>, state: impl Into<PathBuf>) -> Binary {
+        Binary { name: "runc", path: path.into(), state: state.into(), flags: Vec::new(), keep: true }
+    }
+
+    /// gVisor's runsc at `path` with its state in `state`: the ptrace
+    /// platform (no nested KVM here), no network of its own (the bundle's
+    /// namespace has only loopback), and the bundle's seccomp filter
+    /// applied inside the sandbox (`--oci-seccomp`; without it runsc
+    /// ignores the filter and `/proc/self/status` says `Seccomp: 0`).
+    pub fn runsc(path: impl Into<PathBuf>, state: impl Into<PathBuf>) -> Binary {
+        let flags = ["--platform=ptrace", "--network=none", "--oci-seccomp"].map(str::to_owned).to_vec();
+        Binary { name: "runsc", path: path.into(), state: state.into(), flags, keep: false }
+    }
+
     /// A command of the runtime with its global flags.
     pub fn command(&self) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(&self.path);
@@ -33,11 +53,15 @@ impl Binary {
     }
 
     /// The foreground run of a bundle: its exit status is the container's.
-    /// `--keep` leaves the stopped container (and its cgroup) for berth to
-    /// read before it deletes it.
+    /// `--keep` (where there is one) leaves the stopped container and its
+    /// cgroup for berth to read before it deletes it.
     pub fn run(&self, bundle: &Path, id: &str) -> tokio::process::Command {
         let mut c = self.command();
-        c.args(["run", "--keep", "--bundle"]).arg(bundle).arg(id);
+        c.arg("run");
+        if self.keep {
+            c.arg("--keep");
+        }
+        c.arg("--bundle").arg(bundle).arg(id);
         c.kill_on_drop(false);
         c
     }

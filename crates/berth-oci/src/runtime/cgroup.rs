@@ -52,6 +52,48 @@ impl Layout {
         }
     }
 
+    /// Makes cgroup `path` in every hierarchy with a memory limit of
+    /// `memory` bytes and no swap: the cgroup berth keeps around a runtime
+    /// that removes its own as its container ends (runsc), so the OOM
+    /// kills and the peak are still there to read. On v2 the parent's
+    /// `cgroup.subtree_control` is asked for the memory, pids and cpu
+    /// controllers first.
+    pub fn make_limited(&self, path: &str, memory: u64) -> std::io::Result<()> {
+        let limit = memory.to_string();
+        match self {
+            Layout::V1 { root } => {
+                for dir in self.dirs(path) {
+                    std::fs::create_dir_all(&dir)?;
+                }
+                let mem = root.join("memory").join(path.trim_start_matches('/'));
+                std::fs::write(mem.join("memory.limit_in_bytes"), &limit)?;
+                let memsw = mem.join("memory.memsw.limit_in_bytes");
+                if memsw.exists() {
+                    std::fs::write(memsw, &limit)?;
+                }
+                Ok(())
+            }
+            Layout::V2 { root } => {
+                let dir = root.join(path.trim_start_matches('/'));
+                let mut at = root.clone();
+                for part in path.trim_start_matches('/').split('/') {
+                    let _ = std::fs::write(at.join("cgroup.subtree_control"), "+memory +pids +cpu");
+                    at = at.join(part);
+                    std::fs::create_dir_all(&at)?;
+                }
+                std::fs::write(dir.join("memory.max"), &limit)?;
+                std::fs::write(dir.join("memory.swap.max"), "0")
+            }
+        }
+    }
+
+    /// Removes cgroup `path` from every hierarchy (an empty one; gone is fine).
+    pub fn remove(&self, path: &str) {
+        for dir in self.dirs(path) {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+
     pub fn version(&self) -> u8 {
         match self {
             Layout::V1 { .. } => 1,

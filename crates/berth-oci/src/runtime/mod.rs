@@ -59,6 +59,11 @@ const PIPE_GRACE: Duration = Duration::from_secs(2);
 /// How long a removal waits for a killed container to end.
 const END_WAIT: Duration = Duration::from_secs(10);
 
+/// The least pids limit of a run under a runtime that does not keep its
+/// container (runsc): gVisor's own threads count against it, and under 64
+/// the sandbox fails to start or crashes as it runs.
+pub const RUNSC_PIDS_FLOOR: i64 = 64;
+
 /// How the `oci` backend is set up.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -156,8 +161,20 @@ impl OciRuntime {
         });
     }
 
+    /// The cgroup berth reads of container `id` (and removes at the end).
     fn cgroup_path(&self, id: &str) -> String {
         format!("{}/{id}", self.config.cgroup_parent.trim_end_matches('/'))
+    }
+
+    /// The cgroup the bundle names: berth's own for a runtime that keeps
+    /// its container, else a child of it (the runtime removes its own as
+    /// the container ends; berth's, holding the memory limit, stays).
+    fn runtime_cgroup_path(&self, id: &str) -> String {
+        if self.config.binary.keep {
+            self.cgroup_path(id)
+        } else {
+            format!("{}/sandbox", self.cgroup_path(id))
+        }
     }
 
     /// The image's root, from the cache (unpacked from the engine's saved
@@ -200,7 +217,18 @@ impl OciRuntime {
     ) -> Result<bool, EngineError> {
         let mut bundle =
             render::render(spec, id, Some(image)).map_err(|e| EngineError::invalid(format!("{}: {e}", spec.name)))?;
-        bundle.config.linux.cgroups_path = self.cgroup_path(id);
+        bundle.config.linux.cgroups_path = self.runtime_cgroup_path(id);
+        if !self.config.binary.keep {
+            // The limit is on berth's cgroup around the runtime's, so the
+            // OOM kill is counted where it is still there to read.
+            self.layout
+                .make_limited(&self.cgroup_path(id), spec.limits.memory.bytes())
+                .map_err(|e| EngineError::failed(format!("{}: the cgroup: {e}", spec.name)).with_source(e))?;
+            bundle.config.linux.resources.memory.limit = -1;
+            bundle.config.linux.resources.memory.swap = -1;
+            // Under gVisor a pids limit this low stops the sandbox starting.
+            bundle.config.linux.resources.pids.limit = bundle.config.linux.resources.pids.limit.max(RUNSC_PIDS_FLOOR);
+        }
         // tini as process 1: it reaps what the command leaves and hands its
         // exit (128 + the signal when killed) on as the container's.
         bundle.config.mounts.push(Mount {
@@ -372,10 +400,10 @@ impl OciRuntime {
         if overlay {
             unmount_overlay(bundle);
         }
-        for dir in self.layout.dirs(&self.cgroup_path(id)) {
-            // runc removes them; one it left (a runtime killed mid-way) is empty.
-            let _ = std::fs::remove_dir(dir);
-        }
+        // The runtime removes its own; one it left (a runtime killed
+        // mid-way) is empty, and berth's around it goes last.
+        self.layout.remove(&self.runtime_cgroup_path(id));
+        self.layout.remove(&self.cgroup_path(id));
         crate::bundle::remove(bundle).map_err(|e| EngineError::failed(e.to_string()).with_source(e))
     }
 }
@@ -493,6 +521,7 @@ impl Engine for OciRuntime {
             Err(e) => {
                 unmount_overlay(&dir);
                 let _ = crate::bundle::remove(&dir);
+                self.layout.remove(&self.cgroup_path(&id.0));
                 return Err(e);
             }
         };
@@ -657,8 +686,11 @@ impl Engine for OciRuntime {
             let Ok(entries) = std::fs::read_dir(&parent) else { continue };
             for entry in entries.flatten() {
                 let id = entry.file_name().to_string_lossy().into_owned();
-                if entry.path().is_dir() && !known.contains(&id) && std::fs::remove_dir(entry.path()).is_ok() {
-                    gone.insert(id);
+                if entry.path().is_dir() && !known.contains(&id) {
+                    let _ = std::fs::remove_dir(entry.path().join("sandbox"));
+                    if std::fs::remove_dir(entry.path()).is_ok() {
+                        gone.insert(id);
+                    }
                 }
             }
         }
