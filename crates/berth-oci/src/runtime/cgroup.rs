@@ -239,4 +239,37 @@ mod tests {
         let r = layout.cgroup("/p/c").read();
         assert_eq!(r, Reading { cpu_ns: 2_500_000, memory: Some(4096), peak: Some(4096), oom_kills: 1, pids: Some(3) });
     }
+
+    #[test]
+    fn a_held_cgroup_on_v1_gets_its_memory_limit_and_no_swap_in_the_memory_tree() {
+        let root = tempfile::tempdir().unwrap();
+        for c in ["memory", "pids", "cpuacct"] {
+            std::fs::create_dir(root.path().join(c)).unwrap();
+        }
+        let layout = Layout::V1 { root: root.path().to_owned() };
+        // The memory tree's files are there once the kernel made the folder.
+        let mem = root.path().join("memory/p/c");
+        std::fs::create_dir_all(&mem).unwrap();
+        std::fs::write(mem.join("memory.memsw.limit_in_bytes"), "").unwrap();
+        layout.make_limited("/p/c", 64 << 20).unwrap();
+        assert_eq!(std::fs::read_to_string(mem.join("memory.limit_in_bytes")).unwrap(), "67108864");
+        assert_eq!(std::fs::read_to_string(mem.join("memory.memsw.limit_in_bytes")).unwrap(), "67108864");
+        assert!(root.path().join("pids/p/c").is_dir() && root.path().join("cpuacct/p/c").is_dir());
+        assert!(!root.path().join("blkio").exists(), "only the trees the host mounts");
+    }
+
+    #[test]
+    fn a_held_cgroup_on_v2_asks_its_parents_for_the_controllers_and_sets_max_and_no_swap() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        let layout = Layout::at(root.path());
+        layout.make_limited("/p/c", 1 << 20).unwrap();
+        let dir = root.path().join("p/c");
+        assert_eq!(std::fs::read_to_string(dir.join("memory.max")).unwrap(), "1048576");
+        assert_eq!(std::fs::read_to_string(dir.join("memory.swap.max")).unwrap(), "0");
+        for parent in [root.path().to_owned(), root.path().join("p")] {
+            let asked = std::fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap();
+            assert_eq!(asked, "+memory +pids +cpu");
+        }
+    }
 }
