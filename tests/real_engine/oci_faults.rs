@@ -158,3 +158,20 @@ async fn an_image_cache_on_a_full_disk_fails_the_run_with_why_and_leaves_nothing
     assert!(error.contains("python:3.11-slim") && error.to_lowercase().contains("space"), "{error}");
     assert_eq!(rig.leftovers(), (String::new(), 0));
 }
+
+#[tokio::test]
+async fn a_name_in_use_is_refused_before_anything_is_written() {
+    let rig = Rig::new(|_| "runc".into(), None);
+    let mut req =
+        berth_core::policy::ContainerRequest::new(berth_core::spec::Kind::Code, "berth-faults-twice", "busybox:1.35");
+    req.cmd = Some(vec!["true".into()]);
+    let spec = Policy::default().admit(req).unwrap();
+    let first = rig.oci.create(&spec).await.unwrap();
+    let second = rig.oci.create(&spec).await;
+    assert!(second.is_err_and(|e| e.kind() == berth_core::engine::EngineErrorKind::Conflict));
+    assert_eq!(rig.leftovers(), (String::new(), 1), "the first one's bundle only");
+    // The sweep keeps what a live container owns.
+    assert_eq!(rig.oci.sweep_leftovers().await.unwrap(), 0);
+    rig.oci.remove(&first, true).await.unwrap();
+    assert_eq!(rig.leftovers(), (String::new(), 0));
+}

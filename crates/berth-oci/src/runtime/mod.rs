@@ -106,6 +106,9 @@ struct Live {
 struct Inner {
     state: State,
     live: BTreeMap<ContainerId, Live>,
+    /// Containers whose bundle is being written: the leftover sweep
+    /// leaves their folders and cgroups alone.
+    creating: std::collections::BTreeSet<ContainerId>,
 }
 
 /// The `oci` backend.
@@ -133,7 +136,7 @@ impl OciRuntime {
             images,
             cache,
             layout: Layout::detect(),
-            inner: Mutex::new(Inner { state: State::default(), live: BTreeMap::new() }),
+            inner: Mutex::new(Inner { state: State::default(), live: BTreeMap::new(), creating: Default::default() }),
             events: broadcast::channel(256).0,
             me: me.clone(),
         })
@@ -516,18 +519,30 @@ impl Engine for OciRuntime {
         let (lease, image) = self.root(&spec.image).await?;
         let id = ContainerId(fresh_id());
         let dir = self.config.bundles.join(&id.0);
-        let overlay = match self.write_bundle(spec, &id.0, &image, &lease.root, &dir) {
+        // The name and id are taken first (a name in use is refused before
+        // anything is written), and the sweep is told to keep off.
+        {
+            let mut inner = self.inner();
+            inner.state.create(id.clone(), spec.clone())?;
+            inner.creating.insert(id.clone());
+        }
+        let written = self.write_bundle(spec, &id.0, &image, &lease.root, &dir);
+        let overlay = match written {
             Ok(overlay) => overlay,
             Err(e) => {
                 unmount_overlay(&dir);
                 let _ = crate::bundle::remove(&dir);
+                self.layout.remove(&self.runtime_cgroup_path(&id.0));
                 self.layout.remove(&self.cgroup_path(&id.0));
+                let mut inner = self.inner();
+                inner.creating.remove(&id);
+                let _ = inner.state.remove(&id.0, true);
                 return Err(e);
             }
         };
         {
             let mut inner = self.inner();
-            inner.state.create(id.clone(), spec.clone())?;
+            inner.creating.remove(&id);
             inner.live.insert(
                 id.clone(),
                 Live {
@@ -661,7 +676,10 @@ impl Engine for OciRuntime {
     /// and cgroups under its parent that no container of this backend owns:
     /// killed, unmounted and removed.
     async fn sweep_leftovers(&self) -> Result<usize, EngineError> {
-        let known: std::collections::BTreeSet<String> = self.inner().live.keys().map(|id| id.0.clone()).collect();
+        let known: std::collections::BTreeSet<String> = {
+            let inner = self.inner();
+            inner.live.keys().chain(&inner.creating).map(|id| id.0.clone()).collect()
+        };
         let mut gone = std::collections::BTreeSet::new();
         for id in self.config.binary.list().await? {
             if !known.contains(&id) {
