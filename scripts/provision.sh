@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provision a Debian 12 (bookworm) machine for berth's integration tests:
 #   1. Debian packages (docker.io, runc, busybox-static, docker-registry, mmdebstrap, ...)
-#   2. a running dockerd on /var/run/docker.sock
+#   2. a running dockerd on /var/run/docker.sock, runsc registered as a runtime
 #   3. locally built images busybox:1.35, python:3.11-slim and the sandboxes'
 #      berth/base:1 (no registry needed)
 #   4. a local registry on 127.0.0.1:5000 holding 127.0.0.1:5000/berth/busybox:1.35
@@ -83,6 +83,35 @@ fi
 # 2. dockerd
 # ---------------------------------------------------------------------------
 docker_up() { docker version >/dev/null 2>&1; }
+runsc_registered() { docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; }
+
+# gVisor's runsc registered in the daemon's configuration as a runtime runs may
+# ask for (HostConfig.Runtime): the one change made to the host daemon. The
+# rest of an existing daemon.json is kept. --oci-seccomp makes runsc apply the
+# engine's seccomp profile too (it ignores it otherwise); the 2022 build's
+# default platform is ptrace, the only one without nested KVM. --network=host
+# has the sandbox use the container's own network namespace (the engine's
+# veth, or loopback only): the 2022 build's netstack refuses to start on this
+# kernel, where /proc/sys/net/core/rmem_default shows in every namespace and
+# runsc takes each for the root namespace.
+readonly DAEMON_JSON=/etc/docker/daemon.json
+mkdir -p "${DAEMON_JSON%/*}"
+python3 - "$DAEMON_JSON" <<'PY'
+import json, os, sys
+path = sys.argv[1]
+config = {}
+if os.path.exists(path):
+    with open(path) as f:
+        text = f.read().strip()
+    config = json.loads(text) if text else {}
+want = {"path": "/usr/bin/runsc", "runtimeArgs": ["--oci-seccomp", "--network=host"]}
+if config.get("runtimes", {}).get("runsc") != want:
+    config.setdefault("runtimes", {})["runsc"] = want
+    with open(path + ".berth", "w") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+    os.replace(path + ".berth", path)
+PY
 
 if docker_up; then
     log "dockerd already running"
@@ -104,6 +133,16 @@ else
         die "dockerd did not answer within 60 s (see $DOCKERD_LOG)"
     fi
     log "dockerd is up"
+fi
+if ! runsc_registered; then
+    # A daemon started before the registration reloads its runtimes on SIGHUP.
+    host_pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+    if [ -n "$host_pid" ] && [ "$(cat "/proc/$host_pid/comm" 2>/dev/null)" = dockerd ]; then
+        log "dockerd (pid $host_pid) reloads its configuration to take runsc in"
+        kill -HUP "$host_pid"
+        for _ in $(seq 20); do runsc_registered && break; sleep 0.5; done
+    fi
+    runsc_registered || die "dockerd does not list runsc among its runtimes (see $DAEMON_JSON, $DOCKERD_LOG)"
 fi
 
 # ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::runs::{RunRequest, Runs, Workload};
 use berth_core::sandboxes::SandboxConfig;
 use berth_core::store::Store;
-use berth_core::{Core, Options};
+use berth_core::{Core, Options, RuntimeProbe};
 use berth_docker::DockerBackend;
 use berth_oci::OciDryRun;
 use clap::{Parser, Subcommand};
@@ -268,6 +268,24 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
             runtimes.push(probe);
         }
     }
+    // The engine's own runtimes beside its default, for runs that ask (runsc
+    // for a run with a network, which berth's own runtimes cannot serve).
+    let mut engine_runtimes: Vec<Arc<dyn Engine>> = Vec::new();
+    if backend.name() == "docker" {
+        let docker = DockerBackend::new(engine_api::Docker::from_env()?);
+        let registered = docker.engine_runtimes().await.unwrap_or_default();
+        for name in berth::sealed::ENGINE_RUNTIMES {
+            let ok = registered.iter().any(|r| r == name);
+            let detail = if ok {
+                eprintln!("berth: docker backend: runs may ask for {name} through the engine (docker-{name})");
+                engine_runtimes.push(Arc::new(docker.clone().with_runtime(name)));
+                "registered in the engine's configuration".to_owned()
+            } else {
+                format!("not registered in the engine's configuration (scripts/provision.sh registers {name})")
+            };
+            runtimes.push(RuntimeProbe { runtime: format!("docker-{name}"), ok, detail });
+        }
+    }
     let pools = config.pools.clone().filter(|_| backend.capabilities().attach_before_start);
     let options = Options {
         ports: config.ports,
@@ -280,6 +298,9 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     let mut ctx = context::Context::new(backend, policy, store, ids, clock);
     for engine in sealed {
         ctx = ctx.with_sealed(engine);
+    }
+    for engine in engine_runtimes {
+        ctx = ctx.with_engine_runtime(engine);
     }
     let core = Arc::new(Core::new(ctx, options));
     // The reaper every 30 s; every 5 s, pool members are replaced before

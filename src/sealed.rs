@@ -26,6 +26,10 @@ fn on_path(name: &str) -> Option<PathBuf> {
 /// The OCI runtimes berth can drive, the default first.
 pub const RUNTIMES: [&str; 2] = ["runc", "runsc"];
 
+/// The engine's own runtimes, beside its default, that runs may ask for
+/// when the engine's configuration registers them (as `docker-<name>`).
+pub const ENGINE_RUNTIMES: [&str; 1] = ["runsc"];
+
 /// The backend of runtime `name` (`runc`, `runsc`) under `data` for
 /// instance `instance`, its images in `cache`, when its probe passes; what
 /// the probe found either way.

@@ -361,6 +361,7 @@ fn berth_serve_puts_each_dialect_on_its_own_listener_and_refuses_an_unknown_one(
     assert!(coderunner.contains("\"status\":\"running\""), "{coderunner}");
     let native = get(&listeners["native"], "/v1/health");
     assert!(native.starts_with("HTTP/1.1 200"), "{native}");
+    assert!(native.contains(r#"{"runtime":"docker-runsc","probe":"ok""#), "the engine's runsc is listed: {native}");
     std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(child.wait().unwrap().success());
 }

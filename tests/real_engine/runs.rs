@@ -464,3 +464,43 @@ async fn a_runsc_sandbox_has_no_new_privileges() {
     assert_eq!((run.status, run.stdout.as_str()), (RunStatus::Succeeded, "1\n"), "{run:?}");
     assert_eq!(run.runtime.as_deref(), Some("runsc"));
 }
+
+/// A run with a network that asks for runsc goes to the engine under its
+/// registered runsc (`scripts/provision.sh` registers it), since berth's
+/// own runtimes run only sealed runs; a sealed one asking the same still
+/// goes to berth's runsc. Inside, gVisor's kernel answers (`uname -r` is
+/// its 4.4.0), with the engine's network and the same hardening.
+#[tokio::test]
+async fn a_networked_run_asking_for_runsc_runs_under_the_engines_runsc_and_a_sealed_one_under_berths() {
+    let docker = DockerBackend::new(engine_api::Docker::from_env().expect("DOCKER_HOST"));
+    let registered = docker.engine_runtimes().await.unwrap();
+    assert!(registered.iter().any(|r| r == "runsc"), "the engine lists runsc: {registered:?}");
+    let store = Arc::new(Store::in_memory().unwrap());
+    let ctx = Context::new(
+        Arc::new(docker.clone()),
+        Policy::new(PolicyConfig::default()),
+        store,
+        Arc::new(RandomIds),
+        Arc::new(SystemClock),
+    )
+    .with_sealed(oci())
+    .with_sealed(runsc())
+    .with_engine_runtime(Arc::new(docker.clone().with_runtime("runsc")));
+    let runs = Runs::new(&ctx, 8);
+    let script = "uname -r; grep -E '^(CapEff|Seccomp):' /proc/self/status; ip -4 addr | grep -c 'inet 172\\.'";
+    let mut networked = tool(script);
+    networked.network = true;
+    networked.runtime = Some("runsc".into());
+    let run = runs.execute(networked).await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    assert_eq!(run.runtime.as_deref(), Some("docker-runsc"));
+    assert_eq!(run.stdout, "4.4.0\nCapEff:\t0000000000000000\nSeccomp:\t2\n1\n", "{run:?}");
+    let gone = docker.inspect(&Handle::local(run.container_id.clone().unwrap())).await;
+    assert!(gone.is_err_and(|e| e.is_not_found()), "the container is removed");
+
+    let mut sealed = tool("uname -r");
+    sealed.runtime = Some("runsc".into());
+    let run = runs.execute(sealed).await.unwrap();
+    assert_eq!((run.status, run.stdout.as_str()), (RunStatus::Succeeded, "4.4.0\n"), "{run:?}");
+    assert_eq!(run.runtime.as_deref(), Some("runsc"));
+}

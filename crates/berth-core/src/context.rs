@@ -45,6 +45,13 @@ impl Context {
         self
     }
 
+    /// Adds the engine under another of its own runtimes, for runs that ask
+    /// for that runtime ([`Backends::with_engine_runtime`]).
+    pub fn with_engine_runtime(mut self, engine: Arc<dyn Engine>) -> Self {
+        self.backends = self.backends.with_engine_runtime(engine);
+        self
+    }
+
     /// The same context under another policy.
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.policy = policy;

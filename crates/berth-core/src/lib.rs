@@ -89,9 +89,10 @@ pub struct Options {
 /// to it, and why not when not.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RuntimeProbe {
-    /// `runc`, `runsc`.
+    /// `runc`, `runsc`, or `docker-runsc` for the engine's own.
     pub runtime: String,
-    /// Whether the probe run passed (sealed runs go to the runtime).
+    /// Whether the probe run passed (sealed runs go to the runtime), or
+    /// the engine's configuration registers it.
     pub ok: bool,
     /// The runtime's version, or why the probe failed.
     pub detail: String,

@@ -34,11 +34,24 @@ pub struct DockerBackend {
     docker: Docker,
     /// Host address published ports bind to.
     publish_ip: String,
+    /// The engine's runtime the containers run under, when not its default.
+    runtime: Option<EngineRuntime>,
+}
+
+/// One of the OCI runtimes the engine's configuration registers (runsc, say),
+/// as a run asks for it and as its record names it.
+#[derive(Clone, Debug)]
+struct EngineRuntime {
+    /// The engine's name of it, sent as `HostConfig.Runtime`.
+    name: String,
+    /// `docker-<name>`: what a record says ran it, apart from the same
+    /// runtime driven by berth itself.
+    record: String,
 }
 
 impl DockerBackend {
     pub fn new(docker: Docker) -> Self {
-        DockerBackend { docker, publish_ip: "127.0.0.1".into() }
+        DockerBackend { docker, publish_ip: "127.0.0.1".into(), runtime: None }
     }
 
     /// The fixture backend: the docker backend over a transport that replays
@@ -51,6 +64,18 @@ impl DockerBackend {
     pub fn with_publish_ip(mut self, ip: impl Into<String>) -> Self {
         self.publish_ip = ip.into();
         self
+    }
+
+    /// The same engine, its containers run under the engine's runtime
+    /// `name` (one of [`DockerBackend::engine_runtimes`]).
+    pub fn with_runtime(mut self, name: &str) -> Self {
+        self.runtime = Some(EngineRuntime { name: name.to_owned(), record: format!("docker-{name}") });
+        self
+    }
+
+    /// The OCI runtimes the engine's configuration registers (`GET /info`).
+    pub async fn engine_runtimes(&self) -> Result<Vec<String>, EngineError> {
+        Ok(self.docker.info().await.map_err(engine_err)?.runtimes.into_keys().collect())
     }
 
     pub fn client(&self) -> &Docker {
@@ -240,6 +265,14 @@ impl Engine for DockerBackend {
         "docker"
     }
 
+    fn runtime(&self) -> &str {
+        self.runtime.as_ref().map_or("docker", |r| &r.record)
+    }
+
+    fn asked_as(&self) -> &str {
+        self.runtime.as_ref().map_or("docker", |r| &r.name)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::CONTAINER_ENGINE
     }
@@ -290,7 +323,10 @@ impl Engine for DockerBackend {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<Handle, EngineError> {
-        let config = container_config(spec, &self.publish_ip);
+        let mut config = container_config(spec, &self.publish_ip);
+        if let (Some(host), Some(runtime)) = (config.host_config.as_mut(), &self.runtime) {
+            host.runtime = Some(runtime.name.clone());
+        }
         match self.docker.create_container(Some(&spec.name), &config).await {
             Ok(created) => Ok(Handle::local(created.id)),
             Err(e @ (ClientError::Transport(_) | ClientError::Timeout { .. })) => {

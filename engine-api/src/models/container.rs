@@ -131,6 +131,10 @@ pub struct HostConfig {
     pub userns_mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::null_default", default)]
     pub extra_hosts: Option<Vec<String>>,
+    /// The OCI runtime the engine runs the container with, one of those
+    /// its configuration registers (`runc` when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
     /// The container's log driver (`{"Type": "none"}` keeps no log).
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::null_default", default)]
     pub log_config: Option<LogConfig>,

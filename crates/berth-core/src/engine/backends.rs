@@ -31,6 +31,10 @@ pub struct Backends {
     sandbox: Arc<dyn Engine>,
     /// Engines of sealed runs, by their runtime; the first is the default.
     sealed: Vec<Arc<dyn Engine>>,
+    /// The engine under another of its own runtimes (runsc registered in
+    /// dockerd), for code and tool runs of any network that ask for it.
+    /// The same engine as the kinds', so never walked apart.
+    engine_runtimes: Vec<Arc<dyn Engine>>,
 }
 
 impl Backends {
@@ -43,6 +47,7 @@ impl Backends {
             relic: engine.clone(),
             sandbox: engine,
             sealed: Vec::new(),
+            engine_runtimes: Vec::new(),
         }
     }
 
@@ -53,29 +58,41 @@ impl Backends {
         self
     }
 
+    /// Adds the engine under another of its runtimes, for code and tool
+    /// runs that ask for it by [`Engine::asked_as`] or [`Engine::runtime`].
+    pub fn with_engine_runtime(mut self, engine: Arc<dyn Engine>) -> Self {
+        self.engine_runtimes.push(engine);
+        self
+    }
+
     /// Whether `spec` needs nothing of an engine's networking.
     pub fn is_sealed(spec: &ContainerSpec) -> bool {
         matches!(spec.kind, Kind::Code | Kind::Tool) && spec.network == Network::None && spec.ports.is_empty()
     }
 
     /// The engine a run's `spec` goes to: the one of the runtime it asks
-    /// for, else the default sealed engine when it is sealed, else its
-    /// kind's engine.
+    /// for (berth's own runtime when the run is sealed, else the engine
+    /// under that runtime), else the default sealed engine when it is
+    /// sealed, else its kind's engine.
     pub fn route(&self, spec: &ContainerSpec) -> Result<&Arc<dyn Engine>, RouteError> {
         let own = self.of(spec.kind);
-        match spec.runtime.as_deref() {
-            None => Ok(match self.sealed.first() {
+        let Some(asked) = spec.runtime.as_deref() else {
+            return Ok(match self.sealed.first() {
                 Some(sealed) if Self::is_sealed(spec) => sealed,
                 _ => own,
-            }),
-            Some(asked) if own.runtime() == asked => Ok(own),
-            Some(asked) => match self.sealed.iter().find(|e| e.runtime() == asked) {
-                Some(sealed) if Self::is_sealed(spec) => Ok(sealed),
-                Some(_) => Err(RouteError::NotSealed(asked.to_owned())),
-                None => {
-                    Err(RouteError::Unknown { asked: asked.to_owned(), known: self.runtimes(spec.kind).join(", ") })
-                }
-            },
+            });
+        };
+        if own.runtime() == asked {
+            return Ok(own);
+        }
+        let sealed = self.sealed.iter().find(|e| e.runtime() == asked);
+        let runs = matches!(spec.kind, Kind::Code | Kind::Tool);
+        let engine = self.engine_runtimes.iter().find(|e| e.runtime() == asked || e.asked_as() == asked);
+        match (sealed, engine) {
+            (Some(sealed), _) if Self::is_sealed(spec) => Ok(sealed),
+            (_, Some(engine)) if runs => Ok(engine),
+            (Some(_), _) => Err(RouteError::NotSealed(asked.to_owned())),
+            _ => Err(RouteError::Unknown { asked: asked.to_owned(), known: self.runtimes(spec.kind).join(", ") }),
         }
     }
 
@@ -84,7 +101,9 @@ impl Backends {
     pub fn of_runtime(&self, kind: Kind, runtime: Option<&str>) -> &Arc<dyn Engine> {
         let own = self.of(kind);
         match runtime {
-            Some(name) if own.runtime() != name => self.sealed.iter().find(|e| e.runtime() == name).unwrap_or(own),
+            Some(name) if own.runtime() != name => {
+                self.sealed.iter().chain(&self.engine_runtimes).find(|e| e.runtime() == name).unwrap_or(own)
+            }
             _ => own,
         }
     }
@@ -93,7 +112,7 @@ impl Backends {
     pub fn runtimes(&self, kind: Kind) -> Vec<&str> {
         let mut names = vec![self.of(kind).runtime()];
         if matches!(kind, Kind::Code | Kind::Tool) {
-            names.extend(self.sealed.iter().map(|e| e.runtime()));
+            names.extend(self.sealed.iter().chain(&self.engine_runtimes).map(|e| e.runtime()));
         }
         names
     }
@@ -202,6 +221,29 @@ mod tests {
         assert_eq!(
             b.route(&run_spec(Kind::Tool, Network::Bridge, Some("runc"))).err(),
             Some(RouteError::NotSealed("runc".into()))
+        );
+    }
+
+    #[test]
+    fn a_runtime_asked_by_a_networked_run_goes_to_the_engine_under_it_and_a_sealed_one_to_berths() {
+        let main: Arc<dyn Engine> = Arc::new(FakeEngine::new());
+        let runsc: Arc<dyn Engine> = Arc::new(FakeEngine::new().with_runtime("runsc"));
+        let engine_runsc: Arc<dyn Engine> = Arc::new(FakeEngine::new().with_runtime("docker-runsc").asked_as("runsc"));
+        let b = Backends::shared(main.clone()).with_sealed(runsc.clone()).with_engine_runtime(engine_runsc.clone());
+        assert!(Arc::ptr_eq(b.route(&run_spec(Kind::Code, Network::None, Some("runsc"))).unwrap(), &runsc));
+        assert!(Arc::ptr_eq(b.route(&run_spec(Kind::Tool, Network::Bridge, Some("runsc"))).unwrap(), &engine_runsc));
+        assert!(Arc::ptr_eq(
+            b.route(&run_spec(Kind::Code, Network::None, Some("docker-runsc"))).unwrap(),
+            &engine_runsc
+        ));
+        assert!(Arc::ptr_eq(b.of_runtime(Kind::Tool, Some("docker-runsc")), &engine_runsc));
+        assert!(Arc::ptr_eq(b.of_runtime(Kind::Tool, Some("runsc")), &runsc));
+        assert_eq!(b.runtimes(Kind::Code), ["fake", "runsc", "docker-runsc"]);
+        assert_eq!(b.runtimes(Kind::Agent), ["fake"]);
+        assert_eq!(b.distinct().len(), 2, "the engine under another runtime is the kinds' engine");
+        assert_eq!(
+            b.route(&run_spec(Kind::Agent, Network::Bridge, Some("runsc"))).err(),
+            Some(RouteError::NotSealed("runsc".into()))
         );
     }
 }

@@ -290,6 +290,8 @@ pub struct FakeEngine {
     clock: Arc<dyn Clock>,
     /// The runtime it says it is (`fake` unless told).
     runtime: &'static str,
+    /// The runtime's name as runs ask for it (the runtime's unless told).
+    asked_as: Option<&'static str>,
 }
 
 impl Default for FakeEngine {
@@ -327,11 +329,24 @@ impl FakeEngine {
         self
     }
 
+    /// The same engine answering runs that ask for runtime `name` (an
+    /// engine under one of its own runtimes' stand-in).
+    pub fn asked_as(mut self, name: &'static str) -> FakeEngine {
+        self.asked_as = Some(name);
+        self
+    }
+
     /// An empty engine whose networks are made at `clock`'s time (so a
     /// sweep measured by the same clock sees their age).
     pub fn with_clock(clock: Arc<dyn Clock>) -> FakeEngine {
         let inner = Inner { capabilities: docker_capabilities(), ..Inner::default() };
-        FakeEngine { inner: Mutex::new(inner), events: broadcast::channel(256).0, clock, runtime: "fake" }
+        FakeEngine {
+            inner: Mutex::new(inner),
+            events: broadcast::channel(256).0,
+            clock,
+            runtime: "fake",
+            asked_as: None,
+        }
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -578,6 +593,10 @@ impl Engine for FakeEngine {
 
     fn runtime(&self) -> &str {
         self.runtime
+    }
+
+    fn asked_as(&self) -> &str {
+        self.asked_as.unwrap_or(self.runtime)
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -134,6 +134,13 @@ pub trait Engine: Send + Sync + 'static {
         self.name()
     }
 
+    /// The runtime's name as a run asks for it: [`Engine::runtime`] but
+    /// for an engine under one of its own runtimes, whose record says
+    /// `docker-runsc` where the run asked for `runsc`.
+    fn asked_as(&self) -> &str {
+        self.runtime()
+    }
+
     async fn ping(&self) -> Result<(), EngineError>;
 
     /// Makes sure `image` is there, pulling it when it is not.
