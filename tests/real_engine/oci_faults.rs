@@ -175,3 +175,37 @@ async fn a_name_in_use_is_refused_before_anything_is_written() {
     rig.oci.remove(&first, true).await.unwrap();
     assert_eq!(rig.leftovers(), (String::new(), 0));
 }
+
+/// A cgroup write the kernel refuses: the rig's parent holds a CPU quota of
+/// a hundredth of a CPU, and cgroup v1 refuses a child's quota above its
+/// parent's, so the runtime's write of the run's quota fails. The run ends
+/// `failed` saying so, and no container, bundle or cgroup is left.
+#[tokio::test]
+async fn a_cgroup_write_the_kernel_refuses_fails_the_run_with_why_and_leaves_nothing() {
+    let rig = Rig::new(|_| "runc".into(), None);
+    let layout = berth_oci::runtime::cgroup::Layout::detect();
+    assert_eq!(layout.version(), 1, "this machine boots cgroup v1; v2's files are unit-tested");
+    let parent = rig.oci.config().cgroup_parent.clone();
+    let cpu = layout
+        .dirs(&parent)
+        .into_iter()
+        .find(|d| d.starts_with("/sys/fs/cgroup/cpu,cpuacct") || d.starts_with("/sys/fs/cgroup/cpu/"))
+        .expect("a cpu hierarchy");
+    std::fs::create_dir_all(&cpu).unwrap();
+    std::fs::write(cpu.join("cpu.cfs_period_us"), "100000").unwrap();
+    std::fs::write(cpu.join("cpu.cfs_quota_us"), "1000").unwrap();
+    let run = rig.runs.execute(sh("t-cgroup", "echo never", 10)).await.unwrap();
+    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("the runtime could not run") && error.contains("cpu.cfs_quota_us"),
+        "the record says why: {run:?}"
+    );
+    assert_eq!(run.exit_code, None, "no exit code of the container's: {run:?}");
+    assert!(run.stderr.is_empty(), "the runtime's error is not the run's stderr: {run:?}");
+    assert_eq!(run.stdout, "");
+    assert_eq!(rig.leftovers(), (String::new(), 0), "nothing left under the runtime");
+    let children = std::fs::read_dir(&cpu).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count();
+    assert_eq!(children, 0, "no cgroup left under the parent");
+    assert_eq!(rig.oci.sweep_leftovers().await.unwrap(), 0);
+}

@@ -26,12 +26,39 @@ pub struct Binary {
     /// runtime removes them as the container ends, and berth keeps a
     /// cgroup of its own around the runtime's, holding the memory limit.
     pub keep: bool,
+    /// Whether the runtime writes its own errors as JSON lines to a log
+    /// file (`--log FILE --log-format json`, runc): what sets them apart
+    /// from the container's stderr, which they would otherwise join.
+    pub json_log: bool,
+}
+
+/// The file in a bundle's folder that the runtime logs a run's errors to.
+pub const RUN_LOG: &str = "runtime.log";
+
+/// The most of a run's runtime log that is read.
+pub const RUN_LOG_BOUND: u64 = 64 * 1024;
+
+/// The runtime's own error in its JSON log (the last line at level
+/// `error` or `fatal`): why it could not run the container, when it could
+/// not.
+pub fn runtime_error(log: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        level: String,
+        #[serde(default)]
+        msg: String,
+    }
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+        .filter(|l| matches!(l.level.as_str(), "error" | "fatal") && !l.msg.is_empty())
+        .last()
+        .map(|l| l.msg)
 }
 
 impl Binary {
     /// runc at `path` with its state in `state`.
     pub fn runc(path: impl Into<PathBuf>, state: impl Into<PathBuf>) -> Binary {
-        Binary { name: "runc", path: path.into(), state: state.into(), flags: Vec::new(), keep: true }
+        Binary { name: "runc", path: path.into(), state: state.into(), flags: Vec::new(), keep: true, json_log: true }
     }
 
     /// gVisor's runsc at `path` with its state in `state`: the ptrace
@@ -41,7 +68,7 @@ impl Binary {
     /// ignores the filter and `/proc/self/status` says `Seccomp: 0`).
     pub fn runsc(path: impl Into<PathBuf>, state: impl Into<PathBuf>) -> Binary {
         let flags = ["--platform=ptrace", "--network=none", "--oci-seccomp"].map(str::to_owned).to_vec();
-        Binary { name: "runsc", path: path.into(), state: state.into(), flags, keep: false }
+        Binary { name: "runsc", path: path.into(), state: state.into(), flags, keep: false, json_log: false }
     }
 
     /// A command of the runtime with its global flags.
@@ -57,6 +84,9 @@ impl Binary {
     /// cgroup for berth to read before it deletes it.
     pub fn run(&self, bundle: &Path, id: &str) -> tokio::process::Command {
         let mut c = self.command();
+        if self.json_log {
+            c.arg("--log").arg(bundle.join(RUN_LOG)).args(["--log-format", "json"]);
+        }
         c.arg("run");
         if self.keep {
             c.arg("--keep");
@@ -113,5 +143,24 @@ impl Binary {
     pub async fn version(&self) -> Result<String, EngineError> {
         let text = self.call(&["--version"]).await?;
         Ok(text.lines().next().unwrap_or_default().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtimes_last_error_line_is_why_it_could_not_run_and_other_lines_are_not() {
+        let log = concat!(
+            r#"{"level":"warning","msg":"a warning","time":"t"}"#,
+            "\n",
+            "not json\n",
+            r#"{"level":"error","msg":"runc run failed: invalid rootfs","time":"t"}"#,
+            "\n"
+        );
+        assert_eq!(runtime_error(log).as_deref(), Some("runc run failed: invalid rootfs"));
+        assert_eq!(runtime_error(r#"{"level":"info","msg":"fine"}"#), None);
+        assert_eq!(runtime_error(""), None);
     }
 }

@@ -82,13 +82,22 @@ pub struct RuntimeConfig {
 }
 
 /// How a container ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Ended {
     code: i64,
     oom: bool,
-    /// The runtime itself ended by a signal (killed mid-run): the exit
-    /// code is not the container's.
-    runtime_killed: Option<i32>,
+    /// What went wrong with the runtime itself, when something did: the
+    /// exit code is then not the container's.
+    fault: Option<Fault>,
+}
+
+/// The runtime's own failure on a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fault {
+    /// It ended by this signal (killed mid-run).
+    Killed(i32),
+    /// It could not run the container, and said why in its log.
+    Failed(String),
 }
 
 /// A container's live parts beside its state.
@@ -274,7 +283,7 @@ impl OciRuntime {
             Ok(child) => child,
             Err(e) => {
                 let _ = self.inner().state.exit(&h.id.0, 127);
-                let _ = ended_tx.send(Some(Ended { code: 127, oom: false, runtime_killed: None }));
+                let _ = ended_tx.send(Some(Ended { code: 127, oom: false, fault: None }));
                 return Err(EngineError::unavailable(format!("{}: {e}", self.config.binary.name)).with_source(e));
             }
         };
@@ -309,16 +318,19 @@ impl OciRuntime {
             // runc hands on the container's end as its own exit code (128
             // + the signal when it was killed); runc itself ending by a
             // signal means it was killed, whatever became of the container.
-            let (code, runtime_killed) = match status {
+            let (code, mut fault) = match status {
                 Ok(s) => match (s.code(), s.signal()) {
                     (Some(code), _) => (i64::from(code), None),
-                    (None, Some(sig)) => (128 + i64::from(sig), Some(sig)),
+                    (None, Some(sig)) => (128 + i64::from(sig), Some(Fault::Killed(sig))),
                     (None, None) => (KILLED, None),
                 },
                 Err(_) => (KILLED, None),
             };
+            if fault.is_none() && this.config.binary.json_log {
+                fault = this.runtime_failure(&bundle, &kept).map(Fault::Failed);
+            }
             let reading = cgroup.read();
-            let ended = Ended { code, oom: reading.oom_kills > 0, runtime_killed };
+            let ended = Ended { code, oom: reading.oom_kills > 0, fault };
             let usage = usage_of(reading, spec.limits.memory.bytes());
             {
                 let mut inner = this.inner();
@@ -336,11 +348,29 @@ impl OciRuntime {
         Ok(Launched { stdin, output: live_rx })
     }
 
+    /// Why the runtime could not run the container of `bundle`, from its
+    /// log; the same line, which it also writes to the container's stderr,
+    /// taken off the kept output.
+    fn runtime_failure(&self, bundle: &Path, kept: &Mutex<Kept>) -> Option<String> {
+        use std::io::Read;
+        let mut log = String::new();
+        let file = std::fs::File::open(bundle.join(binary::RUN_LOG)).ok()?;
+        file.take(binary::RUN_LOG_BOUND).read_to_string(&mut log).ok()?;
+        let why = binary::runtime_error(&log)?;
+        let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+        let said = format!("{why}\n");
+        if kept.stderr.ends_with(said.as_bytes()) {
+            let keep = kept.stderr.len() - said.len();
+            kept.stderr.truncate(keep);
+        }
+        Some(why)
+    }
+
     /// Waits until container `id` has ended (or `bound` passed).
     async fn ended(&self, id: &ContainerId, bound: Duration) -> Option<Ended> {
         let mut rx = self.inner().live.get(id)?.ended.subscribe();
         let ended = match tokio::time::timeout(bound, rx.wait_for(Option::is_some)).await {
-            Ok(Ok(ended)) => *ended,
+            Ok(Ok(ended)) => ended.clone(),
             _ => None,
         };
         ended
@@ -350,10 +380,13 @@ impl OciRuntime {
         let mut rx = self.inner().live.get(id).ok_or_else(|| EngineError::not_found(id.0.clone()))?.ended.subscribe();
         let id = id.0.clone();
         Ok(Box::pin(async move {
-            let ended = rx.wait_for(Option::is_some).await.map(|e| *e);
+            let ended = rx.wait_for(Option::is_some).await.map(|e| e.clone());
             match ended {
-                Ok(Some(Ended { runtime_killed: Some(sig), .. })) => {
+                Ok(Some(Ended { fault: Some(Fault::Killed(sig)), .. })) => {
                     Err(EngineError::failed(format!("the runtime was killed by signal {sig} while container {id} ran")))
+                }
+                Ok(Some(Ended { fault: Some(Fault::Failed(why)), .. })) => {
+                    Err(EngineError::failed(format!("the runtime could not run container {id}: {why}")))
                 }
                 Ok(ended) => Ok(ended.map_or(KILLED, |e| e.code)),
                 Err(_) => Err(EngineError::not_found(format!("container {id} was removed while it ran"))),
@@ -637,14 +670,16 @@ impl Engine for OciRuntime {
     async fn inspect(&self, h: &Handle) -> Result<WorkloadState, EngineError> {
         let inner = self.inner();
         let c = inner.state.container(&h.id.0)?;
-        let ended = inner.live.get(&c.id).and_then(|l| *l.ended.borrow());
+        let ended = inner.live.get(&c.id).and_then(|l| l.ended.borrow().clone());
         Ok(WorkloadState {
             phase: c.phase.engine_phase(),
             health: None,
-            exit_code: Some(match c.phase {
-                Phase::Exited { code } => code,
-                Phase::Created | Phase::Running => 0,
-            }),
+            // The runtime's own failure leaves no exit code of the container's.
+            exit_code: match c.phase {
+                _ if ended.as_ref().is_some_and(|e| e.fault.is_some()) => None,
+                Phase::Exited { code } => Some(code),
+                Phase::Created | Phase::Running => Some(0),
+            },
             oom_killed: ended.is_some_and(|e| e.oom),
             health_log: vec![],
             labels: c.spec.labels.clone(),
