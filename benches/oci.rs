@@ -275,4 +275,5 @@ fn main() {
     for v in verdicts {
         println!("- {v}");
     }
+    berth_oci::runtime::cgroup::Layout::detect().remove_empty(&format!("/berth-oci/bench{}", std::process::id()));
 }

@@ -233,8 +233,10 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     // Sealed runs straight on runc beside a real engine, when its probe passes.
     let mut sealed: Vec<Arc<dyn Engine>> = Vec::new();
     let mut runtimes = Vec::new();
+    let mut oci_instance = None;
     if config.oci != OciChoice::Off && backend.name() == "docker" {
         let instance = store.instance_id(|| RandomIds.next_hex())?;
+        oci_instance = Some(instance.clone());
         let cache = berth::sealed::cache(&config.data, config.oci_cache.bytes())
             .map_err(|e| anyhow::anyhow!("the oci backend's image cache: {e}"))?;
         for name in berth::sealed::RUNTIMES {
@@ -357,6 +359,9 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     // tending task, which must still run.
     core.shutdown().await;
     background.stop();
+    if let Some(instance) = oci_instance {
+        berth::sealed::remove_cgroups(&instance);
+    }
     Ok(())
 }
 

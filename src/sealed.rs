@@ -50,8 +50,7 @@ pub async fn runtime(
         "runsc" => Binary::runsc(path, root.join("state")),
         _ => Binary::runc(path, root.join("state")),
     };
-    let short: String = instance.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
-    let cgroup_parent = format!("/berth-oci/{short}/{name}");
+    let cgroup_parent = format!("{}/{name}", cgroup_root(instance));
     let report = probe::probe(&binary, Path::new(TINI), &root.join("probe"), &cgroup_parent).await;
     if !report.ok {
         return (None, refused(report.reason.unwrap_or_default()));
@@ -77,6 +76,18 @@ pub async fn runtime(
         report.run_ms.unwrap_or_default()
     );
     (Some(backend), RuntimeProbe { runtime: name.into(), ok: true, detail })
+}
+
+/// The cgroup under which instance `instance`'s runtimes keep theirs.
+pub fn cgroup_root(instance: &str) -> String {
+    let short: String = instance.chars().filter(char::is_ascii_alphanumeric).take(12).collect();
+    format!("/berth-oci/{short}")
+}
+
+/// What instance `instance` leaves of its cgroups once it stops: the empty
+/// ones go (a container still running keeps its own and those above it).
+pub fn remove_cgroups(instance: &str) {
+    berth_oci::runtime::cgroup::Layout::detect().remove_empty(&cgroup_root(instance));
 }
 
 /// The image cache the runtimes share, under `data`.

@@ -362,6 +362,11 @@ fn berth_serve_puts_each_dialect_on_its_own_listener_and_refuses_an_unknown_one(
     let native = get(&listeners["native"], "/v1/health");
     assert!(native.starts_with("HTTP/1.1 200"), "{native}");
     assert!(native.contains(r#"{"runtime":"docker-runsc","probe":"ok""#), "the engine's runsc is listed: {native}");
+    let store = berth_core::store::Store::open(&data.path().join("berth.db")).unwrap();
+    let instance = store.instance_id(|| panic!("berth serve made its instance id")).unwrap();
+    let cgroups = berth_oci::runtime::cgroup::Layout::detect().dirs(&berth::sealed::cgroup_root(&instance));
+    assert!(cgroups.iter().any(|d| d.is_dir()), "the runtimes' cgroup parents while it serves: {cgroups:?}");
     std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(child.wait().unwrap().success());
+    assert!(cgroups.iter().all(|d| !d.exists()), "gone once it stopped: {cgroups:?}");
 }

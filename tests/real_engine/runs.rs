@@ -54,7 +54,25 @@ fn image_cache() -> Arc<ImageCache> {
     CACHE.get_or_init(|| ImageCache::open(&oci_dir().join("images"), 4 << 30).expect("the image cache opens").0).clone()
 }
 
+/// The cgroup parents earlier test processes left (`/berth-oci/tier<pid>`
+/// of a pid gone), removed where empty: a test binary has no end of its own
+/// to remove its parent at.
+fn remove_dead_tiers_cgroups() {
+    let layout = berth_oci::runtime::cgroup::Layout::detect();
+    let dirs = layout.dirs("/berth-oci");
+    let names = dirs.iter().filter_map(|d| std::fs::read_dir(d).ok()).flatten().flatten().map(|e| e.file_name());
+    let dead: std::collections::BTreeSet<String> = names
+        .filter_map(|n| n.to_str()?.strip_prefix("tier").map(str::to_owned))
+        .filter(|pid| pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists())
+        .collect();
+    for pid in dead {
+        layout.remove_empty(&format!("/berth-oci/tier{pid}"));
+    }
+}
+
 fn backend_of(binary: Binary) -> Arc<OciRuntime> {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(remove_dead_tiers_cgroups);
     let config = RuntimeConfig {
         bundles: oci_dir().join(format!("bundles-{}", binary.name)),
         init: "/usr/bin/tini-static".into(),

@@ -94,6 +94,26 @@ impl Layout {
         }
     }
 
+    /// Removes cgroup `path` and every cgroup below it that is empty, the
+    /// deepest first, from every hierarchy: what a berth (or a test of
+    /// it) leaves of its parents once its containers are gone. A cgroup
+    /// that still holds a process stays, and so do those above it.
+    pub fn remove_empty(&self, path: &str) {
+        fn below(dir: &Path) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        below(&entry.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        for dir in self.dirs(path) {
+            below(&dir);
+        }
+    }
+
     pub fn version(&self) -> u8 {
         match self {
             Layout::V1 { .. } => 1,
@@ -271,5 +291,22 @@ mod tests {
             let asked = std::fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap();
             assert_eq!(asked, "+memory +pids +cpu");
         }
+    }
+
+    #[test]
+    fn removing_what_is_left_takes_the_empty_cgroups_below_and_keeps_a_busy_one_with_its_parents() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        let layout = Layout::at(root.path());
+        std::fs::create_dir_all(root.path().join("p/i/runc/gone")).unwrap();
+        std::fs::create_dir_all(root.path().join("p/i/runsc/busy")).unwrap();
+        // A plain folder with a file will not go, as a cgroup with a process will not.
+        std::fs::write(root.path().join("p/i/runsc/busy/cgroup.procs"), "42\n").unwrap();
+        layout.remove_empty("/p/i");
+        assert!(!root.path().join("p/i/runc").exists(), "the empty ones are gone");
+        assert!(root.path().join("p/i/runsc/busy").is_dir(), "the busy one and its parents stay");
+        std::fs::remove_file(root.path().join("p/i/runsc/busy/cgroup.procs")).unwrap();
+        layout.remove_empty("/p/i");
+        assert!(!root.path().join("p/i").exists() && root.path().join("p").is_dir(), "only from the path down");
     }
 }
