@@ -181,6 +181,14 @@ pub struct FileConfig {
     pub oci: Option<OciChoice>,
     /// The bound of the OCI runtime's image cache (`4g`).
     pub oci_cache: Option<String>,
+    /// An OCI image layout the OCI runtime's images may come from.
+    pub oci_layout: Option<PathBuf>,
+    /// Registries (`host:port`) the OCI runtime may pull from over plain
+    /// HTTP beside loopback ones; `[]` with `oci_pull = false` for none.
+    pub oci_registries: Option<Vec<String>>,
+    /// Whether the OCI runtime pulls images from registries itself (on by
+    /// default; loopback registries and `oci_registries` only).
+    pub oci_pull: Option<bool>,
 }
 
 impl FileConfig {
@@ -223,6 +231,9 @@ pub struct ServeConfig {
     pub spares: BTreeMap<String, usize>,
     pub oci: OciChoice,
     pub oci_cache: berth_core::model::units::ByteSize,
+    pub oci_layout: Option<PathBuf>,
+    /// `None`: no pulls by the OCI runtime itself.
+    pub oci_registries: Option<Vec<String>>,
     pub seeds: SeedEnv,
 }
 
@@ -359,6 +370,20 @@ impl ServeConfig {
             oci_cache: match vars.get("BERTH_OCI_CACHE").or(file.oci_cache.as_ref()) {
                 Some(v) => v.parse().map_err(|e| format!("oci_cache: {e}"))?,
                 None => "4g".parse().map_err(|e| format!("oci_cache: {e}"))?,
+            },
+            oci_layout: vars.get("BERTH_OCI_LAYOUT").map(PathBuf::from).or(file.oci_layout),
+            oci_registries: {
+                let pull = match vars.get("BERTH_OCI_PULL") {
+                    Some(v) => {
+                        v.trim().parse::<bool>().map_err(|_| format!("BERTH_OCI_PULL: {v:?} is not true or false"))?
+                    }
+                    None => file.oci_pull.unwrap_or(true),
+                };
+                let listed = match vars.get("BERTH_OCI_REGISTRIES") {
+                    Some(v) => v.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned).collect(),
+                    None => file.oci_registries.unwrap_or_default(),
+                };
+                pull.then_some(listed)
             },
             seeds: SeedEnv::from_vars(vars)?,
         };

@@ -234,7 +234,21 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     let mut sealed: Vec<Arc<dyn Engine>> = Vec::new();
     let mut runtimes = Vec::new();
     let mut oci_instance = None;
-    if config.oci != OciChoice::Off && backend.name() == "docker" {
+    // Beside an engine unless off; without one (the dry run for the rest)
+    // only when required, its images then from a layout or a registry.
+    let engine_here = backend.name() == "docker";
+    let dry_run_asked = config.backend == BackendChoice::OciDryRun;
+    if config.oci == OciChoice::Required && !engine_here && !dry_run_asked
+        || config.oci != OciChoice::Off && engine_here
+    {
+        let images = berth_oci::runtime::images::Images {
+            engine: engine_here.then(|| backend.clone()),
+            layout: config.oci_layout.clone(),
+            registry: config
+                .oci_registries
+                .clone()
+                .map(|listed| berth_oci::image::registry::Registry::new().insecure(listed)),
+        };
         let instance = store.instance_id(|| RandomIds.next_hex())?;
         oci_instance = Some(instance.clone());
         let cache = berth::sealed::cache(&config.data, config.oci_cache.bytes())
@@ -244,7 +258,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
                 name,
                 &config.data,
                 &instance,
-                backend.clone(),
+                images.clone(),
                 cache.clone(),
                 policy.config.output_cap + 1,
             )

@@ -11,6 +11,7 @@ use berth_core::engine::Engine;
 use berth_core::RuntimeProbe;
 use berth_oci::cache::ImageCache;
 use berth_oci::runtime::binary::Binary;
+use berth_oci::runtime::images::Images;
 use berth_oci::runtime::{probe, OciRuntime, RuntimeConfig};
 
 /// Where Debian's tini package puts its static build.
@@ -37,7 +38,7 @@ pub async fn runtime(
     name: &'static str,
     data: &Path,
     instance: &str,
-    images: Arc<dyn Engine>,
+    images: Images,
     cache: Arc<ImageCache>,
     output_cap: usize,
 ) -> (Option<Arc<dyn Engine>>, RuntimeProbe) {

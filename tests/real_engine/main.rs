@@ -16,6 +16,7 @@ mod http_agents;
 mod http_sessions;
 mod oci_faults;
 mod oci_images;
+mod oci_pull;
 mod oci_runc;
 mod reaper;
 mod relics;

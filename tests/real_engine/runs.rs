@@ -81,7 +81,8 @@ fn backend_of(binary: Binary) -> Arc<OciRuntime> {
         overlay_bytes: 64 << 20,
         binary,
     };
-    OciRuntime::new(config, docker(), image_cache())
+    let images: Arc<dyn Engine> = docker();
+    OciRuntime::new(config, images, image_cache())
 }
 
 /// One `oci` backend on runc for the whole process (as one server has

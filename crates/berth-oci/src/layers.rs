@@ -157,6 +157,29 @@ pub struct Applied {
     pub skipped: u64,
 }
 
+impl std::ops::AddAssign for Applied {
+    fn add_assign(&mut self, other: Applied) {
+        self.entries += other.entries;
+        self.bytes += other.bytes;
+        self.removed += other.removed;
+        self.skipped += other.skipped;
+    }
+}
+
+/// A tar archive of one file `name` holding `body` (root's, mode 0644):
+/// the smallest layer, for tests.
+#[cfg(test)]
+pub(crate) fn one_file_tar(name: &str, body: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_size(body.len() as u64);
+    b.append_data(&mut h, name, body.as_bytes()).expect("a tar in memory");
+    b.into_inner().expect("a tar in memory")
+}
+
 /// Applies the layer read from `tar` onto `root`; `budget` is what the
 /// layers may still write, in bytes, and goes down by what this one wrote.
 pub fn apply(root: &Path, tar: impl Read, budget: &mut u64) -> Result<Applied, LayerError> {

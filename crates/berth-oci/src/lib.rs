@@ -15,11 +15,13 @@
 //! The dry run must not run, pull or unpack anything: that is a runtime's
 //! job. Beside it, [`runtime`] is the `oci` backend, which runs sealed runs
 //! on runc over the same bundles, their roots from [`cache`] ([`saved`] and
-//! [`layers`] unpack an image the engine saved, whiteouts applied); the dry
-//! run calls none of them.
+//! [`layers`] unpack an image the engine saved, whiteouts applied; [`image`]
+//! reads one from an OCI layout or a registry when there is no engine); the
+//! dry run calls none of them.
 
 pub mod bundle;
 pub mod cache;
+pub mod image;
 pub mod layers;
 pub mod render;
 pub mod runtime;

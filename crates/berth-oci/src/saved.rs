@@ -114,10 +114,7 @@ pub fn unpack(layers: &[std::path::PathBuf], root: &Path, budget: u64) -> Result
     for path in layers {
         let file = std::fs::File::open(path).map_err(io(path.display().to_string()))?;
         let applied = layers::apply(root, std::io::BufReader::new(file), &mut left)?;
-        total.entries += applied.entries;
-        total.bytes += applied.bytes;
-        total.removed += applied.removed;
-        total.skipped += applied.skipped;
+        total += applied;
     }
     Ok(total)
 }

@@ -153,8 +153,63 @@ impl ImageCache {
         F: FnOnce(PathBuf) -> Fut,
         Fut: Future<Output = Result<(), String>>,
     {
+        let asked = id.to_owned();
+        self.get_with(id, move |partial, root, room| async move {
+            let archive = partial.join("saved.tar");
+            let scratch = partial.join("layers");
+            std::fs::create_dir_all(&scratch).map_err(io(&scratch))?;
+            save(archive.clone()).await.map_err(CacheError::Save)?;
+            tokio::task::spawn_blocking(move || -> Result<u64, CacheError> {
+                let file = std::fs::File::open(&archive).map_err(io(&archive))?;
+                let (manifest, layers) = saved::split(std::io::BufReader::new(file), &scratch)?;
+                let saved_id = manifest.image_id().unwrap_or_default();
+                if saved_id != asked {
+                    return Err(CacheError::Moved { asked, saved: saved_id });
+                }
+                let _ = std::fs::remove_file(&archive);
+                Ok(saved::unpack(&layers, &root, room)?.bytes)
+            })
+            .await
+            .map_err(|e| CacheError::Save(format!("the unpack's task failed: {e}")))?
+        })
+        .await
+    }
+
+    /// Image `id`'s root, unpacked first if need be by `pull`, which is
+    /// given a scratch folder for its blobs and the bytes there is room for
+    /// and returns the image with its blobs at hand (an OCI layout's, or a
+    /// registry's pulled into the scratch folder).
+    pub async fn get_pulled<F, Fut>(self: &Arc<Self>, id: &str, pull: F) -> Result<Lease, CacheError>
+    where
+        F: FnOnce(PathBuf, u64) -> Fut,
+        Fut: Future<Output = Result<crate::image::Pulled, String>>,
+    {
+        let asked = id.to_owned();
+        self.get_with(id, move |partial, root, room| async move {
+            let scratch = partial.join("blobs");
+            std::fs::create_dir_all(&scratch).map_err(io(&scratch))?;
+            let pulled = pull(scratch, room).await.map_err(CacheError::Save)?;
+            if pulled.id.as_str() != asked {
+                return Err(CacheError::Moved { asked, saved: pulled.id.to_string() });
+            }
+            tokio::task::spawn_blocking(move || crate::image::apply(&pulled, &root, room).map(|a| a.bytes))
+                .await
+                .map_err(|e| CacheError::Save(format!("the unpack's task failed: {e}")))?
+                .map_err(|e| CacheError::Save(e.to_string()))
+        })
+        .await
+    }
+
+    /// Image `id`'s root, unpacked first if need be by `fill`, which is
+    /// given a partial folder of its own, the root to fill in it and the
+    /// bytes there is room for, and returns the bytes it wrote.
+    async fn get_with<F, Fut>(self: &Arc<Self>, id: &str, fill: F) -> Result<Lease, CacheError>
+    where
+        F: FnOnce(PathBuf, PathBuf, u64) -> Fut,
+        Fut: Future<Output = Result<u64, CacheError>>,
+    {
         let hex = key(id)?.to_owned();
-        let mut save = Some(save);
+        let mut save = Some(fill);
         loop {
             let woken = self.changed.notified();
             tokio::pin!(woken);
@@ -174,7 +229,7 @@ impl ImageCache {
                 // one, whose error this call has already returned.
                 return Err(CacheError::Save("the image was unpacked twice by one asker".into()));
             };
-            let made = self.unpack(id, &hex, save).await;
+            let made = self.unpack(&hex, save).await;
             let evicted = match &made {
                 Ok(bytes) => self.lock().unpacked(id, *bytes, tick),
                 Err(_) => {
@@ -193,34 +248,18 @@ impl ImageCache {
         Lease { cache: self.clone(), id: id.to_owned(), root: self.dir.join(hex) }
     }
 
-    async fn unpack<F, Fut>(&self, id: &str, hex: &str, save: F) -> Result<u64, CacheError>
+    async fn unpack<F, Fut>(&self, hex: &str, fill: F) -> Result<u64, CacheError>
     where
-        F: FnOnce(PathBuf) -> Fut,
-        Fut: Future<Output = Result<(), String>>,
+        F: FnOnce(PathBuf, PathBuf, u64) -> Fut,
+        Fut: Future<Output = Result<u64, CacheError>>,
     {
         let partial = self.dir.join(format!("{hex}.partial"));
         let _ = remove_tree(&partial);
-        let (scratch, root, archive) = (partial.join("layers"), partial.join("root"), partial.join("saved.tar"));
-        for d in [&scratch, &root] {
-            std::fs::create_dir_all(d).map_err(io(d))?;
-        }
+        let root = partial.join("root");
+        std::fs::create_dir_all(&root).map_err(io(&root))?;
         let unpacked = async {
-            save(archive.clone()).await.map_err(CacheError::Save)?;
             let room = self.lock().room();
-            let asked = id.to_owned();
-            let (root2, scratch2, archive2) = (root.clone(), scratch.clone(), archive.clone());
-            let applied = tokio::task::spawn_blocking(move || -> Result<u64, CacheError> {
-                let file = std::fs::File::open(&archive2).map_err(io(&archive2))?;
-                let (manifest, layers) = saved::split(std::io::BufReader::new(file), &scratch2)?;
-                let saved_id = manifest.image_id().unwrap_or_default();
-                if saved_id != asked {
-                    return Err(CacheError::Moved { asked, saved: saved_id });
-                }
-                let _ = std::fs::remove_file(&archive2);
-                Ok(saved::unpack(&layers, &root2, room)?.bytes)
-            })
-            .await
-            .map_err(|e| CacheError::Save(format!("the unpack's task failed: {e}")))??;
+            let applied = fill(partial.clone(), root.clone(), room).await?;
             let whole = self.dir.join(hex);
             let _ = remove_tree(&whole);
             std::fs::rename(&root, &whole).map_err(io(&whole))?;

@@ -50,8 +50,7 @@ pub fn runtime_error(log: &str) -> Option<String> {
     }
     log.lines()
         .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-        .filter(|l| matches!(l.level.as_str(), "error" | "fatal") && !l.msg.is_empty())
-        .last()
+        .rfind(|l| matches!(l.level.as_str(), "error" | "fatal") && !l.msg.is_empty())
         .map(|l| l.msg)
 }
 

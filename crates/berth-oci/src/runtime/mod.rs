@@ -16,6 +16,7 @@
 
 pub mod binary;
 pub mod cgroup;
+pub mod images;
 pub mod output;
 pub mod probe;
 
@@ -32,6 +33,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use self::binary::Binary;
 use self::cgroup::{Cgroup, Layout};
+use self::images::Images;
 use self::output::{Kept, Sink};
 use crate::cache::ImageCache;
 use crate::fresh_id;
@@ -123,8 +125,8 @@ struct Inner {
 /// The `oci` backend.
 pub struct OciRuntime {
     config: RuntimeConfig,
-    /// The engine whose image store the roots come from.
-    images: Arc<dyn Engine>,
+    /// Where the roots come from.
+    images: Images,
     cache: Arc<ImageCache>,
     layout: Layout,
     inner: Mutex<Inner>,
@@ -138,8 +140,9 @@ fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
 }
 
 impl OciRuntime {
-    /// The backend over `config`, its roots from `images`' store into `cache`.
-    pub fn new(config: RuntimeConfig, images: Arc<dyn Engine>, cache: Arc<ImageCache>) -> Arc<Self> {
+    /// The backend over `config`, its roots from `images` into `cache`.
+    pub fn new(config: RuntimeConfig, images: impl Into<Images>, cache: Arc<ImageCache>) -> Arc<Self> {
+        let images = images.into();
         Arc::new_cyclic(|me| OciRuntime {
             config,
             images,
@@ -189,32 +192,12 @@ impl OciRuntime {
         }
     }
 
-    /// The image's root, from the cache (unpacked from the engine's saved
-    /// image when it is not there), and its config.
+    /// The image's root, from the cache (unpacked from its source when it
+    /// is not there), and its config.
     async fn root(&self, image: &str) -> Result<(crate::cache::Lease, ImageConfig), EngineError> {
-        let info = self.images.image_info(image).await?;
-        let config = ImageConfig {
-            entrypoint: info.entrypoint,
-            cmd: info.cmd,
-            env: info.env,
-            working_dir: info.working_dir,
-            user: info.user,
-        };
-        let images = self.images.clone();
-        let id = info.id.clone();
-        let lease = self
-            .cache
-            .get(&info.id, move |to: PathBuf| async move {
-                use tokio::io::AsyncWriteExt;
-                let mut body = images.image_archive(&id).await.map_err(|e| e.to_string())?;
-                let mut file = tokio::fs::File::create(&to).await.map_err(|e| e.to_string())?;
-                while let Some(chunk) = body.next().await {
-                    file.write_all(&chunk.map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
-                }
-                file.flush().await.map_err(|e| e.to_string())
-            })
-            .await
-            .map_err(|e| EngineError::unavailable(format!("image {image}: {e}")).with_source(e))?;
+        let found = self.images.find(image, &self.config.bundles).await?;
+        let config = found.config.clone();
+        let lease = self.images.root(&self.cache, image, found).await?;
         Ok((lease, config))
     }
 
@@ -529,11 +512,15 @@ impl Engine for OciRuntime {
     }
 
     async fn ensure_image(&self, image: &str) -> Result<(), EngineError> {
-        self.images.ensure_image(image).await
+        match &self.images.engine {
+            Some(engine) if !self.images.beyond_engine() => engine.ensure_image(image).await,
+            _ => self.root(image).await.map(drop),
+        }
     }
 
     async fn image_command(&self, image: &str) -> Result<ImageCommand, EngineError> {
-        self.images.image_command(image).await
+        let found = self.images.find(image, &self.config.bundles).await?;
+        Ok(ImageCommand { entrypoint: found.config.entrypoint, cmd: found.config.cmd })
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<Handle, EngineError> {
