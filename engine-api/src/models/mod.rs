@@ -12,6 +12,7 @@ mod image;
 mod lenient;
 mod network;
 mod stats;
+mod swarm;
 mod system;
 mod volume;
 
@@ -20,5 +21,6 @@ pub use exec::*;
 pub use image::*;
 pub use network::*;
 pub use stats::*;
+pub use swarm::*;
 pub use system::*;
 pub use volume::*;
