@@ -2,8 +2,9 @@
 # berth's one test command: provisions the engine and runs every tier.
 #
 #   1. provisioning (scripts/provision.sh): dockerd, local images, loopback registry;
-#   2. unit + property tests and the real-engine tier (cargo test --workspace);
-#      the real-engine tier fails, never skips, when the daemon is unreachable;
+#   2. unit + property tests, the real-engine tier and the swarm tier (cargo test
+#      --workspace); the real-engine tier fails, never skips, when the daemon is
+#      unreachable, and the swarm tier when its rig (scripts/swarm-rig.sh) cannot be built;
 #   3. the hermetic tier again with DOCKER_HOST pointing at nothing, over the
 #      committed recordings and over a fresh recording made just now (freshness);
 #   4. the e2b SDK tier (scripts/e2b-sdk.sh): the real e2b Python SDK, unchanged,
@@ -37,10 +38,15 @@ step "the sandbox helper (a static binary)"
 BERTH_SANDBOX_HELPER=$(bash scripts/sandbox-helper.sh)
 export BERTH_SANDBOX_HELPER
 
-step "unit, property and real-engine tests"
+step "unit, property, real-engine and swarm tests"
 # Libraries, binaries and test targets; the bench binaries run in their own
-# step below, in quick mode (under cargo test they would run in full).
+# step below, in quick mode (under cargo test they would run in full). The
+# swarm tier (tests/swarm.rs) brings the three-node rig up itself
+# (scripts/swarm-rig.sh); it goes down once this step ends, however it ends.
+rig_down() { bash scripts/swarm-rig.sh down >/dev/null 2>&1 || true; }
+trap rig_down EXIT
 cargo test --workspace --lib --bins --tests
+rig_down
 
 # The hermetic tier, with DOCKER_HOST pointing at nothing; every replay
 # first checks that nothing answers there (BERTH_REQUIRE_NO_DAEMON).
@@ -55,7 +61,7 @@ hermetic
 
 step "fixture freshness: re-record every scenario, then replay the fresh recordings"
 fresh=$(mktemp -d /tmp/berth-fixtures.XXXXXX)
-trap 'rm -rf "$fresh"' EXIT
+trap 'rm -rf "$fresh"; rig_down' EXIT
 bash scripts/record-fixtures.sh "$fresh"
 # A committed recording that no scenario makes any more is stale.
 if ! diff <(cd fixtures && find . -name '*.json' | sort) <(cd "$fresh" && find . -name '*.json' | sort); then

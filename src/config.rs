@@ -27,6 +27,8 @@ pub enum BackendChoice {
     Auto,
     Docker,
     OciDryRun,
+    /// A Docker Swarm: the manager places, each node's engine acts (`[swarm]`).
+    Swarm,
 }
 
 impl FromStr for BackendChoice {
@@ -37,7 +39,8 @@ impl FromStr for BackendChoice {
             "auto" => Ok(BackendChoice::Auto),
             "docker" => Ok(BackendChoice::Docker),
             "oci-dry-run" => Ok(BackendChoice::OciDryRun),
-            other => Err(format!("unknown backend {other:?}: one of auto, docker, oci-dry-run")),
+            "swarm" => Ok(BackendChoice::Swarm),
+            other => Err(format!("unknown backend {other:?}: one of auto, docker, oci-dry-run, swarm")),
         }
     }
 }
@@ -189,6 +192,73 @@ pub struct FileConfig {
     /// Whether the OCI runtime pulls images from registries itself (on by
     /// default; loopback registries and `oci_registries` only).
     pub oci_pull: Option<bool>,
+    /// The swarm backend's manager and nodes.
+    pub swarm: Option<SwarmEntry>,
+}
+
+/// `[swarm]`: the manager's engine and every node's, by the node's name
+/// (its hostname in the swarm, and its identity to berth).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwarmEntry {
+    /// `unix:///path` or `tcp://host:port` of a manager.
+    pub manager: Option<String>,
+    #[serde(default)]
+    pub nodes: Vec<SwarmNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwarmNode {
+    pub name: String,
+    /// `unix:///path` or `tcp://host:port` of the node's engine.
+    pub engine: String,
+}
+
+/// The swarm backend's endpoints, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwarmConfig {
+    pub manager: engine_api::Endpoint,
+    /// Name → engine, in order.
+    pub nodes: Vec<(String, engine_api::Endpoint)>,
+}
+
+impl SwarmConfig {
+    /// `[swarm]` under `BERTH_SWARM_MANAGER` and `BERTH_SWARM_NODES`
+    /// (`name=endpoint,...`); `None` when neither names a manager.
+    fn resolve(file: Option<SwarmEntry>, vars: &BTreeMap<String, String>) -> Result<Option<SwarmConfig>, String> {
+        let file = file.unwrap_or_default();
+        let Some(manager) = vars.get("BERTH_SWARM_MANAGER").cloned().or(file.manager) else {
+            return Ok(None);
+        };
+        let nodes: Vec<(String, String)> = match vars.get("BERTH_SWARM_NODES") {
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(|n| {
+                    n.split_once('=')
+                        .map(|(name, engine)| (name.trim().to_owned(), engine.trim().to_owned()))
+                        .ok_or_else(|| format!("BERTH_SWARM_NODES: {n:?} is not name=endpoint"))
+                })
+                .collect::<Result<_, _>>()?,
+            None => file.nodes.into_iter().map(|n| (n.name, n.engine)).collect(),
+        };
+        if nodes.is_empty() {
+            return Err("swarm: no nodes are configured (each node's name and engine)".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let mut parsed = Vec::new();
+        for (name, engine) in nodes {
+            if name.is_empty() || !seen.insert(name.clone()) {
+                return Err(format!("swarm: node name {name:?} is empty or given twice"));
+            }
+            let endpoint = engine_api::Endpoint::parse(&engine).map_err(|e| format!("swarm: node {name}: {e}"))?;
+            parsed.push((name, endpoint));
+        }
+        let manager = engine_api::Endpoint::parse(&manager).map_err(|e| format!("swarm: manager: {e}"))?;
+        Ok(Some(SwarmConfig { manager, nodes: parsed }))
+    }
 }
 
 impl FileConfig {
@@ -234,6 +304,8 @@ pub struct ServeConfig {
     pub oci_layout: Option<PathBuf>,
     /// `None`: no pulls by the OCI runtime itself.
     pub oci_registries: Option<Vec<String>>,
+    /// The swarm backend's manager and nodes, when configured.
+    pub swarm: Option<SwarmConfig>,
     pub seeds: SeedEnv,
 }
 
@@ -385,8 +457,12 @@ impl ServeConfig {
                 };
                 pull.then_some(listed)
             },
+            swarm: SwarmConfig::resolve(file.swarm, vars)?,
             seeds: SeedEnv::from_vars(vars)?,
         };
+        if config.backend == BackendChoice::Swarm && config.swarm.is_none() {
+            return Err("backend swarm: [swarm] names no manager (or set BERTH_SWARM_MANAGER)".into());
+        }
         config.check()?;
         Ok(config)
     }
@@ -419,6 +495,37 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_swarm_backend_takes_its_manager_and_nodes_from_the_file_and_the_variables_over_it() {
+        let text = "backend = \"swarm\"\n[swarm]\nmanager = \"unix:///run/m.sock\"\nnodes = [{ name = \"n1\", engine = \"tcp://10.0.0.1:2376\" }]\n";
+        let file = || FileConfig::parse(text).unwrap();
+        let c = ServeConfig::resolve(file(), &vars(&[]), Flags::default()).unwrap();
+        let swarm = c.swarm.unwrap();
+        assert_eq!(swarm.manager, engine_api::Endpoint::Unix("/run/m.sock".into()));
+        assert_eq!(swarm.nodes, vec![("n1".to_owned(), engine_api::Endpoint::Tcp("10.0.0.1:2376".into()))]);
+        let over = vars(&[("BERTH_SWARM_NODES", "a=unix:///a.sock, b=unix:///b.sock")]);
+        let names: Vec<String> = ServeConfig::resolve(file(), &over, Flags::default())
+            .unwrap()
+            .swarm
+            .unwrap()
+            .nodes
+            .into_iter()
+            .map(|n| n.0)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        for (bad, why) in [
+            (vars(&[("BERTH_SWARM_MANAGER", "unix:///m"), ("BERTH_SWARM_NODES", "a")]), "not name=endpoint"),
+            (vars(&[("BERTH_SWARM_MANAGER", "unix:///m"), ("BERTH_SWARM_NODES", "a=unix:///x,a=unix:///y")]), "twice"),
+            (vars(&[("BERTH_SWARM_MANAGER", "unix:///m"), ("BERTH_SWARM_NODES", "a=ssh://x")]), "node a"),
+            (vars(&[("BERTH_SWARM_MANAGER", "unix:///m")]), "no nodes"),
+        ] {
+            let err = ServeConfig::resolve(FileConfig::default(), &bad, Flags::default()).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+        let none = FileConfig::parse("backend = \"swarm\"\n").unwrap();
+        assert!(ServeConfig::resolve(none, &vars(&[]), Flags::default()).unwrap_err().contains("no manager"));
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -97,6 +97,19 @@ fn open_store(data: &std::path::Path) -> anyhow::Result<Arc<Store>> {
     Ok(Arc::new(Store::open(&data.join("berth.db"))?))
 }
 
+/// The swarm backend over the configured manager and nodes.
+fn swarm_backend(swarm: Option<&berth::config::SwarmConfig>) -> anyhow::Result<Arc<dyn Engine>> {
+    let swarm = swarm.ok_or_else(|| anyhow::anyhow!("backend swarm: no [swarm] manager is configured"))?;
+    let client =
+        |e: &engine_api::Endpoint| engine_api::Docker::new(engine_api::transport::SocketTransport::new(e.clone()));
+    let nodes = swarm
+        .nodes
+        .iter()
+        .map(|(name, endpoint)| berth_swarm::NodeEngine { name: name.clone(), docker: client(endpoint) })
+        .collect();
+    Ok(Arc::new(berth_swarm::SwarmBackend::new(client(&swarm.manager), nodes)))
+}
+
 fn docker_backend() -> anyhow::Result<Arc<dyn Engine>> {
     Ok(Arc::new(DockerBackend::new(engine_api::Docker::from_env()?)))
 }
@@ -203,6 +216,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     let backend = match config.backend {
         BackendChoice::OciDryRun => dry_run(),
         BackendChoice::Docker => docker_backend()?,
+        BackendChoice::Swarm => swarm_backend(config.swarm.as_ref())?,
         BackendChoice::Auto => match docker_backend() {
             Ok(docker) if docker.ping().await.is_ok() => docker,
             Ok(_) | Err(_) => dry_run(),
@@ -223,6 +237,15 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
                 berth_oci::NAME => eprintln!(
                     "berth: oci-dry-run backend{}: nothing runs; runs end dry_run with the OCI bundle they would run",
                     if config.backend == BackendChoice::Auto { " (no engine reachable)" } else { "" }
+                ),
+                "swarm" => eprintln!(
+                    "berth: swarm backend, manager reachable; nodes: {}",
+                    config
+                        .swarm
+                        .iter()
+                        .flat_map(|s| s.nodes.iter().map(|n| n.0.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 _ => eprintln!("berth: docker backend, engine reachable"),
             }

@@ -41,7 +41,7 @@ fn assert_none_of(package: &str, forbidden: &[&str]) {
     assert!(found.is_empty(), "{package} depends on {found:?}, which its layer must not know");
 }
 
-const ENGINES: &[&str] = &["engine-api", "berth-docker", "berth-oci"];
+const ENGINES: &[&str] = &["engine-api", "berth-docker", "berth-oci", "berth-swarm"];
 /// What serves berth's HTTP API: the front ends' alone.
 const SERVING: &[&str] = &["axum", "tower", "tower-http", "utoipa", "tokio-tungstenite"];
 /// An HTTP client: the engine protocol's, and a registry pull's.
@@ -61,17 +61,20 @@ fn the_front_ends_name_the_core_and_no_engine() {
 
 #[test]
 fn the_engine_client_knows_nothing_of_berth() {
-    assert_none_of("engine-api", &["berth-core", "berth-api", "berth-docker", "berth-oci", "berth"]);
+    assert_none_of("engine-api", &["berth-core", "berth-api", "berth-docker", "berth-oci", "berth-swarm", "berth"]);
 }
 
 #[test]
 fn the_backends_know_the_core_and_no_front_end() {
-    for backend in ["berth-docker", "berth-oci"] {
+    for backend in ["berth-docker", "berth-oci", "berth-swarm"] {
         assert_none_of(backend, &[&["berth-api"], SERVING].concat());
     }
     // The engine protocol is engine-api's: a backend over it names no HTTP client.
-    assert_none_of("berth-docker", CLIENT);
-    assert_none_of("berth-oci", &["engine-api", "berth-docker"]);
+    for backend in ["berth-docker", "berth-swarm"] {
+        assert_none_of(backend, CLIENT);
+    }
+    assert_none_of("berth-oci", &["engine-api", "berth-docker", "berth-swarm"]);
+    assert_none_of("berth-swarm", &["berth-oci"]);
 }
 
 #[test]
@@ -88,7 +91,8 @@ fn the_sandbox_protocol_and_its_helper_know_nothing_else_of_berth() {
 #[test]
 fn only_the_binary_and_the_test_support_name_concrete_backends() {
     for (package, deps) in dependencies() {
-        if ["berth", "test-support", "berth-docker", "berth-oci"].contains(&package.as_str()) {
+        // The swarm backend acts on each node through the docker backend.
+        if ["berth", "test-support", "berth-docker", "berth-oci", "berth-swarm"].contains(&package.as_str()) {
             continue;
         }
         let named: Vec<&String> = deps.iter().filter(|d| ["berth-docker", "berth-oci"].contains(&d.as_str())).collect();

@@ -110,7 +110,9 @@ impl DockerBackend {
 const OTHER_REMOVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The engine client's error as the seam's, kept as its source.
-fn engine_err(err: ClientError) -> EngineError {
+/// The docker backend's classification of a client error, for backends
+/// that speak to engines through it (the swarm's nodes).
+pub fn engine_err(err: ClientError) -> EngineError {
     let e = match &err {
         ClientError::NotFound { message } => EngineError::not_found(message.clone()),
         ClientError::Conflict { message } => EngineError::conflict(message.clone()),

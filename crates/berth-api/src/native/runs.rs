@@ -88,9 +88,12 @@ pub struct RunView {
     pub container_removed: bool,
     pub error: Option<String>,
     pub path: String,
-    /// What ran it: `runc`, `runsc` or `docker`.
+    /// What ran it: `runc`, `runsc`, `docker`, `docker-runsc` or `swarm`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
+    /// The node its container ran on, on a backend of several nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// What would have run, for a `dry_run` (the OCI bundle, with its `config.json`).
     #[schema(value_type = Option<Object>)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,6 +124,10 @@ impl From<RunRecord> for RunView {
             error: r.error,
             path: r.path,
             runtime: r.runtime,
+            node: match r.placement {
+                berth_core::model::handle::Placement::Node { name } => Some(name),
+                berth_core::model::handle::Placement::Local => None,
+            },
             plan: r.plan,
             created_at: r.created_at.to_rfc3339(),
             finished_at: r.finished_at.map(|t| t.to_rfc3339()),

@@ -1,0 +1,466 @@
+//! The swarm backend: workloads placed across several machines by a Docker
+//! Swarm manager, and acted on through each node's own engine. Swarm
+//! places tasks and keeps desired state, but has no exec, attach, stats or
+//! exact exit and OOM report for a task: those go to the engine of the node
+//! the task runs on, which berth reaches at the address its configuration
+//! gives under the node's name (the manager's view of a node's address is
+//! never taken as its identity).
+//!
+//! A workload is a service of one replica that is never restarted
+//! ([`service`]); its [`Handle`] is the service's id with the node as its
+//! placement, and the backend keeps which container on that node is the
+//! task's ([`placement`]), asking the manager again after a restart.
+//! `create` returns once the task is placed with its container (so the
+//! record can say where it runs); the container starts as it is placed, so
+//! `start` has nothing left to do and `start_watched` waits on the node.
+//!
+//! This crate knows the Engine API (through engine-api), the docker
+//! backend it reuses for each node, and berth's backend seam; nothing of
+//! runs, agents or HTTP.
+
+pub mod placement;
+pub mod service;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+
+use berth_core::engine::state::split_annotations;
+use berth_core::engine::{
+    ByteStream, Capabilities, Engine, EngineError, ExecRequest, ExecSession, ExitWatch, Handle, ImageCommand,
+    Isolation, LogRequest, LogStream, Phase, ProcessId, Selector, StdioSession, TtySize, UsageStream, WorkloadEvent,
+    WorkloadInfo, WorkloadIo, WorkloadState,
+};
+use berth_core::model::handle::Placement;
+use berth_core::spec::{ContainerId, ContainerSpec};
+use berth_docker::{engine_err, DockerBackend};
+use engine_api::{Docker, Filters};
+
+use self::placement::TaskPlace;
+
+/// How long a task may take to be placed with its container.
+pub const PLACE_WITHIN: Duration = Duration::from_secs(30);
+
+/// How long a sealed run's network is waited on to be released by its task.
+const NETWORK_RELEASE: Duration = Duration::from_secs(10);
+
+/// One node as berth's configuration names it, and its engine.
+#[derive(Clone)]
+pub struct NodeEngine {
+    /// The node's name: its hostname in the swarm, and its identity here.
+    pub name: String,
+    pub docker: Docker,
+}
+
+/// The swarm backend.
+pub struct SwarmBackend {
+    manager: Docker,
+    /// Configured name → the node's engine, as a docker backend.
+    nodes: BTreeMap<String, DockerBackend>,
+    /// The swarm's node ids of the configured nodes, as learnt.
+    node_names: Mutex<BTreeMap<String, String>>,
+    /// Service id → the node and container of its task.
+    placed: Mutex<BTreeMap<String, Placed>>,
+    place_within: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Placed {
+    node: String,
+    container: String,
+}
+
+impl SwarmBackend {
+    /// The backend over `manager`, acting on `nodes` (every node whose
+    /// tasks berth is to reach).
+    pub fn new(manager: Docker, nodes: Vec<NodeEngine>) -> SwarmBackend {
+        SwarmBackend {
+            manager,
+            nodes: nodes.into_iter().map(|n| (n.name, DockerBackend::new(n.docker))).collect(),
+            node_names: Mutex::default(),
+            placed: Mutex::default(),
+            place_within: PLACE_WITHIN,
+        }
+    }
+
+    /// The same backend giving tasks `bound` to be placed.
+    pub fn with_place_within(mut self, bound: Duration) -> SwarmBackend {
+        self.place_within = bound;
+        self
+    }
+
+    /// The names of the configured nodes.
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.keys().cloned().collect()
+    }
+
+    fn node(&self, name: &str) -> Result<&DockerBackend, EngineError> {
+        self.nodes
+            .get(name)
+            .ok_or_else(|| EngineError::failed(format!("node {name:?} is not one of berth's configured nodes")))
+    }
+
+    /// The configured name of the swarm's node `id`: the node's hostname,
+    /// when berth's configuration names it.
+    async fn name_of(&self, id: &str) -> Result<String, EngineError> {
+        if let Some(name) = self.node_names.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(name.clone());
+        }
+        let nodes = self.manager.list_nodes().await.map_err(engine_err)?;
+        let mut names = self.node_names.lock().unwrap_or_else(|p| p.into_inner());
+        for n in &nodes {
+            if self.nodes.contains_key(&n.description.hostname) {
+                names.insert(n.id.clone(), n.description.hostname.clone());
+            }
+        }
+        names.get(id).cloned().ok_or_else(|| {
+            let hostname = nodes.iter().find(|n| n.id == id).map(|n| n.description.hostname.clone());
+            EngineError::failed(format!(
+                "a task went to node {id} ({}), which berth's configuration does not name",
+                hostname.unwrap_or_else(|| "unknown to the manager".into())
+            ))
+        })
+    }
+
+    /// Where service `service`'s task is now.
+    async fn task_place(&self, service: &str) -> Result<TaskPlace, EngineError> {
+        let tasks = self.manager.list_tasks(&Filters::new().add("service", service)).await.map_err(engine_err)?;
+        Ok(placement::of_tasks(&tasks))
+    }
+
+    /// Waits until service `service`'s task is placed with its container,
+    /// within the backend's bound.
+    async fn wait_placed(&self, service: &str) -> Result<Placed, EngineError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.task_place(service).await? {
+                TaskPlace::Placed { node_id, container_id, .. } => {
+                    let node = self.name_of(&node_id).await?;
+                    return Ok(Placed { node, container: container_id });
+                }
+                TaskPlace::Refused(why) => return Err(EngineError::failed(format!("service {service}: {why}"))),
+                TaskPlace::Waiting { state, message } if started.elapsed() >= self.place_within => {
+                    return Err(EngineError::unavailable(format!(
+                        "service {service}: no node took its task within {:?} (task {state}: {message})",
+                        self.place_within
+                    )));
+                }
+                TaskPlace::Waiting { .. } => {}
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// The node and container of workload `h`: as kept, else asked of the
+    /// manager (after a restart of berth).
+    async fn placed(&self, h: &Handle) -> Result<Placed, EngineError> {
+        if let Some(p) = self.placed.lock().unwrap_or_else(|p| p.into_inner()).get(&h.id.0) {
+            return Ok(p.clone());
+        }
+        match self.task_place(&h.id.0).await? {
+            TaskPlace::Placed { node_id, container_id, .. } => {
+                let placed = Placed { node: self.name_of(&node_id).await?, container: container_id };
+                self.placed.lock().unwrap_or_else(|p| p.into_inner()).insert(h.id.0.clone(), placed.clone());
+                Ok(placed)
+            }
+            TaskPlace::Refused(why) => Err(EngineError::failed(format!("{h}: {why}"))),
+            TaskPlace::Waiting { state, .. } => {
+                Err(EngineError::conflict(format!("{h}: its task is {state}, not placed")))
+            }
+        }
+    }
+
+    /// The node's engine and the container handle it knows the task by.
+    async fn on_node(&self, h: &Handle) -> Result<(&DockerBackend, Handle), EngineError> {
+        let p = self.placed(h).await?;
+        Ok((self.node(&p.node)?, Handle::local(p.container)))
+    }
+
+    /// Removes service `id`, a service already gone counting as removed.
+    async fn remove_service(&self, id: &str) -> Result<(), EngineError> {
+        match self.manager.remove_service(id).await {
+            Ok(()) | Err(engine_api::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(engine_err(e)),
+        }
+    }
+
+    /// Removes the sealed run's own network `name`, if it has one: retried
+    /// while the manager still counts the task's endpoint on it.
+    async fn remove_sealed_network(&self, name: &str) {
+        let deadline = Instant::now() + NETWORK_RELEASE;
+        loop {
+            match self.manager.remove_network(name).await {
+                Ok(()) | Err(engine_api::Error::NotFound { .. }) => return,
+                Err(e) if Instant::now() >= deadline => {
+                    // The reaper takes it by its labels.
+                    tracing::warn!(%name, %e, "a sealed run's network was not removed");
+                    return;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Services whose answer to their creation was lost: found by name, and
+    /// removed when they carry the spec's labels.
+    async fn remove_lost(&self, spec: &ContainerSpec) {
+        let filters = Filters::new().add("name", spec.name.clone());
+        let Ok(found) = self.manager.list_services(&filters).await else { return };
+        for s in found.iter().filter(|s| s.spec.name == spec.name) {
+            if spec.labels.iter().all(|(k, v)| s.spec.labels.get(k) == Some(v)) {
+                let _ = self.remove_service(&s.id).await;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Engine for SwarmBackend {
+    fn name(&self) -> &'static str {
+        "swarm"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            attach_before_start: false,
+            interactive_exec: true,
+            tty: true,
+            pause: false,
+            host_ports: false,
+            plans: false,
+            isolation: false,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), EngineError> {
+        self.manager.ping().await.map_err(engine_err)
+    }
+
+    /// Every configured node must hold the image: tasks use what their
+    /// node has and pull nothing.
+    async fn ensure_image(&self, image: &str) -> Result<(), EngineError> {
+        for (name, node) in &self.nodes {
+            node.image_command(image).await.map_err(|e| {
+                EngineError::not_found(format!("image {image} is not on node {name}: {e}")).with_source(e)
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn image_command(&self, image: &str) -> Result<ImageCommand, EngineError> {
+        let mut last = EngineError::not_found(format!("image {image}: no node is configured"));
+        for node in self.nodes.values() {
+            match node.image_command(image).await {
+                Ok(command) => return Ok(command),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<Handle, EngineError> {
+        let body = service::service_spec(spec).map_err(|e| EngineError::invalid(e.to_string()))?;
+        if let Some(own) = service::sealed_network(spec) {
+            self.manager.create_network(&own).await.map_err(engine_err)?;
+        }
+        let created = match self.manager.create_service(&body).await {
+            Ok(created) => created,
+            Err(e @ (engine_api::Error::Transport(_) | engine_api::Error::Timeout { .. })) => {
+                self.remove_lost(spec).await;
+                self.remove_sealed_network(&spec.name).await;
+                return Err(engine_err(e));
+            }
+            Err(e) => {
+                self.remove_sealed_network(&spec.name).await;
+                return Err(engine_err(e));
+            }
+        };
+        match self.wait_placed(&created.id).await {
+            Ok(placed) => {
+                let handle = Handle::at(created.id.clone(), Placement::Node { name: placed.node.clone() });
+                self.placed.lock().unwrap_or_else(|p| p.into_inner()).insert(created.id, placed);
+                Ok(handle)
+            }
+            Err(e) => {
+                let _ = self.remove_service(&created.id).await;
+                self.remove_sealed_network(&spec.name).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start(&self, h: &Handle) -> Result<(), EngineError> {
+        self.placed(h).await.map(drop)
+    }
+
+    /// The task's container started as it was placed: its exit, however
+    /// early it came, is awaited on its node.
+    async fn start_watched(&self, h: &Handle) -> Result<ExitWatch, EngineError> {
+        let p = self.placed(h).await?;
+        let node = self.node(&p.node)?.client().clone();
+        let waiting =
+            node.wait_container(&p.container, engine_api::WaitCondition::NotRunning).await.map_err(engine_err)?;
+        Ok(Box::pin(async move { waiting.exit().await.map(|e| e.status_code).map_err(engine_err) }))
+    }
+
+    async fn stop(&self, h: &Handle, grace: Duration) -> Result<(), EngineError> {
+        let (node, c) = self.on_node(h).await?;
+        node.stop(&c, grace).await
+    }
+
+    async fn kill(&self, h: &Handle) -> Result<(), EngineError> {
+        let (node, c) = self.on_node(h).await?;
+        node.kill(&c).await
+    }
+
+    async fn pause(&self, h: &Handle) -> Result<(), EngineError> {
+        Err(EngineError::invalid(format!("{h}: the swarm backend does not pause workloads")))
+    }
+
+    async fn unpause(&self, h: &Handle) -> Result<(), EngineError> {
+        Err(EngineError::invalid(format!("{h}: the swarm backend does not pause workloads")))
+    }
+
+    /// The container goes from its node first (at once, where the manager
+    /// would give it a grace period), then the service.
+    async fn remove(&self, h: &Handle, force: bool) -> Result<(), EngineError> {
+        match self.on_node(h).await {
+            Ok((node, c)) => match node.remove(&c, force).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            },
+            Err(e) if e.is_not_found() => {}
+            // A task never placed, or a node not answering: the manager
+            // removes what there is.
+            Err(e) => tracing::debug!(%h, %e, "the task's container was not removed on its node"),
+        }
+        let name = match self.manager.inspect_service(&h.id.0).await {
+            Ok(s) => Some(s.spec.name),
+            Err(engine_api::Error::NotFound { .. }) => None,
+            Err(e) => return Err(engine_err(e)),
+        };
+        self.remove_service(&h.id.0).await?;
+        self.placed.lock().unwrap_or_else(|p| p.into_inner()).remove(&h.id.0);
+        if let Some(name) = name {
+            self.remove_sealed_network(&name).await;
+        }
+        Ok(())
+    }
+
+    async fn inspect(&self, h: &Handle) -> Result<WorkloadState, EngineError> {
+        let (node, c) = self.on_node(h).await?;
+        node.inspect(&c).await
+    }
+
+    async fn list(&self, selector: &Selector) -> Result<Vec<WorkloadInfo>, EngineError> {
+        let filters = selector.label_filters().into_iter().fold(Filters::new(), |f, l| f.label(l));
+        let services = self.manager.list_services(&filters).await.map_err(engine_err)?;
+        let mut out = Vec::with_capacity(services.len());
+        for s in services {
+            let h = Handle::local(s.id.clone());
+            let (placement, phase) = match self.placed(&h).await {
+                Ok(p) => {
+                    let phase = match self.node(&p.node)?.inspect(&Handle::local(p.container.clone())).await {
+                        Ok(state) => state.phase,
+                        Err(_) => Phase::Exited,
+                    };
+                    (Placement::Node { name: p.node }, phase)
+                }
+                Err(_) => (Placement::Local, Phase::Created),
+            };
+            let (labels, annotations) = split_annotations(s.spec.labels.clone());
+            out.push(WorkloadInfo {
+                handle: Handle { id: ContainerId(s.id), placement },
+                name: s.spec.name,
+                phase,
+                labels,
+                annotations,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Each node's container events of berth's workloads, their handles the
+    /// services' (the manager has no task events).
+    async fn events(
+        &self,
+        selector: &Selector,
+    ) -> Result<BoxStream<'static, Result<WorkloadEvent, EngineError>>, EngineError> {
+        let mut streams = Vec::new();
+        for (name, node) in &self.nodes {
+            let name = name.clone();
+            let events = node.events(selector).await?;
+            streams.push(
+                events
+                    .filter_map(move |e| {
+                        let name = name.clone();
+                        async move {
+                            match e {
+                                Ok(mut e) => {
+                                    let service = e.attributes.remove("com.docker.swarm.service.id")?;
+                                    e.handle = Handle::at(service, Placement::Node { name });
+                                    Some(Ok(e))
+                                }
+                                Err(e) => Some(Err(e)),
+                            }
+                        }
+                    })
+                    .boxed(),
+            );
+        }
+        Ok(futures_util::stream::select_all(streams).boxed())
+    }
+
+    fn io(&self, _h: &Handle) -> Result<&dyn WorkloadIo, EngineError> {
+        Ok(self)
+    }
+
+    fn isolation(&self) -> Option<&dyn Isolation> {
+        None
+    }
+}
+
+#[async_trait]
+impl WorkloadIo for SwarmBackend {
+    async fn logs(&self, h: &Handle, request: &LogRequest) -> Result<LogStream, EngineError> {
+        let (node, c) = self.on_node(h).await?;
+        node.logs(&c, request).await
+    }
+
+    async fn usage_stream(&self, h: &Handle) -> Result<UsageStream, EngineError> {
+        let (node, c) = self.on_node(h).await?;
+        node.usage_stream(&c).await
+    }
+
+    async fn exec(&self, h: &Handle, request: &ExecRequest) -> Result<ExecSession, EngineError> {
+        let (node, c) = self.on_node(h).await?;
+        node.exec(&c, request).await
+    }
+
+    async fn resize(&self, h: &Handle, process: &ProcessId, size: TtySize) -> Result<(), EngineError> {
+        let (node, c) = self.on_node(h).await?;
+        node.resize(&c, process, size).await
+    }
+
+    async fn attach(&self, h: &Handle) -> Result<StdioSession, EngineError> {
+        let (node, c) = self.on_node(h).await?;
+        node.attach(&c).await
+    }
+
+    async fn put_files(&self, h: &Handle, dir: &str, tar: ByteStream) -> Result<(), EngineError> {
+        let (node, c) = self.on_node(h).await?;
+        node.put_files(&c, dir, tar).await
+    }
+
+    async fn get_files(&self, h: &Handle, path: &str) -> Result<ByteStream, EngineError> {
+        let (node, c) = self.on_node(h).await?;
+        node.get_files(&c, path).await
+    }
+}

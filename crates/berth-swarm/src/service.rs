@@ -1,0 +1,197 @@
+//! berth's container spec as a swarm service (sans IO): one replica that
+//! is never restarted (a job service leaks its container on removal on
+//! API 1.41), reservations equal to the limits so that placement respects
+//! them, berth's labels on the service and on its container (so the
+//! node's engine lists, and the reaper finds, what the manager made), and
+//! the hardening the service API can express. What it cannot express on
+//! 1.41 is refused here or left to the nodes' configuration:
+//! no-new-privileges and the absence of swap come from each node's daemon
+//! (`"no-new-privileges": true`, no swap on the machine), and are checked
+//! from inside a task by the swarm tier.
+
+use std::collections::BTreeMap;
+
+use berth_core::engine::state::ANNOTATION_PREFIX;
+use berth_core::spec::{ContainerSpec, Network, Stdin};
+use engine_api::models::{
+    Limit, NetworkAttachment, NetworkConfig, Replicated, Resources, ServiceMode, ServiceSpec, TaskContainerSpec,
+    TaskMount, TaskRestartPolicy, TaskSpec, TmpfsOptions,
+};
+
+/// What a spec asks that a service cannot be made of yet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unsupported {
+    #[error(
+        "{0}: binds of host folders need the nodes that hold the folder labelled as such, which the swarm backend does not place by yet"
+    )]
+    Binds(String),
+    #[error("{0}: published ports are not served on the swarm yet")]
+    Ports(String),
+    #[error("{0}: session networks are not served on the swarm yet")]
+    Networks(String),
+    #[error("{0}: health checks are not served on the swarm yet")]
+    Health(String),
+}
+
+/// How long a task's container is given between SIGTERM and SIGKILL when
+/// its service goes.
+const STOP_GRACE_NANOS: i64 = 1_000_000_000;
+
+/// The labels of a spec as the engine carries them: berth's labels and its
+/// annotations under their prefix.
+pub fn labels_of(spec: &ContainerSpec) -> BTreeMap<String, String> {
+    spec.labels
+        .clone()
+        .into_iter()
+        .chain(spec.annotations.iter().map(|(k, v)| (format!("{ANNOTATION_PREFIX}{k}"), v.clone())))
+        .collect()
+}
+
+/// The network a run with no network is given on the swarm, named as the
+/// run is: an internal overlay of its own, so it has no route out, cannot
+/// reach its node and has no peer (services cannot join a node's `none`).
+/// `None` for a spec with a network.
+pub fn sealed_network(spec: &ContainerSpec) -> Option<NetworkConfig> {
+    (spec.network == Network::None).then(|| NetworkConfig {
+        name: spec.name.clone(),
+        driver: Some("overlay".into()),
+        internal: true,
+        attachable: Some(false),
+        labels: spec.labels.clone(),
+    })
+}
+
+/// The service that runs `spec` (on [`sealed_network`] when it has no network).
+pub fn service_spec(spec: &ContainerSpec) -> Result<ServiceSpec, Unsupported> {
+    if !spec.binds.is_empty() {
+        return Err(Unsupported::Binds(spec.name.clone()));
+    }
+    if !spec.ports.is_empty() {
+        return Err(Unsupported::Ports(spec.name.clone()));
+    }
+    if spec.health.is_some() {
+        return Err(Unsupported::Health(spec.name.clone()));
+    }
+    let network = match &spec.network {
+        // A service cannot join the node's `none`: a run with no network
+        // gets an internal overlay of its own ([`sealed_network`]).
+        Network::None => spec.name.as_str(),
+        Network::Bridge => "bridge",
+        Network::Named { .. } => return Err(Unsupported::Networks(spec.name.clone())),
+    };
+    let labels = labels_of(spec);
+    let limit = Limit {
+        nano_cpus: Some(spec.limits.cpu.nanos() as i64),
+        memory_bytes: Some(spec.limits.memory.bytes() as i64),
+        pids: Some(i64::from(spec.limits.pids)),
+    };
+    let mounts = spec
+        .tmpfs
+        .iter()
+        .map(|(path, size)| TaskMount {
+            kind: "tmpfs".into(),
+            source: None,
+            target: path.clone(),
+            read_only: None,
+            tmpfs_options: Some(TmpfsOptions { size_bytes: Some(size.bytes() as i64), mode: Some(0o1777) }),
+        })
+        .collect();
+    let container = TaskContainerSpec {
+        image: spec.image.clone(),
+        labels: labels.clone(),
+        command: spec.entrypoint.clone(),
+        args: spec.cmd.clone(),
+        hostname: spec.hostname.clone(),
+        env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        dir: spec.working_dir.clone(),
+        user: spec.user.clone(),
+        init: Some(spec.init),
+        read_only: Some(spec.read_only_root),
+        tty: Some(spec.tty),
+        open_stdin: Some(spec.stdin != Stdin::Closed),
+        mounts,
+        capability_drop: vec!["ALL".into()],
+        capability_add: spec.cap_add.clone(),
+        ulimits: Vec::new(),
+        stop_grace_period: Some(STOP_GRACE_NANOS),
+    };
+    Ok(ServiceSpec {
+        name: spec.name.clone(),
+        labels,
+        task_template: TaskSpec {
+            container_spec: container,
+            resources: Some(Resources { limits: Some(limit), reservations: Some(Limit { pids: None, ..limit }) }),
+            restart_policy: Some(TaskRestartPolicy { condition: "none".into() }),
+            placement: None,
+            networks: vec![NetworkAttachment { target: network.into(), aliases: Vec::new() }],
+        },
+        mode: ServiceMode { replicated: Some(Replicated { replicas: 1 }) },
+        endpoint_spec: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::policy::{ContainerRequest, Policy};
+    use berth_core::spec::{Bind, Kind};
+
+    fn code_spec() -> ContainerSpec {
+        let mut req = ContainerRequest::new(Kind::Code, "berth-run-1", "busybox:1.35");
+        req.cmd = Some(vec!["sh".into(), "-c".into(), "echo hi".into()]);
+        let mut spec = Policy::default().admit(req).unwrap();
+        spec.labels.insert("io.berth.object".into(), "run_1".into());
+        spec.annotations.insert("expires-at".into(), "2026-12-02T00:00:00Z".into());
+        spec
+    }
+
+    #[test]
+    fn a_run_is_one_replica_never_restarted_with_reservations_equal_to_its_limits() {
+        let spec = code_spec();
+        let service = service_spec(&spec).unwrap();
+        assert_eq!(service.mode.replicated, Some(Replicated { replicas: 1 }));
+        let task = &service.task_template;
+        assert_eq!(task.restart_policy.as_ref().unwrap().condition, "none");
+        let resources = task.resources.as_ref().unwrap();
+        let (limits, reserved) = (resources.limits.unwrap(), resources.reservations.unwrap());
+        assert_eq!(limits.memory_bytes, Some(spec.limits.memory.bytes() as i64));
+        assert_eq!((reserved.memory_bytes, reserved.nano_cpus), (limits.memory_bytes, limits.nano_cpus));
+        assert_eq!(limits.pids, Some(i64::from(spec.limits.pids)));
+        assert_eq!(task.networks, vec![NetworkAttachment { target: "berth-run-1".into(), aliases: vec![] }]);
+        let own = sealed_network(&spec).expect("a sealed run's own network");
+        assert_eq!((own.name.as_str(), own.driver.as_deref(), own.internal), ("berth-run-1", Some("overlay"), true));
+        assert_eq!(own.labels.get("io.berth.object").map(String::as_str), Some("run_1"));
+    }
+
+    #[test]
+    fn berths_labels_and_annotations_are_on_the_service_and_on_its_container() {
+        let service = service_spec(&code_spec()).unwrap();
+        for labels in [&service.labels, &service.task_template.container_spec.labels] {
+            assert_eq!(labels.get("io.berth.object").map(String::as_str), Some("run_1"));
+            assert!(labels.contains_key(&format!("{ANNOTATION_PREFIX}expires-at")));
+        }
+    }
+
+    #[test]
+    fn the_container_drops_every_capability_and_keeps_the_policys_root_user_and_command() {
+        let spec = code_spec();
+        let c = service_spec(&spec).unwrap().task_template.container_spec;
+        assert_eq!(c.capability_drop, vec!["ALL".to_owned()]);
+        assert_eq!(c.read_only, Some(spec.read_only_root));
+        assert_eq!((c.user, c.args, c.command), (spec.user.clone(), spec.cmd.clone(), spec.entrypoint.clone()));
+        assert_eq!(c.init, Some(spec.init));
+        let tmp = c.mounts.iter().find(|m| m.target == "/tmp").expect("the bounded /tmp");
+        assert_eq!(tmp.kind, "tmpfs");
+        assert_eq!(tmp.tmpfs_options.unwrap().size_bytes, Some(spec.tmpfs["/tmp"].bytes() as i64));
+    }
+
+    #[test]
+    fn what_the_swarm_backend_cannot_place_yet_is_refused_by_name() {
+        let mut spec = code_spec();
+        spec.binds.push(Bind { host: "/srv/code".into(), container: "/code".into(), read_only: true });
+        assert_eq!(service_spec(&spec), Err(Unsupported::Binds("berth-run-1".into())));
+        let mut spec = code_spec();
+        spec.network = Network::Named { name: "berth-session-x".into(), aliases: vec![] };
+        assert_eq!(service_spec(&spec), Err(Unsupported::Networks("berth-run-1".into())));
+    }
+}

@@ -1,0 +1,228 @@
+//! The swarm tier: runs on a real multi-node Docker Swarm, the one
+//! `scripts/swarm-rig.sh` builds on this machine (three daemons in network
+//! namespaces of their own: bsw-n1 the manager, bsw-n2 and bsw-n3 workers).
+//! The rig is brought up when it is not (it is idempotent) and left up for
+//! the next binary; `scripts/test.sh` takes it down at the end. The tier
+//! fails, never skips, when the rig cannot be built.
+//!
+//! Each test's runs are named and labelled apart, and each checks that
+//! nothing it made (service, container, network) is left on the manager
+//! or on any node.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use berth_core::context::Context;
+use berth_core::engine::Engine;
+use berth_core::model::handle::Placement;
+use berth_core::model::ids::{RandomIds, SystemClock};
+use berth_core::policy::{Policy, PolicyConfig};
+use berth_core::runs::{RunRecord, RunRequest, RunStatus, Runs, Workload};
+use berth_core::spec::labels;
+use berth_core::store::Store;
+use berth_swarm::{NodeEngine, SwarmBackend};
+use engine_api::{Docker, Filters, ListOptions};
+
+const NODES: [&str; 3] = ["bsw-n1", "bsw-n2", "bsw-n3"];
+
+fn node_docker(name: &str) -> Docker {
+    let socket = format!("unix:///run/bsw/{}.sock", name.trim_start_matches("bsw-"));
+    let endpoint = engine_api::host::Endpoint::parse(&socket).expect("a rig socket");
+    Docker::new(engine_api::transport::SocketTransport::new(endpoint))
+}
+
+/// The rig, up once for this process.
+fn rig() {
+    static UP: OnceLock<()> = OnceLock::new();
+    UP.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/swarm-rig.sh");
+        let out = std::process::Command::new("bash").args([script, "up", "3"]).output().expect("bash runs");
+        assert!(
+            out.status.success(),
+            "scripts/swarm-rig.sh up 3 failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+fn backend() -> Arc<SwarmBackend> {
+    rig();
+    let nodes = NODES.iter().map(|n| NodeEngine { name: (*n).to_owned(), docker: node_docker(n) }).collect();
+    Arc::new(SwarmBackend::new(node_docker("bsw-n1"), nodes))
+}
+
+fn runs_on(swarm: Arc<SwarmBackend>) -> (Arc<Runs>, Arc<Store>) {
+    let store = Arc::new(Store::in_memory().unwrap());
+    let engine: Arc<dyn Engine> = swarm;
+    let ctx = Context::new(
+        engine,
+        Policy::new(PolicyConfig::default()),
+        store.clone(),
+        Arc::new(RandomIds),
+        Arc::new(SystemClock),
+    );
+    (Arc::new(Runs::new(&ctx, 8)), store)
+}
+
+fn sh(tenant: &str, script: &str) -> RunRequest {
+    RunRequest::new(tenant, Workload::Code { language: "sh".into(), code: script.into() })
+}
+
+fn node_of(run: &RunRecord) -> String {
+    match &run.placement {
+        Placement::Node { name } => name.clone(),
+        Placement::Local => panic!("a swarm run names its node: {run:?}"),
+    }
+}
+
+/// What is left of tenant `tenant`'s runs: services and networks on the
+/// manager, containers on every node. The manager removes an overlay a
+/// moment after it is asked to, so what is left is looked at again for up
+/// to 5 s.
+async fn leftovers(tenant: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = leftovers_now(tenant).await;
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn leftovers_now(tenant: &str) -> Vec<String> {
+    let label = format!("{}={tenant}", labels::TENANT);
+    let manager = node_docker("bsw-n1");
+    let mut left = Vec::new();
+    for s in manager.list_services(&Filters::new().label(label.clone())).await.unwrap() {
+        left.push(format!("service {}", s.spec.name));
+    }
+    for n in manager.list_networks(&Filters::new().label(label.clone())).await.unwrap() {
+        left.push(format!("network {}", n.name));
+    }
+    for node in NODES {
+        let options = ListOptions { all: true, filters: Filters::new().label(label.clone()), ..Default::default() };
+        for c in node_docker(node).list_containers(&options).await.unwrap() {
+            left.push(format!("container {} on {node}", c.id));
+        }
+    }
+    left
+}
+
+#[tokio::test]
+async fn a_code_run_on_the_swarm_succeeds_on_a_configured_node_and_leaves_nothing() {
+    let (runs, store) = runs_on(backend());
+    let run = runs.execute(sh("sw-ok", "echo hi; echo oops >&2")).await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("hi\n", "oops\n"));
+    assert!(NODES.contains(&node_of(&run).as_str()), "{run:?}");
+    assert_eq!(run.runtime.as_deref(), Some("swarm"));
+    assert!(run.container_removed);
+    assert_eq!(store.get_run("sw-ok", &run.id).unwrap().unwrap().placement, run.placement);
+    assert_eq!(leftovers("sw-ok").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_non_zero_exit_an_oom_and_a_deadline_end_as_on_one_engine() {
+    let (runs, _) = runs_on(backend());
+    let failed = runs.execute(sh("sw-ends", "exit 3")).await.unwrap();
+    assert_eq!((failed.status, failed.exit_code), (RunStatus::Failed, Some(3)), "{failed:?}");
+
+    let mut hog = sh("sw-ends", "head -c 400m /dev/zero | tail > /dev/null");
+    hog.memory = Some("32m".parse().unwrap());
+    let oom = runs.execute(hog).await.unwrap();
+    assert_eq!(oom.status, RunStatus::OomKilled, "the node's engine says OOM, not a guess from 137: {oom:?}");
+
+    let mut slow = sh("sw-ends", "echo started; sleep 60");
+    slow.timeout = Some(Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let timed = runs.execute(slow).await.unwrap();
+    assert_eq!(timed.status, RunStatus::TimedOut, "{timed:?}");
+    assert_eq!(timed.stdout, "started\n", "the logs are read before the service goes");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert_eq!(leftovers("sw-ends").await, Vec::<String>::new());
+}
+
+/// What the service API cannot say on 1.41 comes from the nodes' daemons
+/// (no-new-privileges) and machines (no swap); the rest is the spec's. A
+/// sealed run's one interface beside loopback is its own internal
+/// overlay: no route, so not even its node is reached.
+#[tokio::test]
+async fn a_swarm_sandbox_has_no_capabilities_no_new_privileges_no_swap_and_no_route_out() {
+    let (runs, _) = runs_on(backend());
+    let script = "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; \
+                  grep SwapTotal /proc/meminfo | tr -s ' '; id -u; \
+                  touch /root-file 2>/dev/null || echo read-only; \
+                  ip route | grep -c default; \
+                  nc -w1 192.168.177.1 2377 </dev/null 2>&1 | grep -o 'Network is unreachable'";
+    let run = runs.execute(sh("sw-inside", script)).await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "CapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\nSwapTotal: 0 kB\n65534\nread-only\n0\nNetwork is unreachable\n",
+        "{run:?}"
+    );
+    assert_eq!(leftovers("sw-inside").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn runs_at_once_are_spread_over_the_nodes_by_the_manager() {
+    let (runs, _) = runs_on(backend());
+    let all = futures_util::future::join_all((0..6).map(|i| runs.execute(sh("sw-spread", &format!("echo {i}"))))).await;
+    let mut nodes = BTreeSet::new();
+    for run in all {
+        let run = run.unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+        nodes.insert(node_of(&run));
+    }
+    assert!(nodes.len() >= 2, "six runs at once went to {nodes:?}");
+    assert_eq!(leftovers("sw-spread").await, Vec::<String>::new());
+}
+
+/// `berth serve --config` of the configuration the rig writes: a run over
+/// HTTP goes to the swarm, and its view names its node.
+#[test]
+fn berth_serve_on_the_rigs_configuration_runs_on_the_swarm_and_says_on_which_node() {
+    use std::io::{BufRead, Read, Write};
+    rig();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--config", "/run/bsw/berth.toml", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .env("BERTH_SPARES", "")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (mut said, mut addr) = (String::new(), None);
+    while addr.is_none() {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        said.push_str(&line);
+        addr = line.trim().strip_prefix("berth: listening on http://").map(str::to_owned);
+    }
+    let answer = addr.as_ref().map(|addr| {
+        let body = r#"{"language":"sh","code":"echo on the swarm"}"#;
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            conn,
+            "POST /v1/runs HTTP/1.1\r\nhost: berth\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        answer
+    });
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    assert!(said.contains("berth: swarm backend, manager reachable; nodes: bsw-n1, bsw-n2, bsw-n3"), "{said}");
+    let answer = answer.unwrap_or_else(|| panic!("berth serve did not listen: {said}"));
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(answer.contains(r#""stdout":"on the swarm\n""#) && answer.contains(r#""runtime":"swarm""#), "{answer}");
+    assert!(answer.contains(r#""node":"bsw-n"#), "the view names the node: {answer}");
+}
