@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::OnceCell;
 
 use crate::error::{DecodeError, Error, Result};
-use crate::host::Endpoint;
+use crate::host::{Endpoint, HostError};
 use crate::query::Query;
 use crate::transport::{Body, Duplex, Request, RequestBody, Response, SocketTransport, Transport, Upgrade};
 use crate::version::{self, ApiVersion};
@@ -71,8 +71,29 @@ impl Docker {
     /// A client for the daemon named by `DOCKER_HOST` (default: the local socket).
     /// An API version in `DOCKER_API_VERSION` is used without negotiation
     /// (one outside the range this client speaks is an error).
+    ///
+    /// With `DOCKER_TLS_VERIFY` set (to anything but `0`), `DOCKER_HOST` must be
+    /// a `tcp://` endpoint, spoken to over TLS with `ca.pem`, `cert.pem` and
+    /// `key.pem` from `DOCKER_CERT_PATH` (default `~/.docker`), the daemon's
+    /// certificate checked against the endpoint's host, as the docker CLI does.
     pub fn from_env() -> Result<Docker> {
-        let docker = Docker::new(SocketTransport::new(Endpoint::from_env()?));
+        let endpoint = Endpoint::from_env()?;
+        let verify = std::env::var("DOCKER_TLS_VERIFY").unwrap_or_default();
+        let transport = if !verify.is_empty() && verify != "0" {
+            let Endpoint::Tcp(addr) = &endpoint else {
+                return Err(HostError::TlsOverUnix(endpoint.to_string()).into());
+            };
+            let dir = match std::env::var_os("DOCKER_CERT_PATH").filter(|d| !d.is_empty()) {
+                Some(dir) => std::path::PathBuf::from(dir),
+                None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".docker"),
+            };
+            let tls = crate::tls::TlsClient::new(&crate::tls::TlsFiles::in_dir(&dir), crate::tls::host_of(addr))
+                .map_err(|e| HostError::Tls(e.to_string()))?;
+            SocketTransport::new(endpoint).with_tls(tls)
+        } else {
+            SocketTransport::new(endpoint)
+        };
+        let docker = Docker::new(transport);
         match std::env::var("DOCKER_API_VERSION") {
             Ok(v) if !v.is_empty() => Ok(docker.with_version(version::pinned(&v)?)),
             _ => Ok(docker),

@@ -2,9 +2,10 @@
 //!
 //! `unix:///path/to/socket` and `tcp://host:port` are supported (`tcp://`
 //! without a port means 2375, the daemon's plain-HTTP port); an empty or
-//! unset value means the default socket `/var/run/docker.sock`. TLS
-//! (`DOCKER_TLS_VERIFY`), `ssh://` and `npipe://` are refused with a typed
-//! error instead of being silently misread.
+//! unset value means the default socket `/var/run/docker.sock`. `ssh://`
+//! and `npipe://` are refused with a typed error instead of being silently
+//! misread. TLS (`DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`) is read by
+//! [`crate::Docker::from_env`], over a `tcp://` endpoint ([`crate::tls`]).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -41,17 +42,15 @@ pub enum HostError {
     UnsupportedScheme(String),
     #[error("DOCKER_HOST={0:?}: malformed address")]
     Malformed(String),
-    #[error("DOCKER_TLS_VERIFY is set, but this client does not speak TLS to the daemon")]
-    TlsUnsupported,
+    #[error("DOCKER_TLS_VERIFY is set, but DOCKER_HOST={0:?} is not a tcp:// endpoint")]
+    TlsOverUnix(String),
+    #[error("TLS to the daemon: {0}")]
+    Tls(String),
 }
 
 impl Endpoint {
-    /// Reads `DOCKER_HOST` (and refuses `DOCKER_TLS_VERIFY`).
+    /// Reads `DOCKER_HOST`.
     pub fn from_env() -> Result<Endpoint, HostError> {
-        let tls = std::env::var("DOCKER_TLS_VERIFY").unwrap_or_default();
-        if !tls.is_empty() && tls != "0" {
-            return Err(HostError::TlsUnsupported);
-        }
         Endpoint::parse(&std::env::var("DOCKER_HOST").unwrap_or_default())
     }
 

@@ -29,6 +29,7 @@ pub mod host;
 pub mod models;
 pub mod query;
 pub mod stream;
+pub mod tls;
 pub mod transport;
 pub mod version;
 

@@ -1,4 +1,5 @@
-//! HTTP/1.1 to the daemon over a Unix socket or TCP, with kept-alive connections.
+//! HTTP/1.1 to the daemon over a Unix socket or TCP (plain, or TLS with a
+//! client certificate), with kept-alive connections.
 //!
 //! Connections are hyper's low-level `http1` client connections. Idle ones
 //! wait in a small pool; a request takes one (or dials a new one when none
@@ -44,6 +45,8 @@ pub struct SocketTransport {
     endpoint: Endpoint,
     host: HeaderValue,
     pool: Arc<Pool>,
+    /// TLS over a TCP endpoint.
+    tls: Option<crate::tls::TlsClient>,
 }
 
 struct Pool {
@@ -78,7 +81,15 @@ impl SocketTransport {
             endpoint,
             host,
             pool: Arc::new(Pool { idle: Mutex::new(Vec::new()), max_idle: DEFAULT_MAX_IDLE }),
+            tls: None,
         }
+    }
+
+    /// The same transport speaking TLS with `tls` (a `tcp://` endpoint's:
+    /// a Unix socket refuses every connection so made).
+    pub fn with_tls(mut self, tls: crate::tls::TlsClient) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -111,11 +122,18 @@ impl SocketTransport {
     async fn dial(&self) -> Result<Box<dyn Duplex>, TransportError> {
         let connect_err = |source| TransportError::Connect { endpoint: self.endpoint.to_string(), source };
         match &self.endpoint {
+            Endpoint::Unix(_) if self.tls.is_some() => Err(connect_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "TLS is spoken over tcp:// endpoints, not a Unix socket",
+            ))),
             Endpoint::Unix(path) => Ok(Box::new(UnixStream::connect(path).await.map_err(connect_err)?)),
             Endpoint::Tcp(addr) => {
                 let stream = TcpStream::connect(addr.as_str()).await.map_err(connect_err)?;
                 stream.set_nodelay(true).map_err(connect_err)?;
-                Ok(Box::new(stream))
+                match &self.tls {
+                    Some(tls) => Ok(Box::new(tls.connect(stream).await.map_err(connect_err)?)),
+                    None => Ok(Box::new(stream)),
+                }
             }
         }
     }
@@ -435,6 +453,116 @@ mod tests {
         let head = peer.join().unwrap();
         assert!(head.starts_with("GET /_ping HTTP/1.1\r\n"), "{head}");
         assert!(head.to_ascii_lowercase().contains(&format!("host: {addr}")), "{head}");
+    }
+
+    /// TLS material for one test: a CA, a daemon certificate for `node-a`
+    /// and a client certificate, the client's files written under `dir`.
+    struct Pki {
+        server: Arc<rustls::ServerConfig>,
+        files: crate::tls::TlsFiles,
+    }
+
+    fn make_pki(dir: &std::path::Path, client_certified: bool) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        std::fs::create_dir_all(dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let server_key = KeyPair::generate().unwrap();
+        let server =
+            CertificateParams::new(vec!["node-a".to_owned()]).unwrap().signed_by(&server_key, &ca, &ca_key).unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        // A client certificate of another CA, where the test wants one the daemon refuses.
+        let client = if client_certified {
+            client_params.signed_by(&client_key, &ca, &ca_key).unwrap()
+        } else {
+            client_params.self_signed(&client_key).unwrap()
+        };
+        let files = crate::tls::TlsFiles::in_dir(dir);
+        std::fs::write(&files.ca, ca.pem()).unwrap();
+        std::fs::write(&files.cert, client.pem()).unwrap();
+        std::fs::write(&files.key, client_key.serialize_pem()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(server.pem().as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(server_key.serialize_pem().as_bytes()).unwrap(),
+            )
+            .unwrap();
+        Pki { server: Arc::new(server), files }
+    }
+
+    /// A daemon over TLS that answers each request with `OK`; its address.
+    async fn tls_daemon(config: Arc<rustls::ServerConfig>) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            while let Ok((stream, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(stream).await else { continue };
+                let mut buf = vec![0; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK").await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_daemon_over_tls_answers_a_client_with_its_certificate_when_it_proves_the_expected_name() {
+        let dir = std::env::temp_dir().join(format!("berth-tls-ok-{}", std::process::id()));
+        let pki = make_pki(&dir, true);
+        let addr = tls_daemon(pki.server.clone()).await;
+        let tls = crate::tls::TlsClient::new(&pki.files, "node-a").unwrap();
+        let transport = SocketTransport::new(Endpoint::Tcp(addr.to_string())).with_tls(tls);
+        let res = transport.send(ping()).await.unwrap();
+        assert_eq!(res.status, http::StatusCode::OK);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_daemon_whose_certificate_names_another_node_or_a_client_it_does_not_trust_is_no_connection() {
+        let dir = std::env::temp_dir().join(format!("berth-tls-refused-{}", std::process::id()));
+        let pki = make_pki(&dir, true);
+        let addr = tls_daemon(pki.server.clone()).await;
+        // The daemon at that address proves node-a; berth expects node-b there.
+        let tls = crate::tls::TlsClient::new(&pki.files, "node-b").unwrap();
+        let transport = SocketTransport::new(Endpoint::Tcp(addr.to_string())).with_tls(tls);
+        let err = transport.send(ping()).await.unwrap_err();
+        assert!(matches!(err, TransportError::Connect { .. }), "{err}");
+        assert!(format!("{:?}", err).contains("NotValidForName"), "{err:?}");
+        // Plain HTTP to a TLS daemon gets no answer either.
+        let plain = SocketTransport::new(Endpoint::Tcp(addr.to_string()));
+        assert!(plain.send(ping()).await.is_err());
+
+        let untrusted = std::env::temp_dir().join(format!("berth-tls-untrusted-{}", std::process::id()));
+        let mut other = make_pki(&untrusted, false);
+        other.files.ca = pki.files.ca.clone();
+        let tls = crate::tls::TlsClient::new(&other.files, "node-a").unwrap();
+        let transport = SocketTransport::new(Endpoint::Tcp(addr.to_string())).with_tls(tls);
+        assert!(transport.send(ping()).await.is_err(), "a client certificate of another CA is refused");
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&untrusted);
     }
 
     fn ping() -> Request {
