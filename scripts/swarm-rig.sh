@@ -6,7 +6,10 @@
 #
 #   scripts/swarm-rig.sh up [NODES]   # default 3: bsw-n1 the manager, the rest workers;
 #                                     # writes the berth configuration that serves it
-#                                     # (/run/bsw/berth.toml) and prints its path last
+#                                     # (/run/bsw/berth.toml, over the nodes' Unix sockets;
+#                                     # /run/bsw/berth-tls.toml, over mutual TLS on their
+#                                     # addresses, for a berth in the hub) and prints the
+#                                     # first's path last
 #   scripts/swarm-rig.sh exec CMD...  # CMD inside the hub namespace (beside the nodes)
 #   scripts/swarm-rig.sh down         # everything it made, by pid and by name
 #   scripts/swarm-rig.sh status
@@ -20,7 +23,10 @@
 # sets no-new-privileges (API 1.41 cannot ask for it per service) and the
 # rig's nodes have no swap. Images the tier needs are copied from the host's
 # engine into every node (`docker save | docker load`); tasks use what the
-# node holds (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1), never a registry.
+# node holds (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1), never a registry. Each
+# daemon also serves its engine over mutual TLS on tcp://192.168.177.$i:2376
+# (certificates of a CA the rig makes, in /run/bsw/tls), reachable only
+# from the rig's namespaces.
 #
 # Idempotent: `up` on a rig that answers only checks it. Run as root.
 set -euo pipefail
@@ -39,6 +45,35 @@ die() { echo "swarm-rig: ERROR: $*" >&2; exit 1; }
 node_docker() { local i=$1; shift; DOCKER_HOST=unix://$RUN/n$i.sock docker "$@"; }
 answers() { node_docker "$1" version >/dev/null 2>&1; }
 nodes_made() { ls "$RUN"/n*.pid 2>/dev/null | sed -E 's|.*/n([0-9]+)\.pid|\1|' | sort -n; }
+
+# TLS material made once per rig: a CA, a certificate per node daemon (its
+# name and its namespace address), and a client certificate for berth, in
+# $RUN/tls/client as ca.pem, cert.pem, key.pem (the docker CLI's names).
+make_pki() {
+    local count=$1 dir=$RUN/tls i
+    mkdir -p "$dir/client"
+    chmod 0700 "$dir"
+    if [ ! -f "$dir/ca.pem" ]; then
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=berth swarm rig CA" \
+            -keyout "$dir/ca-key.pem" -out "$dir/ca.pem" 2>/dev/null
+    fi
+    for i in $(seq "$count"); do
+        [ -f "$dir/n$i-cert.pem" ] && continue
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=$PREFIX-n$i" \
+            -keyout "$dir/n$i-key.pem" -out "$dir/n$i.csr" 2>/dev/null
+        printf 'subjectAltName=DNS:%s,IP:%s\nextendedKeyUsage=serverAuth\n' "$PREFIX-n$i" "$SUBNET.$i" >"$dir/n$i.ext"
+        openssl x509 -req -in "$dir/n$i.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" -CAcreateserial \
+            -days 2 -extfile "$dir/n$i.ext" -out "$dir/n$i-cert.pem" 2>/dev/null
+    done
+    if [ ! -f "$dir/client/cert.pem" ]; then
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=berth" \
+            -keyout "$dir/client/key.pem" -out "$dir/client.csr" 2>/dev/null
+        printf 'extendedKeyUsage=clientAuth\n' >"$dir/client.ext"
+        openssl x509 -req -in "$dir/client.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" -CAcreateserial \
+            -days 2 -extfile "$dir/client.ext" -out "$dir/client/cert.pem" 2>/dev/null
+        cp "$dir/ca.pem" "$dir/client/ca.pem"
+    fi
+}
 
 start_node() {
     local i=$1
@@ -64,6 +99,8 @@ EOF
     # cgroups); unshare --uts gives each node its own hostname.
     DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid nsenter --net="/run/netns/$net" unshare --uts \
         sh -c "hostname $net; exec $RUN/bin/$PREFIX-dockerd -H unix://$RUN/n$i.sock \
+            -H tcp://$SUBNET.$i:2376 --tlsverify --tlscacert $RUN/tls/ca.pem \
+            --tlscert $RUN/tls/n$i-cert.pem --tlskey $RUN/tls/n$i-key.pem \
             --data-root $DATA/n$i --exec-root $RUN/n$i --pidfile $RUN/n$i.pid \
             --cgroup-parent /$PREFIX-n$i --config-file $RUN/n$i.json" \
         >>"$RUN/n$i.log" 2>&1 </dev/null 9>&- &
@@ -82,6 +119,7 @@ up() {
         # The hub's own address on the nodes' segment, for what runs inside it.
         ip -n "$HUB" addr add "$SUBNET.254/24" dev br0
     fi
+    make_pki "$count"
     local i
     for i in $(seq "$count"); do
         answers "$i" || start_node "$i"
@@ -137,6 +175,22 @@ write_config() {
         done
         echo ']'
     } >"$RUN/berth.toml"
+    # The same swarm over mutual TLS on the nodes' addresses, for a berth in
+    # the hub namespace (scripts/swarm-rig.sh exec berth serve --config ...).
+    {
+        echo "# Written by scripts/swarm-rig.sh: swarm-rig.sh exec berth serve --config $RUN/berth-tls.toml"
+        echo 'backend = "swarm"'
+        echo ''
+        echo '[swarm]'
+        echo "manager = \"tcp://$SUBNET.1:2376\""
+        echo "manager_name = \"$PREFIX-n1\""
+        echo "tls = \"$RUN/tls/client\""
+        echo 'nodes = ['
+        for i in $(seq "$count"); do
+            echo "  { name = \"$PREFIX-n$i\", engine = \"tcp://$SUBNET.$i:2376\" },"
+        done
+        echo ']'
+    } >"$RUN/berth-tls.toml"
     echo "$RUN/berth.toml"
 }
 

@@ -203,6 +203,13 @@ pub struct FileConfig {
 pub struct SwarmEntry {
     /// `unix:///path` or `tcp://host:port` of a manager.
     pub manager: Option<String>,
+    /// The name the manager's certificate must carry (default: the
+    /// host of its `tcp://` endpoint).
+    pub manager_name: Option<String>,
+    /// A folder with `ca.pem`, `cert.pem` and `key.pem`: every `tcp://`
+    /// endpoint is then spoken to over TLS with that client certificate,
+    /// each node's certificate checked against the node's name.
+    pub tls: Option<PathBuf>,
     #[serde(default)]
     pub nodes: Vec<SwarmNode>,
 }
@@ -219,8 +226,28 @@ pub struct SwarmNode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwarmConfig {
     pub manager: engine_api::Endpoint,
+    /// The name the manager's certificate must carry, over TLS.
+    pub manager_name: String,
     /// Name → engine, in order.
     pub nodes: Vec<(String, engine_api::Endpoint)>,
+    /// TLS material for the `tcp://` endpoints.
+    pub tls: Option<engine_api::tls::TlsFiles>,
+}
+
+impl SwarmConfig {
+    /// A client for `endpoint`, over TLS (the peer to prove `name`) when
+    /// TLS material is configured and the endpoint is `tcp://`.
+    pub fn client(&self, endpoint: &engine_api::Endpoint, name: &str) -> Result<engine_api::Docker, String> {
+        let transport = engine_api::transport::SocketTransport::new(endpoint.clone());
+        let transport = match (&self.tls, endpoint) {
+            (Some(files), engine_api::Endpoint::Tcp(_)) => {
+                let tls = engine_api::tls::TlsClient::new(files, name).map_err(|e| format!("swarm: {name}: {e}"))?;
+                transport.with_tls(tls)
+            }
+            _ => transport,
+        };
+        Ok(engine_api::Docker::new(transport))
+    }
 }
 
 impl SwarmConfig {
@@ -257,7 +284,14 @@ impl SwarmConfig {
             parsed.push((name, endpoint));
         }
         let manager = engine_api::Endpoint::parse(&manager).map_err(|e| format!("swarm: manager: {e}"))?;
-        Ok(Some(SwarmConfig { manager, nodes: parsed }))
+        let manager_name = match (vars.get("BERTH_SWARM_MANAGER_NAME").cloned().or(file.manager_name), &manager) {
+            (Some(name), _) => name,
+            (None, engine_api::Endpoint::Tcp(addr)) => engine_api::tls::host_of(addr).to_owned(),
+            (None, engine_api::Endpoint::Unix(_)) => "manager".to_owned(),
+        };
+        let tls =
+            vars.get("BERTH_SWARM_TLS").map(PathBuf::from).or(file.tls).map(|d| engine_api::tls::TlsFiles::in_dir(&d));
+        Ok(Some(SwarmConfig { manager, manager_name, nodes: parsed, tls }))
     }
 }
 

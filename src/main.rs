@@ -100,14 +100,13 @@ fn open_store(data: &std::path::Path) -> anyhow::Result<Arc<Store>> {
 /// The swarm backend over the configured manager and nodes.
 fn swarm_backend(swarm: Option<&berth::config::SwarmConfig>) -> anyhow::Result<Arc<dyn Engine>> {
     let swarm = swarm.ok_or_else(|| anyhow::anyhow!("backend swarm: no [swarm] manager is configured"))?;
-    let client =
-        |e: &engine_api::Endpoint| engine_api::Docker::new(engine_api::transport::SocketTransport::new(e.clone()));
-    let nodes = swarm
-        .nodes
-        .iter()
-        .map(|(name, endpoint)| berth_swarm::NodeEngine { name: name.clone(), docker: client(endpoint) })
-        .collect();
-    Ok(Arc::new(berth_swarm::SwarmBackend::new(client(&swarm.manager), nodes)))
+    let mut nodes = Vec::new();
+    for (name, endpoint) in &swarm.nodes {
+        let docker = swarm.client(endpoint, name).map_err(|e| anyhow::anyhow!(e))?;
+        nodes.push(berth_swarm::NodeEngine { name: name.clone(), docker });
+    }
+    let manager = swarm.client(&swarm.manager, &swarm.manager_name).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Arc::new(berth_swarm::SwarmBackend::new(manager, nodes)))
 }
 
 fn docker_backend() -> anyhow::Result<Arc<dyn Engine>> {
@@ -250,7 +249,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
                 _ => eprintln!("berth: docker backend, engine reachable"),
             }
         }
-        Err(e) => eprintln!("berth: docker backend, engine not reachable yet ({e})"),
+        Err(e) => eprintln!("berth: {} backend, engine not reachable yet ({e})", backend.name()),
     }
     let policy = Policy::new(PolicyConfig { bind_roots: config.bind_roots.clone(), ..Default::default() });
     // Sealed runs straight on runc beside a real engine, when its probe passes.

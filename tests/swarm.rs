@@ -185,26 +185,10 @@ async fn runs_at_once_are_spread_over_the_nodes_by_the_manager() {
 /// HTTP goes to the swarm, and its view names its node.
 #[test]
 fn berth_serve_on_the_rigs_configuration_runs_on_the_swarm_and_says_on_which_node() {
-    use std::io::{BufRead, Read, Write};
+    use std::io::{Read, Write};
     rig();
     let data = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["serve", "--config", "/run/bsw/berth.toml", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data.path())
-        .env("BERTH_SPARES", "")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (mut said, mut addr) = (String::new(), None);
-    while addr.is_none() {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        said.push_str(&line);
-        addr = line.trim().strip_prefix("berth: listening on http://").map(str::to_owned);
-    }
+    let (mut child, said, addr) = serve(false, std::path::Path::new("/run/bsw/berth.toml"), data.path());
     let answer = addr.as_ref().map(|addr| {
         let body = r#"{"language":"sh","code":"echo on the swarm"}"#;
         let mut conn = std::net::TcpStream::connect(addr).unwrap();
@@ -225,4 +209,85 @@ fn berth_serve_on_the_rigs_configuration_runs_on_the_swarm_and_says_on_which_nod
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     assert!(answer.contains(r#""stdout":"on the swarm\n""#) && answer.contains(r#""runtime":"swarm""#), "{answer}");
     assert!(answer.contains(r#""node":"bsw-n"#), "the view names the node: {answer}");
+}
+
+/// `berth serve` of `config`, in the rig's hub namespace when `in_hub`:
+/// the child, its stderr up to its listening line (or its end) and its
+/// address.
+fn serve(
+    in_hub: bool,
+    config: &std::path::Path,
+    data: &std::path::Path,
+) -> (std::process::Child, String, Option<String>) {
+    use std::io::BufRead;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/swarm-rig.sh");
+    let mut command = if in_hub {
+        let mut c = std::process::Command::new("bash");
+        c.args([script, "exec", env!("CARGO_BIN_EXE_berth")]);
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+    };
+    let mut child = command
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .env("BERTH_SPARES", "")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (mut said, mut addr) = (String::new(), None);
+    while addr.is_none() {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        said.push_str(&line);
+        addr = line.trim().strip_prefix("berth: listening on http://").map(str::to_owned);
+    }
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, said, addr)
+}
+
+/// Every node serves its engine over mutual TLS on its own address; a
+/// berth in the hub namespace reaches them with the rig's client
+/// certificate, each node's certificate checked against its configured
+/// name, and one whose certificate names another node is refused.
+#[test]
+fn berth_in_the_hub_reaches_the_nodes_over_mutual_tls_and_refuses_a_node_that_proves_another_name() {
+    rig();
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, said, addr) = serve(true, std::path::Path::new("/run/bsw/berth-tls.toml"), data.path());
+    let answer = addr.as_ref().map(|addr| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/swarm-rig.sh");
+        let out = std::process::Command::new("bash")
+            .args([script, "exec", "curl", "-s", "-X", "POST", "-H", "content-type: application/json"])
+            .args(["-d", r#"{"language":"sh","code":"echo over tls"}"#, &format!("http://{addr}/v1/runs")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+    let _ = std::process::Command::new("pkill")
+        .args(["-TERM", "-f", "--", &format!("--data {}", data.path().display())])
+        .status();
+    let _ = child.wait();
+    assert!(said.contains("berth: swarm backend, manager reachable"), "{said}");
+    let answer = answer.unwrap_or_else(|| panic!("berth serve did not listen: {said}"));
+    assert!(answer.contains(r#""stdout":"over tls\n""#) && answer.contains(r#""node":"bsw-n"#), "{answer}");
+
+    // The manager's address, the name of another node: its certificate does not prove it.
+    let wrong = data.path().join("wrong.toml");
+    let text = std::fs::read_to_string("/run/bsw/berth-tls.toml")
+        .unwrap()
+        .replace("manager_name = \"bsw-n1\"", "manager_name = \"bsw-n2\"");
+    std::fs::write(&wrong, text).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let (mut child, said, _) = serve(true, &wrong, other.path());
+    let _ = std::process::Command::new("pkill")
+        .args(["-TERM", "-f", "--", &format!("--data {}", other.path().display())])
+        .status();
+    let _ = child.wait();
+    assert!(said.contains("swarm backend, engine not reachable yet") && said.contains("certificate"), "{said}");
 }
