@@ -212,12 +212,22 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     let config = ServeConfig::resolve(file, &std::env::vars().collect(), flags).map_err(|e| anyhow::anyhow!(e))?;
     let store = open_store(&config.data)?;
     let dry_run = || -> Arc<dyn Engine> { Arc::new(OciDryRun::new(config.data.join("bundles"))) };
+    // The docker backend itself, when it serves: the engine's other
+    // runtimes below are the same client under another runtime.
+    let mut docker = None;
     let backend = match config.backend {
         BackendChoice::OciDryRun => dry_run(),
-        BackendChoice::Docker => docker_backend()?,
+        BackendChoice::Docker => {
+            let d = DockerBackend::new(engine_api::Docker::from_env()?);
+            docker = Some(d.clone());
+            Arc::new(d)
+        }
         BackendChoice::Swarm => swarm_backend(config.swarm.as_ref())?,
-        BackendChoice::Auto => match docker_backend() {
-            Ok(docker) if docker.ping().await.is_ok() => docker,
+        BackendChoice::Auto => match engine_api::Docker::from_env().map(DockerBackend::new) {
+            Ok(d) if d.ping().await.is_ok() => {
+                docker = Some(d.clone());
+                Arc::new(d)
+            }
             Ok(_) | Err(_) => dry_run(),
         },
     };
@@ -258,7 +268,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     let mut oci_instance = None;
     // Beside an engine unless off; without one (the dry run for the rest)
     // only when required, its images then from a layout or a registry.
-    let engine_here = backend.name() == "docker";
+    let engine_here = docker.is_some();
     let dry_run_asked = config.backend == BackendChoice::OciDryRun;
     if config.oci == OciChoice::Required && !engine_here && !dry_run_asked
         || config.oci != OciChoice::Off && engine_here
@@ -309,8 +319,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
     // The engine's own runtimes beside its default, for runs that ask (runsc
     // for a run with a network, which berth's own runtimes cannot serve).
     let mut engine_runtimes: Vec<Arc<dyn Engine>> = Vec::new();
-    if backend.name() == "docker" {
-        let docker = DockerBackend::new(engine_api::Docker::from_env()?);
+    if let Some(docker) = &docker {
         let registered = docker.engine_runtimes().await.unwrap_or_default();
         for name in berth::sealed::ENGINE_RUNTIMES {
             let ok = registered.iter().any(|r| r == name);
