@@ -209,7 +209,7 @@ impl ImageCache {
         Fut: Future<Output = Result<u64, CacheError>>,
     {
         let hex = key(id)?.to_owned();
-        let mut save = Some(fill);
+        let mut fill = Some(fill);
         loop {
             let woken = self.changed.notified();
             tokio::pin!(woken);
@@ -224,12 +224,12 @@ impl ImageCache {
                 }
                 Want::Unpack => {}
             }
-            let Some(save) = save.take() else {
+            let Some(fill) = fill.take() else {
                 // Unreachable: a second unpack comes only after a failed
                 // one, whose error this call has already returned.
                 return Err(CacheError::Save("the image was unpacked twice by one asker".into()));
             };
-            let made = self.unpack(&hex, save).await;
+            let made = self.unpack(&hex, fill).await;
             let evicted = match &made {
                 Ok(bytes) => self.lock().unpacked(id, *bytes, tick),
                 Err(_) => {

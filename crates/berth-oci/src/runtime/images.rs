@@ -95,13 +95,7 @@ impl Images {
             match layout::manifest(dir, Some(image)) {
                 Ok(m) => {
                     let config = layout::config(dir, &m).map_err(|e| of_layout(image, e))?;
-                    let process = image::process(&config)
-                        .map_err(|e| EngineError::failed(format!("image {image}: its config: {e}")).with_source(e))?;
-                    return Ok(Found {
-                        id: m.config.digest.to_string(),
-                        config: process,
-                        origin: Origin::Layout(dir.clone(), m),
-                    });
+                    return of_config(image, &config, m.config.digest.to_string(), Origin::Layout(dir.clone(), m));
                 }
                 Err(e @ LayoutError::NoSuchTag { .. }) => {
                     missing.push(format!("not in the layout at {}: {e}", dir.display()))
@@ -118,13 +112,8 @@ impl Images {
                 })?;
                 let m = registry.manifest(&reference).await.map_err(|e| of_registry(image, e))?;
                 let config = registry.config(&reference, &m, scratch).await.map_err(|e| of_registry(image, e))?;
-                let process = image::process(&config)
-                    .map_err(|e| EngineError::failed(format!("image {image}: its config: {e}")).with_source(e))?;
-                return Ok(Found {
-                    id: m.config.digest.to_string(),
-                    config: process,
-                    origin: Origin::Registry(registry.clone(), reference),
-                });
+                let id = m.config.digest.to_string();
+                return of_config(image, &config, id, Origin::Registry(registry.clone(), reference));
             }
             missing.push("no registry to pull it from (its name carries no host:port/)".to_owned());
         }
@@ -133,12 +122,14 @@ impl Images {
         }
         Err(EngineError::not_found(format!("image {image} was not found: {}", missing.join("; "))))
     }
+}
 
-    /// The root of `found`, from `cache`: unpacked from its source first
-    /// when the cache does not hold it.
-    pub async fn root(&self, cache: &Arc<ImageCache>, image: &str, found: Found) -> Result<Lease, EngineError> {
-        let id = found.id.clone();
-        let got = match found.origin {
+impl Found {
+    /// The image's root (`image` is its name as asked), from `cache`:
+    /// unpacked from its source first when the cache does not hold it.
+    pub async fn root(self, cache: &Arc<ImageCache>, image: &str) -> Result<Lease, EngineError> {
+        let id = self.id;
+        let got = match self.origin {
             Origin::Engine(engine) => {
                 let asked = id.clone();
                 cache
@@ -172,6 +163,13 @@ impl Images {
         };
         got.map_err(|e| EngineError::unavailable(format!("image {image}: {e}")).with_source(e))
     }
+}
+
+/// An image found outside the engine, its process read from its config blob.
+fn of_config(image: &str, config: &[u8], id: String, origin: Origin) -> Result<Found, EngineError> {
+    let config = image::process(config)
+        .map_err(|e| EngineError::failed(format!("image {image}: its config: {e}")).with_source(e))?;
+    Ok(Found { id, config, origin })
 }
 
 fn from_engine(engine: Arc<dyn Engine>, info: ImageInfo) -> Found {

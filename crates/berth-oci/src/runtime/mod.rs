@@ -197,7 +197,7 @@ impl OciRuntime {
     async fn root(&self, image: &str) -> Result<(crate::cache::Lease, ImageConfig), EngineError> {
         let found = self.images.find(image, &self.config.bundles).await?;
         let config = found.config.clone();
-        let lease = self.images.root(&self.cache, image, found).await?;
+        let lease = found.root(&self.cache, image).await?;
         Ok((lease, config))
     }
 
