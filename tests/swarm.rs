@@ -219,7 +219,6 @@ fn serve(
     config: &std::path::Path,
     data: &std::path::Path,
 ) -> (std::process::Child, String, Option<String>) {
-    use std::io::BufRead;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/swarm-rig.sh");
     let mut command = if in_hub {
         let mut c = std::process::Command::new("bash");
@@ -238,15 +237,7 @@ fn serve(
         .spawn()
         .unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (mut said, mut addr) = (String::new(), None);
-    while addr.is_none() {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        said.push_str(&line);
-        addr = line.trim().strip_prefix("berth: listening on http://").map(str::to_owned);
-    }
+    let (said, addr) = test_support::serve::until_listening(&mut stderr);
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     (child, said, addr)
 }

@@ -303,7 +303,7 @@ async fn a_running_runs_output_is_followed_to_an_exit_event_with_its_status() {
 
 #[test]
 fn a_graceful_shutdown_finishes_the_request_in_flight_before_exiting() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Read, Write};
     let data = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["serve", "--backend", "docker", "--listen", "127.0.0.1:0", "--data"])
@@ -312,13 +312,8 @@ fn a_graceful_shutdown_finishes_the_request_in_flight_before_exiting() {
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let addr = loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "berth ended before listening");
-        if let Some(a) = line.trim().strip_prefix("berth: listening on http://") {
-            break a.to_owned();
-        }
-    };
+    let (said, addr) = test_support::serve::until_listening(&mut stderr);
+    let addr = addr.unwrap_or_else(|| panic!("berth ended before listening: {said}"));
     let body = r#"{"language": "sh", "code": "sleep 2; echo done"}"#;
     let mut conn = std::net::TcpStream::connect(&addr).unwrap();
     write!(

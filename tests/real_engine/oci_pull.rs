@@ -262,7 +262,6 @@ fn layout_of(dir: &Path, name: &str, blobs: &[(Digest, Vec<u8>)], image: &[u8]) 
 /// the child it is handed.
 #[allow(clippy::zombie_processes)]
 fn serve_without_an_engine(data: &Path, layout: &Path) -> (std::process::Child, String, String) {
-    use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
@@ -274,16 +273,10 @@ fn serve_without_an_engine(data: &Path, layout: &Path) -> (std::process::Child, 
         .spawn()
         .unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut said = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap_or(0) > 0, "berth serve ended: {said}");
-        said.push_str(&line);
-        if let Some(addr) = line.trim().strip_prefix("berth: listening on http://") {
-            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-            return (child, addr.to_owned(), said);
-        }
-    }
+    let (said, addr) = test_support::serve::until_listening(&mut stderr);
+    let addr = addr.unwrap_or_else(|| panic!("berth serve ended: {said}"));
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, addr, said)
 }
 
 /// `POST /v1/runs` of a sealed tool run of `image`: the status and body.
