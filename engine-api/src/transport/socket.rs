@@ -8,6 +8,11 @@
 //! since nothing else could be sent on it. Upgrade requests (attach, exec
 //! with stdin) go over a connection of their own, made by hand (`hijack`),
 //! which never returns.
+//!
+//! A connection is driven by a task of the tokio runtime that made it, so
+//! it is only ever taken again on that runtime: on another one, its task
+//! may be gone with its runtime (a test's, a helper thread's) while the
+//! pool still holds its sender.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -50,22 +55,34 @@ pub struct SocketTransport {
 }
 
 struct Pool {
-    idle: Mutex<Vec<Sender>>,
+    idle: Mutex<Vec<Conn>>,
     max_idle: usize,
 }
 
+/// A kept-alive connection and the runtime whose task drives it.
+struct Conn {
+    sender: Sender,
+    runtime: tokio::runtime::Id,
+}
+
 impl Pool {
-    fn take(&self) -> Option<Sender> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    /// An idle connection driven on the current runtime. Closed ones met on
+    /// the way are dropped; those of other runtimes stay for their own.
+    fn take(&self) -> Option<Conn> {
+        let here = tokio::runtime::Handle::try_current().ok()?.id();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|c| !c.sender.is_closed());
+        let at = idle.iter().rposition(|c| c.runtime == here)?;
+        Some(idle.swap_remove(at))
     }
 
-    fn put(&self, sender: Sender) {
-        if sender.is_closed() {
+    fn put(&self, conn: Conn) {
+        if conn.sender.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < self.max_idle {
-            idle.push(sender);
+            idle.push(conn);
         }
     }
 }
@@ -102,20 +119,18 @@ impl SocketTransport {
     }
 
     /// An idle connection from the pool (`reused`), or a new one.
-    async fn checkout(&self) -> Result<(Sender, bool), TransportError> {
-        while let Some(mut sender) = self.pool.take() {
-            if sender.is_closed() {
-                continue;
-            }
-            if sender.ready().await.is_ok() {
-                return Ok((sender, true));
+    async fn checkout(&self) -> Result<(Conn, bool), TransportError> {
+        while let Some(mut conn) = self.pool.take() {
+            if conn.sender.ready().await.is_ok() {
+                return Ok((conn, true));
             }
         }
         Ok((self.connect().await?, false))
     }
 
-    async fn connect(&self) -> Result<Sender, TransportError> {
-        handshake(self.dial().await?).await
+    async fn connect(&self) -> Result<Conn, TransportError> {
+        let sender = handshake(self.dial().await?).await?;
+        Ok(Conn { sender, runtime: tokio::runtime::Handle::current().id() })
     }
 
     /// A new connection to the daemon.
@@ -188,24 +203,24 @@ impl Transport for SocketTransport {
                 RequestBody::Stream(_) => None,
             };
             let head = (request.method.clone(), request.target.clone(), request.headers.clone());
-            let (mut sender, reused) = match replay {
+            let (mut conn, reused) = match replay {
                 Some(_) => self.checkout().await?,
                 None => (self.connect().await?, false),
             };
-            let result = sender.send_request(self.to_http(request)?).await;
+            let result = conn.sender.send_request(self.to_http(request)?).await;
             let res = match (result, replay) {
                 (Ok(res), _) => res,
                 (Err(err), Some(body)) if reused && stale_connection(&err) => {
                     tracing::debug!(%err, "kept-alive connection was closed by the daemon; sending again");
                     let (method, target, headers) = head;
-                    sender = self.connect().await?;
+                    conn = self.connect().await?;
                     let retry = self.to_http(Request { method, target, headers, body })?;
-                    sender.send_request(retry).await.map_err(|e| TransportError::Http(Box::new(e)))?
+                    conn.sender.send_request(retry).await.map_err(|e| TransportError::Http(Box::new(e)))?
                 }
                 (Err(err), _) => return Err(TransportError::Http(Box::new(err))),
             };
             let (parts, incoming) = res.into_parts();
-            let body = PooledBody::new(incoming, sender, self.pool.clone());
+            let body = PooledBody::new(incoming, conn, self.pool.clone());
             Ok(Response { status: parts.status, headers: parts.headers, body: Body::from_stream(body) })
         })
     }
@@ -355,12 +370,12 @@ fn stale_connection(err: &hyper::Error) -> bool {
 /// A response body that gives its connection back to the pool at its end.
 struct PooledBody {
     incoming: Incoming,
-    give_back: Option<(Sender, Arc<Pool>)>,
+    give_back: Option<(Conn, Arc<Pool>)>,
 }
 
 impl PooledBody {
-    fn new(incoming: Incoming, sender: Sender, pool: Arc<Pool>) -> Self {
-        let mut body = PooledBody { incoming, give_back: Some((sender, pool)) };
+    fn new(incoming: Incoming, conn: Conn, pool: Arc<Pool>) -> Self {
+        let mut body = PooledBody { incoming, give_back: Some((conn, pool)) };
         if body.incoming.is_end_stream() {
             // Nothing to read (204, 304, Content-Length: 0): free the connection now,
             // whether or not the caller ever polls this body.
@@ -370,8 +385,8 @@ impl PooledBody {
     }
 
     fn release(&mut self) {
-        if let Some((sender, pool)) = self.give_back.take() {
-            pool.put(sender);
+        if let Some((conn, pool)) = self.give_back.take() {
+            pool.put(conn);
         }
     }
 }
@@ -593,6 +608,61 @@ mod tests {
         }
         assert_eq!(peer.join().unwrap(), 2, "the second request went out on a second connection");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A peer that keeps each connection alive and answers every request on
+    /// it; gives how many connections it was dialled on.
+    fn keep_alive_peer(path: &std::path::Path, connections: usize) -> std::thread::JoinHandle<usize> {
+        let listener = UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            let serve = |stream: std::os::unix::net::UnixStream| {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" && stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK").is_err() {
+                        return;
+                    }
+                }
+            };
+            let peers: Vec<_> = (0..connections)
+                .map(|_| listener.accept().unwrap().0)
+                .map(|s| std::thread::spawn(move || serve(s)))
+                .collect();
+            peers.len()
+        })
+    }
+
+    async fn ping_ok(transport: &SocketTransport) {
+        let res = transport.send(ping()).await.unwrap();
+        let body: Vec<Bytes> =
+            futures_util::StreamExt::collect::<Vec<_>>(res.body).await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(body.concat(), b"OK");
+    }
+
+    #[test]
+    fn a_connection_kept_on_one_runtime_is_not_taken_on_another_whether_that_one_is_idle_or_gone() {
+        let path = socket_path("runtimes");
+        let peer = keep_alive_peer(&path, 3);
+        let transport = SocketTransport::new(Endpoint::Unix(path.clone()));
+        let runtime = || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let bounded = |transport| async move {
+            tokio::time::timeout(Duration::from_secs(5), ping_ok(transport)).await.expect("the ping was answered");
+        };
+        let first = runtime();
+        first.block_on(bounded(&transport));
+        assert_eq!(transport.idle_connections(), 1);
+        // The first runtime lives on but drives nothing now: its connection
+        // would never send a request made on the second.
+        runtime().block_on(bounded(&transport));
+        drop(first);
+        // Now its connection's task is gone with it.
+        runtime().block_on(bounded(&transport));
+        assert_eq!(peer.join().unwrap(), 3, "each runtime dialled a connection of its own");
     }
 
     /// A socket path of its own for one test.
