@@ -117,6 +117,7 @@ impl From<EngineError> for Error {
             EngineErrorKind::Invalid => (ErrorKind::Invalid, "engine_refused"),
             EngineErrorKind::Unavailable => (ErrorKind::Unavailable, "engine_unavailable"),
             EngineErrorKind::Failed => (ErrorKind::Internal, "engine_error"),
+            EngineErrorKind::Lost => (ErrorKind::Unavailable, "workload_lost"),
         };
         let message = e.message().to_owned();
         Error::from_source(kind, code, message, e)

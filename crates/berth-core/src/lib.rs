@@ -155,8 +155,11 @@ pub struct UsageFollow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineHealth {
     pub backend: &'static str,
-    /// Why the engine did not answer, when it did not.
+    /// Why the engine did not answer (or, on a cluster, why no node can
+    /// take work), when it did not.
     pub error: Option<String>,
+    /// A cluster's nodes, each with its state; empty for one machine.
+    pub nodes: Vec<engine::NodeStatus>,
 }
 
 /// The tasks a serving core runs in the background (the reaper, the warm
@@ -286,13 +289,24 @@ impl Core {
     /// Whether every engine answers now (the first that does not says why).
     pub async fn engine_health(&self) -> EngineHealth {
         let mut error = None;
+        let mut nodes = Vec::new();
         for engine in self.backends.distinct() {
             if let Err(e) = engine.ping().await {
                 error = Some(e.to_string());
                 break;
             }
+            match engine.nodes().await {
+                Ok(found) => nodes.extend(found),
+                Err(e) => {
+                    error = Some(format!("the cluster's nodes: {e}"));
+                    break;
+                }
+            }
         }
-        EngineHealth { backend: self.backend_name(), error }
+        if error.is_none() && !nodes.is_empty() && !nodes.iter().any(|n| n.takes_work()) {
+            error = Some("no node can take work".into());
+        }
+        EngineHealth { backend: self.backend_name(), error, nodes }
     }
 
     /// The tenant's audit trail, newest first, at most `limit` entries.
@@ -1178,7 +1192,7 @@ mod tests {
     #[tokio::test]
     async fn the_engines_health_says_why_it_did_not_answer() {
         let (fake, core) = core();
-        assert_eq!(core.engine_health().await, EngineHealth { backend: "fake", error: None });
+        assert_eq!(core.engine_health().await, EngineHealth { backend: "fake", error: None, nodes: Vec::new() });
         fake.fail_next(Op::Ping, EngineError::unavailable("cannot connect"));
         let health = core.engine_health().await;
         assert_eq!(health.error.as_deref(), Some("engine unavailable: cannot connect"));

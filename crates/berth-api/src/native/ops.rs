@@ -43,6 +43,22 @@ pub struct Health {
     /// tool runs with no network) go to each, and why not when not.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub runtimes: Vec<RuntimeView>,
+    /// Why the engine is not ready (readiness only, when it is not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A cluster's nodes and their states (readiness only, on a cluster).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeView {
+    /// The node's configured name.
+    pub name: String,
+    /// `ready`, `down`, `disconnected` or `unknown`, as the manager sees it.
+    pub state: String,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -69,19 +85,39 @@ fn runtimes(s: &AppState) -> Vec<RuntimeView> {
 /// Liveness: berth answers.
 #[utoipa::path(get, path = "/v1/health", responses((status = 200, body = Health)))]
 pub async fn health(State(s): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok".into(), backend: s.core.backend_name().into(), engine: None, runtimes: runtimes(&s) })
+    Json(Health {
+        status: "ok".into(),
+        backend: s.core.backend_name().into(),
+        engine: None,
+        runtimes: runtimes(&s),
+        reason: None,
+        nodes: Vec::new(),
+    })
 }
 
-/// Readiness: the engine answers too.
+/// Readiness: the engine answers too, and on a cluster some node can take
+/// work (every node's state is in the answer).
 #[utoipa::path(get, path = "/v1/ready", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn ready(State(s): State<AppState>) -> impl IntoResponse {
-    let up = s.core.engine_health().await.error.is_none();
+    let health = s.core.engine_health().await;
+    let up = health.error.is_none();
     let status = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let nodes = health
+        .nodes
+        .iter()
+        .map(|n| NodeView {
+            name: n.name.clone(),
+            state: n.state.as_str().into(),
+            availability: n.availability.as_str().into(),
+        })
+        .collect();
     let body = Health {
         status: if up { "ok" } else { "degraded" }.into(),
         backend: s.core.backend_name().into(),
         engine: Some(if up { "up" } else { "down" }.into()),
         runtimes: runtimes(&s),
+        reason: health.error,
+        nodes,
     };
     (status, Json(body))
 }

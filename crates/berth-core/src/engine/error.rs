@@ -17,6 +17,9 @@ pub enum EngineErrorKind {
     Unavailable,
     /// The engine answered with a failure of its own.
     Failed,
+    /// The workload is gone with the machine it ran on (a node the cluster
+    /// marked down): nothing more of it can be asked.
+    Lost,
 }
 
 /// A failed engine operation.
@@ -50,6 +53,10 @@ impl EngineError {
 
     pub fn failed(message: impl Into<String>) -> Self {
         EngineError::new(EngineErrorKind::Failed, message)
+    }
+
+    pub fn lost(message: impl Into<String>) -> Self {
+        EngineError::new(EngineErrorKind::Lost, message)
     }
 
     /// The same error, keeping `source` (the engine client's error) as its cause.
@@ -87,6 +94,7 @@ impl fmt::Display for EngineError {
             EngineErrorKind::Invalid => "refused by the engine",
             EngineErrorKind::Unavailable => "engine unavailable",
             EngineErrorKind::Failed => "engine error",
+            EngineErrorKind::Lost => "workload lost",
         };
         write!(f, "{what}: {}", self.message)
     }

@@ -25,6 +25,7 @@ pub mod events;
 pub mod fake;
 pub mod io;
 pub mod isolation;
+pub mod node;
 pub mod select;
 #[cfg(test)]
 pub(crate) mod stand_in;
@@ -45,6 +46,7 @@ pub use self::io::{
     StdioSession, Stream, TtySize, Usage, UsageStream, WorkloadIo,
 };
 pub use self::isolation::{Isolation, NetworkInfo};
+pub use self::node::{Availability, NodeState, NodeStatus};
 pub use self::select::Selector;
 pub use self::state::{Health, Phase, WorkloadInfo, WorkloadState};
 pub use crate::model::handle::{ContainerId, Handle, Placement};
@@ -227,5 +229,11 @@ pub trait Engine: Send + Sync + 'static {
     async fn plan(&self, h: &Handle) -> Result<Option<serde_json::Value>, EngineError> {
         let _ = h;
         Ok(None)
+    }
+
+    /// The machines of a cluster and their states, for readiness; empty
+    /// from an engine of one machine.
+    async fn nodes(&self) -> Result<Vec<NodeStatus>, EngineError> {
+        Ok(Vec::new())
     }
 }

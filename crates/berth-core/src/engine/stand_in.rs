@@ -28,6 +28,9 @@ pub struct StandIn {
     pub creates: AtomicUsize,
     /// The exit code of the container started watched; without one it exits with 0 at once.
     pub exit: Mutex<Option<oneshot::Receiver<i64>>>,
+    /// The started container is lost with its machine: its watch says so,
+    /// and nothing of it answers any more.
+    pub lose: bool,
 }
 
 fn unsupported<T>() -> Result<T, EngineError> {
@@ -74,6 +77,9 @@ impl Engine for StandIn {
 
     async fn start_watched(&self, _: &Handle) -> Result<ExitWatch, EngineError> {
         let exit = self.exit.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if self.lose {
+            return Ok(Box::pin(async { Err(EngineError::lost("node n2 was marked down")) }));
+        }
         Ok(Box::pin(async move {
             match exit {
                 Some(exit) => exit.await.map_err(|_| EngineError::failed("the test sent no exit")),
@@ -113,6 +119,9 @@ impl Engine for StandIn {
     }
 
     async fn inspect(&self, _: &Handle) -> Result<WorkloadState, EngineError> {
+        if self.lose {
+            return Err(EngineError::unavailable("the node does not answer"));
+        }
         Ok(WorkloadState {
             phase: Phase::Exited,
             health: None,

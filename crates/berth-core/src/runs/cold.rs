@@ -11,7 +11,7 @@ use super::conclude::{conclude, Ending, Outcome};
 use super::in_flight::Flight;
 use super::race::{race, Raced};
 use super::Runs;
-use crate::engine::{EngineError, LogRequest, Usage};
+use crate::engine::{EngineError, EngineErrorKind, LogRequest, Usage};
 use crate::model::run::{RunRecord, RunStatus, RunUsage};
 use crate::output::CappedStreams;
 use crate::spec::{annotations, ContainerSpec};
@@ -80,6 +80,12 @@ impl Runs {
         let race = race(exit, timeout, flight.token(), started, || engine.kill(&cid)).await?;
         let (ending, exit_code) = match race.raced {
             Raced::Finished(Ok(code)) => (Ending::Exited(code), Some(code)),
+            // The workload went with its machine: there is nothing of it
+            // left to inspect or read, and the error says why.
+            Raced::Finished(Err(e)) if e.kind() == EngineErrorKind::Lost => {
+                sampler.abort();
+                return Err(e);
+            }
             Raced::Finished(Err(e)) => (Ending::Broken(e.to_string()), None),
             Raced::Stopped { why, then } => (why.into(), then.and_then(Result::ok)),
         };

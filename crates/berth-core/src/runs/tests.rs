@@ -92,3 +92,13 @@ async fn a_follower_waits_on_the_runs_watch_for_its_final_record_within_a_bound(
     assert!(runs.in_flight.watch("t1", &id).is_none());
     assert_eq!(runs.final_record("t1", &id, Duration::from_secs(30)).await.expect("its record"), ran);
 }
+
+#[tokio::test]
+async fn a_run_lost_with_its_machine_fails_with_why_without_asking_the_machine_more() {
+    let (runs, store) = runs_over(StandIn { lose: true, ..Default::default() });
+    let run = runs.execute(tool_run()).await.expect("a record");
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.error.as_deref(), Some("workload lost: node n2 was marked down"));
+    assert_eq!(run.exit_code, None);
+    assert_eq!(store.get_run("t1", &run.id).expect("the store").expect("its record").status, RunStatus::Failed);
+}
