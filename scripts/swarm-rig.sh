@@ -11,6 +11,9 @@
 #                                     # addresses, for a berth in the hub) and prints the
 #                                     # first's path last
 #   scripts/swarm-rig.sh exec CMD...  # CMD inside the hub namespace (beside the nodes)
+#   scripts/swarm-rig.sh cut N        # node N cut off: its link down in its namespace
+#   scripts/swarm-rig.sh mend N       # and up again
+#   scripts/swarm-rig.sh restart N    # node N's daemon stopped and started again
 #   scripts/swarm-rig.sh down         # everything it made, by pid and by name
 #   scripts/swarm-rig.sh status
 #
@@ -205,6 +208,33 @@ status() {
     done
 }
 
+# Cuts node N off (its link down in its namespace: its engine, its swarm
+# traffic and its tasks' overlay all go silent), or mends it.
+link() {
+    local i=$1 state=$2
+    [[ "$i" =~ ^[1-9]$ ]] || die "node must be 1..9, not '$i'"
+    ip netns list | grep -qw "$PREFIX-n$i" || die "node $i is not part of the rig"
+    ip -n "$PREFIX-n$i" link set eth0 "$state"
+    log "node $i link $state"
+}
+
+# Stops node N's daemon (by its pidfile, only a process of the rig's name)
+# and starts it again; returns once it answers.
+restart() {
+    local i=$1 pid
+    [[ "$i" =~ ^[1-9]$ ]] || die "node must be 1..9, not '$i'"
+    pid=$(cat "$RUN/n$i.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$PREFIX-dockerd" ]; then
+        kill -TERM "$pid"
+        for _ in $(seq 60); do [ -e "/proc/$pid" ] || break; sleep 0.25; done
+        [ -e "/proc/$pid" ] && kill -KILL "$pid"
+    fi
+    start_node "$i"
+    for _ in $(seq 60); do answers "$i" && break; sleep 0.5; done
+    answers "$i" || die "node $i did not answer within 30 s of its restart"
+    log "node $i restarted"
+}
+
 down() {
     local i pid
     # The services first, so the manager stops their tasks on every node.
@@ -244,10 +274,13 @@ case "${1:-}" in
     up) up "${2:-3}" ;;
     down) down ;;
     status) status ;;
+    cut) link "${2:-}" down ;;
+    mend) link "${2:-}" up ;;
+    restart) restart "${2:-}" ;;
     exec)
         shift
         [ $# -gt 0 ] || die "usage: $0 exec CMD..."
         exec nsenter --net="/run/netns/$HUB" "$@"
         ;;
-    *) die "usage: $0 up [NODES] | exec CMD... | down | status" ;;
+    *) die "usage: $0 up [NODES] | exec CMD... | cut N | mend N | restart N | down | status" ;;
 esac

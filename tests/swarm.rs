@@ -9,8 +9,11 @@
 //! nothing it made (service, container, network) is left on the manager
 //! or on any node.
 
+#[path = "swarm/rig.rs"]
+mod rig;
+
 use std::collections::BTreeSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::context::Context;
@@ -19,33 +22,10 @@ use berth_core::model::handle::Placement;
 use berth_core::model::ids::{RandomIds, SystemClock};
 use berth_core::policy::{Policy, PolicyConfig};
 use berth_core::runs::{RunRecord, RunRequest, RunStatus, Runs, Workload};
-use berth_core::spec::labels;
 use berth_core::store::Store;
 use berth_swarm::{NodeEngine, SwarmBackend};
-use engine_api::{Docker, Filters, ListOptions};
 
-const NODES: [&str; 3] = ["bsw-n1", "bsw-n2", "bsw-n3"];
-
-fn node_docker(name: &str) -> Docker {
-    let socket = format!("unix:///run/bsw/{}.sock", name.trim_start_matches("bsw-"));
-    let endpoint = engine_api::host::Endpoint::parse(&socket).expect("a rig socket");
-    Docker::new(engine_api::transport::SocketTransport::new(endpoint))
-}
-
-/// The rig, up once for this process.
-fn rig() {
-    static UP: OnceLock<()> = OnceLock::new();
-    UP.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/swarm-rig.sh");
-        let out = std::process::Command::new("bash").args([script, "up", "3"]).output().expect("bash runs");
-        assert!(
-            out.status.success(),
-            "scripts/swarm-rig.sh up 3 failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-}
+use self::rig::{hub_curl, leftovers, node_docker, rig, serve, stop_serve, NODES};
 
 fn backend() -> Arc<SwarmBackend> {
     rig();
@@ -75,40 +55,6 @@ fn node_of(run: &RunRecord) -> String {
         Placement::Node { name } => name.clone(),
         Placement::Local => panic!("a swarm run names its node: {run:?}"),
     }
-}
-
-/// What is left of tenant `tenant`'s runs: services and networks on the
-/// manager, containers on every node. The manager removes an overlay a
-/// moment after it is asked to, so what is left is looked at again for up
-/// to 5 s.
-async fn leftovers(tenant: &str) -> Vec<String> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = leftovers_now(tenant).await;
-        if left.is_empty() || std::time::Instant::now() >= deadline {
-            return left;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn leftovers_now(tenant: &str) -> Vec<String> {
-    let label = format!("{}={tenant}", labels::TENANT);
-    let manager = node_docker("bsw-n1");
-    let mut left = Vec::new();
-    for s in manager.list_services(&Filters::new().label(label.clone())).await.unwrap() {
-        left.push(format!("service {}", s.spec.name));
-    }
-    for n in manager.list_networks(&Filters::new().label(label.clone())).await.unwrap() {
-        left.push(format!("network {}", n.name));
-    }
-    for node in NODES {
-        let options = ListOptions { all: true, filters: Filters::new().label(label.clone()), ..Default::default() };
-        for c in node_docker(node).list_containers(&options).await.unwrap() {
-            left.push(format!("container {} on {node}", c.id));
-        }
-    }
-    left
 }
 
 #[tokio::test]
@@ -211,37 +157,6 @@ fn berth_serve_on_the_rigs_configuration_runs_on_the_swarm_and_says_on_which_nod
     assert!(answer.contains(r#""node":"bsw-n"#), "the view names the node: {answer}");
 }
 
-/// `berth serve` of `config`, in the rig's hub namespace when `in_hub`:
-/// the child, its stderr up to its listening line (or its end) and its
-/// address.
-fn serve(
-    in_hub: bool,
-    config: &std::path::Path,
-    data: &std::path::Path,
-) -> (std::process::Child, String, Option<String>) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/swarm-rig.sh");
-    let mut command = if in_hub {
-        let mut c = std::process::Command::new("bash");
-        c.args([script, "exec", env!("CARGO_BIN_EXE_berth")]);
-        c
-    } else {
-        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-    };
-    let mut child = command
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--data")
-        .arg(data)
-        .env("BERTH_SPARES", "")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (said, addr) = test_support::serve::until_listening(&mut stderr);
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    (child, said, addr)
-}
-
 /// Every node serves its engine over mutual TLS on its own address; a
 /// berth in the hub namespace reaches them with the rig's client
 /// certificate, each node's certificate checked against its configured
@@ -250,20 +165,13 @@ fn serve(
 fn berth_in_the_hub_reaches_the_nodes_over_mutual_tls_and_refuses_a_node_that_proves_another_name() {
     rig();
     let data = tempfile::tempdir().unwrap();
-    let (mut child, said, addr) = serve(true, std::path::Path::new("/run/bsw/berth-tls.toml"), data.path());
+    let (child, said, addr) = serve(true, std::path::Path::new("/run/bsw/berth-tls.toml"), data.path());
     let answer = addr.as_ref().map(|addr| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/swarm-rig.sh");
-        let out = std::process::Command::new("bash")
-            .args([script, "exec", "curl", "-s", "-X", "POST", "-H", "content-type: application/json"])
-            .args(["-d", r#"{"language":"sh","code":"echo over tls"}"#, &format!("http://{addr}/v1/runs")])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let body = r#"{"language":"sh","code":"echo over tls"}"#;
+        hub_curl(&["-X", "POST", "-H", "content-type: application/json", "-d", body, &format!("http://{addr}/v1/runs")])
+            .0
     });
-    let _ = std::process::Command::new("pkill")
-        .args(["-TERM", "-f", "--", &format!("--data {}", data.path().display())])
-        .status();
-    let _ = child.wait();
+    stop_serve(child, data.path());
     assert!(said.contains("berth: swarm backend, manager reachable"), "{said}");
     let answer = answer.unwrap_or_else(|| panic!("berth serve did not listen: {said}"));
     assert!(answer.contains(r#""stdout":"over tls\n""#) && answer.contains(r#""node":"bsw-n"#), "{answer}");
@@ -275,10 +183,7 @@ fn berth_in_the_hub_reaches_the_nodes_over_mutual_tls_and_refuses_a_node_that_pr
         .replace("manager_name = \"bsw-n1\"", "manager_name = \"bsw-n2\"");
     std::fs::write(&wrong, text).unwrap();
     let other = tempfile::tempdir().unwrap();
-    let (mut child, said, _) = serve(true, &wrong, other.path());
-    let _ = std::process::Command::new("pkill")
-        .args(["-TERM", "-f", "--", &format!("--data {}", other.path().display())])
-        .status();
-    let _ = child.wait();
+    let (child, said, _) = serve(true, &wrong, other.path());
+    stop_serve(child, other.path());
     assert!(said.contains("swarm backend, engine not reachable yet") && said.contains("certificate"), "{said}");
 }

@@ -262,20 +262,16 @@ fn layout_of(dir: &Path, name: &str, blobs: &[(Digest, Vec<u8>)], image: &[u8]) 
 /// the child it is handed.
 #[allow(clippy::zombie_processes)]
 fn serve_without_an_engine(data: &Path, layout: &Path) -> (std::process::Child, String, String) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_berth"));
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .env("DOCKER_HOST", "unix:///nonexistent/berth-no-engine.sock")
         .env("BERTH_OCI", "required")
         .env("BERTH_OCI_LAYOUT", layout)
-        .env("BERTH_SPARES", "")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let (said, addr) = test_support::serve::until_listening(&mut stderr);
+        .env("BERTH_SPARES", "");
+    let (child, said, addr) = test_support::serve::spawn(&mut command);
     let addr = addr.unwrap_or_else(|| panic!("berth serve ended: {said}"));
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     (child, addr, said)
 }
 

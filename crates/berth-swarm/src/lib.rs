@@ -18,11 +18,13 @@
 //! backend it reuses for each node, and berth's backend seam; nothing of
 //! runs, agents or HTTP.
 
+pub mod nodes;
 pub mod placement;
 pub mod service;
+pub mod watch;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -31,9 +33,9 @@ use futures_util::StreamExt;
 
 use berth_core::engine::state::split_annotations;
 use berth_core::engine::{
-    ByteStream, Capabilities, Engine, EngineError, ExecRequest, ExecSession, ExitWatch, Handle, ImageCommand,
-    Isolation, LogRequest, LogStream, Phase, ProcessId, Selector, StdioSession, TtySize, UsageStream, WorkloadEvent,
-    WorkloadInfo, WorkloadIo, WorkloadState,
+    ByteStream, Capabilities, Engine, EngineError, EngineErrorKind, ExecRequest, ExecSession, ExitWatch, Handle,
+    ImageCommand, Isolation, LogRequest, LogStream, NodeStatus, Phase, ProcessId, Selector, StdioSession, TtySize,
+    UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
 };
 use berth_core::model::handle::Placement;
 use berth_core::spec::{ContainerId, ContainerSpec};
@@ -41,12 +43,23 @@ use berth_docker::{engine_err, DockerBackend};
 use engine_api::{Docker, Filters};
 
 use self::placement::TaskPlace;
+use self::watch::NodeBook;
 
 /// How long a task may take to be placed with its container.
 pub const PLACE_WITHIN: Duration = Duration::from_secs(30);
 
 /// How long a sealed run's network is waited on to be released by its task.
 const NETWORK_RELEASE: Duration = Duration::from_secs(10);
+
+/// How long a removal waits for a manager that does not answer (one
+/// restarting comes back within seconds), so that what a run made goes
+/// with it.
+const MANAGER_BACK_WITHIN: Duration = Duration::from_secs(30);
+
+/// How long a call to a node's engine may wait for its answer: a node cut
+/// off answers nothing, and a run on it must still end within seconds of
+/// the manager marking it down (streams, once answered, have no bound).
+pub const NODE_CALLS_WITHIN: Duration = Duration::from_secs(5);
 
 /// One node as berth's configuration names it, and its engine.
 #[derive(Clone)]
@@ -66,6 +79,8 @@ pub struct SwarmBackend {
     /// Service id → the node and container of its task.
     placed: Mutex<BTreeMap<String, Placed>>,
     place_within: Duration,
+    /// The manager's view of the nodes, for watches and readiness.
+    book: Arc<NodeBook>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,12 +93,16 @@ impl SwarmBackend {
     /// The backend over `manager`, acting on `nodes` (every node whose
     /// tasks berth is to reach).
     pub fn new(manager: Docker, nodes: Vec<NodeEngine>) -> SwarmBackend {
+        let nodes: BTreeMap<String, DockerBackend> =
+            nodes.into_iter().map(|n| (n.name, DockerBackend::new(n.docker.with_timeout(NODE_CALLS_WITHIN)))).collect();
+        let book = Arc::new(NodeBook::new(manager.clone(), nodes.keys().cloned().collect()));
         SwarmBackend {
             manager,
-            nodes: nodes.into_iter().map(|n| (n.name, DockerBackend::new(n.docker))).collect(),
+            nodes,
             node_names: Mutex::default(),
             placed: Mutex::default(),
             place_within: PLACE_WITHIN,
+            book,
         }
     }
 
@@ -184,7 +203,7 @@ impl SwarmBackend {
 
     /// Removes service `id`, a service already gone counting as removed.
     async fn remove_service(&self, id: &str) -> Result<(), EngineError> {
-        match self.manager.remove_service(id).await {
+        match patiently(|| self.manager.remove_service(id)).await {
             Ok(()) | Err(engine_api::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(engine_err(e)),
         }
@@ -216,6 +235,29 @@ impl SwarmBackend {
             if spec.labels.iter().all(|(k, v)| s.spec.labels.get(k) == Some(v)) {
                 let _ = self.remove_service(&s.id).await;
             }
+        }
+    }
+}
+
+/// `call` to the manager, made again while the manager does not answer,
+/// for up to [`MANAGER_BACK_WITHIN`].
+async fn patiently<T, F, Fut>(mut call: F) -> Result<T, engine_api::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, engine_api::Error>>,
+{
+    let deadline = Instant::now() + MANAGER_BACK_WITHIN;
+    loop {
+        match call().await {
+            // Not reached, or up but not yet the swarm's manager again
+            // (503 "This node is not a swarm manager").
+            Err(e @ (engine_api::Error::Transport(_) | engine_api::Error::Server { status: 503, .. }))
+                if Instant::now() < deadline =>
+            {
+                tracing::debug!(%e, "the swarm manager does not answer; asking again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
         }
     }
 }
@@ -300,13 +342,21 @@ impl Engine for SwarmBackend {
     }
 
     /// The task's container started as it was placed: its exit, however
-    /// early it came, is awaited on its node.
+    /// early it came, is awaited on its node, and the node is watched
+    /// meanwhile through the manager: a node marked down or drained ends
+    /// the wait as lost (a cut-off node's wait would never end).
     async fn start_watched(&self, h: &Handle) -> Result<ExitWatch, EngineError> {
         let p = self.placed(h).await?;
         let node = self.node(&p.node)?.client().clone();
         let waiting =
             node.wait_container(&p.container, engine_api::WaitCondition::NotRunning).await.map_err(engine_err)?;
-        Ok(Box::pin(async move { waiting.exit().await.map(|e| e.status_code).map_err(engine_err) }))
+        let book = self.book.clone();
+        Ok(Box::pin(async move {
+            tokio::select! {
+                exit = waiting.exit() => exit.map(|e| e.status_code).map_err(engine_err),
+                lost = book.until_lost(&p.node) => Err(lost),
+            }
+        }))
     }
 
     async fn stop(&self, h: &Handle, grace: Duration) -> Result<(), EngineError> {
@@ -334,6 +384,11 @@ impl Engine for SwarmBackend {
             Ok((node, c)) => match node.remove(&c, force).await {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
+                // A node cut off: its agent removes the container of a
+                // removed service when it is back with the manager.
+                Err(e) if e.kind() == EngineErrorKind::Unavailable => {
+                    tracing::info!(%h, %e, "the task's node does not answer; the manager removes its container")
+                }
                 Err(e) => return Err(e),
             },
             Err(e) if e.is_not_found() => {}
@@ -341,7 +396,7 @@ impl Engine for SwarmBackend {
             // removes what there is.
             Err(e) => tracing::debug!(%h, %e, "the task's container was not removed on its node"),
         }
-        let name = match self.manager.inspect_service(&h.id.0).await {
+        let name = match patiently(|| self.manager.inspect_service(&h.id.0)).await {
             Ok(s) => Some(s.spec.name),
             Err(engine_api::Error::NotFound { .. }) => None,
             Err(e) => return Err(engine_err(e)),
@@ -424,6 +479,10 @@ impl Engine for SwarmBackend {
 
     fn isolation(&self) -> Option<&dyn Isolation> {
         None
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeStatus>, EngineError> {
+        self.book.read().await
     }
 }
 

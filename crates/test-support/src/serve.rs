@@ -18,3 +18,15 @@ pub fn until_listening(stderr: &mut impl BufRead) -> (String, Option<String>) {
         }
     }
 }
+
+/// Spawns `command` (a `berth serve`) with its stderr piped, and reads
+/// that up to its listening line: the child, what it said, and the
+/// address. The rest of its stderr is drained behind, so it never blocks
+/// on a full pipe.
+pub fn spawn(command: &mut std::process::Command) -> (std::process::Child, String, Option<String>) {
+    let mut child = command.stderr(std::process::Stdio::piped()).spawn().expect("berth serve spawns");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("its stderr is piped"));
+    let (said, addr) = until_listening(&mut stderr);
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, said, addr)
+}

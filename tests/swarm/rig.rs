@@ -1,0 +1,121 @@
+//! The rig the swarm tiers run on (`scripts/swarm-rig.sh`), shared by the
+//! swarm binaries: its nodes' engines, bringing it up, what a tenant left
+//! on it, and `berth serve` beside it or inside its hub namespace.
+#![allow(dead_code)] // Each binary uses what it needs of this module.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use berth_core::spec::labels;
+use engine_api::{Docker, Filters, ListOptions};
+
+pub const NODES: [&str; 3] = ["bsw-n1", "bsw-n2", "bsw-n3"];
+
+pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/swarm-rig.sh");
+
+/// Node `name`'s engine over its Unix socket (reachable from the host's
+/// namespace even while the node is cut off).
+pub fn node_docker(name: &str) -> Docker {
+    let socket = format!("unix:///run/bsw/{}.sock", name.trim_start_matches("bsw-"));
+    let endpoint = engine_api::host::Endpoint::parse(&socket).expect("a rig socket");
+    Docker::new(engine_api::transport::SocketTransport::new(endpoint))
+}
+
+/// `scripts/swarm-rig.sh ARGS…`, which must succeed; gives its stdout.
+pub fn rig_do(args: &[&str]) -> String {
+    let out = std::process::Command::new("bash").arg(SCRIPT).args(args).output().expect("bash runs");
+    assert!(
+        out.status.success(),
+        "scripts/swarm-rig.sh {} failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The rig, up once for this process.
+pub fn rig() {
+    static UP: OnceLock<()> = OnceLock::new();
+    UP.get_or_init(|| {
+        rig_do(&["up", "3"]);
+    });
+}
+
+/// What is left of tenant `tenant`'s workloads: services and networks on
+/// the manager, containers on every node. The manager removes an overlay a
+/// moment after it is asked to, so what is left is looked at again for up
+/// to `within`.
+pub async fn leftovers_within(tenant: &str, within: Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = leftovers_now(tenant).await;
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn leftovers(tenant: &str) -> Vec<String> {
+    leftovers_within(tenant, Duration::from_secs(5)).await
+}
+
+pub async fn leftovers_now(tenant: &str) -> Vec<String> {
+    let label = format!("{}={tenant}", labels::TENANT);
+    let manager = node_docker("bsw-n1");
+    let mut left = Vec::new();
+    for s in manager.list_services(&Filters::new().label(label.clone())).await.unwrap() {
+        left.push(format!("service {}", s.spec.name));
+    }
+    for n in manager.list_networks(&Filters::new().label(label.clone())).await.unwrap() {
+        left.push(format!("network {}", n.name));
+    }
+    for node in NODES {
+        let options = ListOptions { all: true, filters: Filters::new().label(label.clone()), ..Default::default() };
+        for c in node_docker(node).list_containers(&options).await.unwrap() {
+            left.push(format!("container {} on {node}", c.id));
+        }
+    }
+    left
+}
+
+/// `berth serve` of `config`, in the rig's hub namespace when `in_hub`:
+/// the child, its stderr up to its listening line (or its end) and its
+/// address.
+pub fn serve(
+    in_hub: bool,
+    config: &std::path::Path,
+    data: &std::path::Path,
+) -> (std::process::Child, String, Option<String>) {
+    let mut command = if in_hub {
+        let mut c = std::process::Command::new("bash");
+        c.args([SCRIPT, "exec", env!("CARGO_BIN_EXE_berth")]);
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+    };
+    command.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(config).arg("--data").arg(data);
+    test_support::serve::spawn(command.env("BERTH_SPARES", ""))
+}
+
+/// Stops the `berth serve` whose data folder is `data` (in the hub, the
+/// child is `nsenter`'s, so berth is found by its arguments).
+pub fn stop_serve(mut child: std::process::Child, data: &std::path::Path) {
+    let _ =
+        std::process::Command::new("pkill").args(["-TERM", "-f", "--", &format!("--data {}", data.display())]).status();
+    let _ = child.wait();
+}
+
+/// `curl -s ARGS…` from inside the hub namespace: the answer's body, then
+/// its status code on a line of its own.
+pub fn hub_curl(args: &[&str]) -> (String, u16) {
+    let out = std::process::Command::new("bash")
+        .args([SCRIPT, "exec", "curl", "-s", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("bash runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (body.to_owned(), code.trim().parse().unwrap_or(0))
+}
