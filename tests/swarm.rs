@@ -25,7 +25,7 @@ use berth_core::runs::{RunRecord, RunRequest, RunStatus, Runs, Workload};
 use berth_core::store::Store;
 use berth_swarm::{NodeEngine, SwarmBackend};
 
-use self::rig::{hub_curl, leftovers, node_docker, rig, serve, stop_serve, NODES};
+use self::rig::{hub_curl, leftovers, node_docker, rig, serve, stop_serve, Served, NODES};
 
 fn backend() -> Arc<SwarmBackend> {
     rig();
@@ -186,4 +186,71 @@ fn berth_in_the_hub_reaches_the_nodes_over_mutual_tls_and_refuses_a_node_that_pr
     let (child, said, _) = serve(true, &wrong, other.path());
     stop_serve(child, other.path());
     assert!(said.contains("swarm backend, engine not reachable yet") && said.contains("certificate"), "{said}");
+}
+
+/// An agent on the swarm over HTTP, under `berth serve` in the hub over
+/// TLS: its port is published in host mode on its node alone and reached
+/// at the address its view gives; exec, logs and stats reach its container
+/// on that node; a run's output is followed as it comes; nothing is left.
+#[test]
+fn an_agent_on_the_swarm_is_reached_on_its_nodes_address_and_answers_exec_logs_and_stats() {
+    let berth = Served::start();
+    let agent = serde_json::json!({
+        "id": "web", "image": "busybox:1.35", "ports": [8080],
+        "command": ["sh", "-c", "echo serving; exec httpd -f -p 8080"]
+    });
+    let (created, status) = berth.post_json("/v1/agents", &agent);
+    assert_eq!(status, 201, "{created}");
+    // The agent goes with the test, however it ends.
+    struct Removed<'a>(&'a Served);
+    impl Drop for Removed<'_> {
+        fn drop(&mut self) {
+            hub_curl(&["-X", "DELETE", &self.0.url("/v1/agents/web")]);
+        }
+    }
+    let removed = Removed(&berth);
+    let node = created["node"].as_str().expect("the node it runs on").to_owned();
+    assert!(NODES.contains(&node.as_str()), "{created}");
+    let address = created["address"].as_str().expect("its node's address").to_owned();
+    assert_eq!(address, format!("192.168.177.{}", node.trim_start_matches("bsw-n")), "{created}");
+    let port = created["ports"][0]["host"].as_u64().expect("a published port");
+
+    // httpd answers 404 for its empty root: an answer from the agent itself.
+    let at = |ip: &str| hub_curl(&["-m", "3", "-o", "/dev/null", &format!("http://{ip}:{port}/")]).1;
+    let mut answered = 0;
+    for _ in 0..40 {
+        answered = at(&address);
+        if answered == 404 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(answered, 404, "the agent's port on {address}:{port}");
+    let other = NODES.iter().find(|n| **n != node).unwrap();
+    assert_eq!(at(&format!("192.168.177.{}", other.trim_start_matches("bsw-n"))), 0, "published on {other} too");
+
+    let script = "echo from; pidof httpd >/dev/null && echo httpd runs";
+    let (exec, status) = berth.post_json("/v1/agents/web/exec", &serde_json::json!({"cmd": ["sh", "-c", script]}));
+    assert_eq!((status, exec["stdout"].as_str()), (200, Some("from\nhttpd runs\n")), "{exec}");
+    let (logs, status) = berth.get_json("/v1/agents/web/logs");
+    assert_eq!((status, logs["stdout"].as_str()), (200, Some("serving\n")), "{logs}");
+    let (stats, status) = berth.get_json("/v1/agents/web/stats");
+    assert_eq!(status, 200, "{stats}");
+    assert!(stats["memory_used_bytes"].as_u64().unwrap_or(0) > 0 && stats["pids"].as_u64() >= Some(1), "{stats}");
+
+    let run = serde_json::json!({"language": "sh", "code": "echo one; sleep 1; echo two", "wait": false});
+    let (run, status) = berth.post_json("/v1/runs", &run);
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap();
+    let (followed, status) = hub_curl(&["-m", "60", &berth.url(&format!("/v1/runs/{id}/logs?follow=true"))]);
+    assert_eq!(status, 200, "{followed}");
+    let one = followed.find("one").expect("the first line followed");
+    assert!(followed[one..].contains("two") && followed.contains("succeeded"), "{followed}");
+
+    std::mem::forget(removed);
+    let (_, status) = hub_curl(&["-X", "DELETE", &berth.url("/v1/agents/web")]);
+    assert_eq!(status, 204);
+    drop(berth);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    assert_eq!(runtime.block_on(leftovers("default")), Vec::<String>::new());
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use self::rig::{hub_curl, leftovers_within, node_docker, rig, rig_do, serve, stop_serve};
+use self::rig::{hub_curl, leftovers_within, node_docker, rig_do, Served};
 
 /// The tenant of a `berth serve` without tokens.
 const TENANT: &str = "default";
@@ -26,32 +26,12 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// `berth serve` in the hub over the rig's TLS configuration, stopped when dropped.
-struct Served {
-    child: Option<std::process::Child>,
-    data: tempfile::TempDir,
-    addr: String,
-}
-
 impl Served {
-    fn start() -> Served {
-        rig();
-        let data = tempfile::tempdir().unwrap();
-        let (child, said, addr) = serve(true, std::path::Path::new("/run/bsw/berth-tls.toml"), data.path());
-        let addr = addr.unwrap_or_else(|| panic!("berth serve did not listen: {said}"));
-        Served { child: Some(child), data, addr }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
     /// `POST /v1/runs` of `body`: the answer, which must have `status`.
     fn post(&self, body: Value, status: u16) -> Value {
-        let json = ["-H", "content-type: application/json", "-d", &body.to_string()];
-        let (answer, got) = hub_curl(&[&["-X", "POST"][..], &json, &[&self.url("/v1/runs")]].concat());
+        let (answer, got) = self.post_json("/v1/runs", &body);
         assert_eq!(got, status, "{answer}");
-        serde_json::from_str(&answer).unwrap()
+        answer
     }
 
     /// A code run, answered as soon as it is recorded; its id.
@@ -67,9 +47,9 @@ impl Served {
     }
 
     fn get(&self, id: &str) -> Value {
-        let (answer, status) = hub_curl(&[&self.url(&format!("/v1/runs/{id}"))]);
+        let (answer, status) = self.get_json(&format!("/v1/runs/{id}"));
         assert_eq!(status, 200, "{answer}");
-        serde_json::from_str(&answer).unwrap()
+        answer
     }
 
     /// Run `id`'s view once `done` holds of it, within `within`.
@@ -130,14 +110,6 @@ impl Served {
 
     fn health(&self) -> u16 {
         hub_curl(&["-m", "5", &self.url("/v1/health")]).1
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.take() {
-            stop_serve(child, self.data.path());
-        }
     }
 }
 

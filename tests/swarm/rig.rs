@@ -119,3 +119,48 @@ pub fn hub_curl(args: &[&str]) -> (String, u16) {
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (body.to_owned(), code.trim().parse().unwrap_or(0))
 }
+
+/// `berth serve` in the hub over the rig's TLS configuration (as berth on
+/// a machine of its own reaches the nodes), stopped when dropped, so a
+/// failing test leaves no server behind.
+pub struct Served {
+    child: Option<std::process::Child>,
+    data: tempfile::TempDir,
+    pub addr: String,
+}
+
+impl Served {
+    pub fn start() -> Served {
+        rig();
+        let data = tempfile::tempdir().unwrap();
+        let (child, said, addr) = serve(true, std::path::Path::new("/run/bsw/berth-tls.toml"), data.path());
+        let addr = addr.unwrap_or_else(|| panic!("berth serve did not listen: {said}"));
+        Served { child: Some(child), data, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `POST path` of JSON `body` from the hub: the answer and its status.
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (serde_json::Value, u16) {
+        let json = body.to_string();
+        let (answer, status) =
+            hub_curl(&["-X", "POST", "-H", "content-type: application/json", "-d", &json, &self.url(path)]);
+        (serde_json::from_str(&answer).unwrap_or(serde_json::Value::String(answer)), status)
+    }
+
+    /// `GET path` from the hub: the answer as JSON and its status.
+    pub fn get_json(&self, path: &str) -> (serde_json::Value, u16) {
+        let (answer, status) = hub_curl(&["-m", "30", &self.url(path)]);
+        (serde_json::from_str(&answer).unwrap_or(serde_json::Value::String(answer)), status)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            stop_serve(child, self.data.path());
+        }
+    }
+}

@@ -117,6 +117,9 @@ impl Default for Options {
 pub struct Agent {
     pub record: AgentRecord,
     pub status: Option<Phase>,
+    /// Where its published ports are reached on a cluster: the address of
+    /// the node it runs on (on one machine, the host's, so none here).
+    pub address: Option<String>,
 }
 
 /// A session and what belongs to it.
@@ -209,6 +212,10 @@ const CANCELLED_RUNS_END: Duration = Duration::from_secs(30);
 /// How long an interactive or pooled follow waits for a run's record to
 /// turn final after its output ended.
 const RECORD_SETTLES: Duration = Duration::from_secs(60);
+
+/// How long a follower waits for a run still being made to have its
+/// container (a task placed on a cluster has 30 s).
+const FOLLOW_PLACED_WITHIN: Duration = Duration::from_secs(60);
 
 impl Core {
     /// How long a stop waits for SIGTERM before SIGKILL, unless asked otherwise.
@@ -386,6 +393,15 @@ impl Core {
         if pooled && marker.is_none() {
             record = settle(&self.runs, tenant, id, record, Duration::from_secs(10)).await?;
         }
+        // A run still being made (its task being placed on a cluster, its
+        // image checked) has no container to read yet: it is waited on until
+        // it has one, or has ended with its output in its record.
+        if record.handle().is_none() && !record.status.is_terminal() {
+            record = self.runs.placed_record(tenant, id, FOLLOW_PLACED_WITHIN).await?;
+            if record.handle().is_none() && !record.status.is_terminal() {
+                record = self.runs.final_record(tenant, id, FOLLOW_PLACED_WITHIN).await?;
+            }
+        }
         let live = !record.status.is_terminal() && !record.container_removed;
         let output = match (record.handle(), live, marker) {
             (Some(cid), true, Some(marker)) => {
@@ -476,13 +492,16 @@ impl Core {
     pub async fn agents(&self, tenant: &str) -> Result<Vec<Agent>, Error> {
         let records = self.agents.list(tenant)?;
         let mine = Selector::all().kind(Kind::Agent).tenant(tenant);
+        let engine = self.backends.of(Kind::Agent);
         let states: BTreeMap<String, Phase> =
-            self.backends.of(Kind::Agent).list(&mine).await?.into_iter().map(|c| (c.handle.id.0, c.phase)).collect();
+            engine.list(&mine).await?.into_iter().map(|c| (c.handle.id.0, c.phase)).collect();
+        let addresses = node_addresses(engine).await;
         Ok(records
             .into_iter()
             .map(|record| {
                 let status = record.container_id.as_ref().and_then(|c| states.get(c).cloned());
-                Agent { record, status }
+                let address = address_of(&record, &addresses);
+                Agent { record, status, address }
             })
             .collect())
     }
@@ -543,11 +562,16 @@ impl Core {
     }
 
     async fn with_status(&self, record: AgentRecord) -> Agent {
+        let engine = self.backends.of(Kind::Agent);
         let status = match record.handle() {
-            Some(h) => self.backends.of(Kind::Agent).inspect(&h).await.ok().map(|s| s.phase),
+            Some(h) => engine.inspect(&h).await.ok().map(|s| s.phase),
             None => None,
         };
-        Agent { record, status }
+        let address = match record.placement.node() {
+            Some(_) => address_of(&record, &node_addresses(engine).await),
+            None => None,
+        };
+        Agent { record, status, address }
     }
 
     // ----- relics and sessions -------------------------------------------
@@ -979,6 +1003,18 @@ async fn settle(
         return Ok(record);
     }
     Ok(runs.final_record(tenant, id, at_most).await?)
+}
+
+/// A cluster's node names and their addresses (none for one machine, or
+/// when the cluster does not say).
+async fn node_addresses(engine: &Arc<dyn Engine>) -> BTreeMap<String, String> {
+    let nodes = engine.nodes().await.unwrap_or_default();
+    nodes.into_iter().filter_map(|n| Some((n.name, n.address?))).collect()
+}
+
+/// The address of the node agent `record` runs on, among `addresses`.
+fn address_of(record: &AgentRecord, addresses: &BTreeMap<String, String>) -> Option<String> {
+    addresses.get(record.placement.node()?).cloned()
 }
 
 #[cfg(test)]

@@ -274,7 +274,8 @@ impl Engine for SwarmBackend {
             interactive_exec: true,
             tty: true,
             pause: false,
-            host_ports: false,
+            // In host mode, on the task's node.
+            host_ports: true,
             plans: false,
             isolation: false,
         }

@@ -23,8 +23,14 @@ pub fn statuses<'a>(configured: impl IntoIterator<Item = &'a str>, nodes: &[Node
                 name: name.to_owned(),
                 state: NodeState::parse(&n.status.state),
                 availability: Availability::parse(&n.spec.availability),
+                address: Some(n.status.addr.clone()).filter(|a| !a.is_empty()),
             },
-            None => NodeStatus { name: name.to_owned(), state: NodeState::Unknown, availability: Availability::Pause },
+            None => NodeStatus {
+                name: name.to_owned(),
+                state: NodeState::Unknown,
+                availability: Availability::Pause,
+                address: None,
+            },
         })
         .collect()
 }
@@ -65,11 +71,12 @@ mod tests {
             [("n1", NodeState::Ready), ("n2", NodeState::Down), ("n3", NodeState::Unknown)]
         );
         assert!(got[0].takes_work() && !got[1].takes_work() && !got[2].takes_work());
+        assert_eq!((got[0].address.as_deref(), got[2].address.as_deref()), (Some("10.0.0.9"), None));
     }
 
     #[test]
     fn a_task_is_lost_with_a_node_down_or_drained_and_waited_on_while_the_node_is_out_of_touch() {
-        let status = |state, availability| NodeStatus { name: "n2".into(), state, availability };
+        let status = |state, availability| NodeStatus { name: "n2".into(), state, availability, address: None };
         assert!(lost(&status(NodeState::Down, Availability::Active)).unwrap().contains("marked down"));
         assert!(lost(&status(NodeState::Ready, Availability::Drain)).unwrap().contains("drained"));
         assert_eq!(lost(&status(NodeState::Ready, Availability::Active)), None);

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use berth_core::engine::state::ANNOTATION_PREFIX;
 use berth_core::spec::{ContainerSpec, Network, Stdin};
 use engine_api::models::{
-    Limit, NetworkAttachment, NetworkConfig, Replicated, Resources, ServiceMode, ServiceSpec, TaskContainerSpec,
-    TaskMount, TaskRestartPolicy, TaskSpec, TmpfsOptions,
+    EndpointSpec, Limit, NetworkAttachment, NetworkConfig, PortConfig, Replicated, Resources, ServiceMode, ServiceSpec,
+    TaskContainerSpec, TaskMount, TaskRestartPolicy, TaskSpec, TmpfsOptions,
 };
 
 /// What a spec asks that a service cannot be made of yet.
@@ -25,8 +25,6 @@ pub enum Unsupported {
         "{0}: binds of host folders need the nodes that hold the folder labelled as such, which the swarm backend does not place by yet"
     )]
     Binds(String),
-    #[error("{0}: published ports are not served on the swarm yet")]
-    Ports(String),
     #[error("{0}: session networks are not served on the swarm yet")]
     Networks(String),
     #[error("{0}: health checks are not served on the swarm yet")]
@@ -65,9 +63,6 @@ pub fn sealed_network(spec: &ContainerSpec) -> Option<NetworkConfig> {
 pub fn service_spec(spec: &ContainerSpec) -> Result<ServiceSpec, Unsupported> {
     if !spec.binds.is_empty() {
         return Err(Unsupported::Binds(spec.name.clone()));
-    }
-    if !spec.ports.is_empty() {
-        return Err(Unsupported::Ports(spec.name.clone()));
     }
     if spec.health.is_some() {
         return Err(Unsupported::Health(spec.name.clone()));
@@ -126,7 +121,26 @@ pub fn service_spec(spec: &ContainerSpec) -> Result<ServiceSpec, Unsupported> {
             networks: vec![NetworkAttachment { target: network.into(), aliases: Vec::new() }],
         },
         mode: ServiceMode { replicated: Some(Replicated { replicas: 1 }) },
-        endpoint_spec: None,
+        endpoint_spec: endpoint(spec),
+    })
+}
+
+/// A spec's published ports, in host mode: on the node that runs the task
+/// (this kernel has no IPVS, so neither service VIPs nor the ingress mesh
+/// work; DNS round robin needs no VIP).
+fn endpoint(spec: &ContainerSpec) -> Option<EndpointSpec> {
+    (!spec.ports.is_empty()).then(|| EndpointSpec {
+        mode: Some("dnsrr".into()),
+        ports: spec
+            .ports
+            .iter()
+            .map(|p| PortConfig {
+                protocol: "tcp".into(),
+                target_port: p.container,
+                published_port: p.host,
+                publish_mode: "host".into(),
+            })
+            .collect(),
     })
 }
 
@@ -183,6 +197,24 @@ mod tests {
         let tmp = c.mounts.iter().find(|m| m.target == "/tmp").expect("the bounded /tmp");
         assert_eq!(tmp.kind, "tmpfs");
         assert_eq!(tmp.tmpfs_options.unwrap().size_bytes, Some(spec.tmpfs["/tmp"].bytes() as i64));
+    }
+
+    #[test]
+    fn published_ports_are_in_host_mode_on_the_tasks_node_with_no_virtual_ip() {
+        let mut spec = code_spec();
+        assert_eq!(service_spec(&spec).unwrap().endpoint_spec, None);
+        spec.ports = vec![berth_core::spec::PortMapping { container: 8080, host: 9001 }];
+        let endpoint = service_spec(&spec).unwrap().endpoint_spec.expect("the ports");
+        assert_eq!(endpoint.mode.as_deref(), Some("dnsrr"));
+        assert_eq!(
+            endpoint.ports,
+            vec![PortConfig {
+                protocol: "tcp".into(),
+                target_port: 8080,
+                published_port: 9001,
+                publish_mode: "host".into()
+            }]
+        );
     }
 
     #[test]

@@ -102,13 +102,22 @@ pub struct AgentView {
     pub container_id: Option<String>,
     pub container_name: String,
     pub ports: Vec<PortView>,
+    /// The node it runs on, on a backend of several nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Where its published ports are reached, on a backend of several
+    /// nodes: its node's address (on one machine, the host's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     pub expires_at: Option<String>,
     pub created_at: String,
 }
 
 impl From<Agent> for AgentView {
     fn from(a: Agent) -> Self {
-        AgentView::new(a.record, a.status.map(|p| p.as_str().to_owned()))
+        let mut view = AgentView::new(a.record, a.status.map(|p| p.as_str().to_owned()));
+        view.address = a.address;
+        view
     }
 }
 
@@ -116,6 +125,8 @@ impl AgentView {
     pub fn new(r: AgentRecord, status: Option<String>) -> AgentView {
         let d = r.definition;
         AgentView {
+            node: r.placement.node().map(str::to_owned),
+            address: None,
             id: d.id,
             image: d.image,
             session_id: d.session,

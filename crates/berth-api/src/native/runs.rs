@@ -124,10 +124,7 @@ impl From<RunRecord> for RunView {
             error: r.error,
             path: r.path,
             runtime: r.runtime,
-            node: match r.placement {
-                berth_core::model::handle::Placement::Node { name } => Some(name),
-                berth_core::model::handle::Placement::Local => None,
-            },
+            node: r.placement.node().map(str::to_owned),
             plan: r.plan,
             created_at: r.created_at.to_rfc3339(),
             finished_at: r.finished_at.map(|t| t.to_rfc3339()),

@@ -73,6 +73,9 @@ pub struct NodeStatus {
     pub name: String,
     pub state: NodeState,
     pub availability: Availability,
+    /// The address its workloads' published ports are reached at, as the
+    /// cluster knows it (an address, never the node's identity).
+    pub address: Option<String>,
 }
 
 impl NodeStatus {
@@ -88,7 +91,7 @@ mod tests {
 
     #[test]
     fn only_a_ready_and_active_node_takes_work() {
-        let node = |state, availability| NodeStatus { name: "n".into(), state, availability };
+        let node = |state, availability| NodeStatus { name: "n".into(), state, availability, address: None };
         assert!(node(NodeState::Ready, Availability::Active).takes_work());
         assert!(!node(NodeState::Ready, Availability::Drain).takes_work());
         assert!(!node(NodeState::Ready, Availability::Pause).takes_work());

@@ -28,6 +28,8 @@ pub struct StandIn {
     pub creates: AtomicUsize,
     /// The exit code of the container started watched; without one it exits with 0 at once.
     pub exit: Mutex<Option<oneshot::Receiver<i64>>>,
+    /// Creations wait for this to be sent (or dropped) first.
+    pub create_gate: Mutex<Option<oneshot::Receiver<()>>>,
     /// The started container is lost with its machine: its watch says so,
     /// and nothing of it answers any more.
     pub lose: bool,
@@ -63,6 +65,10 @@ impl Engine for StandIn {
         self.creates.fetch_add(1, Ordering::SeqCst);
         if self.hold_create {
             std::future::pending::<()>().await;
+        }
+        let gate = self.create_gate.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(gate) = gate {
+            let _ = gate.await;
         }
         let refuse = self.failing_creates.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if refuse.is_ok() {

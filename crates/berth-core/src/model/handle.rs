@@ -30,6 +30,16 @@ pub enum Placement {
     Node { name: String },
 }
 
+impl Placement {
+    /// The node's name, on a cluster.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Placement::Node { name } => Some(name),
+            Placement::Local => None,
+        }
+    }
+}
+
 /// A workload as the seam addresses it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Handle {

@@ -24,10 +24,29 @@ impl Runs {
     /// that is not in flight (or whose future ends without a final record)
     /// is read from the store once.
     pub async fn final_record(&self, tenant: &str, id: &RunId, at_most: Duration) -> Result<RunRecord, RunError> {
+        self.record_when(tenant, id, at_most, |r| r.status.is_terminal()).await
+    }
+
+    /// The record of run `id` of `tenant` once it has a container or is
+    /// final, waiting at most `at_most`: what a follower of a run still
+    /// being made needs before it can read the container's output.
+    pub async fn placed_record(&self, tenant: &str, id: &RunId, at_most: Duration) -> Result<RunRecord, RunError> {
+        self.record_when(tenant, id, at_most, |r| r.container_id.is_some() || r.status.is_terminal()).await
+    }
+
+    /// The record of run `id` once `done` holds of it, within `at_most` (the
+    /// latest one when not); read from the store once when not in flight.
+    async fn record_when(
+        &self,
+        tenant: &str,
+        id: &RunId,
+        at_most: Duration,
+        done: impl Fn(&RunRecord) -> bool,
+    ) -> Result<RunRecord, RunError> {
         let Some(mut updates) = self.in_flight.watch(tenant, id) else {
             return self.get(tenant, id);
         };
-        let last = async { updates.wait_for(|r| r.status.is_terminal()).await.map(|last| last.clone()) };
+        let last = async { updates.wait_for(|r| done(r)).await.map(|last| last.clone()) };
         let waited = tokio::time::timeout(at_most, last).await;
         match waited {
             Ok(Ok(last)) => Ok(last),

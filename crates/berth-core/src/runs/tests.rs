@@ -30,6 +30,20 @@ fn tool_run() -> RunRequest {
     RunRequest::new("t1", Workload::Tool { image: "busybox:1.35".into(), command: Some(vec!["true".into()]) })
 }
 
+/// A tool run executing in a task of its own, and its id once recorded.
+async fn spawned(runs: &Arc<Runs>, store: &Store) -> (tokio::task::JoinHandle<Result<RunRecord, RunError>>, RunId) {
+    let run = tokio::spawn({
+        let runs = runs.clone();
+        async move { runs.execute(tool_run()).await }
+    });
+    loop {
+        if let Some(r) = store.list_runs("t1", 1).expect("the runs").pop() {
+            return (run, r.id);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Yields until `done` holds.
 async fn until(done: impl Fn() -> bool) {
     while !done() {
@@ -56,16 +70,7 @@ async fn a_dropped_run_future_leaves_nothing_in_flight() {
 async fn a_follower_waits_on_the_runs_watch_for_its_final_record_within_a_bound() {
     let (exit, exited) = oneshot::channel();
     let (runs, store) = runs_over(StandIn { exit: Mutex::new(Some(exited)), ..Default::default() });
-    let run = tokio::spawn({
-        let runs = runs.clone();
-        async move { runs.execute(tool_run()).await }
-    });
-    let id = loop {
-        if let Some(r) = store.list_runs("t1", 1).expect("the runs").pop() {
-            break r.id;
-        }
-        tokio::task::yield_now().await;
-    };
+    let (run, id) = spawned(&runs, &store).await;
     let mut watched = runs.in_flight.watch("t1", &id).expect("a run in flight is watched");
     let started = tokio::time::timeout(Duration::from_secs(10), watched.wait_for(|r| r.status == RunStatus::Running));
     started.await.expect("its start is published in time").expect("while it is in flight");
@@ -101,4 +106,22 @@ async fn a_run_lost_with_its_machine_fails_with_why_without_asking_the_machine_m
     assert_eq!(run.error.as_deref(), Some("workload lost: node n2 was marked down"));
     assert_eq!(run.exit_code, None);
     assert_eq!(store.get_run("t1", &run.id).expect("the store").expect("its record").status, RunStatus::Failed);
+}
+
+#[tokio::test]
+async fn a_follower_of_a_run_still_being_made_waits_until_it_has_its_container() {
+    let (made, gate) = oneshot::channel();
+    let (runs, store) = runs_over(StandIn { create_gate: Mutex::new(Some(gate)), ..Default::default() });
+    let (run, id) = spawned(&runs, &store).await;
+    let early = runs.placed_record("t1", &id, Duration::from_millis(50)).await.expect("its record");
+    assert_eq!(early.container_id, None, "no container while its creation waits");
+    let mut follower = Box::pin(runs.placed_record("t1", &id, Duration::from_secs(30)));
+    tokio::select! {
+        r = &mut follower => panic!("the follower did not wait: {r:?}"),
+        () = tokio::task::yield_now() => {}
+    }
+    made.send(()).expect("the creation waits");
+    let placed = follower.await.expect("its record");
+    assert!(placed.container_id.is_some() || placed.status.is_terminal(), "{placed:?}");
+    run.await.expect("the run's task").expect("the run");
 }
