@@ -12,7 +12,7 @@
 #   5. the benchmark binaries in quick mode, so they keep working (numbers in
 #      README.md come from full runs: cargo bench -p engine-api --bench engine,
 #      cargo bench -p berth --bench orchestration, cargo bench -p berth --bench pools,
-#      cargo bench -p berth --bench oci,
+#      cargo bench -p berth --bench oci, cargo bench -p berth --bench swarm (on the rig),
 #      scripts/e2b-bench.sh);
 #   6. schemathesis against the native API's OpenAPI on the oci-dry-run backend
 #      (BERTH_API_FUZZ_SECONDS, default 60): no 5xx, no crash;
@@ -80,6 +80,7 @@ BERTH_BENCH_QUICK=1 cargo bench -p berth --bench orchestration
 BERTH_BENCH_QUICK=1 cargo bench -p berth --bench http
 BERTH_BENCH_QUICK=1 cargo bench -p berth --bench pools
 BERTH_BENCH_QUICK=1 cargo bench -p berth --bench oci
+BERTH_BENCH_QUICK=1 cargo bench -p berth --bench swarm
 BERTH_BENCH_QUICK=1 bash scripts/e2b-bench.sh
 
 step "API fuzzing: schemathesis against berth serve on the oci-dry-run backend (${BERTH_API_FUZZ_SECONDS:-60} s)"
