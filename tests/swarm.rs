@@ -25,7 +25,10 @@ use berth_core::runs::{RunRecord, RunRequest, RunStatus, Runs, Workload};
 use berth_core::store::Store;
 use berth_swarm::{NodeEngine, SwarmBackend};
 
-use self::rig::{hub_curl, leftovers, node_docker, rig, serve, stop_serve, Served, NODES};
+use berth_core::engine::state::ANNOTATION_PREFIX;
+use berth_core::spec::{annotations, labels};
+
+use self::rig::{hub_curl, leftovers, leftovers_now, node_docker, rig, serve, stop_serve, Served, NODES};
 
 fn backend() -> Arc<SwarmBackend> {
     rig();
@@ -253,4 +256,45 @@ fn an_agent_on_the_swarm_is_reached_on_its_nodes_address_and_answers_exec_logs_a
     drop(berth);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     assert_eq!(runtime.block_on(leftovers("default")), Vec::<String>::new());
+}
+
+/// A task's container left on its node after its service went (removed
+/// while the node was away, and not cleaned up by its agent): the swarm
+/// backend lists it on its node, and the reaper removes it once expired.
+#[tokio::test]
+async fn the_reaper_removes_an_expired_container_a_gone_service_left_on_a_node() {
+    let swarm = backend();
+    let left_on = node_docker("bsw-n3");
+    let labels = std::collections::BTreeMap::from([
+        (labels::MANAGED.to_owned(), "true".to_owned()),
+        (labels::TENANT.to_owned(), "sw-orphan".to_owned()),
+        (labels::OBJECT.to_owned(), "run_orphan".to_owned()),
+        (format!("{ANNOTATION_PREFIX}{}", annotations::EXPIRES_AT), "2020-01-01T00:00:00Z".to_owned()),
+        ("com.docker.swarm.service.id".to_owned(), "a-service-long-gone".to_owned()),
+    ]);
+    let config = engine_api::models::ContainerConfig {
+        image: Some("busybox:1.35".into()),
+        cmd: Some(vec!["sleep".into(), "300".into()]),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let made = left_on.create_container(Some("berth-run-orphan.1.left"), &config).await.unwrap();
+    left_on.start_container(&made.id).await.unwrap();
+    assert_eq!(leftovers_now("sw-orphan").await.len(), 1);
+
+    let engine: Arc<dyn Engine> = swarm;
+    let listed = engine.list(&berth_core::engine::Selector::managed().tenant("sw-orphan")).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].handle.placement, Placement::Node { name: "bsw-n3".into() });
+    let ctx = Context::new(
+        engine,
+        Policy::new(PolicyConfig::default()),
+        Arc::new(Store::in_memory().unwrap()),
+        Arc::new(RandomIds),
+        Arc::new(SystemClock),
+    );
+    let reaper = berth_core::lifetime::reaper::Reaper::new(&ctx, Duration::from_secs(3600));
+    let removed = reaper.sweep().await.unwrap();
+    assert!(removed.iter().any(|n| n.contains("berth-run-orphan")), "{removed:?}");
+    assert_eq!(leftovers("sw-orphan").await, Vec::<String>::new());
 }

@@ -23,7 +23,7 @@ pub mod placement;
 pub mod service;
 pub mod watch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,9 +33,9 @@ use futures_util::StreamExt;
 
 use berth_core::engine::state::split_annotations;
 use berth_core::engine::{
-    ByteStream, Capabilities, Engine, EngineError, EngineErrorKind, ExecRequest, ExecSession, ExitWatch, Handle,
-    ImageCommand, Isolation, LogRequest, LogStream, NodeStatus, Phase, ProcessId, Selector, StdioSession, TtySize,
-    UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
+    ByteStream, Capabilities, Engine, EngineError, EngineErrorKind, ExecRequest, ExecSession, ExitWatch, GoneIsDone,
+    Handle, ImageCommand, Isolation, LogRequest, LogStream, NodeStatus, Phase, ProcessId, Selector, StdioSession,
+    TtySize, UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
 };
 use berth_core::model::handle::Placement;
 use berth_core::spec::{ContainerId, ContainerSpec};
@@ -44,6 +44,9 @@ use engine_api::{Docker, Filters};
 
 use self::placement::TaskPlace;
 use self::watch::NodeBook;
+
+/// The label the swarm puts on a task's container: its service's id.
+const SERVICE_LABEL: &str = "com.docker.swarm.service.id";
 
 /// How long a task may take to be placed with its container.
 pub const PLACE_WITHIN: Duration = Duration::from_secs(30);
@@ -399,7 +402,14 @@ impl Engine for SwarmBackend {
         }
         let name = match patiently(|| self.manager.inspect_service(&h.id.0)).await {
             Ok(s) => Some(s.spec.name),
-            Err(engine_api::Error::NotFound { .. }) => None,
+            Err(engine_api::Error::NotFound { .. }) => {
+                // No such service: the handle may be a container left on its
+                // node by a service gone ([`Engine::list`] lists those).
+                if let Some(node) = h.placement.node() {
+                    self.node(node)?.remove(&Handle::local(h.id.0.clone()), force).await.or_gone()?;
+                }
+                None
+            }
             Err(e) => return Err(engine_err(e)),
         };
         self.remove_service(&h.id.0).await?;
@@ -440,6 +450,28 @@ impl Engine for SwarmBackend {
                 annotations,
             });
         }
+        // A task's container whose service is gone (removed while its node
+        // was away, and not cleaned up by its agent): listed by its own id
+        // on its node, so that the reaper and recovery take it too.
+        let live: BTreeSet<String> = out.iter().map(|w| w.handle.id.0.clone()).collect();
+        for (name, node) in &self.nodes {
+            let found = match node.list(selector).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::debug!(%name, %e, "a node's containers were not listed");
+                    continue;
+                }
+            };
+            for mut c in found {
+                match c.labels.get(SERVICE_LABEL) {
+                    Some(service) if !live.contains(service) => {
+                        c.handle.placement = Placement::Node { name: name.clone() };
+                        out.push(c);
+                    }
+                    _ => {}
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -460,7 +492,7 @@ impl Engine for SwarmBackend {
                         async move {
                             match e {
                                 Ok(mut e) => {
-                                    let service = e.attributes.remove("com.docker.swarm.service.id")?;
+                                    let service = e.attributes.remove(SERVICE_LABEL)?;
                                     e.handle = Handle::at(service, Placement::Node { name });
                                     Some(Ok(e))
                                 }
