@@ -250,6 +250,11 @@ fn an_agent_on_the_swarm_is_reached_on_its_nodes_address_and_answers_exec_logs_a
     let one = followed.find("one").expect("the first line followed");
     assert!(followed[one..].contains("two") && followed.contains("succeeded"), "{followed}");
 
+    // Sandboxes need to attach before the start, which a service cannot.
+    let (refused, status) = berth.post_json("/v1/sandboxes", &serde_json::json!({}));
+    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("sandboxes_unsupported")), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap_or_default().contains("attach"), "{refused}");
+
     std::mem::forget(removed);
     let (_, status) = hub_curl(&["-X", "DELETE", &berth.url("/v1/agents/web")]);
     assert_eq!(status, 204);

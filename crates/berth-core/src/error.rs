@@ -212,7 +212,8 @@ impl From<SandboxError> for Error {
             SandboxError::TooManyWatchers(_) => (ErrorKind::Policy, "too_many_watchers"),
             // What this server is configured with, not a passing failure.
             SandboxError::NoHelper => (ErrorKind::Policy, "no_sandbox_helper"),
-            SandboxError::Unsupported(_) => (ErrorKind::Policy, "sandboxes_unsupported"),
+            // The backend lacks a capability: the server's state, as for a pause.
+            SandboxError::Unsupported(_) => (ErrorKind::Conflict, "sandboxes_unsupported"),
             SandboxError::Helper { kind, .. } => match kind {
                 H::NotFound => (ErrorKind::NotFound, "no_such_path"),
                 H::Exists => (ErrorKind::Conflict, "exists"),
