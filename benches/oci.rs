@@ -27,15 +27,7 @@ use berth_oci::runtime::binary::Binary;
 use berth_oci::runtime::{OciRuntime, RuntimeConfig};
 use futures_util::StreamExt;
 
-fn quick() -> bool {
-    std::env::var("BERTH_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-fn pct(mut v: Vec<Duration>) -> (f64, f64) {
-    v.sort_unstable();
-    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_secs_f64() * 1e3;
-    (at(0.5), at(0.99))
-}
+use test_support::bench::{pct, quick};
 
 #[derive(Clone, Copy)]
 struct Case {

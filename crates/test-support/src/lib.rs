@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod bench;
 pub mod serve;
 
 /// The core's recording, failing engine in memory (its `Op`, `Exit` and
