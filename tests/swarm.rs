@@ -28,7 +28,10 @@ use berth_swarm::{NodeEngine, SwarmBackend};
 use berth_core::engine::state::ANNOTATION_PREFIX;
 use berth_core::spec::{annotations, labels};
 
-use self::rig::{hub_curl, leftovers, leftovers_now, node_docker, rig, serve, stop_serve, Served, NODES};
+use self::rig::{
+    containers_labelled, hub_curl, leftovers, leftovers_labelled_within, leftovers_now, node_docker, rig, serve,
+    stop_serve, Served, NODES,
+};
 
 fn backend() -> Arc<SwarmBackend> {
     rig();
@@ -260,7 +263,91 @@ fn an_agent_on_the_swarm_is_reached_on_its_nodes_address_and_answers_exec_logs_a
     assert_eq!(status, 204);
     drop(berth);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    assert_eq!(runtime.block_on(leftovers("default")), Vec::<String>::new());
+    let agent = format!("{}=web", labels::OBJECT);
+    assert_eq!(runtime.block_on(leftovers_labelled_within(&agent, Duration::from_secs(5))), Vec::<String>::new());
+}
+
+/// A session on the swarm, over HTTP under `berth serve` in the hub: its
+/// network is an overlay over the nodes; its relic is reported running only
+/// once the engine's own check passes on its node (one that never passes is
+/// reported failed and removed); an agent of the session,
+/// placed on another node, reaches the relic by its alias; ending the
+/// session takes the relic, the agent and the network.
+#[test]
+fn a_sessions_relic_is_health_gated_and_reached_by_its_alias_from_another_node() {
+    let berth = Served::start();
+    let session = format!("sw-session-{}", std::process::id());
+    let (opened, status) = berth.post_json("/v1/sessions", &serde_json::json!({"session_id": session}));
+    assert_eq!(status, 201, "{opened}");
+    let network = opened["network_name"].as_str().expect("the session's network").to_owned();
+    // Whatever the test ends with, the session goes with it.
+    struct Ended<'a>(&'a Served, String);
+    impl Drop for Ended<'_> {
+        fn drop(&mut self) {
+            hub_curl(&["-X", "DELETE", &self.0.url(&format!("/v1/sessions/{}?force=true", self.1))]);
+        }
+    }
+    let ended = Ended(&berth, session.clone());
+
+    let relic_body = serde_json::json!({
+        "relic_name": "cache", "session_id": session, "image": "busybox:1.35",
+        "command": ["sh", "-c", "mkdir -p /tmp/www && echo ok > /tmp/www/health && exec httpd -f -p 8000 -h /tmp/www"],
+        "health_check_endpoint": "/health", "health_check_timeout_seconds": 30
+    });
+    let (relic, status) = berth.post_json("/v1/relics", &relic_body);
+    assert_eq!(status, 201, "{relic}");
+    assert_eq!((&relic["status"], &relic["healthy"]), (&serde_json::json!("running"), &serde_json::json!(true)));
+    assert_eq!(relic["network_id"], opened["network_id"], "{relic}");
+    let url = relic["internal_url"].as_str().expect("its address in the session").to_owned();
+    let mut sick = relic_body.clone();
+    sick["relic_name"] = serde_json::json!("sick");
+    sick["health_check_endpoint"] = serde_json::json!("/missing");
+    sick["health_check_timeout_seconds"] = serde_json::json!(4);
+    let (sick, status) = berth.post_json("/v1/relics", &sick);
+    assert_eq!((status, &sick["status"]), (201, &serde_json::json!("failed")), "{sick}");
+    assert!(sick["error"].as_str().unwrap_or_default().contains("last logs"), "{sick}");
+
+    let peer = serde_json::json!({
+        "id": "sw-peer", "image": "python:3.11-slim", "network": network, "session_id": session,
+        "command": ["sleep", "300"]
+    });
+    let (peer, status) = berth.post_json("/v1/agents", &peer);
+    assert_eq!(status, 201, "{peer}");
+    let session_label = format!("{}={session}", labels::SESSION);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut relic_on = Vec::new();
+    for node in NODES {
+        if !runtime.block_on(containers_labelled(node, &session_label)).is_empty()
+            && Some(node) != peer["node"].as_str()
+        {
+            relic_on.push(node);
+        }
+    }
+    assert_eq!(relic_on.len(), 1, "the relic and its peer on two nodes: the peer on {}", peer["node"]);
+
+    // busybox's wget, a static glibc build, crashes on these nodes.
+    let fetch = format!(
+        "import urllib.request; print(urllib.request.urlopen('{url}/health', timeout=5).read().decode(), end='')"
+    );
+    let (got, status) =
+        berth.post_json("/v1/agents/sw-peer/exec", &serde_json::json!({"cmd": ["python3", "-c", fetch]}));
+    assert_eq!(
+        (status, got["stdout"].as_str()),
+        (200, Some("ok\n")),
+        "from {} to {}: {got}",
+        peer["node"],
+        relic_on[0]
+    );
+
+    std::mem::forget(ended);
+    let (cleanup, status) = hub_curl(&["-X", "DELETE", &berth.url(&format!("/v1/sessions/{session}?force=true"))]);
+    assert_eq!(status, 200, "{cleanup}");
+    let cleanup: serde_json::Value = serde_json::from_str(&cleanup).unwrap();
+    assert_eq!(cleanup["containers_removed"].as_array().map(Vec::len), Some(2), "{cleanup}");
+    assert_eq!(cleanup["networks_removed"], serde_json::json!([network]), "{cleanup}");
+    drop(berth);
+    let left = runtime.block_on(leftovers_labelled_within(&session_label, Duration::from_secs(10)));
+    assert_eq!(left, Vec::<String>::new());
 }
 
 /// A task's container left on its node after its service went (removed

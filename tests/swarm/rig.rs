@@ -47,14 +47,7 @@ pub fn rig() {
 /// moment after it is asked to, so what is left is looked at again for up
 /// to `within`.
 pub async fn leftovers_within(tenant: &str, within: Duration) -> Vec<String> {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let left = leftovers_now(tenant).await;
-        if left.is_empty() || std::time::Instant::now() >= deadline {
-            return left;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    leftovers_labelled_within(&format!("{}={tenant}", labels::TENANT), within).await
 }
 
 pub async fn leftovers(tenant: &str) -> Vec<String> {
@@ -62,22 +55,42 @@ pub async fn leftovers(tenant: &str) -> Vec<String> {
 }
 
 pub async fn leftovers_now(tenant: &str) -> Vec<String> {
-    let label = format!("{}={tenant}", labels::TENANT);
+    leftovers_labelled(&format!("{}={tenant}", labels::TENANT)).await
+}
+
+/// What is left labelled `label` (`key=value`), looked at for up to `within`.
+pub async fn leftovers_labelled_within(label: &str, within: Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let left = leftovers_labelled(label).await;
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What is labelled `label` now: services and networks on the manager,
+/// containers on every node.
+pub async fn leftovers_labelled(label: &str) -> Vec<String> {
     let manager = node_docker("bsw-n1");
     let mut left = Vec::new();
-    for s in manager.list_services(&Filters::new().label(label.clone())).await.unwrap() {
+    for s in manager.list_services(&Filters::new().label(label)).await.unwrap() {
         left.push(format!("service {}", s.spec.name));
     }
-    for n in manager.list_networks(&Filters::new().label(label.clone())).await.unwrap() {
+    for n in manager.list_networks(&Filters::new().label(label)).await.unwrap() {
         left.push(format!("network {}", n.name));
     }
     for node in NODES {
-        let options = ListOptions { all: true, filters: Filters::new().label(label.clone()), ..Default::default() };
-        for c in node_docker(node).list_containers(&options).await.unwrap() {
-            left.push(format!("container {} on {node}", c.id));
-        }
+        left.extend(containers_labelled(node, label).await.into_iter().map(|c| format!("container {c} on {node}")));
     }
     left
+}
+
+/// The ids of node `node`'s containers labelled `label`.
+pub async fn containers_labelled(node: &str, label: &str) -> Vec<String> {
+    let options = ListOptions { all: true, filters: Filters::new().label(label), ..Default::default() };
+    node_docker(node).list_containers(&options).await.unwrap().into_iter().map(|c| c.id).collect()
 }
 
 /// `berth serve` of `config`, in the rig's hub namespace when `in_hub`:

@@ -26,7 +26,7 @@ use berth_core::engine::{
     ImageInfo, Isolation, LogChunk, LogRequest, LogStream, NetworkInfo, Phase, ProcessId, Selector, StdioSession,
     Stream, TtySize, Usage, UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
 };
-use berth_core::spec::{ContainerSpec, Logs, Network, Stdin};
+use berth_core::spec::{ContainerSpec, HealthCheck, Logs, Network, Stdin};
 
 /// The docker backend.
 #[derive(Clone)]
@@ -201,14 +201,7 @@ pub fn container_config(spec: &ContainerSpec, publish_ip: &str) -> ContainerConf
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         cmd: spec.cmd.clone(),
         entrypoint: spec.entrypoint.clone(),
-        healthcheck: spec.health.as_ref().map(|h| HealthConfig {
-            test: vec!["CMD-SHELL".into(), h.command.clone()],
-            interval: Some(NANOS(h.interval)),
-            timeout: Some(NANOS(h.timeout)),
-            retries: Some(h.retries as i64),
-            start_period: Some(NANOS(h.start_period)),
-            start_interval: None,
-        }),
+        healthcheck: spec.health.as_ref().map(health_config),
         image: Some(spec.image.clone()),
         working_dir: spec.working_dir.clone(),
         // Annotations travel as labels: API 1.41 has no container annotations.
@@ -222,6 +215,18 @@ pub fn container_config(spec: &ContainerSpec, publish_ip: &str) -> ContainerConf
         host_config: Some(host),
         networking_config: networking,
         ..Default::default()
+    }
+}
+
+/// The Engine API form of a health check, run by the container's shell.
+pub fn health_config(h: &HealthCheck) -> HealthConfig {
+    HealthConfig {
+        test: vec!["CMD-SHELL".into(), h.command.clone()],
+        interval: Some(NANOS(h.interval)),
+        timeout: Some(NANOS(h.timeout)),
+        retries: Some(h.retries as i64),
+        start_period: Some(NANOS(h.start_period)),
+        start_interval: None,
     }
 }
 

@@ -34,8 +34,8 @@ use futures_util::StreamExt;
 use berth_core::engine::state::split_annotations;
 use berth_core::engine::{
     ByteStream, Capabilities, Engine, EngineError, EngineErrorKind, ExecRequest, ExecSession, ExitWatch, GoneIsDone,
-    Handle, ImageCommand, Isolation, LogRequest, LogStream, NodeStatus, Phase, ProcessId, Selector, StdioSession,
-    TtySize, UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
+    Handle, ImageCommand, Isolation, LogRequest, LogStream, NetworkInfo, NodeStatus, Phase, ProcessId, Selector,
+    StdioSession, TtySize, UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
 };
 use berth_core::model::handle::Placement;
 use berth_core::spec::{ContainerId, ContainerSpec};
@@ -511,11 +511,59 @@ impl Engine for SwarmBackend {
     }
 
     fn isolation(&self) -> Option<&dyn Isolation> {
-        None
+        Some(self)
     }
 
     async fn nodes(&self) -> Result<Vec<NodeStatus>, EngineError> {
         self.book.read().await
+    }
+}
+
+/// Sessions' networks are overlays made by the manager: they span the
+/// nodes, so a session's members reach each other wherever they were placed.
+#[async_trait]
+impl Isolation for SwarmBackend {
+    async fn create_network(
+        &self,
+        name: &str,
+        internal: bool,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, EngineError> {
+        let config = service::session_network(name, internal, labels);
+        Ok(self.manager.create_network(&config).await.map_err(engine_err)?.id)
+    }
+
+    async fn remove_network(&self, id_or_name: &str) -> Result<(), EngineError> {
+        patiently(|| self.manager.remove_network(id_or_name)).await.map_err(engine_err)
+    }
+
+    /// The swarm's networks of berth's, each with the number of berth's
+    /// services attached to it (the manager's inspect of an overlay shows
+    /// only the containers on its own node).
+    async fn list_networks(&self, selector: &Selector) -> Result<Vec<NetworkInfo>, EngineError> {
+        let filters = selector.label_filters().into_iter().fold(Filters::new(), |f, l| f.label(l));
+        let networks = self.manager.list_networks(&filters).await.map_err(engine_err)?;
+        let berths = Selector::managed().label_filters().into_iter().fold(Filters::new(), |f, l| f.label(l));
+        let services = self.manager.list_services(&berths).await.map_err(engine_err)?;
+        Ok(networks
+            .into_iter()
+            .filter(|n| n.scope == "swarm")
+            .map(|n| {
+                let attached = services
+                    .iter()
+                    .filter(|s| s.spec.task_template.networks.iter().any(|a| a.target == n.id || a.target == n.name))
+                    .count();
+                let created = n.created.as_deref().and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok());
+                NetworkInfo {
+                    id: n.id,
+                    name: n.name,
+                    internal: n.internal,
+                    labels: n.labels,
+                    containers: attached,
+                    created: created.map(|c| c.to_utc()),
+                }
+            })
+            .collect())
     }
 }
 

@@ -25,10 +25,6 @@ pub enum Unsupported {
         "{0}: binds of host folders need the nodes that hold the folder labelled as such, which the swarm backend does not place by yet"
     )]
     Binds(String),
-    #[error("{0}: session networks are not served on the swarm yet")]
-    Networks(String),
-    #[error("{0}: health checks are not served on the swarm yet")]
-    Health(String),
 }
 
 /// How long a task's container is given between SIGTERM and SIGKILL when
@@ -64,15 +60,14 @@ pub fn service_spec(spec: &ContainerSpec) -> Result<ServiceSpec, Unsupported> {
     if !spec.binds.is_empty() {
         return Err(Unsupported::Binds(spec.name.clone()));
     }
-    if spec.health.is_some() {
-        return Err(Unsupported::Health(spec.name.clone()));
-    }
     let network = match &spec.network {
         // A service cannot join the node's `none`: a run with no network
         // gets an internal overlay of its own ([`sealed_network`]).
-        Network::None => spec.name.as_str(),
-        Network::Bridge => "bridge",
-        Network::Named { .. } => return Err(Unsupported::Networks(spec.name.clone())),
+        Network::None => NetworkAttachment { target: spec.name.clone(), aliases: Vec::new() },
+        Network::Bridge => NetworkAttachment { target: "bridge".into(), aliases: Vec::new() },
+        // A session's overlay, where its peers reach the task by its
+        // aliases (DNS round robin: no virtual IP, see [`endpoint`]).
+        Network::Named { name, aliases } => NetworkAttachment { target: name.clone(), aliases: aliases.clone() },
     };
     let labels = labels_of(spec);
     let limit = Limit {
@@ -109,6 +104,7 @@ pub fn service_spec(spec: &ContainerSpec) -> Result<ServiceSpec, Unsupported> {
         capability_add: spec.cap_add.clone(),
         ulimits: Vec::new(),
         stop_grace_period: Some(STOP_GRACE_NANOS),
+        health_check: spec.health.as_ref().map(berth_docker::health_config),
     };
     Ok(ServiceSpec {
         name: spec.name.clone(),
@@ -118,18 +114,19 @@ pub fn service_spec(spec: &ContainerSpec) -> Result<ServiceSpec, Unsupported> {
             resources: Some(Resources { limits: Some(limit), reservations: Some(Limit { pids: None, ..limit }) }),
             restart_policy: Some(TaskRestartPolicy { condition: "none".into() }),
             placement: None,
-            networks: vec![NetworkAttachment { target: network.into(), aliases: Vec::new() }],
+            networks: vec![network],
         },
         mode: ServiceMode { replicated: Some(Replicated { replicas: 1 }) },
         endpoint_spec: endpoint(spec),
     })
 }
 
-/// A spec's published ports, in host mode: on the node that runs the task
-/// (this kernel has no IPVS, so neither service VIPs nor the ingress mesh
-/// work; DNS round robin needs no VIP).
+/// A service's endpoint: DNS round robin, since this kernel has no IPVS
+/// (neither service VIPs nor the ingress mesh work; DNS round robin needs
+/// no VIP), and its published ports in host mode, on the node that runs
+/// the task.
 fn endpoint(spec: &ContainerSpec) -> Option<EndpointSpec> {
-    (!spec.ports.is_empty()).then(|| EndpointSpec {
+    Some(EndpointSpec {
         mode: Some("dnsrr".into()),
         ports: spec
             .ports
@@ -142,6 +139,18 @@ fn endpoint(spec: &ContainerSpec) -> Option<EndpointSpec> {
             })
             .collect(),
     })
+}
+
+/// A session's network: an internal overlay that spans the nodes, which
+/// standalone containers may join too.
+pub fn session_network(name: &str, internal: bool, labels: &BTreeMap<String, String>) -> NetworkConfig {
+    NetworkConfig {
+        name: name.into(),
+        driver: Some("overlay".into()),
+        internal,
+        attachable: Some(true),
+        labels: labels.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -202,7 +211,8 @@ mod tests {
     #[test]
     fn published_ports_are_in_host_mode_on_the_tasks_node_with_no_virtual_ip() {
         let mut spec = code_spec();
-        assert_eq!(service_spec(&spec).unwrap().endpoint_spec, None);
+        let endpoint = service_spec(&spec).unwrap().endpoint_spec.expect("the endpoint");
+        assert_eq!((endpoint.mode.as_deref(), endpoint.ports.len()), (Some("dnsrr"), 0));
         spec.ports = vec![berth_core::spec::PortMapping { container: 8080, host: 9001 }];
         let endpoint = service_spec(&spec).unwrap().endpoint_spec.expect("the ports");
         assert_eq!(endpoint.mode.as_deref(), Some("dnsrr"));
@@ -218,12 +228,33 @@ mod tests {
     }
 
     #[test]
+    fn a_session_member_joins_its_overlay_under_its_aliases_with_the_engines_health_check() {
+        let mut spec = code_spec();
+        spec.network = Network::Named { name: "berth-session-x".into(), aliases: vec!["db".into(), "x-db".into()] };
+        spec.health = Some(berth_core::spec::HealthCheck {
+            command: "wget -qO- http://127.0.0.1:8000/health".into(),
+            interval: std::time::Duration::from_millis(500),
+            timeout: std::time::Duration::from_secs(2),
+            retries: 3,
+            start_period: std::time::Duration::ZERO,
+        });
+        let service = service_spec(&spec).unwrap();
+        assert_eq!(
+            service.task_template.networks,
+            vec![NetworkAttachment { target: "berth-session-x".into(), aliases: vec!["db".into(), "x-db".into()] }]
+        );
+        assert_eq!(sealed_network(&spec), None);
+        let check = service.task_template.container_spec.health_check.expect("the health check");
+        assert_eq!(check.test, vec!["CMD-SHELL".to_owned(), "wget -qO- http://127.0.0.1:8000/health".to_owned()]);
+        assert_eq!((check.interval, check.retries), (Some(500_000_000), Some(3)));
+        let net = session_network("berth-session-x", true, &spec.labels);
+        assert_eq!((net.driver.as_deref(), net.internal, net.attachable), (Some("overlay"), true, Some(true)));
+    }
+
+    #[test]
     fn what_the_swarm_backend_cannot_place_yet_is_refused_by_name() {
         let mut spec = code_spec();
         spec.binds.push(Bind { host: "/srv/code".into(), container: "/code".into(), read_only: true });
         assert_eq!(service_spec(&spec), Err(Unsupported::Binds("berth-run-1".into())));
-        let mut spec = code_spec();
-        spec.network = Network::Named { name: "berth-session-x".into(), aliases: vec![] };
-        assert_eq!(service_spec(&spec), Err(Unsupported::Networks("berth-run-1".into())));
     }
 }

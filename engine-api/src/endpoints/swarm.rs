@@ -21,6 +21,15 @@ impl Docker {
         self.json(Call::get("/services").query(q)).await
     }
 
+    /// Replaces service `id`'s spec, as of `version` (the index its last
+    /// inspect gave): the manager refuses an update made over a version
+    /// that is no longer the service's ("update out of sequence").
+    pub async fn update_service(&self, id: &str, version: u64, spec: &ServiceSpec) -> Result<()> {
+        let mut q = Query::new();
+        q.push("version", version);
+        self.empty(Call::post(format!("/services/{}/update", segment(id))).query(q).json(spec)?).await.map(|_| ())
+    }
+
     /// Removes a service; the manager stops and removes its tasks' containers.
     pub async fn remove_service(&self, id: &str) -> Result<()> {
         self.empty(Call::delete(format!("/services/{}", segment(id)))).await.map(|_| ())

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::container::Ulimit;
+use super::container::{HealthConfig, Ulimit};
 use super::lenient;
 
 /// Body of `POST /services/create` and of an update.
@@ -92,6 +92,9 @@ pub struct TaskContainerSpec {
     /// Nanoseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<i64>,
+    /// Run by the node's engine as for a container of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthConfig>,
 }
 
 /// A mount of a task's container.
