@@ -244,6 +244,24 @@ fn an_agent_on_the_swarm_is_reached_on_its_nodes_address_and_answers_exec_logs_a
     assert_eq!(status, 200, "{stats}");
     assert!(stats["memory_used_bytes"].as_u64().unwrap_or(0) > 0 && stats["pids"].as_u64() >= Some(1), "{stats}");
 
+    // A stop scales its service to zero (a container stopped under it
+    // would be made again); a start makes its task anew, wherever the
+    // manager places it, and the view says where.
+    let (stopped, status) = berth.post_json("/v1/agents/web/stop", &serde_json::json!({}));
+    assert_eq!((status, stopped["status"].as_str()), (200, Some("exited")), "{stopped}");
+    let (started, status) = berth.post_json("/v1/agents/web/start", &serde_json::json!({}));
+    assert_eq!((status, started["status"].as_str()), (200, Some("running")), "{started}");
+    let address = started["address"].as_str().expect("its node's address").to_owned();
+    let mut answered = 0;
+    for _ in 0..40 {
+        answered = at(&address);
+        if answered == 404 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(answered, 404, "the started agent's port on {address}:{port}");
+
     let run = serde_json::json!({"language": "sh", "code": "echo one; sleep 1; echo two", "wait": false});
     let (run, status) = berth.post_json("/v1/runs", &run);
     assert_eq!(status, 202, "{run}");

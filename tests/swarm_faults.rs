@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use self::rig::{hub_curl, leftovers_within, node_docker, rig_do, Served};
+use self::rig::{hub_curl, leftovers_within, node_docker, rig_do, running_labelled, Served};
 
 /// The tenant of a `berth serve` without tokens.
 const TENANT: &str = "default";
@@ -243,5 +243,92 @@ fn runs_on_workers_complete_across_a_manager_restart_and_berth_answers_throughou
     berth.all_done(&on_workers);
     berth.over(&ids, Duration::from_secs(90));
     until_node("bsw-n2", "ready", Duration::from_secs(60));
+    assert_eq!(leftovers_after(Duration::from_secs(60)), Vec::<String>::new());
+}
+
+/// An agent on a worker that is cut off: the manager makes its task again
+/// on another node, berth's view names that node and its address, and the
+/// agent answers there; the old copy, which runs on as long as its node is
+/// unreachable, is never what berth names or routes to, and it is stopped
+/// once its node answers again.
+#[test]
+fn an_agent_on_a_worker_cut_off_comes_back_on_another_node_and_its_old_copy_is_stopped() {
+    let _one = one_at_a_time();
+    let berth = Served::start();
+    // The agent is to be on a worker: the manager must not be cut.
+    set_availability("bsw-n1", "pause");
+    let _manager_back = PutBack("bsw-n1".into());
+    let agent = serde_json::json!({
+        "id": "mover", "image": "busybox:1.35", "ports": [8080],
+        "command": ["sh", "-c", "exec httpd -f -p 8080"]
+    });
+    let (created, status) = berth.post_json("/v1/agents", &agent);
+    assert_eq!(status, 201, "{created}");
+    struct Removed<'a>(&'a Served);
+    impl Drop for Removed<'_> {
+        fn drop(&mut self) {
+            hub_curl(&["-X", "DELETE", &self.0.url("/v1/agents/mover")]);
+        }
+    }
+    let removed = Removed(&berth);
+    let old = created["node"].as_str().expect("its node").to_owned();
+    assert_ne!(old, "bsw-n1", "{created}");
+    let port = created["ports"][0]["host"].as_u64().expect("its port");
+    let mine = format!("{}=mover", berth_core::spec::labels::OBJECT);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+
+    let _node_back = PutBack(old.clone());
+    rig_do(&["cut", number(&old)]);
+    let cut_at = Instant::now();
+    let moved = loop {
+        let (view, _) = berth.get_json("/v1/agents/mover");
+        if view["node"] != old.as_str() && view["status"] == "running" {
+            break view;
+        }
+        assert!(cut_at.elapsed() < Duration::from_secs(60), "the agent is still {view} 60 s after the cut");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let took = cut_at.elapsed();
+    let new = moved["node"].as_str().unwrap().to_owned();
+    let address = moved["address"].as_str().expect("the new node's address").to_owned();
+    assert_eq!(address, format!("192.168.177.{}", number(&new)), "{moved}");
+    let answered = (0..40)
+        .map(|_| {
+            let code = hub_curl(&["-m", "3", "-o", "/dev/null", &format!("http://{address}:{port}/")]).1;
+            if code != 404 {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            code
+        })
+        .find(|code| *code == 404);
+    assert_eq!(answered, Some(404), "the agent answers on {address}:{port}");
+    let (exec, status) =
+        berth.post_json("/v1/agents/mover/exec", &serde_json::json!({"cmd": ["sh", "-c", "hostname; pidof httpd"]}));
+    assert_eq!((status, exec["exit_code"].as_i64()), (200, Some(0)), "{exec}");
+    let (listed, _) = berth.get_json("/v1/agents");
+    let nodes: Vec<&Value> =
+        listed.as_array().unwrap().iter().filter(|a| a["id"] == "mover").map(|a| &a["node"]).collect();
+    assert_eq!(nodes, vec![&Value::from(new.clone())], "one agent, where it runs now: {listed}");
+    // The old copy runs on behind the cut: berth names only the new one.
+    assert_eq!(runtime.block_on(running_labelled(&old, &mine)).len(), 1, "the old copy on {old} behind the cut");
+
+    rig_do(&["mend", number(&old)]);
+    until_node(&old, "ready", Duration::from_secs(60));
+    let mended = Instant::now();
+    while !runtime.block_on(running_labelled(&old, &mine)).is_empty() {
+        assert!(mended.elapsed() < Duration::from_secs(60), "the old copy still runs on {old} 60 s after it is back");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "the agent came back on {new} {took:?} after the cut of {old}; its old copy stopped {:?} after {old} was back",
+        mended.elapsed()
+    );
+    let (view, _) = berth.get_json("/v1/agents/mover");
+    assert_eq!((view["node"].as_str(), view["status"].as_str()), (Some(new.as_str()), Some("running")), "{view}");
+
+    std::mem::forget(removed);
+    let (_, status) = hub_curl(&["-X", "DELETE", &berth.url("/v1/agents/mover")]);
+    assert_eq!(status, 204);
+    drop(berth);
     assert_eq!(leftovers_after(Duration::from_secs(60)), Vec::<String>::new());
 }

@@ -93,6 +93,12 @@ pub async fn containers_labelled(node: &str, label: &str) -> Vec<String> {
     node_docker(node).list_containers(&options).await.unwrap().into_iter().map(|c| c.id).collect()
 }
 
+/// The ids of node `node`'s running containers labelled `label`.
+pub async fn running_labelled(node: &str, label: &str) -> Vec<String> {
+    let options = ListOptions { all: false, filters: Filters::new().label(label), ..Default::default() };
+    node_docker(node).list_containers(&options).await.unwrap().into_iter().map(|c| c.id).collect()
+}
+
 /// `berth serve` of `config`, in the rig's hub namespace when `in_hub`:
 /// the child, its stderr up to its listening line (or its end) and its
 /// address.

@@ -270,6 +270,24 @@ impl Agents {
         self.saved(record, h)
     }
 
+    /// The record of an agent its engine now runs at `now`: saved there
+    /// when it moved (kept as it was, with a warning, should the store
+    /// refuse; the next read tries again).
+    pub fn moved(&self, record: AgentRecord, now: Placement) -> AgentRecord {
+        if record.placement == now {
+            return record;
+        }
+        let Some(h) = record.handle().map(|h| Handle::at(h.id.0, now.clone())) else { return record };
+        tracing::info!(agent = %record.definition.id, from = ?record.placement, to = ?now, "the agent runs elsewhere now");
+        match self.saved(record.clone(), h) {
+            Ok(saved) => saved,
+            Err(e) => {
+                tracing::warn!(agent = %record.definition.id, %e, "the agent's new place was not saved");
+                AgentRecord { placement: now, ..record }
+            }
+        }
+    }
+
     fn saved(&self, mut record: AgentRecord, h: Handle) -> Result<AgentRecord, AgentError> {
         record.container_id = Some(h.id.0);
         record.placement = h.placement;

@@ -493,13 +493,17 @@ impl Core {
         let records = self.agents.list(tenant)?;
         let mine = Selector::all().kind(Kind::Agent).tenant(tenant);
         let engine = self.backends.of(Kind::Agent);
-        let states: BTreeMap<String, Phase> =
-            engine.list(&mine).await?.into_iter().map(|c| (c.handle.id.0, c.phase)).collect();
+        let states: BTreeMap<String, (Phase, crate::model::handle::Placement)> =
+            engine.list(&mine).await?.into_iter().map(|c| (c.handle.id.0, (c.phase, c.handle.placement))).collect();
         let addresses = node_addresses(engine).await;
         Ok(records
             .into_iter()
-            .map(|record| {
-                let status = record.container_id.as_ref().and_then(|c| states.get(c).cloned());
+            .map(|mut record| {
+                let listed = record.container_id.as_ref().and_then(|c| states.get(c).cloned());
+                let status = listed.as_ref().map(|(phase, _)| *phase);
+                if let Some((_, now)) = listed.filter(|(_, p)| p.node().is_some()) {
+                    record = self.agents.moved(record, now);
+                }
                 let address = address_of(&record, &addresses);
                 Agent { record, status, address }
             })
@@ -561,12 +565,19 @@ impl Core {
         Ok(session)
     }
 
-    async fn with_status(&self, record: AgentRecord) -> Agent {
+    /// The agent as its engine has it now; a record whose workload the
+    /// engine moved (a swarm's agent made again on another node) is kept
+    /// up to date, so that nothing names or routes to the old place.
+    async fn with_status(&self, mut record: AgentRecord) -> Agent {
         let engine = self.backends.of(Kind::Agent);
-        let status = match record.handle() {
-            Some(h) => engine.inspect(&h).await.ok().map(|s| s.phase),
+        let state = match record.handle() {
+            Some(h) => engine.inspect(&h).await.ok(),
             None => None,
         };
+        let status = state.as_ref().map(|s| s.phase);
+        if let Some(now) = state.and_then(|s| s.placement) {
+            record = self.agents.moved(record, now);
+        }
         let address = match record.placement.node() {
             Some(_) => address_of(&record, &node_addresses(engine).await),
             None => None,
@@ -1022,6 +1033,7 @@ mod tests {
     use super::*;
     use crate::engine::fake::{self, Exit, FakeEngine, Op};
     use crate::engine::EngineError;
+    use crate::model::handle::Placement;
     use crate::model::ids::{FixedClock, SequentialIds};
     use crate::runs::{RunStatus, Workload};
 
@@ -1079,6 +1091,24 @@ mod tests {
         assert_eq!(core.containers("t1", Some(Kind::Code)).await.unwrap().len(), 1);
         let logs = core.read_logs("t1", &Target::Managed(run.container_name.clone()), &LogRequest::default()).await;
         assert!(logs.is_ok(), "a code run's container is read on its own engine: {logs:?}");
+    }
+
+    #[tokio::test]
+    async fn an_agent_its_engine_moved_to_another_node_is_reported_and_recorded_there() {
+        let (fake, core) = core();
+        let made = core.create_agent(agent("a1"), true).await.unwrap();
+        assert_eq!(made.record.placement, Placement::Local);
+        let h = made.record.handle().unwrap();
+
+        fake.move_to(&h, Placement::Node { name: "n3".into() });
+        let seen = core.agent("t1", "a1").await.unwrap();
+        assert_eq!(seen.record.placement, Placement::Node { name: "n3".into() });
+        assert_eq!(core.agent_record("t1", "a1").unwrap().placement, seen.record.placement, "the record follows");
+
+        fake.move_to(&h, Placement::Node { name: "n2".into() });
+        let listed = core.agents("t1").await.unwrap();
+        assert_eq!(listed[0].record.placement, Placement::Node { name: "n2".into() }, "a list sees the move too");
+        assert_eq!(core.agent_record("t1", "a1").unwrap().placement, Placement::Node { name: "n2".into() });
     }
 
     #[tokio::test]

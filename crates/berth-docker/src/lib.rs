@@ -439,6 +439,7 @@ impl Engine for DockerBackend {
             labels,
             annotations,
             name: c.name.trim_start_matches('/').to_owned(),
+            placement: None,
         })
     }
 

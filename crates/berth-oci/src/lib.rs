@@ -295,6 +295,7 @@ impl Engine for OciDryRun {
             labels: c.spec.labels.clone(),
             annotations: c.spec.annotations.clone(),
             name: c.spec.name.clone(),
+            placement: None,
         })
     }
 

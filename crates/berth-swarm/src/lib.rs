@@ -59,6 +59,11 @@ const NETWORK_RELEASE: Duration = Duration::from_secs(10);
 /// with it.
 const MANAGER_BACK_WITHIN: Duration = Duration::from_secs(30);
 
+/// How long past its grace an agent's container may take to stop once
+/// its service is scaled to zero (the node's agent acts on the manager's
+/// word within a moment).
+const STOPPED_WITHIN: Duration = Duration::from_secs(15);
+
 /// How long a call to a node's engine may wait for its answer: a node cut
 /// off answers nothing, and a run on it must still end within seconds of
 /// the manager marking it down (streams, once answered, have no bound).
@@ -157,10 +162,24 @@ impl SwarmBackend {
     /// Waits until service `service`'s task is placed with its container,
     /// within the backend's bound.
     async fn wait_placed(&self, service: &str) -> Result<Placed, EngineError> {
+        self.wait_placed_anew(service, None).await
+    }
+
+    /// As [`Self::wait_placed`], for a task in a container other than
+    /// `old` (the one a task made again replaces).
+    async fn wait_placed_anew(&self, service: &str, old: Option<&str>) -> Result<Placed, EngineError> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(5);
         loop {
             match self.task_place(service).await? {
+                TaskPlace::Placed { container_id, state, .. } if Some(container_id.as_str()) == old => {
+                    if started.elapsed() >= self.place_within {
+                        return Err(EngineError::unavailable(format!(
+                            "service {service}: its task was not made again within {:?} (still {state})",
+                            self.place_within
+                        )));
+                    }
+                }
                 TaskPlace::Placed { node_id, container_id, .. } => {
                     let node = self.name_of(&node_id).await?;
                     return Ok(Placed { node, container: container_id });
@@ -179,17 +198,16 @@ impl SwarmBackend {
         }
     }
 
-    /// The node and container of workload `h`: as kept, else asked of the
-    /// manager (after a restart of berth).
+    /// The node and container of workload `h`: as kept for a run, else
+    /// asked of the manager (an agent's task may have been made again on
+    /// another node; after a restart of berth nothing is kept).
     async fn placed(&self, h: &Handle) -> Result<Placed, EngineError> {
         if let Some(p) = self.placed.lock().unwrap_or_else(|p| p.into_inner()).get(&h.id.0) {
             return Ok(p.clone());
         }
         match self.task_place(&h.id.0).await? {
             TaskPlace::Placed { node_id, container_id, .. } => {
-                let placed = Placed { node: self.name_of(&node_id).await?, container: container_id };
-                self.placed.lock().unwrap_or_else(|p| p.into_inner()).insert(h.id.0.clone(), placed.clone());
-                Ok(placed)
+                Ok(Placed { node: self.name_of(&node_id).await?, container: container_id })
             }
             TaskPlace::Refused(why) => Err(EngineError::failed(format!("{h}: {why}"))),
             TaskPlace::Waiting { state, .. } => {
@@ -202,6 +220,47 @@ impl SwarmBackend {
     async fn on_node(&self, h: &Handle) -> Result<(&DockerBackend, Handle), EngineError> {
         let p = self.placed(h).await?;
         Ok((self.node(&p.node)?, Handle::local(p.container)))
+    }
+
+    /// Service `id` as the manager has it, when the manager makes its task
+    /// again (an agent's); `None` for a run's.
+    async fn moving(&self, id: &str) -> Result<Option<engine_api::models::Service>, EngineError> {
+        let found = patiently(|| self.manager.inspect_service(id)).await.map_err(engine_err)?;
+        let condition = found.spec.task_template.restart_policy.as_ref().map(|r| r.condition.as_str());
+        Ok((condition == Some(service::MOVES)).then_some(found))
+    }
+
+    /// Service `found` with `replicas` tasks wanted; `again` has the
+    /// manager make its task anew although the count did not change.
+    async fn scale(&self, found: engine_api::models::Service, replicas: u64, again: bool) -> Result<(), EngineError> {
+        let mut spec = found.spec;
+        spec.mode.replicated = Some(engine_api::models::Replicated { replicas });
+        if again {
+            spec.task_template.force_update += 1;
+        }
+        self.manager.update_service(&found.id, found.version.index, &spec).await.map_err(engine_err)
+    }
+
+    /// Waits until the container of workload `h` on its node has stopped.
+    async fn until_stopped(&self, h: &Handle, within: Duration) -> Result<(), EngineError> {
+        let deadline = Instant::now() + within;
+        loop {
+            let running = match self.on_node(h).await {
+                Ok((node, c)) => node.inspect(&c).await.map(|s| s.running()).or_else(|e| match e.is_not_found() {
+                    true => Ok(false),
+                    false => Err(e),
+                })?,
+                // No task with a container any more.
+                Err(_) => false,
+            };
+            if !running {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(EngineError::unavailable(format!("{h}: still running {within:?} after it was stopped")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Removes service `id`, a service already gone counting as removed.
@@ -330,7 +389,11 @@ impl Engine for SwarmBackend {
         match self.wait_placed(&created.id).await {
             Ok(placed) => {
                 let handle = Handle::at(created.id.clone(), Placement::Node { name: placed.node.clone() });
-                self.placed.lock().unwrap_or_else(|p| p.into_inner()).insert(created.id, placed);
+                // A task the manager may make again elsewhere is asked for
+                // each time; a run's stays where it was placed.
+                if service::restart_condition(spec) == "none" {
+                    self.placed.lock().unwrap_or_else(|p| p.into_inner()).insert(created.id, placed);
+                }
                 Ok(handle)
             }
             Err(e) => {
@@ -341,8 +404,20 @@ impl Engine for SwarmBackend {
         }
     }
 
+    /// A run's container started as it was placed. An agent's service is
+    /// asked for its task again when that task is not running (scaled to
+    /// zero by a stop, or ended), and its new task is waited on.
     async fn start(&self, h: &Handle) -> Result<(), EngineError> {
-        self.placed(h).await.map(drop)
+        let Some(found) = self.moving(&h.id.0).await? else {
+            return self.placed(h).await.map(drop);
+        };
+        let old = match self.on_node(h).await {
+            Ok((node, c)) if node.inspect(&c).await.is_ok_and(|s| s.running()) => return Ok(()),
+            Ok((_, c)) => Some(c.id.0),
+            Err(_) => None,
+        };
+        self.scale(found, 1, true).await?;
+        self.wait_placed_anew(&h.id.0, old.as_deref()).await.map(drop)
     }
 
     /// The task's container started as it was placed: its exit, however
@@ -363,9 +438,26 @@ impl Engine for SwarmBackend {
         }))
     }
 
+    /// An agent's service is scaled to zero first (a container stopped
+    /// under it would be made again by the manager), then its container is
+    /// stopped on its node and awaited; a run's container is stopped on its
+    /// node.
     async fn stop(&self, h: &Handle, grace: Duration) -> Result<(), EngineError> {
-        let (node, c) = self.on_node(h).await?;
-        node.stop(&c, grace).await
+        match self.moving(&h.id.0).await? {
+            Some(found) => {
+                self.scale(found, 0, false).await?;
+                // The node's agent stops it with the service's grace; the
+                // caller's is kept by stopping it on the node as well.
+                if let Ok((node, c)) = self.on_node(h).await {
+                    node.stop(&c, grace).await.or_gone()?;
+                }
+                self.until_stopped(h, grace + STOPPED_WITHIN).await
+            }
+            None => {
+                let (node, c) = self.on_node(h).await?;
+                node.stop(&c, grace).await
+            }
+        }
     }
 
     async fn kill(&self, h: &Handle) -> Result<(), EngineError> {
@@ -420,9 +512,12 @@ impl Engine for SwarmBackend {
         Ok(())
     }
 
+    /// The task's container as its node has it, with the node it is on.
     async fn inspect(&self, h: &Handle) -> Result<WorkloadState, EngineError> {
-        let (node, c) = self.on_node(h).await?;
-        node.inspect(&c).await
+        let p = self.placed(h).await?;
+        let mut state = self.node(&p.node)?.inspect(&Handle::local(p.container)).await?;
+        state.placement = Some(Placement::Node { name: p.node });
+        Ok(state)
     }
 
     async fn list(&self, selector: &Selector) -> Result<Vec<WorkloadInfo>, EngineError> {

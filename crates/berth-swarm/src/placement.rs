@@ -2,6 +2,13 @@
 //! (sans IO): not placed yet, placed with its container on a node, or
 //! refused before any container was made. Task states come from swarmkit:
 //! a task is placed once it has a node and its container an id.
+//!
+//! A service that the manager restarts (an agent's) has a history of
+//! tasks: the one it wants running is the service's, even while an older
+//! one still runs on a node that was lost (the manager shuts that one down
+//! once the node answers again). Only when it wants none running (the
+//! service scaled to zero, or its task ended) does the newest task with a
+//! container stand for the service.
 
 use engine_api::models::Task;
 
@@ -21,24 +28,57 @@ pub enum TaskPlace {
 /// States in which a task never gets a container.
 const REFUSED: [&str; 3] = ["rejected", "failed", "orphaned"];
 
-/// The place of the service's task among `tasks` (one, for berth's
-/// services; the one with a container wins when there are more).
+/// The place of the service's task among `tasks`: the task the manager
+/// wants running when there is one, else the newest with a container.
 pub fn of_tasks(tasks: &[Task]) -> TaskPlace {
-    let with_container = tasks.iter().find(|t| {
-        !t.node_id.is_empty() && t.status.container_status.as_ref().is_some_and(|c| !c.container_id.is_empty())
-    });
-    if let Some(t) = with_container {
-        let container_id = t.status.container_status.as_ref().map(|c| c.container_id.clone()).unwrap_or_default();
-        return TaskPlace::Placed { node_id: t.node_id.clone(), container_id, state: t.status.state.clone() };
-    }
-    match tasks.first() {
-        None => TaskPlace::Waiting { state: "new".into(), message: "no task yet".into() },
-        Some(t) if REFUSED.contains(&t.status.state.as_str()) => {
-            let why = t.status.err.clone().filter(|e| !e.is_empty()).unwrap_or_else(|| t.status.message.clone());
-            TaskPlace::Refused(format!("the task was {}: {why}", t.status.state))
+    let wanted: Vec<&Task> = tasks.iter().filter(|t| t.desired_state == "running").collect();
+    match newest(&wanted) {
+        // A task the manager keeps replacing because each is refused (a
+        // missing image, say) is refused, with the last reason.
+        Some(t) => match place_of(t) {
+            TaskPlace::Waiting { .. } if tasks.iter().any(|o| o.desired_state != "running") => {
+                let refused: Vec<&Task> = tasks.iter().filter(|o| REFUSED.contains(&o.status.state.as_str())).collect();
+                newest(&refused).map(place_of).unwrap_or_else(|| place_of(t))
+            }
+            place => place,
+        },
+        None => {
+            let with_container: Vec<&Task> = tasks.iter().filter(|t| container_of(t).is_some()).collect();
+            match newest(&with_container).or_else(|| newest(&tasks.iter().collect::<Vec<_>>())) {
+                Some(t) => place_of(t),
+                None => TaskPlace::Waiting { state: "new".into(), message: "no task yet".into() },
+            }
         }
-        Some(t) => TaskPlace::Waiting { state: t.status.state.clone(), message: t.status.message.clone() },
     }
+}
+
+/// The newest of `tasks` by creation time (RFC 3339 of one writer, so
+/// their order is the strings' order).
+fn newest<'a>(tasks: &[&'a Task]) -> Option<&'a Task> {
+    tasks.iter().copied().max_by(|a, b| a.created_at.cmp(&b.created_at))
+}
+
+fn container_of(t: &Task) -> Option<&str> {
+    t.status
+        .container_status
+        .as_ref()
+        .map(|c| c.container_id.as_str())
+        .filter(|c| !c.is_empty() && !t.node_id.is_empty())
+}
+
+fn place_of(t: &Task) -> TaskPlace {
+    if let Some(container_id) = container_of(t) {
+        return TaskPlace::Placed {
+            node_id: t.node_id.clone(),
+            container_id: container_id.to_owned(),
+            state: t.status.state.clone(),
+        };
+    }
+    if REFUSED.contains(&t.status.state.as_str()) {
+        let why = t.status.err.clone().filter(|e| !e.is_empty()).unwrap_or_else(|| t.status.message.clone());
+        return TaskPlace::Refused(format!("the task was {}: {why}", t.status.state));
+    }
+    TaskPlace::Waiting { state: t.status.state.clone(), message: t.status.message.clone() }
 }
 
 #[cfg(test)]
@@ -75,9 +115,56 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_task_gives_way_to_the_one_the_manager_wants_running_even_before_its_container() {
+        let old = task(serde_json::json!({
+            "ID": "t1", "NodeID": "n2", "DesiredState": "shutdown", "CreatedAt": "2026-12-02T10:00:00.1Z",
+            "Status": {"State": "running", "ContainerStatus": {"ContainerID": "c-old"}}
+        }));
+        let new = task(serde_json::json!({
+            "ID": "t2", "NodeID": "n3", "DesiredState": "running", "CreatedAt": "2026-12-02T10:00:20.5Z",
+            "Status": {"State": "preparing", "Message": "preparing"}
+        }));
+        let waiting = of_tasks(&[old.clone(), new.clone()]);
+        assert_eq!(waiting, TaskPlace::Waiting { state: "preparing".into(), message: "preparing".into() });
+        let mut started = new;
+        started.status.container_status =
+            Some(serde_json::from_value(serde_json::json!({"ContainerID": "c-new"})).unwrap());
+        started.status.state = "running".into();
+        assert!(matches!(of_tasks(&[old, started]), TaskPlace::Placed { container_id, .. } if container_id == "c-new"));
+    }
+
+    #[test]
+    fn a_task_the_manager_replaces_after_each_refusal_is_refused_with_the_last_reason() {
+        let refused = task(serde_json::json!({
+            "ID": "t1", "NodeID": "n2", "DesiredState": "shutdown", "CreatedAt": "2026-12-02T10:00:00Z",
+            "Status": {"State": "rejected", "Err": "No such image: nothing:1"}
+        }));
+        let next = task(serde_json::json!({
+            "ID": "t2", "DesiredState": "running", "CreatedAt": "2026-12-02T10:00:05Z",
+            "Status": {"State": "pending", "Message": "pending task scheduling"}
+        }));
+        assert_eq!(
+            of_tasks(&[refused, next]),
+            TaskPlace::Refused("the task was rejected: No such image: nothing:1".into())
+        );
+    }
+
+    #[test]
+    fn a_service_wanting_no_task_running_is_its_newest_task_with_a_container() {
+        let ended = |id: &str, at: &str, container: &str| {
+            task(serde_json::json!({
+                "ID": id, "NodeID": "n2", "DesiredState": "shutdown", "CreatedAt": at,
+                "Status": {"State": "shutdown", "ContainerStatus": {"ContainerID": container}}
+            }))
+        };
+        let tasks = [ended("t2", "2026-12-02T10:05:00Z", "c2"), ended("t1", "2026-12-02T10:00:00Z", "c1")];
+        assert!(matches!(of_tasks(&tasks), TaskPlace::Placed { container_id, .. } if container_id == "c2"));
+    }
+
+    #[test]
     fn a_task_rejected_before_its_container_says_why() {
         let t = task(serde_json::json!({
-            "ID": "t1", "NodeID": "n1",
+            "ID": "t1", "NodeID": "n1", "DesiredState": "running",
             "Status": {"State": "rejected", "Message": "preparing", "Err": "No such image: nothing:1"}
         }));
         assert_eq!(of_tasks(&[t]), TaskPlace::Refused("the task was rejected: No such image: nothing:1".into()));

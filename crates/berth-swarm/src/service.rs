@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use berth_core::engine::state::ANNOTATION_PREFIX;
-use berth_core::spec::{ContainerSpec, Network, Stdin};
+use berth_core::spec::{ContainerSpec, Kind, Network, Stdin};
 use engine_api::models::{
     EndpointSpec, Limit, NetworkAttachment, NetworkConfig, PortConfig, Replicated, Resources, ServiceMode, ServiceSpec,
     TaskContainerSpec, TaskMount, TaskRestartPolicy, TaskSpec, TmpfsOptions,
@@ -28,8 +28,14 @@ pub enum Unsupported {
 }
 
 /// How long a task's container is given between SIGTERM and SIGKILL when
-/// its service goes.
-const STOP_GRACE_NANOS: i64 = 1_000_000_000;
+/// its service goes: a run's a second, an agent's as long as the engine
+/// gives a container by default (a stop's own grace is kept by berth).
+fn stop_grace_nanos(spec: &ContainerSpec) -> i64 {
+    match spec.kind {
+        Kind::Agent => 10_000_000_000,
+        _ => 1_000_000_000,
+    }
+}
 
 /// The labels of a spec as the engine carries them: berth's labels and its
 /// annotations under their prefix.
@@ -103,7 +109,7 @@ pub fn service_spec(spec: &ContainerSpec) -> Result<ServiceSpec, Unsupported> {
         capability_drop: vec!["ALL".into()],
         capability_add: spec.cap_add.clone(),
         ulimits: Vec::new(),
-        stop_grace_period: Some(STOP_GRACE_NANOS),
+        stop_grace_period: Some(stop_grace_nanos(spec)),
         health_check: spec.health.as_ref().map(berth_docker::health_config),
     };
     Ok(ServiceSpec {
@@ -112,14 +118,29 @@ pub fn service_spec(spec: &ContainerSpec) -> Result<ServiceSpec, Unsupported> {
         task_template: TaskSpec {
             container_spec: container,
             resources: Some(Resources { limits: Some(limit), reservations: Some(Limit { pids: None, ..limit }) }),
-            restart_policy: Some(TaskRestartPolicy { condition: "none".into() }),
+            restart_policy: Some(TaskRestartPolicy { condition: restart_condition(spec).into() }),
             placement: None,
             networks: vec![network],
+            force_update: 0,
         },
         mode: ServiceMode { replicated: Some(Replicated { replicas: 1 }) },
         endpoint_spec: endpoint(spec),
     })
 }
+
+/// When the manager makes a service's task again: an agent's when its
+/// node is lost or its process fails (a process that ends well stays
+/// ended, as an agent's container on one engine does), never a run's (a
+/// job service leaks on 1.41, and a run that ends is over).
+pub fn restart_condition(spec: &ContainerSpec) -> &'static str {
+    match spec.kind {
+        Kind::Agent => MOVES,
+        _ => "none",
+    }
+}
+
+/// The restart condition of a service whose task the manager makes again.
+pub const MOVES: &str = "on-failure";
 
 /// A service's endpoint: DNS round robin, since this kernel has no IPVS
 /// (neither service VIPs nor the ingress mesh work; DNS round robin needs
@@ -184,6 +205,16 @@ mod tests {
         let own = sealed_network(&spec).expect("a sealed run's own network");
         assert_eq!((own.name.as_str(), own.driver.as_deref(), own.internal), ("berth-run-1", Some("overlay"), true));
         assert_eq!(own.labels.get("io.berth.object").map(String::as_str), Some("run_1"));
+    }
+
+    #[test]
+    fn an_agents_task_is_made_again_when_it_fails_or_its_node_is_lost_and_a_runs_never() {
+        let mut req = ContainerRequest::new(Kind::Agent, "berth-agent-a1", "busybox:1.35");
+        req.cmd = Some(vec!["sleep".into(), "600".into()]);
+        let agent = Policy::default().admit(req).unwrap();
+        let condition =
+            |spec: &ContainerSpec| service_spec(spec).unwrap().task_template.restart_policy.unwrap().condition;
+        assert_eq!((condition(&agent), condition(&code_spec())), ("on-failure".to_owned(), "none".to_owned()));
     }
 
     #[test]

@@ -51,6 +51,14 @@ pub struct TaskSpec {
     pub placement: Option<TaskPlacement>,
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient::null_default")]
     pub networks: Vec<NetworkAttachment>,
+    /// Raised to have the manager replace the tasks although nothing else
+    /// of the spec changed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub force_update: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A task's container. `command` replaces the image's entrypoint and
@@ -234,6 +242,9 @@ pub struct Task {
     pub status: TaskStatus,
     #[serde(default)]
     pub desired_state: String,
+    /// RFC 3339, as the manager wrote it.
+    #[serde(default)]
+    pub created_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -46,6 +46,7 @@ use super::{
     Health, ImageCommand, Isolation, LogChunk, LogRequest, LogStream, NetworkInfo, Phase, ProcessId, Selector, Signal,
     StdioSession, Stream, TtySize, Usage, UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
 };
+use crate::model::handle::Placement;
 use crate::model::ids::{Clock, SystemClock};
 use crate::spec::{ContainerSpec, Network};
 
@@ -143,6 +144,8 @@ struct Container {
     exited: watch::Sender<Option<i64>>,
     /// Tar archives put into it, by folder.
     files: BTreeMap<String, Vec<u8>>,
+    /// Where the engine moved it, as a cluster moves a workload.
+    moved_to: Option<Placement>,
 }
 
 struct Net {
@@ -244,7 +247,7 @@ impl Inner {
 impl Container {
     fn info(&self) -> WorkloadInfo {
         WorkloadInfo {
-            handle: Handle::local(self.id.clone()),
+            handle: Handle::at(self.id.clone(), self.moved_to.clone().unwrap_or(Placement::Local)),
             name: self.spec.name.clone(),
             phase: self.phase,
             labels: self.spec.labels.clone(),
@@ -404,6 +407,17 @@ impl FakeEngine {
     /// What the health check of container `h` says from now on (a started
     /// container with a check says `Starting` until told; an unhealthy
     /// one's check log says that the check failed).
+    /// Moves container `h` to `to`, as a cluster makes a workload again on
+    /// another node: inspects and lists say it runs there from now on.
+    pub fn move_to(&self, h: &Handle, to: Placement) {
+        let mut inner = self.inner();
+        if let Ok(id) = inner.find(&h.id.0) {
+            if let Some(c) = inner.containers.get_mut(&id) {
+                c.moved_to = Some(to);
+            }
+        }
+    }
+
     pub fn set_health(&self, h: &Handle, health: Health) {
         let mut inner = self.inner();
         let key = inner.key(h);
@@ -553,6 +567,7 @@ impl FakeEngine {
             labels: c.spec.labels.clone(),
             annotations: c.spec.annotations.clone(),
             name: c.spec.name.clone(),
+            placement: c.moved_to.clone(),
         }
     }
 
@@ -646,6 +661,7 @@ impl Engine for FakeEngine {
             oom_killed: false,
             exited: watch::channel(None).0,
             files: BTreeMap::new(),
+            moved_to: None,
         };
         self.emit(&c, "create");
         inner.containers.insert(id.clone(), c);

@@ -137,6 +137,7 @@ impl Engine for StandIn {
             labels: Default::default(),
             annotations: Default::default(),
             name: String::new(),
+            placement: None,
         })
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::handle::Handle;
+use crate::model::handle::{Handle, Placement};
 
 /// Where a workload is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString)]
@@ -67,6 +67,11 @@ pub struct WorkloadState {
     /// Values berth keeps with the workload that are not for selecting it.
     pub annotations: BTreeMap<String, String>,
     pub name: String,
+    /// Where it runs now, when the engine may move it after it was made (a
+    /// swarm makes an agent's task again on another node when its node is
+    /// lost); `None` when it stays where it was made.
+    #[serde(default)]
+    pub placement: Option<Placement>,
 }
 
 impl WorkloadState {

@@ -672,6 +672,7 @@ impl Engine for OciRuntime {
             labels: c.spec.labels.clone(),
             annotations: c.spec.annotations.clone(),
             name: c.spec.name.clone(),
+            placement: None,
         })
     }
 
