@@ -29,8 +29,8 @@ use berth_core::engine::state::ANNOTATION_PREFIX;
 use berth_core::spec::{annotations, labels};
 
 use self::rig::{
-    containers_labelled, hub_curl, leftovers, leftovers_labelled_within, leftovers_now, node_docker, rig, serve,
-    stop_serve, Served, NODES,
+    containers_labelled, hub_curl, leftovers, leftovers_labelled_within, leftovers_now, node_docker, port_answers, rig,
+    serve, stop_serve, AgentGuard, Served, NODES,
 };
 
 fn backend() -> Arc<SwarmBackend> {
@@ -208,13 +208,7 @@ fn an_agent_on_the_swarm_is_reached_on_its_nodes_address_and_answers_exec_logs_a
     let (created, status) = berth.post_json("/v1/agents", &agent);
     assert_eq!(status, 201, "{created}");
     // The agent goes with the test, however it ends.
-    struct Removed<'a>(&'a Served);
-    impl Drop for Removed<'_> {
-        fn drop(&mut self) {
-            hub_curl(&["-X", "DELETE", &self.0.url("/v1/agents/web")]);
-        }
-    }
-    let removed = Removed(&berth);
+    let removed = AgentGuard(&berth, "web");
     let node = created["node"].as_str().expect("the node it runs on").to_owned();
     assert!(NODES.contains(&node.as_str()), "{created}");
     let address = created["address"].as_str().expect("its node's address").to_owned();
@@ -222,18 +216,11 @@ fn an_agent_on_the_swarm_is_reached_on_its_nodes_address_and_answers_exec_logs_a
     let port = created["ports"][0]["host"].as_u64().expect("a published port");
 
     // httpd answers 404 for its empty root: an answer from the agent itself.
-    let at = |ip: &str| hub_curl(&["-m", "3", "-o", "/dev/null", &format!("http://{ip}:{port}/")]).1;
-    let mut answered = 0;
-    for _ in 0..40 {
-        answered = at(&address);
-        if answered == 404 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    assert_eq!(answered, 404, "the agent's port on {address}:{port}");
+    assert_eq!(port_answers(&address, port, 404), 404, "the agent's port on {address}:{port}");
     let other = NODES.iter().find(|n| **n != node).unwrap();
-    assert_eq!(at(&format!("192.168.177.{}", other.trim_start_matches("bsw-n"))), 0, "published on {other} too");
+    let elsewhere = format!("192.168.177.{}", other.trim_start_matches("bsw-n"));
+    let (_, refused) = hub_curl(&["-m", "3", "-o", "/dev/null", &format!("http://{elsewhere}:{port}/")]);
+    assert_eq!(refused, 0, "published on {other} too");
 
     let script = "echo from; pidof httpd >/dev/null && echo httpd runs";
     let (exec, status) = berth.post_json("/v1/agents/web/exec", &serde_json::json!({"cmd": ["sh", "-c", script]}));
@@ -252,15 +239,7 @@ fn an_agent_on_the_swarm_is_reached_on_its_nodes_address_and_answers_exec_logs_a
     let (started, status) = berth.post_json("/v1/agents/web/start", &serde_json::json!({}));
     assert_eq!((status, started["status"].as_str()), (200, Some("running")), "{started}");
     let address = started["address"].as_str().expect("its node's address").to_owned();
-    let mut answered = 0;
-    for _ in 0..40 {
-        answered = at(&address);
-        if answered == 404 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    assert_eq!(answered, 404, "the started agent's port on {address}:{port}");
+    assert_eq!(port_answers(&address, port, 404), 404, "the started agent's port on {address}:{port}");
 
     let run = serde_json::json!({"language": "sh", "code": "echo one; sleep 1; echo two", "wait": false});
     let (run, status) = berth.post_json("/v1/runs", &run);
@@ -276,9 +255,7 @@ fn an_agent_on_the_swarm_is_reached_on_its_nodes_address_and_answers_exec_logs_a
     assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("sandboxes_unsupported")), "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap_or_default().contains("attach"), "{refused}");
 
-    std::mem::forget(removed);
-    let (_, status) = hub_curl(&["-X", "DELETE", &berth.url("/v1/agents/web")]);
-    assert_eq!(status, 204);
+    removed.remove();
     drop(berth);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let agent = format!("{}=web", labels::OBJECT);

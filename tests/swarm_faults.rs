@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use self::rig::{hub_curl, leftovers_within, node_docker, rig_do, running_labelled, Served};
+use self::rig::{hub_curl, leftovers_within, node_docker, port_answers, rig_do, running_labelled, AgentGuard, Served};
 
 /// The tenant of a `berth serve` without tokens.
 const TENANT: &str = "default";
@@ -264,13 +264,7 @@ fn an_agent_on_a_worker_cut_off_comes_back_on_another_node_and_its_old_copy_is_s
     });
     let (created, status) = berth.post_json("/v1/agents", &agent);
     assert_eq!(status, 201, "{created}");
-    struct Removed<'a>(&'a Served);
-    impl Drop for Removed<'_> {
-        fn drop(&mut self) {
-            hub_curl(&["-X", "DELETE", &self.0.url("/v1/agents/mover")]);
-        }
-    }
-    let removed = Removed(&berth);
+    let removed = AgentGuard(&berth, "mover");
     let old = created["node"].as_str().expect("its node").to_owned();
     assert_ne!(old, "bsw-n1", "{created}");
     let port = created["ports"][0]["host"].as_u64().expect("its port");
@@ -292,16 +286,7 @@ fn an_agent_on_a_worker_cut_off_comes_back_on_another_node_and_its_old_copy_is_s
     let new = moved["node"].as_str().unwrap().to_owned();
     let address = moved["address"].as_str().expect("the new node's address").to_owned();
     assert_eq!(address, format!("192.168.177.{}", number(&new)), "{moved}");
-    let answered = (0..40)
-        .map(|_| {
-            let code = hub_curl(&["-m", "3", "-o", "/dev/null", &format!("http://{address}:{port}/")]).1;
-            if code != 404 {
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            code
-        })
-        .find(|code| *code == 404);
-    assert_eq!(answered, Some(404), "the agent answers on {address}:{port}");
+    assert_eq!(port_answers(&address, port, 404), 404, "the agent answers on {address}:{port}");
     let (exec, status) =
         berth.post_json("/v1/agents/mover/exec", &serde_json::json!({"cmd": ["sh", "-c", "hostname; pidof httpd"]}));
     assert_eq!((status, exec["exit_code"].as_i64()), (200, Some(0)), "{exec}");
@@ -326,9 +311,7 @@ fn an_agent_on_a_worker_cut_off_comes_back_on_another_node_and_its_old_copy_is_s
     let (view, _) = berth.get_json("/v1/agents/mover");
     assert_eq!((view["node"].as_str(), view["status"].as_str()), (Some(new.as_str()), Some("running")), "{view}");
 
-    std::mem::forget(removed);
-    let (_, status) = hub_curl(&["-X", "DELETE", &berth.url("/v1/agents/mover")]);
-    assert_eq!(status, 204);
+    removed.remove();
     drop(berth);
     assert_eq!(leftovers_after(Duration::from_secs(60)), Vec::<String>::new());
 }

@@ -183,3 +183,36 @@ impl Drop for Served {
         }
     }
 }
+
+/// Agent `id` of a [`Served`] berth, removed when dropped unless kept, so a
+/// failing test leaves no agent behind.
+pub struct AgentGuard<'a>(pub &'a Served, pub &'a str);
+
+impl AgentGuard<'_> {
+    /// The agent's removal, which must answer 204: the guard's work done.
+    pub fn remove(self) {
+        let (answer, status) = hub_curl(&["-X", "DELETE", &self.0.url(&format!("/v1/agents/{}", self.1))]);
+        assert_eq!(status, 204, "{answer}");
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for AgentGuard<'_> {
+    fn drop(&mut self) {
+        hub_curl(&["-X", "DELETE", &self.0.url(&format!("/v1/agents/{}", self.1))]);
+    }
+}
+
+/// The HTTP status `http://address:port/` answers from the hub, once it is
+/// `expected`, or the last one after ten seconds of asking.
+pub fn port_answers(address: &str, port: u64, expected: u16) -> u16 {
+    let mut answered = 0;
+    for _ in 0..40 {
+        answered = hub_curl(&["-m", "3", "-o", "/dev/null", &format!("http://{address}:{port}/")]).1;
+        if answered == expected {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    answered
+}
