@@ -78,7 +78,7 @@ async fn bare(manager: &Docker, sealed: bool, ending: Ending, n: usize) {
     let mut req = ContainerRequest::new(if sealed { Kind::Code } else { Kind::Tool }, name.clone(), "busybox:1.35");
     req.cmd = Some(vec!["sh".into(), "-c".into(), "echo hi".into()]);
     let spec = Policy::default().admit(req).unwrap();
-    let service = berth_swarm::service::service_spec(&spec).unwrap();
+    let service = berth_swarm::service::service_spec(&spec, &[]).unwrap();
     if let Some(network) = berth_swarm::service::sealed_network(&spec) {
         manager.create_network(&network).await.unwrap();
     }

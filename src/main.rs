@@ -98,7 +98,10 @@ fn open_store(data: &std::path::Path) -> anyhow::Result<Arc<Store>> {
 }
 
 /// The swarm backend over the configured manager and nodes.
-fn swarm_backend(swarm: Option<&berth::config::SwarmConfig>) -> anyhow::Result<Arc<dyn Engine>> {
+fn swarm_backend(
+    swarm: Option<&berth::config::SwarmConfig>,
+    bind_roots: &[PathBuf],
+) -> anyhow::Result<Arc<dyn Engine>> {
     let swarm = swarm.ok_or_else(|| anyhow::anyhow!("backend swarm: no [swarm] manager is configured"))?;
     let mut nodes = Vec::new();
     for (name, endpoint) in &swarm.nodes {
@@ -106,7 +109,7 @@ fn swarm_backend(swarm: Option<&berth::config::SwarmConfig>) -> anyhow::Result<A
         nodes.push(berth_swarm::NodeEngine { name: name.clone(), docker });
     }
     let manager = swarm.client(&swarm.manager, &swarm.manager_name).map_err(|e| anyhow::anyhow!(e))?;
-    Ok(Arc::new(berth_swarm::SwarmBackend::new(manager, nodes)))
+    Ok(Arc::new(berth_swarm::SwarmBackend::new(manager, nodes).with_bind_roots(bind_roots.to_vec())))
 }
 
 fn docker_backend() -> anyhow::Result<Arc<dyn Engine>> {
@@ -222,7 +225,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
             docker = Some(d.clone());
             Arc::new(d)
         }
-        BackendChoice::Swarm => swarm_backend(config.swarm.as_ref())?,
+        BackendChoice::Swarm => swarm_backend(config.swarm.as_ref(), &config.bind_roots)?,
         BackendChoice::Auto => match engine_api::Docker::from_env().map(DockerBackend::new) {
             Ok(d) if d.ping().await.is_ok() => {
                 docker = Some(d.clone());

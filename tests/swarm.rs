@@ -345,6 +345,71 @@ fn a_sessions_relic_is_health_gated_and_reached_by_its_alias_from_another_node()
     assert_eq!(left, Vec::<String>::new());
 }
 
+/// Binds on the swarm: a host folder is mounted only on the nodes labelled
+/// as holding its bind root, so an agent whose code comes from one is
+/// placed on such a node and reads its code there; one whose root no node
+/// is labelled as holding is refused with the label to set, and nothing
+/// is made.
+#[test]
+fn an_agents_code_bind_places_it_on_the_node_holding_its_root_or_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let folder = |prefix: &str| tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").unwrap();
+    let (held, unheld) = (folder("berth-swarm-root-"), folder("berth-swarm-unheld-"));
+    let code = held.path().join("coder");
+    std::fs::create_dir(&code).unwrap();
+    std::fs::write(code.join("hello.txt"), "from the held root\n").unwrap();
+    for dir in [held.path(), &code] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let roots = format!("{}:{}", held.path().display(), unheld.path().display());
+    let berth = Served::start_with(&[("BERTH_BIND_ROOTS", &roots)]);
+
+    let (key, value) = berth_swarm::service::root_label(held.path());
+    let label = |flag: &str, arg: &str| {
+        std::process::Command::new("docker")
+            .args(["-H", "unix:///run/bsw/n1.sock", "node", "update", flag, arg, "bsw-n3"])
+            .output()
+            .unwrap()
+    };
+    assert!(label("--label-add", &format!("{key}={value}")).status.success());
+    struct Unlabelled<F: Fn(&str, &str) -> std::process::Output>(F, String);
+    impl<F: Fn(&str, &str) -> std::process::Output> Drop for Unlabelled<F> {
+        fn drop(&mut self) {
+            (self.0)("--label-rm", &self.1);
+        }
+    }
+    let _unlabelled = Unlabelled(label, key.clone());
+
+    let agent = serde_json::json!({
+        "id": "coder", "image": "busybox:1.35", "code_dir": code.display().to_string(), "command": ["sleep", "300"]
+    });
+    let (created, status) = berth.post_json("/v1/agents", &agent);
+    assert_eq!(status, 201, "{created}");
+    let removed = AgentGuard(&berth, "coder");
+    assert_eq!(created["node"].as_str(), Some("bsw-n3"), "the one node holding the root: {created}");
+    let (read, status) =
+        berth.post_json("/v1/agents/coder/exec", &serde_json::json!({"cmd": ["cat", "/app/agent/hello.txt"]}));
+    assert_eq!((status, read["stdout"].as_str()), (200, Some("from the held root\n")), "{read}");
+    removed.remove();
+
+    let elsewhere = unheld.path().join("lost");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let agent =
+        serde_json::json!({"id": "homeless", "image": "busybox:1.35", "code_dir": elsewhere.display().to_string()});
+    let (refused, status) = berth.post_json("/v1/agents", &agent);
+    let _gone = AgentGuard(&berth, "homeless");
+    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("engine_refused")), "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    let (key, value) = berth_swarm::service::root_label(unheld.path());
+    assert!(message.contains(&format!("docker node update --label-add '{key}={value}'")), "{refused}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for id in ["coder", "homeless"] {
+        let mine = format!("{}={id}", labels::OBJECT);
+        assert_eq!(runtime.block_on(leftovers_labelled_within(&mine, Duration::from_secs(5))), Vec::<String>::new());
+    }
+}
+
 /// A task's container left on its node after its service went (removed
 /// while the node was away, and not cleaned up by its agent): the swarm
 /// backend lists it on its node, and the reaper removes it once expired.

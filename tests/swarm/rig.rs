@@ -107,6 +107,16 @@ pub fn serve(
     config: &std::path::Path,
     data: &std::path::Path,
 ) -> (std::process::Child, String, Option<String>) {
+    serve_with(in_hub, config, data, &[])
+}
+
+/// As [`serve`], with `env` set for berth.
+pub fn serve_with(
+    in_hub: bool,
+    config: &std::path::Path,
+    data: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String, Option<String>) {
     let mut command = if in_hub {
         let mut c = std::process::Command::new("bash");
         c.args([SCRIPT, "exec", env!("CARGO_BIN_EXE_berth")]);
@@ -115,6 +125,7 @@ pub fn serve(
         std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
     };
     command.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(config).arg("--data").arg(data);
+    command.envs(env.iter().copied());
     test_support::serve::spawn(command.env("BERTH_SPARES", ""))
 }
 
@@ -150,9 +161,14 @@ pub struct Served {
 
 impl Served {
     pub fn start() -> Served {
+        Served::start_with(&[])
+    }
+
+    /// As [`Served::start`], with `env` set for berth.
+    pub fn start_with(env: &[(&str, &str)]) -> Served {
         rig();
         let data = tempfile::tempdir().unwrap();
-        let (child, said, addr) = serve(true, std::path::Path::new("/run/bsw/berth-tls.toml"), data.path());
+        let (child, said, addr) = serve_with(true, std::path::Path::new("/run/bsw/berth-tls.toml"), data.path(), env);
         let addr = addr.unwrap_or_else(|| panic!("berth serve did not listen: {said}"));
         Served { child: Some(child), data, addr }
     }

@@ -24,6 +24,7 @@ pub mod service;
 pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -89,6 +90,8 @@ pub struct SwarmBackend {
     place_within: Duration,
     /// The manager's view of the nodes, for watches and readiness.
     book: Arc<NodeBook>,
+    /// The configured bind roots, which nodes are labelled as holding.
+    bind_roots: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +114,7 @@ impl SwarmBackend {
             placed: Mutex::default(),
             place_within: PLACE_WITHIN,
             book,
+            bind_roots: Vec::new(),
         }
     }
 
@@ -118,6 +122,35 @@ impl SwarmBackend {
     pub fn with_place_within(mut self, bound: Duration) -> SwarmBackend {
         self.place_within = bound;
         self
+    }
+
+    /// The same backend knowing the configured bind roots, so that a task
+    /// with binds goes to the nodes labelled as holding their roots.
+    pub fn with_bind_roots(mut self, roots: Vec<PathBuf>) -> SwarmBackend {
+        self.bind_roots = roots;
+        self
+    }
+
+    /// Refuses a spec whose binds' roots no configured node is labelled as
+    /// holding (its task would wait for a node forever), saying how to
+    /// label one.
+    async fn check_roots_held(&self, spec: &ContainerSpec) -> Result<(), EngineError> {
+        let needed = service::root_labels(spec, &self.bind_roots).map_err(|e| EngineError::invalid(e.to_string()))?;
+        if needed.is_empty() {
+            return Ok(());
+        }
+        let listed = patiently(|| self.manager.list_nodes()).await.map_err(engine_err)?;
+        if !nodes::holding(self.nodes.keys().map(String::as_str), &listed, &needed).is_empty() {
+            return Ok(());
+        }
+        let labels: Vec<String> = needed.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let adds: String = labels.iter().map(|l| format!(" --label-add '{l}'")).collect();
+        Err(EngineError::invalid(format!(
+            "{}: no node is labelled as holding the bind roots of its binds ({}); on the manager, label each node \
+             that holds them: docker node update{adds} NODE",
+            spec.name,
+            labels.join(", ")
+        )))
     }
 
     /// The names of the configured nodes.
@@ -370,7 +403,8 @@ impl Engine for SwarmBackend {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<Handle, EngineError> {
-        let body = service::service_spec(spec).map_err(|e| EngineError::invalid(e.to_string()))?;
+        let body = service::service_spec(spec, &self.bind_roots).map_err(|e| EngineError::invalid(e.to_string()))?;
+        self.check_roots_held(spec).await?;
         if let Some(own) = service::sealed_network(spec) {
             self.manager.create_network(&own).await.map_err(engine_err)?;
         }

@@ -1,6 +1,7 @@
 //! What the manager says of berth's configured nodes (sans IO): each
-//! node's state and availability under its configured name, and whether a
-//! task on a node is lost with it.
+//! node's state and availability under its configured name, whether a
+//! task on a node is lost with it, and which nodes carry the labels a
+//! task's binds need.
 //!
 //! A task on a node the manager marked down stays `running` in the manager
 //! for as long as a day, and a drained node's tasks are shut down by the
@@ -48,6 +49,22 @@ pub fn lost(status: &NodeStatus) -> Option<String> {
     }
 }
 
+/// The configured nodes among `nodes` that carry every label of `needed`
+/// (the bind roots a task's binds come from), by name.
+pub fn holding<'a>(
+    configured: impl IntoIterator<Item = &'a str>,
+    nodes: &[Node],
+    needed: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let configured: Vec<&str> = configured.into_iter().collect();
+    nodes
+        .iter()
+        .filter(|n| configured.contains(&n.description.hostname.as_str()))
+        .filter(|n| needed.iter().all(|(k, v)| n.spec.labels.get(k) == Some(v)))
+        .map(|n| n.description.hostname.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +89,29 @@ mod tests {
         );
         assert!(got[0].takes_work() && !got[1].takes_work() && !got[2].takes_work());
         assert_eq!((got[0].address.as_deref(), got[2].address.as_deref()), (Some("10.0.0.9"), None));
+    }
+
+    #[test]
+    fn only_configured_nodes_carrying_every_needed_label_hold_a_tasks_binds() {
+        let labelled = |hostname: &str, labels: serde_json::Value| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "ID": hostname, "Description": {"Hostname": hostname},
+                "Status": {"State": "ready"}, "Spec": {"Availability": "active", "Labels": labels}
+            }))
+            .unwrap()
+        };
+        let nodes = [
+            labelled("n1", serde_json::json!({})),
+            labelled("n2", serde_json::json!({"io.berth.root.srv": "/srv", "io.berth.root.wt": "/wt"})),
+            labelled("n3", serde_json::json!({"io.berth.root.srv": "/srv"})),
+            labelled("other", serde_json::json!({"io.berth.root.srv": "/srv", "io.berth.root.wt": "/wt"})),
+        ];
+        let needed = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let configured = ["n1", "n2", "n3"];
+        assert_eq!(holding(configured, &nodes, &needed(&[("io.berth.root.srv", "/srv")])), ["n2", "n3"]);
+        let both = needed(&[("io.berth.root.srv", "/srv"), ("io.berth.root.wt", "/wt")]);
+        assert_eq!(holding(configured, &nodes, &both), ["n2"]);
+        assert!(holding(configured, &nodes, &needed(&[("io.berth.root.srv", "/other")])).is_empty());
     }
 
     #[test]

@@ -10,21 +10,61 @@
 //! from inside a task by the swarm tier.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use berth_core::engine::state::ANNOTATION_PREFIX;
 use berth_core::spec::{ContainerSpec, Kind, Network, Stdin};
 use engine_api::models::{
     EndpointSpec, Limit, NetworkAttachment, NetworkConfig, PortConfig, Replicated, Resources, ServiceMode, ServiceSpec,
-    TaskContainerSpec, TaskMount, TaskRestartPolicy, TaskSpec, TmpfsOptions,
+    TaskContainerSpec, TaskMount, TaskPlacement, TaskRestartPolicy, TaskSpec, TmpfsOptions,
 };
 
-/// What a spec asks that a service cannot be made of yet.
+/// What a spec asks that a service cannot be made of.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unsupported {
-    #[error(
-        "{0}: binds of host folders need the nodes that hold the folder labelled as such, which the swarm backend does not place by yet"
-    )]
-    Binds(String),
+    #[error("{name}: the bind of {path} is below none of the bind roots {roots:?}")]
+    NoRoot { name: String, path: String, roots: Vec<PathBuf> },
+}
+
+/// The node label that says a node holds bind root `root`, as its key and
+/// value: `io.berth.root.<the path, its separators as dots>` = the path.
+/// The key takes only what a placement constraint's key may hold; the
+/// value, the path itself, makes the match exact.
+pub fn root_label(root: &Path) -> (String, String) {
+    let path = root.to_string_lossy().into_owned();
+    let key: String = path
+        .trim_matches('/')
+        .chars()
+        .map(|c| match c {
+            '/' => '.',
+            c if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' => c,
+            _ => '_',
+        })
+        .collect();
+    (format!("{ROOT_LABEL_PREFIX}{key}"), path)
+}
+
+/// The prefix of the node labels that name the bind roots a node holds.
+pub const ROOT_LABEL_PREFIX: &str = "io.berth.root.";
+
+/// The labels a node must carry to take `spec`'s task: one per bind root
+/// its binds come from (the longest root that holds each bind).
+pub fn root_labels(spec: &ContainerSpec, roots: &[PathBuf]) -> Result<BTreeMap<String, String>, Unsupported> {
+    let mut needed = BTreeMap::new();
+    for bind in &spec.binds {
+        let root = roots
+            .iter()
+            .filter(|r| Path::new(&bind.host).starts_with(r))
+            .max_by_key(|r| r.components().count())
+            .ok_or_else(|| Unsupported::NoRoot {
+                name: spec.name.clone(),
+                path: bind.host.clone(),
+                roots: roots.to_vec(),
+            })?;
+        let (key, value) = root_label(root);
+        needed.insert(key, value);
+    }
+    Ok(needed)
 }
 
 /// How long a task's container is given between SIGTERM and SIGKILL when
@@ -61,11 +101,12 @@ pub fn sealed_network(spec: &ContainerSpec) -> Option<NetworkConfig> {
     })
 }
 
-/// The service that runs `spec` (on [`sealed_network`] when it has no network).
-pub fn service_spec(spec: &ContainerSpec) -> Result<ServiceSpec, Unsupported> {
-    if !spec.binds.is_empty() {
-        return Err(Unsupported::Binds(spec.name.clone()));
-    }
+/// The service that runs `spec` (on [`sealed_network`] when it has no
+/// network), placed on the nodes labelled as holding the bind roots of its
+/// binds (`roots`: the configured ones).
+pub fn service_spec(spec: &ContainerSpec, roots: &[PathBuf]) -> Result<ServiceSpec, Unsupported> {
+    let constraints: Vec<String> =
+        root_labels(spec, roots)?.into_iter().map(|(key, value)| format!("node.labels.{key}=={value}")).collect();
     let network = match &spec.network {
         // A service cannot join the node's `none`: a run with no network
         // gets an internal overlay of its own ([`sealed_network`]).
@@ -81,17 +122,21 @@ pub fn service_spec(spec: &ContainerSpec) -> Result<ServiceSpec, Unsupported> {
         memory_bytes: Some(spec.limits.memory.bytes() as i64),
         pids: Some(i64::from(spec.limits.pids)),
     };
-    let mounts = spec
-        .tmpfs
-        .iter()
-        .map(|(path, size)| TaskMount {
-            kind: "tmpfs".into(),
-            source: None,
-            target: path.clone(),
-            read_only: None,
-            tmpfs_options: Some(TmpfsOptions { size_bytes: Some(size.bytes() as i64), mode: Some(0o1777) }),
-        })
-        .collect();
+    let tmpfs = spec.tmpfs.iter().map(|(path, size)| TaskMount {
+        kind: "tmpfs".into(),
+        source: None,
+        target: path.clone(),
+        read_only: None,
+        tmpfs_options: Some(TmpfsOptions { size_bytes: Some(size.bytes() as i64), mode: Some(0o1777) }),
+    });
+    let binds = spec.binds.iter().map(|b| TaskMount {
+        kind: "bind".into(),
+        source: Some(b.host.clone()),
+        target: b.container.clone(),
+        read_only: Some(b.read_only),
+        tmpfs_options: None,
+    });
+    let mounts = tmpfs.chain(binds).collect();
     let container = TaskContainerSpec {
         image: spec.image.clone(),
         labels: labels.clone(),
@@ -119,7 +164,7 @@ pub fn service_spec(spec: &ContainerSpec) -> Result<ServiceSpec, Unsupported> {
             container_spec: container,
             resources: Some(Resources { limits: Some(limit), reservations: Some(Limit { pids: None, ..limit }) }),
             restart_policy: Some(TaskRestartPolicy { condition: restart_condition(spec).into() }),
-            placement: None,
+            placement: (!constraints.is_empty()).then_some(TaskPlacement { constraints }),
             networks: vec![network],
             force_update: 0,
         },
@@ -192,7 +237,7 @@ mod tests {
     #[test]
     fn a_run_is_one_replica_never_restarted_with_reservations_equal_to_its_limits() {
         let spec = code_spec();
-        let service = service_spec(&spec).unwrap();
+        let service = service_spec(&spec, &[]).unwrap();
         assert_eq!(service.mode.replicated, Some(Replicated { replicas: 1 }));
         let task = &service.task_template;
         assert_eq!(task.restart_policy.as_ref().unwrap().condition, "none");
@@ -213,13 +258,13 @@ mod tests {
         req.cmd = Some(vec!["sleep".into(), "600".into()]);
         let agent = Policy::default().admit(req).unwrap();
         let condition =
-            |spec: &ContainerSpec| service_spec(spec).unwrap().task_template.restart_policy.unwrap().condition;
+            |spec: &ContainerSpec| service_spec(spec, &[]).unwrap().task_template.restart_policy.unwrap().condition;
         assert_eq!((condition(&agent), condition(&code_spec())), ("on-failure".to_owned(), "none".to_owned()));
     }
 
     #[test]
     fn berths_labels_and_annotations_are_on_the_service_and_on_its_container() {
-        let service = service_spec(&code_spec()).unwrap();
+        let service = service_spec(&code_spec(), &[]).unwrap();
         for labels in [&service.labels, &service.task_template.container_spec.labels] {
             assert_eq!(labels.get("io.berth.object").map(String::as_str), Some("run_1"));
             assert!(labels.contains_key(&format!("{ANNOTATION_PREFIX}expires-at")));
@@ -229,7 +274,7 @@ mod tests {
     #[test]
     fn the_container_drops_every_capability_and_keeps_the_policys_root_user_and_command() {
         let spec = code_spec();
-        let c = service_spec(&spec).unwrap().task_template.container_spec;
+        let c = service_spec(&spec, &[]).unwrap().task_template.container_spec;
         assert_eq!(c.capability_drop, vec!["ALL".to_owned()]);
         assert_eq!(c.read_only, Some(spec.read_only_root));
         assert_eq!((c.user, c.args, c.command), (spec.user.clone(), spec.cmd.clone(), spec.entrypoint.clone()));
@@ -242,10 +287,10 @@ mod tests {
     #[test]
     fn published_ports_are_in_host_mode_on_the_tasks_node_with_no_virtual_ip() {
         let mut spec = code_spec();
-        let endpoint = service_spec(&spec).unwrap().endpoint_spec.expect("the endpoint");
+        let endpoint = service_spec(&spec, &[]).unwrap().endpoint_spec.expect("the endpoint");
         assert_eq!((endpoint.mode.as_deref(), endpoint.ports.len()), (Some("dnsrr"), 0));
         spec.ports = vec![berth_core::spec::PortMapping { container: 8080, host: 9001 }];
-        let endpoint = service_spec(&spec).unwrap().endpoint_spec.expect("the ports");
+        let endpoint = service_spec(&spec, &[]).unwrap().endpoint_spec.expect("the ports");
         assert_eq!(endpoint.mode.as_deref(), Some("dnsrr"));
         assert_eq!(
             endpoint.ports,
@@ -269,7 +314,7 @@ mod tests {
             retries: 3,
             start_period: std::time::Duration::ZERO,
         });
-        let service = service_spec(&spec).unwrap();
+        let service = service_spec(&spec, &[]).unwrap();
         assert_eq!(
             service.task_template.networks,
             vec![NetworkAttachment { target: "berth-session-x".into(), aliases: vec!["db".into(), "x-db".into()] }]
@@ -283,9 +328,43 @@ mod tests {
     }
 
     #[test]
-    fn what_the_swarm_backend_cannot_place_yet_is_refused_by_name() {
+    fn a_bind_places_the_task_on_the_nodes_labelled_as_holding_its_root() {
+        let mut spec = code_spec();
+        spec.binds.push(Bind { host: "/srv/agents/a1".into(), container: "/app/agent".into(), read_only: true });
+        spec.binds.push(Bind { host: "/worktrees/w1".into(), container: "/workspace".into(), read_only: false });
+        let roots = [PathBuf::from("/srv"), PathBuf::from("/srv/agents"), PathBuf::from("/worktrees")];
+        let service = service_spec(&spec, &roots).unwrap();
+        let placement = service.task_template.placement.expect("constraints");
+        assert_eq!(
+            placement.constraints,
+            vec![
+                "node.labels.io.berth.root.srv.agents==/srv/agents".to_owned(),
+                "node.labels.io.berth.root.worktrees==/worktrees".to_owned()
+            ]
+        );
+        let mounts = &service.task_template.container_spec.mounts;
+        let code = mounts.iter().find(|m| m.target == "/app/agent").expect("the code bind");
+        assert_eq!(
+            (code.kind.as_str(), code.source.as_deref(), code.read_only),
+            ("bind", Some("/srv/agents/a1"), Some(true))
+        );
+        assert!(mounts.iter().any(|m| m.target == "/workspace" && m.read_only == Some(false)));
+        assert_eq!(service_spec(&code_spec(), &roots).unwrap().task_template.placement, None, "no bind, no constraint");
+    }
+
+    #[test]
+    fn a_root_label_keeps_to_what_a_constraint_key_may_hold_and_its_value_is_the_path() {
+        assert_eq!(
+            root_label(Path::new("/var/lib/My Agents+x")),
+            ("io.berth.root.var.lib.My_Agents_x".to_owned(), "/var/lib/My Agents+x".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_bind_below_no_root_is_refused_by_name() {
         let mut spec = code_spec();
         spec.binds.push(Bind { host: "/srv/code".into(), container: "/code".into(), read_only: true });
-        assert_eq!(service_spec(&spec), Err(Unsupported::Binds("berth-run-1".into())));
+        let refused = service_spec(&spec, &[PathBuf::from("/worktrees")]).unwrap_err();
+        assert!(matches!(&refused, Unsupported::NoRoot { path, .. } if path == "/srv/code"), "{refused}");
     }
 }
