@@ -169,6 +169,9 @@ write_config() {
     {
         echo "# Written by scripts/swarm-rig.sh: berth serve --config $RUN/berth.toml"
         echo 'backend = "swarm"'
+        echo '# The swarm tier runs several berths side by side; warm pools are'
+        echo '# turned on by the tests that are about them.'
+        echo 'pools = false'
         echo ''
         echo '[swarm]'
         echo "manager = \"unix://$RUN/n1.sock\""
@@ -183,6 +186,7 @@ write_config() {
     {
         echo "# Written by scripts/swarm-rig.sh: swarm-rig.sh exec berth serve --config $RUN/berth-tls.toml"
         echo 'backend = "swarm"'
+        echo 'pools = false'
         echo ''
         echo '[swarm]'
         echo "manager = \"tcp://$SUBNET.1:2376\""

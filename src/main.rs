@@ -336,7 +336,7 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
             runtimes.push(RuntimeProbe { runtime: format!("docker-{name}"), ok, detail });
         }
     }
-    let pools = config.pools.clone().filter(|_| backend.capabilities().attach_before_start);
+    let pools = config.pools.clone().filter(|_| backend.capabilities().pools());
     let options = Options {
         ports: config.ports,
         max_runs: config.max_runs,

@@ -345,6 +345,50 @@ fn a_sessions_relic_is_health_gated_and_reached_by_its_alias_from_another_node()
     assert_eq!(left, Vec::<String>::new());
 }
 
+/// Warm pools on the swarm: a member is a service whose task the manager
+/// places on some node, attached on that node once it runs (its ready line
+/// replayed from the node's logs) and handed its script through stdin that
+/// is never closed; a code run takes a ready member, its view naming that
+/// member's node, and the pool makes another. Nothing is left once berth
+/// stops.
+#[test]
+fn a_code_run_on_the_swarm_takes_a_ready_member_on_its_node_and_the_pool_refills() {
+    let berth = Served::start_pooled(1);
+    let sh_pool = |berth: &Served| {
+        let (pools, _) = berth.get_json("/v1/pools");
+        pools.as_array().and_then(|p| p.iter().find(|p| p["name"] == "sh").cloned()).unwrap_or_default()
+    };
+    let until_idle = |refills: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let pool = sh_pool(&berth);
+            if pool["idle"] == 1 && pool["refills"].as_u64() >= Some(refills) {
+                return pool;
+            }
+            assert!(std::time::Instant::now() < deadline, "the sh pool is {pool} after 60 s");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    until_idle(1);
+    let body = serde_json::json!({"language": "sh", "code": "echo pooled; echo err >&2; exit 3"});
+    let (run, status) = berth.post_json("/v1/runs", &body);
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(
+        (run["path"].as_str(), run["status"].as_str(), run["exit_code"].as_i64()),
+        (Some("pooled"), Some("failed"), Some(3)),
+        "{run}"
+    );
+    assert_eq!((run["stdout"].as_str(), run["stderr"].as_str()), (Some("pooled\n"), Some("err\n")), "{run}");
+    assert!(NODES.contains(&run["node"].as_str().unwrap_or_default()), "the member's node: {run}");
+    let pool = until_idle(2);
+    assert_eq!(pool["hits"], 1, "{pool}");
+
+    drop(berth);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let members = format!("{}=sh", labels::POOL);
+    assert_eq!(runtime.block_on(leftovers_labelled_within(&members, Duration::from_secs(30))), Vec::<String>::new());
+}
+
 /// Binds on the swarm: a host folder is mounted only on the nodes labelled
 /// as holding its bind root, so an agent whose code comes from one is
 /// placed on such a node and reads its code there; one whose root no node

@@ -166,9 +166,26 @@ impl Served {
 
     /// As [`Served::start`], with `env` set for berth.
     pub fn start_with(env: &[(&str, &str)]) -> Served {
+        Served::start_over(std::path::Path::new("/run/bsw/berth-tls.toml"), env)
+    }
+
+    /// As [`Served::start`], with the rig's TLS configuration with warm
+    /// pools of `min` members per language (the rig's has none).
+    pub fn start_pooled(min: usize) -> Served {
+        rig();
+        let text = std::fs::read_to_string("/run/bsw/berth-tls.toml").unwrap();
+        assert!(text.contains("pools = false\n"), "{text}");
+        let pooled =
+            text.replace("pools = false\n", &format!("[pools]\nmin = {min}\nmax = {min}\ntool_pool_after = 0\n"));
+        let config = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(config.path(), pooled).unwrap();
+        Served::start_over(config.path(), &[])
+    }
+
+    fn start_over(config: &std::path::Path, env: &[(&str, &str)]) -> Served {
         rig();
         let data = tempfile::tempdir().unwrap();
-        let (child, said, addr) = serve_with(true, std::path::Path::new("/run/bsw/berth-tls.toml"), data.path(), env);
+        let (child, said, addr) = serve_with(true, config, data.path(), env);
         let addr = addr.unwrap_or_else(|| panic!("berth serve did not listen: {said}"));
         Served { child: Some(child), data, addr }
     }

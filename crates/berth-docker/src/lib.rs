@@ -218,6 +218,27 @@ pub fn container_config(spec: &ContainerSpec, publish_ip: &str) -> ContainerConf
     }
 }
 
+impl DockerBackend {
+    /// Attaches to running workload `h`'s stdio, what it wrote so far
+    /// replayed from its logs first, with its exit awaited: for a
+    /// container that started before anyone could attach (a swarm task's).
+    pub async fn attach_replaying(&self, h: &Handle) -> Result<StdioSession, EngineError> {
+        self.attached(h, true).await
+    }
+
+    async fn attached(&self, h: &Handle, replaying: bool) -> Result<StdioSession, EngineError> {
+        let attached = match replaying {
+            true => self.docker.attach_container_replaying(&h.id.0, false).await,
+            false => self.docker.attach_container(&h.id.0, false).await,
+        }
+        .map_err(engine_err)?;
+        let waiting =
+            self.docker.wait_container(&h.id.0, engine_api::WaitCondition::NotRunning).await.map_err(engine_err)?;
+        let exit = Box::pin(async move { waiting.exit().await.map(|e| e.status_code).map_err(engine_err) });
+        Ok(StdioSession { output: attached_output(attached.output), stdin: Box::pin(attached.stdin), exit })
+    }
+}
+
 /// The Engine API form of a health check, run by the container's shell.
 pub fn health_config(h: &HealthCheck) -> HealthConfig {
     HealthConfig {
@@ -573,11 +594,7 @@ impl WorkloadIo for DockerBackend {
     }
 
     async fn attach(&self, h: &Handle) -> Result<StdioSession, EngineError> {
-        let attached = self.docker.attach_container(&h.id.0, false).await.map_err(engine_err)?;
-        let waiting =
-            self.docker.wait_container(&h.id.0, engine_api::WaitCondition::NotRunning).await.map_err(engine_err)?;
-        let exit = Box::pin(async move { waiting.exit().await.map(|e| e.status_code).map_err(engine_err) });
-        Ok(StdioSession { output: attached_output(attached.output), stdin: Box::pin(attached.stdin), exit })
+        self.attached(h, false).await
     }
 
     async fn put_files(&self, h: &Handle, dir: &str, tar: ByteStream) -> Result<(), EngineError> {

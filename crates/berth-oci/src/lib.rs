@@ -182,6 +182,7 @@ impl Engine for OciDryRun {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             attach_before_start: false,
+            attach_replays: false,
             interactive_exec: false,
             tty: false,
             pause: false,

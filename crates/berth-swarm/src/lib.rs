@@ -366,6 +366,9 @@ impl Engine for SwarmBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             attach_before_start: false,
+            // A pool member's task starts as it is placed; its ready line
+            // is replayed from its node's logs.
+            attach_replays: true,
             interactive_exec: true,
             tty: true,
             pause: false,
@@ -476,6 +479,22 @@ impl Engine for SwarmBackend {
     /// under it would be made again by the manager), then its container is
     /// stopped on its node and awaited; a run's container is stopped on its
     /// node.
+    /// The task's container started as it was placed: attached on its
+    /// node with its output so far replayed, its exit awaited there while
+    /// its node is watched (a member on a lost node ends as lost).
+    async fn start_attached(&self, h: &Handle) -> Result<StdioSession, EngineError> {
+        let p = self.placed(h).await?;
+        let mut session = self.node(&p.node)?.attach_replaying(&Handle::local(p.container)).await?;
+        let (exit, book) = (session.exit, self.book.clone());
+        session.exit = Box::pin(async move {
+            tokio::select! {
+                exit = exit => exit,
+                lost = book.until_lost(&p.node) => Err(lost),
+            }
+        });
+        Ok(session)
+    }
+
     async fn stop(&self, h: &Handle, grace: Duration) -> Result<(), EngineError> {
         match self.moving(&h.id.0).await? {
             Some(found) => {

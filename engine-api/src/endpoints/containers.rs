@@ -213,8 +213,22 @@ impl Docker {
 
     /// Attaches to a container's stdio over an upgraded connection.
     pub async fn attach_container(&self, id: &str, tty: bool) -> Result<Attached> {
+        self.attach(id, tty, false).await
+    }
+
+    /// Attaches to a running container's stdio, its output so far (as its
+    /// log driver kept it) first: for a container started before anyone
+    /// could attach, whose early output is text.
+    pub async fn attach_container_replaying(&self, id: &str, tty: bool) -> Result<Attached> {
+        self.attach(id, tty, true).await
+    }
+
+    async fn attach(&self, id: &str, tty: bool, logs: bool) -> Result<Attached> {
         let mut q = Query::new();
         q.push("stream", "true").push("stdin", "true").push("stdout", "true").push("stderr", "true");
+        if logs {
+            q.push("logs", "true");
+        }
         let (headers, io) = self.upgrade(Call::post(path(id, "/attach")).query(q)).await?;
         let framing = Framing::with_tty(content_type(&headers), tty);
         Ok(Attached::new(io, self.output_decoder(framing)))

@@ -59,8 +59,14 @@ pub type ExitWatch = BoxFuture<'static, Result<i64, EngineError>>;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
     /// Attach to a made workload's stdio before starting it
-    /// ([`Engine::start_attached`]): what a warm pool member needs.
+    /// ([`Engine::start_attached`]): what a sandbox's helper needs.
     pub attach_before_start: bool,
+    /// [`Engine::start_attached`] attaches once the workload runs (it was
+    /// started as it was placed), with what it wrote until then replayed
+    /// from its logs: enough for a warm pool member, whose only early
+    /// output is its ready line, not for a helper's binary frames.
+    #[serde(default)]
+    pub attach_replays: bool,
     /// Processes with stdin started in a running workload.
     pub interactive_exec: bool,
     /// Processes with a terminal.
@@ -80,6 +86,7 @@ impl Capabilities {
     /// Engine): everything but plans, which only engines that run nothing have.
     pub const CONTAINER_ENGINE: Capabilities = Capabilities {
         attach_before_start: true,
+        attach_replays: false,
         interactive_exec: true,
         tty: true,
         pause: true,
@@ -87,6 +94,12 @@ impl Capabilities {
         plans: false,
         isolation: true,
     };
+
+    /// Whether [`Engine::start_attached`] misses nothing a warm pool
+    /// member says before it is handed a run.
+    pub fn pools(&self) -> bool {
+        self.attach_before_start || self.attach_replays
+    }
 }
 
 /// What an image runs when a workload does not say: its entrypoint, and

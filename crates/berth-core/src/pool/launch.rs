@@ -3,8 +3,12 @@
 //! output ends.
 //!
 //! A member's process (under the container's init) is a POSIX shell that
-//! checks it can hand off (`cat` and `env` are there), writes [`READY`] to
-//! its stdout, and then reads its stdin to the end. What it reads is a
+//! checks it can hand off (`cat`, `env` and `head` are there), writes
+//! [`READY`] to its stdout, and then reads from its stdin a line with the
+//! length of the script that follows, and that many bytes ([`framed`]): a
+//! swarm task's stdin is never closed by its attach (a service has no
+//! stdin-once), so the end of the script cannot be its stdin's end. The
+//! command then reads `/dev/null`, as a cold run's does. What it reads is a
 //! script rendered here by [`script`]: the run's command under the run's
 //! environment, every word single-quoted, followed by an end line written
 //! to both stdout and stderr, `<marker> <exit code> <oom>`. The marker is
@@ -30,8 +34,8 @@ use std::collections::BTreeMap;
 pub const READY: &[u8] = b"berth-ready\n";
 
 /// The member's idle process: waits for its script on stdin, then runs it.
-const BOOTSTRAP: &str =
-    "command -v cat >/dev/null && command -v env >/dev/null || exit 127; printf 'berth-ready\\n'; eval \"$(cat)\"";
+const BOOTSTRAP: &str = "command -v cat >/dev/null && command -v env >/dev/null && command -v head >/dev/null \
+     || exit 127; printf 'berth-ready\\n'; IFS= read -r n; eval \"$(head -c \"$n\")\"";
 
 /// Before the command, in the script: the real stderr kept as fd 3, the
 /// shell's own sent to `/dev/null`.
@@ -92,12 +96,18 @@ pub fn script(cmd: &[String], env: &BTreeMap<String, String>, marker: &str) -> O
         out.push(' ');
         out.push_str(&quote(word)?);
     }
-    out.push_str(" 2>&3 3>&-)\n");
+    out.push_str(" </dev/null 2>&3 3>&-)\n");
     out.push_str(EPILOGUE);
     out.push_str(&format!(
         "printf '%s %s %s\\n' {marker} \"$c\" \"$k\"; printf '%s %s %s\\n' {marker} \"$c\" \"$k\" >&3\n"
     ));
     Some(out)
+}
+
+/// What a member is sent for `script`: its length in bytes on a line of
+/// its own, then the script.
+pub fn framed(script: &str) -> String {
+    format!("{}\n{script}", script.len())
 }
 
 /// Whether a script can carry `words` and `env` as they are: no NUL byte
@@ -285,7 +295,7 @@ mod tests {
             .stderr(Stdio::piped())
             .spawn()
             .expect("/bin/sh runs");
-        child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("script written");
+        child.stdin.take().expect("stdin").write_all(framed(script).as_bytes()).expect("script written");
         let out = child.wait_with_output().expect("the shell ends");
         let text = String::from_utf8(out.stdout).expect("utf-8");
         let stdout = text.strip_prefix(std::str::from_utf8(READY).unwrap()).expect("ready first").to_owned();
@@ -386,6 +396,26 @@ mod tests {
         assert!(matches!(scan(&format!("{MARKER} 0 0 extra\n")).1, Some(Err(_))));
         assert!(matches!(scan(&format!("{MARKER} {}", "9".repeat(40))).1, Some(Err(_))));
         assert_eq!(scan(&format!("{MARKER} 0 0")).1, None, "not whole yet");
+    }
+
+    #[test]
+    fn a_member_whose_stdin_stays_open_runs_its_script_and_the_command_reads_no_stdin() {
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", BOOTSTRAP])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("/bin/sh runs");
+        let cmd = words(&["sh", "-c", "cat; echo read to the end"]);
+        let script = script(&cmd, &BTreeMap::new(), MARKER).unwrap();
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(framed(&script).as_bytes()).expect("script written");
+        // stdin is held open until the shell has ended, as a swarm task's is.
+        let out = child.wait_with_output().expect("the shell ends without its stdin closed");
+        drop(stdin);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text, format!("berth-ready\nread to the end\n{MARKER} 0 0\n"));
     }
 
     #[test]

@@ -462,7 +462,7 @@ impl Pools {
         // Where a code run goes by default: the first sealed engine, else the code runs' engine.
         let backend = ctx.backends.sealed().first().cloned().unwrap_or_else(|| ctx.engine(Kind::Code));
         let policy = &ctx.policy;
-        if !backend.capabilities().attach_before_start {
+        if !backend.capabilities().pools() {
             return Err(PoolError::NoAttach(backend.name()));
         }
         let mut templates = BTreeMap::new();

@@ -200,9 +200,12 @@ impl HandOff {
     }
 }
 
-/// Writes `script` to a member's stdin and closes it, then reads the
-/// member's output into `out` and `err` until the end line has come on both
-/// streams, or until the member's output ends without it.
+/// Writes `script` to a member's stdin, framed by its length, then reads
+/// the member's output into `out` and `err` until the end line has come on
+/// both streams, or until the member's output ends without it. Its stdin
+/// is left open: an engine may end the attach as soon as the attached
+/// stdin ends (the Engine API does, for a container without stdin-once),
+/// before the output has come.
 async fn hand_off(
     session: &mut StdioSession,
     script: &str,
@@ -211,8 +214,8 @@ async fn hand_off(
     err: &mut CappedOutput,
 ) -> Result<HandOff, EngineError> {
     let delivered = async {
-        session.stdin.write_all(script.as_bytes()).await?;
-        session.stdin.shutdown().await
+        session.stdin.write_all(launch::framed(script).as_bytes()).await?;
+        session.stdin.flush().await
     };
     if delivered.await.is_err() {
         return Ok(HandOff::NotDelivered);

@@ -498,6 +498,7 @@ impl Engine for OciRuntime {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             attach_before_start: true,
+            attach_replays: false,
             interactive_exec: false,
             tty: false,
             pause: false,
