@@ -39,7 +39,7 @@ readonly HUB=$PREFIX-hub
 readonly SUBNET=192.168.177
 readonly RUN=/run/$PREFIX
 readonly DATA=/var/lib/$PREFIX
-readonly IMAGES=(busybox:1.35 python:3.11-slim)
+readonly IMAGES=(busybox:1.35 python:3.11-slim berth/base:1)
 
 log() { echo "swarm-rig: $*" >&2; }
 die() { echo "swarm-rig: ERROR: $*" >&2; exit 1; }

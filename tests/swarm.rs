@@ -250,16 +250,87 @@ fn an_agent_on_the_swarm_is_reached_on_its_nodes_address_and_answers_exec_logs_a
     let one = followed.find("one").expect("the first line followed");
     assert!(followed[one..].contains("two") && followed.contains("succeeded"), "{followed}");
 
-    // Sandboxes need to attach before the start, which a service cannot.
-    let (refused, status) = berth.post_json("/v1/sandboxes", &serde_json::json!({}));
-    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("sandboxes_unsupported")), "{refused}");
-    assert!(refused["error"]["message"].as_str().unwrap_or_default().contains("attach"), "{refused}");
-
     removed.remove();
     drop(berth);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let agent = format!("{}=web", labels::OBJECT);
     assert_eq!(runtime.block_on(leftovers_labelled_within(&agent, Duration::from_secs(5))), Vec::<String>::new());
+}
+
+/// A workspace sandbox on the swarm, over HTTP under `berth serve` in the
+/// hub: its task waits for berth's helper, which berth attaches to and
+/// then copies in; commands, files and background processes go through
+/// it; its home is a bounded tmpfs its user owns and may run files from;
+/// the view names its node; a kill leaves nothing on any node (its home's
+/// volume included).
+#[test]
+fn a_sandbox_runs_on_a_node_through_its_helper_and_leaves_nothing_when_killed() {
+    assert!(std::env::var_os("BERTH_SANDBOX_HELPER").is_some(), "the tier needs BERTH_SANDBOX_HELPER");
+    let berth = Served::start();
+    let (made, status) = berth.post_json("/v1/sandboxes", &serde_json::json!({"timeout_seconds": 120}));
+    assert_eq!((status, made["state"].as_str()), (201, Some("running")), "{made}");
+    let id = made["sandbox_id"].as_str().unwrap().to_owned();
+    let node = made["node"].as_str().expect("the sandbox's node").to_owned();
+    assert!(NODES.contains(&node.as_str()), "{made}");
+    let object = format!("{}={id}", labels::OBJECT);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    assert_eq!(runtime.block_on(containers_labelled(&node, &object)).len(), 1, "its container is on {node}");
+
+    let script = "echo hi; id -u; grep NoNewPrivs /proc/self/status; grep ' /home/user ' /proc/mounts; exit 4";
+    let (ran, status) = berth.post_json(&format!("/v1/sandboxes/{id}/commands"), &serde_json::json!({"cmd": script}));
+    assert_eq!((status, ran["exit_code"].as_i64()), (200, Some(4)), "{ran}");
+    let out = ran["stdout"].as_str().unwrap();
+    assert!(
+        out.starts_with(
+            "hi
+1000
+NoNewPrivs:	1
+"
+        ),
+        "{ran}"
+    );
+    assert!(out.contains("size=524288k") && out.contains("uid=1000") && !out.contains("noexec"), "{ran}");
+
+    let file = berth.url(&format!("/v1/sandboxes/{id}/files?path=/home/user/run.sh"));
+    let (put, status) = hub_curl(&["-X", "PUT", "--data-binary", "echo ran from home", &file]);
+    assert!((200..300).contains(&status), "{status} {put}");
+    let (back, status) = hub_curl(&[&file]);
+    assert_eq!((status, back.as_str()), (200, "echo ran from home"));
+    let (ran, status) = berth
+        .post_json(&format!("/v1/sandboxes/{id}/commands"), &serde_json::json!({"cmd": "chmod +x run.sh && ./run.sh"}));
+    assert_eq!(
+        (status, ran["stdout"].as_str()),
+        (
+            200,
+            Some(
+                "ran from home
+"
+            )
+        ),
+        "{ran}"
+    );
+
+    let (started, status) = berth.post_json(
+        &format!("/v1/sandboxes/{id}/commands"),
+        &serde_json::json!({"cmd": "echo one; sleep 0.3; echo two", "background": true}),
+    );
+    assert_eq!(status, 202, "{started}");
+    let pid = started["pid"].as_u64().unwrap();
+    let (output, status) = hub_curl(&["-m", "30", &berth.url(&format!("/v1/sandboxes/{id}/processes/{pid}/output"))]);
+    assert_eq!(status, 200, "{output}");
+    let events: Vec<serde_json::Value> = output.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let text: String = events.iter().filter(|e| e["event"] == "log").filter_map(|e| e["data"].as_str()).collect();
+    assert_eq!(text, "one\ntwo\n", "{output}");
+
+    // A paused task would still be running to the manager.
+    let (refused, status) = berth.post_json(&format!("/v1/sandboxes/{id}/pause"), &serde_json::json!({}));
+    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("cannot_pause")), "{refused}");
+
+    let (killed, status) = hub_curl(&["-X", "DELETE", &berth.url(&format!("/v1/sandboxes/{id}"))]);
+    assert_eq!(status, 200, "{killed}");
+    assert!(killed.contains("\"killed\""), "{killed}");
+    drop(berth);
+    assert_eq!(runtime.block_on(leftovers_labelled_within(&object, Duration::from_secs(10))), Vec::<String>::new());
 }
 
 /// A session on the swarm, over HTTP under `berth serve` in the hub: its

@@ -71,7 +71,7 @@ pub async fn leftovers_labelled_within(label: &str, within: Duration) -> Vec<Str
 }
 
 /// What is labelled `label` now: services and networks on the manager,
-/// containers on every node.
+/// containers and volumes on every node.
 pub async fn leftovers_labelled(label: &str) -> Vec<String> {
     let manager = node_docker("bsw-n1");
     let mut left = Vec::new();
@@ -83,6 +83,8 @@ pub async fn leftovers_labelled(label: &str) -> Vec<String> {
     }
     for node in NODES {
         left.extend(containers_labelled(node, label).await.into_iter().map(|c| format!("container {c} on {node}")));
+        let volumes = node_docker(node).list_volumes(&Filters::new().label(label)).await.unwrap().volumes;
+        left.extend(volumes.into_iter().map(|v| format!("volume {} on {node}", v.name)));
     }
     left
 }

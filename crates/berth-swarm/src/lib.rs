@@ -39,7 +39,7 @@ use berth_core::engine::{
     StdioSession, TtySize, UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
 };
 use berth_core::model::handle::Placement;
-use berth_core::spec::{ContainerId, ContainerSpec};
+use berth_core::spec::{labels, ContainerId, ContainerSpec};
 use berth_docker::{engine_err, DockerBackend};
 use engine_api::{Docker, Filters};
 
@@ -64,6 +64,9 @@ const MANAGER_BACK_WITHIN: Duration = Duration::from_secs(30);
 /// its service is scaled to zero (the node's agent acts on the manager's
 /// word within a moment).
 const STOPPED_WITHIN: Duration = Duration::from_secs(15);
+/// A volume no container uses is left alone this long after it was made:
+/// a task's node makes its volumes a moment before its container.
+const VOLUME_SETTLES: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// How long a call to a node's engine may wait for its answer: a node cut
 /// off answers nothing, and a run on it must still end within seconds of
@@ -297,6 +300,29 @@ impl SwarmBackend {
     }
 
     /// Removes service `id`, a service already gone counting as removed.
+    /// Removes `volumes` from `node` (what is left, its sweep removes).
+    async fn remove_volumes(&self, node: &str, volumes: &[String]) {
+        let Ok(engine) = self.node(node) else { return };
+        for volume in volumes {
+            match engine.client().remove_volume(volume, false).await {
+                Ok(()) | Err(engine_api::Error::NotFound { .. }) => {}
+                Err(e) => tracing::info!(%node, %volume, %e, "a task's volume stays for the sweep"),
+            }
+        }
+    }
+
+    /// `session`, its exit raced with the loss of `node`.
+    fn ends_when_lost(&self, mut session: StdioSession, node: String) -> StdioSession {
+        let (exit, book) = (session.exit, self.book.clone());
+        session.exit = Box::pin(async move {
+            tokio::select! {
+                exit = exit => exit,
+                lost = book.until_lost(&node) => Err(lost),
+            }
+        });
+        session
+    }
+
     async fn remove_service(&self, id: &str) -> Result<(), EngineError> {
         match patiently(|| self.manager.remove_service(id)).await {
             Ok(()) | Err(engine_api::Error::NotFound { .. }) => Ok(()),
@@ -484,15 +510,8 @@ impl Engine for SwarmBackend {
     /// its node is watched (a member on a lost node ends as lost).
     async fn start_attached(&self, h: &Handle) -> Result<StdioSession, EngineError> {
         let p = self.placed(h).await?;
-        let mut session = self.node(&p.node)?.attach_replaying(&Handle::local(p.container)).await?;
-        let (exit, book) = (session.exit, self.book.clone());
-        session.exit = Box::pin(async move {
-            tokio::select! {
-                exit = exit => exit,
-                lost = book.until_lost(&p.node) => Err(lost),
-            }
-        });
-        Ok(session)
+        let session = self.node(&p.node)?.attach_replaying(&Handle::local(p.container)).await?;
+        Ok(self.ends_when_lost(session, p.node))
     }
 
     async fn stop(&self, h: &Handle, grace: Duration) -> Result<(), EngineError> {
@@ -529,10 +548,11 @@ impl Engine for SwarmBackend {
     /// The container goes from its node first (at once, where the manager
     /// would give it a grace period), then the service.
     async fn remove(&self, h: &Handle, force: bool) -> Result<(), EngineError> {
-        match self.on_node(h).await {
-            Ok((node, c)) => match node.remove(&c, force).await {
-                Ok(()) => {}
-                Err(e) if e.is_not_found() => {}
+        let mut placed_on = None;
+        match self.placed(h).await {
+            Ok(p) => match self.node(&p.node)?.remove(&Handle::local(p.container), force).await {
+                Ok(()) => placed_on = Some(p.node),
+                Err(e) if e.is_not_found() => placed_on = Some(p.node),
                 // A node cut off: its agent removes the container of a
                 // removed service when it is back with the manager.
                 Err(e) if e.kind() == EngineErrorKind::Unavailable => {
@@ -545,8 +565,8 @@ impl Engine for SwarmBackend {
             // removes what there is.
             Err(e) => tracing::debug!(%h, %e, "the task's container was not removed on its node"),
         }
-        let name = match patiently(|| self.manager.inspect_service(&h.id.0)).await {
-            Ok(s) => Some(s.spec.name),
+        let found = match patiently(|| self.manager.inspect_service(&h.id.0)).await {
+            Ok(s) => Some(s.spec),
             Err(engine_api::Error::NotFound { .. }) => {
                 // No such service: the handle may be a container left on its
                 // node by a service gone ([`Engine::list`] lists those).
@@ -559,10 +579,43 @@ impl Engine for SwarmBackend {
         };
         self.remove_service(&h.id.0).await?;
         self.placed.lock().unwrap_or_else(|p| p.into_inner()).remove(&h.id.0);
-        if let Some(name) = name {
-            self.remove_sealed_network(&name).await;
+        if let Some(spec) = found {
+            self.remove_sealed_network(&spec.name).await;
+            if let Some(node) = placed_on {
+                self.remove_volumes(&node, &service::volumes_of(&spec)).await;
+            }
         }
         Ok(())
+    }
+
+    /// Removes the volumes on every node that berth made and no container
+    /// uses any more (a task's writable spaces whose node was cut off when
+    /// it was removed, or whose berth died), once they are older than a
+    /// task needs to come from its volumes to its container.
+    async fn sweep_leftovers(&self) -> Result<usize, EngineError> {
+        let filters = Filters::new().label(format!("{}=true", labels::MANAGED)).add("dangling", "true");
+        let mut removed = 0;
+        for (name, node) in &self.nodes {
+            let found = match node.client().list_volumes(&filters).await {
+                Ok(found) => found.volumes,
+                Err(e) => {
+                    tracing::debug!(node = %name, %e, "the node's volumes were not listed");
+                    continue;
+                }
+            };
+            let now = chrono::Utc::now();
+            for volume in found {
+                let made = volume.created_at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                if made.is_some_and(|t| now.signed_duration_since(t) < VOLUME_SETTLES) {
+                    continue;
+                }
+                match node.client().remove_volume(&volume.name, false).await {
+                    Ok(()) => removed += 1,
+                    Err(e) => tracing::debug!(node = %name, volume = %volume.name, %e, "a volume left behind stays"),
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// The task's container as its node has it, with the node it is on.
@@ -737,9 +790,12 @@ impl WorkloadIo for SwarmBackend {
         node.resize(&c, process, size).await
     }
 
+    /// Attached on the task's node, the session ending as lost when its
+    /// node is (a cut-off node's stream would never end).
     async fn attach(&self, h: &Handle) -> Result<StdioSession, EngineError> {
-        let (node, c) = self.on_node(h).await?;
-        node.attach(&c).await
+        let p = self.placed(h).await?;
+        let session = self.node(&p.node)?.attach(&Handle::local(p.container)).await?;
+        Ok(self.ends_when_lost(session, p.node))
     }
 
     async fn put_files(&self, h: &Handle, dir: &str, tar: ByteStream) -> Result<(), EngineError> {

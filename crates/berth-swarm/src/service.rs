@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use berth_core::engine::state::ANNOTATION_PREFIX;
-use berth_core::spec::{ContainerSpec, Kind, Network, Stdin};
+use berth_core::spec::{ContainerSpec, Kind, Logs, Network, Stdin};
 use engine_api::models::{
-    EndpointSpec, Limit, NetworkAttachment, NetworkConfig, PortConfig, Replicated, Resources, ServiceMode, ServiceSpec,
-    TaskContainerSpec, TaskMount, TaskPlacement, TaskRestartPolicy, TaskSpec, TmpfsOptions,
+    Driver, EndpointSpec, Limit, NetworkAttachment, NetworkConfig, PortConfig, Replicated, Resources, ServiceMode,
+    ServiceSpec, TaskContainerSpec, TaskMount, TaskPlacement, TaskRestartPolicy, TaskSpec, TmpfsOptions, VolumeOptions,
 };
 
 /// What a spec asks that a service cannot be made of.
@@ -122,21 +122,14 @@ pub fn service_spec(spec: &ContainerSpec, roots: &[PathBuf]) -> Result<ServiceSp
         memory_bytes: Some(spec.limits.memory.bytes() as i64),
         pids: Some(i64::from(spec.limits.pids)),
     };
-    let tmpfs = spec.tmpfs.iter().map(|(path, size)| TaskMount {
-        kind: "tmpfs".into(),
-        source: None,
-        target: path.clone(),
-        read_only: None,
-        tmpfs_options: Some(TmpfsOptions { size_bytes: Some(size.bytes() as i64), mode: Some(0o1777) }),
-    });
     let binds = spec.binds.iter().map(|b| TaskMount {
         kind: "bind".into(),
         source: Some(b.host.clone()),
         target: b.container.clone(),
         read_only: Some(b.read_only),
-        tmpfs_options: None,
+        ..TaskMount::default()
     });
-    let mounts = tmpfs.chain(binds).collect();
+    let mounts = tmpfs_mounts(spec).into_iter().chain(binds).collect();
     let container = TaskContainerSpec {
         image: spec.image.clone(),
         labels: labels.clone(),
@@ -167,10 +160,76 @@ pub fn service_spec(spec: &ContainerSpec, roots: &[PathBuf]) -> Result<ServiceSp
             placement: (!constraints.is_empty()).then_some(TaskPlacement { constraints }),
             networks: vec![network],
             force_update: 0,
+            // A sandbox's stdio carries its helper's frames, kept nowhere.
+            log_driver: match spec.logs {
+                Logs::Kept => None,
+                Logs::Discarded => Some(Driver { name: "none".into(), options: BTreeMap::new() }),
+            },
         },
         mode: ServiceMode { replicated: Some(Replicated { replicas: 1 }) },
         endpoint_spec: endpoint(spec),
     })
+}
+
+/// The writable spaces of `spec`'s task. A tmpfs mount of a service takes
+/// no owner and no `exec` on 1.41 (nor its mode, which the node drops), so
+/// a space with an owner (a sandbox's home, where its user writes and runs
+/// what it wrote) is a volume of the node's local driver over a tmpfs,
+/// named for the service ([`volume_name`]) and labelled as it is: a named
+/// volume, since the node makes an unnamed one twice and removes one. The
+/// backend removes it with the task, and its sweep any left behind.
+pub fn tmpfs_mounts(spec: &ContainerSpec) -> Vec<TaskMount> {
+    spec.tmpfs
+        .iter()
+        .enumerate()
+        .map(|(i, (path, size))| match spec.tmpfs_owner {
+            None => TaskMount {
+                kind: "tmpfs".into(),
+                target: path.clone(),
+                tmpfs_options: Some(TmpfsOptions { size_bytes: Some(size.bytes() as i64), mode: Some(0o1777) }),
+                ..TaskMount::default()
+            },
+            Some((uid, gid)) => TaskMount {
+                kind: "volume".into(),
+                source: Some(volume_name(&spec.name, i)),
+                target: path.clone(),
+                read_only: Some(false),
+                volume_options: Some(VolumeOptions {
+                    no_copy: true,
+                    labels: spec.labels.clone(),
+                    driver_config: Some(Driver {
+                        name: "local".into(),
+                        options: BTreeMap::from([
+                            ("type".into(), "tmpfs".into()),
+                            ("device".into(), "tmpfs".into()),
+                            (
+                                "o".into(),
+                                format!("size={},uid={uid},gid={gid},mode=0755,exec,nosuid,nodev", size.bytes()),
+                            ),
+                        ]),
+                    }),
+                }),
+                ..TaskMount::default()
+            },
+        })
+        .collect()
+}
+
+/// The name of the `index`th writable space of service `service` when it
+/// is a volume ([`tmpfs_mounts`]).
+pub fn volume_name(service: &str, index: usize) -> String {
+    format!("{service}-space-{index}")
+}
+
+/// The volumes a service's task mounts, by name.
+pub fn volumes_of(spec: &ServiceSpec) -> Vec<String> {
+    spec.task_template
+        .container_spec
+        .mounts
+        .iter()
+        .filter(|m| m.kind == "volume")
+        .filter_map(|m| m.source.clone())
+        .collect()
 }
 
 /// When the manager makes a service's task again: an agent's when its
@@ -232,6 +291,41 @@ mod tests {
         spec.labels.insert("io.berth.object".into(), "run_1".into());
         spec.annotations.insert("expires-at".into(), "2026-12-02T00:00:00Z".into());
         spec
+    }
+
+    fn sandbox_spec() -> ContainerSpec {
+        let mut req = ContainerRequest::new(Kind::Sandbox, "berth-sandbox-1", "berth/base:1");
+        req.user = Some("1000:1000".into());
+        req.tmpfs = BTreeMap::from([("/home/user".to_owned(), berth_core::model::units::ByteSize::mib(512))]);
+        let mut spec = Policy::default().admit(req).unwrap();
+        spec.labels.insert("io.berth.object".into(), "sbx1".into());
+        spec
+    }
+
+    #[test]
+    fn a_sandboxs_home_is_a_named_tmpfs_volume_its_user_owns_and_its_output_is_kept_nowhere() {
+        let spec = sandbox_spec();
+        assert!(spec.tmpfs_owner.is_some() && spec.logs == Logs::Discarded);
+        let service = service_spec(&spec, &[]).unwrap();
+        let mounts = &service.task_template.container_spec.mounts;
+        assert_eq!(mounts.len(), 1, "{mounts:?}");
+        let home = &mounts[0];
+        assert_eq!((home.kind.as_str(), home.source.as_deref()), ("volume", Some("berth-sandbox-1-space-0")));
+        let options = home.volume_options.as_ref().unwrap();
+        assert_eq!(options.labels.get("io.berth.object").map(String::as_str), Some("sbx1"));
+        let driver = options.driver_config.as_ref().unwrap();
+        assert_eq!((driver.name.as_str(), driver.options["type"].as_str()), ("local", "tmpfs"));
+        assert_eq!(driver.options["o"], format!("size={},uid=1000,gid=1000,mode=0755,exec,nosuid,nodev", 512 << 20));
+        assert_eq!(volumes_of(&service), ["berth-sandbox-1-space-0"]);
+        assert_eq!(service.task_template.log_driver.as_ref().map(|d| d.name.as_str()), Some("none"));
+    }
+
+    #[test]
+    fn a_runs_tmp_is_a_tmpfs_mount_and_its_output_is_kept() {
+        let service = service_spec(&code_spec(), &[]).unwrap();
+        let mounts = &service.task_template.container_spec.mounts;
+        assert!(mounts.iter().all(|m| m.kind == "tmpfs" && m.volume_options.is_none()), "{mounts:?}");
+        assert!(volumes_of(&service).is_empty() && service.task_template.log_driver.is_none());
     }
 
     #[test]

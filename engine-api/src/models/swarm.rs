@@ -55,6 +55,18 @@ pub struct TaskSpec {
     /// of the spec changed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub force_update: u64,
+    /// The log driver of the task's container; the node's default without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_driver: Option<Driver>,
+}
+
+/// A driver by name with its options: a task's log driver, a volume's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Driver {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::null_default")]
+    pub options: BTreeMap<String, String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -119,6 +131,21 @@ pub struct TaskMount {
     pub read_only: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmpfs_options: Option<TmpfsOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_options: Option<VolumeOptions>,
+}
+
+/// How the node makes a volume mount's volume when it has none of its name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeOptions {
+    /// Whether the image's files at the target are left out of a new volume.
+    #[serde(default)]
+    pub no_copy: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "lenient::null_default")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_config: Option<Driver>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -112,6 +112,9 @@ pub struct SandboxView {
     pub path: String,
     pub metadata: BTreeMap<String, String>,
     pub container_name: String,
+    /// The node it runs on, on a backend of several nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub memory_bytes: u64,
     pub cpu_cores: f64,
     /// The size of its writable space (its home).
@@ -131,6 +134,7 @@ impl From<SandboxRecord> for SandboxView {
             ended: r.ended.map(|e| e.as_str().into()),
             path: r.path.as_str().into(),
             metadata: r.metadata,
+            node: r.placement.node().map(str::to_owned),
             container_name: r.container_name,
             memory_bytes: r.memory_bytes,
             cpu_cores: r.cpu_nanos as f64 / 1e9,

@@ -100,6 +100,15 @@ impl Capabilities {
     pub fn pools(&self) -> bool {
         self.attach_before_start || self.attach_replays
     }
+
+    /// Whether a sandbox's helper can be reached from its first word: by
+    /// attaching before the start, or, on an engine that starts workloads
+    /// as it places them, by attaching to the running workload before the
+    /// helper is copied in (its first process waits for it, see
+    /// [`crate::sandboxes`]).
+    pub fn sandboxes(&self) -> bool {
+        self.attach_before_start || self.attach_replays
+    }
 }
 
 /// What an image runs when a workload does not say: its entrypoint, and

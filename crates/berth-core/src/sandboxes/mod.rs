@@ -7,7 +7,12 @@
 //! it is copied into the made container as a tar archive before the
 //! container starts, and it is the container's first process. berth
 //! attaches to its stdio before starting it, so nothing it says is lost
-//! and no network or engine exec is needed afterwards.
+//! and no network or engine exec is needed afterwards. An engine that
+//! starts a workload as it places it (the swarm) cannot wait for that:
+//! there the container's first process is a shell that waits for the
+//! helper's archive to be complete and then becomes the helper, and berth
+//! attaches before it copies the archive in, so again nothing is lost
+//! (such a sandbox's image needs `sh`).
 
 pub mod link;
 pub mod spares;
@@ -38,6 +43,13 @@ pub use berth_sandbox_wire::{Entry, EntryType, Process, PtySize, Spawn, StreamNa
 pub const RECORD_KIND: &str = "sandbox";
 /// Where the helper lives in every sandbox.
 pub const HELPER_PATH: &str = "/.berth/sandboxd";
+/// The file the helper's archive ends with: once it is there, the helper
+/// before it is complete.
+pub const HELPER_COPIED: &str = "/.berth/copied";
+/// The first process of a sandbox on an engine that starts it as placed:
+/// it waits for the helper's archive (bounded by the hello's wait, after
+/// which the sandbox is removed) and becomes the helper.
+const AWAIT_HELPER: &str = "until [ -e /.berth/copied ]; do sleep 0.05; done; exec /.berth/sandboxd";
 /// How long a new sandbox's helper has to say hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(15);
 
@@ -119,7 +131,7 @@ pub enum SandboxError {
     TooManyWatchers(usize),
     #[error("sandboxes need berth's helper binary (the setting sandbox_helper, BERTH_SANDBOX_HELPER)")]
     NoHelper,
-    #[error("the {0} backend cannot run sandboxes (it cannot attach to a workload before starting it)")]
+    #[error("the {0} backend cannot run sandboxes (it cannot attach to a workload before its helper speaks)")]
     Unsupported(&'static str),
     #[error("{message}")]
     Helper { kind: HelperErrorKind, message: String },
@@ -243,7 +255,7 @@ impl Sandboxes {
     /// network, hands it that spare.
     pub async fn create(&self, req: SandboxRequest) -> Result<SandboxRecord, SandboxError> {
         let template = self.template(&req.template)?;
-        if !self.backend.capabilities().attach_before_start {
+        if !self.backend.capabilities().sandboxes() {
             return Err(SandboxError::Unsupported(self.backend.name()));
         }
         let helper = self.config.helper.clone().ok_or(SandboxError::NoHelper)?;
@@ -347,7 +359,11 @@ impl Sandboxes {
         network: NetworkRequest,
     ) -> Result<crate::spec::ContainerSpec, SandboxError> {
         let mut creq = ContainerRequest::new(Kind::Sandbox, name, template.image.clone());
-        creq.cmd = Some(vec![HELPER_PATH.to_owned()]);
+        creq.cmd = Some(if self.backend.capabilities().attach_before_start {
+            vec![HELPER_PATH.to_owned()]
+        } else {
+            vec!["/bin/sh".to_owned(), "-c".to_owned(), AWAIT_HELPER.to_owned()]
+        });
         creq.env = template.env.clone();
         creq.env.extend(env.clone());
         creq.env.insert("HOME".into(), template.home.clone());
@@ -398,7 +414,9 @@ impl Sandboxes {
 
     /// Makes `spec`'s container (`made` learns its handle before anything
     /// else happens), copies the helper in, starts it attached and waits
-    /// for its hello.
+    /// for its hello; on an engine that started the container as it made
+    /// it, attaches to it first and then copies the helper in, which its
+    /// first process waits for.
     async fn launch(
         &self,
         spec: &crate::spec::ContainerSpec,
@@ -410,8 +428,15 @@ impl Sandboxes {
         made(&h)?;
         let tar = helper_archive(helper).map_err(|e| SandboxError::Invalid(format!("the helper archive: {e}")))?;
         let io = self.backend.io(&h)?;
-        io.put_files(&h, "/", futures_util::stream::once(async move { Ok(bytes::Bytes::from(tar)) }).boxed()).await?;
-        let session = self.backend.start_attached(&h).await?;
+        let archive = futures_util::stream::once(async move { Ok(bytes::Bytes::from(tar)) }).boxed();
+        let session = if self.backend.capabilities().attach_before_start {
+            io.put_files(&h, "/", archive).await?;
+            self.backend.start_attached(&h).await?
+        } else {
+            let session = io.attach(&h).await?;
+            io.put_files(&h, "/", archive).await?;
+            session
+        };
         let link = Link::start(session);
         hello(&link).await?;
         Ok(link)
@@ -1037,5 +1062,26 @@ fn helper_archive(helper: &[u8]) -> std::io::Result<Vec<u8>> {
     file.set_size(helper.len() as u64);
     file.set_mtime(0);
     tar.append_data(&mut file, ".berth/sandboxd", helper)?;
+    let mut copied = tar::Header::new_gnu();
+    copied.set_mode(0o644);
+    copied.set_size(0);
+    copied.set_mtime(0);
+    tar.append_data(&mut copied, HELPER_COPIED.trim_start_matches('/'), std::io::empty())?;
     tar.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_helpers_archive_ends_with_the_file_its_waiting_first_process_looks_for() {
+        let archive = helper_archive(b"\x7fELF helper").unwrap();
+        let mut tar = tar::Archive::new(&archive[..]);
+        let paths: Vec<String> =
+            tar.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(paths, [".berth/", ".berth/sandboxd", ".berth/copied"]);
+        assert!(AWAIT_HELPER.contains(&format!("-e {HELPER_COPIED} ")), "{AWAIT_HELPER}");
+        assert!(AWAIT_HELPER.ends_with(&format!("exec {HELPER_PATH}")), "{AWAIT_HELPER}");
+    }
 }
