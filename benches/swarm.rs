@@ -30,20 +30,12 @@ use berth_swarm::{NodeEngine, SwarmBackend};
 use engine_api::{Docker, Filters};
 use futures_util::StreamExt;
 
-const NODES: [&str; 3] = ["bsw-n1", "bsw-n2", "bsw-n3"];
-
 use test_support::bench::{pct, quick};
 
-fn node_docker(name: &str) -> Docker {
-    let socket = format!("unix:///run/bsw/{}.sock", name.trim_start_matches("bsw-"));
-    Docker::new(engine_api::transport::SocketTransport::new(engine_api::host::Endpoint::parse(&socket).unwrap()))
-}
+#[path = "../tests/swarm/rig.rs"]
+mod rig;
 
-fn rig_up() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/swarm-rig.sh");
-    let out = std::process::Command::new("bash").args([script, "up", "3"]).output().unwrap();
-    assert!(out.status.success(), "the rig: {}", String::from_utf8_lossy(&out.stderr));
-}
+use self::rig::{node_docker, NODES};
 
 /// A tool run of `echo hi` on the bridge (`sealed: false`) or a code run on
 /// its own overlay (`sealed: true`).
@@ -116,7 +108,7 @@ async fn bare(manager: &Docker, sealed: bool, ending: Ending, n: usize) {
 }
 
 fn main() {
-    rig_up();
+    rig::rig();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("berth.db")).unwrap());

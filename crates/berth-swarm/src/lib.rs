@@ -18,6 +18,7 @@
 //! backend it reuses for each node, and berth's backend seam; nothing of
 //! runs, agents or HTTP.
 
+pub mod leftovers;
 pub mod nodes;
 pub mod placement;
 pub mod service;
@@ -64,9 +65,6 @@ const MANAGER_BACK_WITHIN: Duration = Duration::from_secs(30);
 /// its service is scaled to zero (the node's agent acts on the manager's
 /// word within a moment).
 const STOPPED_WITHIN: Duration = Duration::from_secs(15);
-/// A volume no container uses is left alone this long after it was made:
-/// a task's node makes its volumes a moment before its container.
-const VOLUME_SETTLES: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// How long a call to a node's engine may wait for its answer: a node cut
 /// off answers nothing, and a run on it must still end within seconds of
@@ -338,7 +336,7 @@ impl SwarmBackend {
             match self.manager.remove_network(name).await {
                 Ok(()) | Err(engine_api::Error::NotFound { .. }) => return,
                 Err(e) if Instant::now() >= deadline => {
-                    // The reaper takes it by its labels.
+                    // The sweep takes it by its labels once its service is gone.
                     tracing::warn!(%name, %e, "a sealed run's network was not removed");
                     return;
                 }
@@ -588,30 +586,36 @@ impl Engine for SwarmBackend {
         Ok(())
     }
 
-    /// Removes the volumes on every node that berth made and no container
-    /// uses any more (a task's writable spaces whose node was cut off when
-    /// it was removed, or whose berth died), once they are older than a
-    /// task needs to come from its volumes to its container.
+    /// Removes what berth made beside its services that nothing uses any
+    /// more ([`leftovers`]): the volumes on every node that no container
+    /// uses (a task's writable spaces whose node was cut off when it was
+    /// removed), and a run's own network on the manager whose service is
+    /// gone (removed by someone else, or while the manager did not answer).
     async fn sweep_leftovers(&self) -> Result<usize, EngineError> {
-        let filters = Filters::new().label(format!("{}=true", labels::MANAGED)).add("dangling", "true");
+        let managed = Filters::new().label(format!("{}=true", labels::MANAGED));
+        let networks = self.manager.list_networks(&managed).await.map_err(engine_err)?;
+        let services: BTreeSet<String> =
+            self.manager.list_services(&managed).await.map_err(engine_err)?.into_iter().map(|s| s.spec.name).collect();
         let mut removed = 0;
+        for id in leftovers::networks(&networks, &services, chrono::Utc::now()) {
+            match self.manager.remove_network(&id).await {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::debug!(network = %id, %e, "a run's network left behind stays"),
+            }
+        }
+        let dangling = managed.add("dangling", "true");
         for (name, node) in &self.nodes {
-            let found = match node.client().list_volumes(&filters).await {
+            let found = match node.client().list_volumes(&dangling).await {
                 Ok(found) => found.volumes,
                 Err(e) => {
                     tracing::debug!(node = %name, %e, "the node's volumes were not listed");
                     continue;
                 }
             };
-            let now = chrono::Utc::now();
-            for volume in found {
-                let made = volume.created_at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-                if made.is_some_and(|t| now.signed_duration_since(t) < VOLUME_SETTLES) {
-                    continue;
-                }
-                match node.client().remove_volume(&volume.name, false).await {
+            for volume in leftovers::volumes(&found, chrono::Utc::now()) {
+                match node.client().remove_volume(&volume, false).await {
                     Ok(()) => removed += 1,
-                    Err(e) => tracing::debug!(node = %name, volume = %volume.name, %e, "a volume left behind stays"),
+                    Err(e) => tracing::debug!(node = %name, %volume, %e, "a volume left behind stays"),
                 }
             }
         }
