@@ -71,6 +71,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
     log "packages present"
 fi
+# promtool, which checks berth's metrics exposition, ships in Debian's prometheus
+# package: only the tool is wanted (no Recommends; on a systemd host its server is
+# stopped and disabled again).
+if ! command -v promtool >/dev/null; then
+    log "installing prometheus (for promtool)"
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null || die "apt-get install prometheus failed"
+    if command -v systemctl >/dev/null && systemctl is-active -q prometheus 2>/dev/null; then
+        systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+fi
 
 # On a systemd host the docker-registry package starts a registry on *:5000
 # (all interfaces). We run our own on loopback instead, so keep that one off.

@@ -330,3 +330,77 @@ fn a_graceful_shutdown_finishes_the_request_in_flight_before_exiting() {
     assert!(answer.contains(r#""stdout":"done\n""#), "{answer}");
     assert!(child.wait().unwrap().success(), "a clean exit after the request was answered");
 }
+
+/// The value of the one sample of `text` named with exactly these labels.
+fn sample(text: &str, series: &str) -> f64 {
+    let line = text.lines().find(|l| l.strip_prefix(series).is_some_and(|rest| rest.starts_with(' ')));
+    let line = line.unwrap_or_else(|| panic!("no sample {series} in:\n{text}"));
+    line[series.len()..].trim().parse().unwrap()
+}
+
+/// Four runs of known ends, then a scrape: each run counted once when it
+/// started and once by how it ended (kind, path, backend, runtime, status),
+/// each of its phases observed once, the engine's calls counted by
+/// operation, the requests by route template and status, the gauges as a
+/// refresh found them; and `promtool check metrics` accepts the whole.
+#[tokio::test]
+async fn a_scrape_after_known_runs_counts_each_by_how_it_ended_and_promtool_accepts_it() {
+    let s = state(&[]);
+    let mut ids = Vec::new();
+    for (code, timeout) in [("true", 30), ("true", 30), ("exit 3", 30), ("sleep 30", 1)] {
+        let body = json!({"language": "sh", "code": code, "timeout_seconds": timeout});
+        let (status, run, _) = call(&s, "POST", "/v1/runs", None, Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{run}");
+        ids.push(run["id"].as_str().unwrap().to_owned());
+    }
+    let (status, _, _) = call(&s, "GET", "/v1/runs/run_nope", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    s.core.refresh_gauges().await;
+    let scrape = send(&app(s.clone()), "GET", "/v1/metrics", None, None).await;
+    let text = scrape.text;
+
+    let run = r#"kind="code",path="cold",backend="docker",runtime="docker""#;
+    assert_eq!(sample(&text, &format!("berth_runs_started_total{{{run}}}")), 4.0);
+    for (status, n) in [("succeeded", 2.0), ("failed", 1.0), ("timed_out", 1.0)] {
+        assert_eq!(sample(&text, &format!("berth_runs_finished_total{{{run},status=\"{status}\"}}")), n, "{status}");
+    }
+    for phase in ["admission", "start", "execution", "total"] {
+        let series = format!("berth_run_phase_seconds_count{{phase=\"{phase}\",kind=\"code\",path=\"cold\"}}");
+        assert_eq!(sample(&text, &series), 4.0, "{phase}");
+    }
+    // The timed-out run's execution alone took its second.
+    let slow = r#"berth_run_phase_seconds_bucket{le="0.5",phase="execution",kind="code",path="cold"}"#;
+    assert_eq!(sample(&text, slow), 3.0);
+    assert_eq!(sample(&text, r#"berth_engine_calls_total{backend="docker",operation="create",outcome="ok"}"#), 4.0);
+    let posted = r#"berth_http_requests_total{api="native",route="/v1/runs",method="POST",status="201"}"#;
+    assert_eq!(sample(&text, posted), 4.0);
+    let missing = r#"berth_http_requests_total{api="native",route="/v1/runs/{id}",method="GET",status="404"}"#;
+    assert_eq!(sample(&text, missing), 1.0);
+    assert_eq!(sample(&text, "berth_sessions"), 0.0);
+    assert!(text.contains("berth_build_info{version=\""), "{text}");
+    assert!(ids.iter().all(|id| !text.contains(id.as_str())), "no run id is a label:\n{text}");
+
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics by default");
+
+    // The same numbers in the Prometheus text format, which promtool reads.
+    let request =
+        axum::http::Request::get("/v1/metrics").header("accept", "text/plain").body(axum::body::Body::empty()).unwrap();
+    let answer = tower::ServiceExt::oneshot(app(s.clone()), request).await.unwrap();
+    assert_eq!(answer.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let body = http_body_util::BodyExt::collect(answer.into_body()).await.unwrap().to_bytes();
+    let plain = String::from_utf8(body.to_vec()).unwrap();
+    assert!(plain.contains(&format!("# TYPE berth_runs_started_total counter\nberth_runs_started_total{{{run}}} 4\n")));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &plain).unwrap();
+    let checked = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(file.path()).unwrap())
+        .output()
+        .expect("promtool runs (scripts/provision.sh installs it)");
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}\n{plain}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::engine::{Backends, Engine};
+use crate::metrics::Metrics;
 use crate::model::ids::{Clock, IdSource};
 use crate::policy::Policy;
 use crate::spec::Kind;
@@ -18,6 +19,8 @@ pub struct Context {
     pub store: Arc<Store>,
     pub ids: Arc<dyn IdSource>,
     pub clock: Arc<dyn Clock>,
+    /// What the parts count ([`crate::metrics`]).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -29,7 +32,7 @@ impl Context {
         ids: Arc<dyn IdSource>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Context { backends: Backends::shared(engine), policy, store, ids, clock }
+        Context { backends: Backends::shared(engine), policy, store, ids, clock, metrics: Arc::new(Metrics::default()) }
     }
 
     /// The same context with workloads of `kind` sent to `engine`.

@@ -23,6 +23,7 @@ pub mod context;
 pub mod engine;
 pub mod error;
 pub mod lifetime;
+pub mod metrics;
 pub mod model;
 pub mod observe;
 pub mod output;
@@ -44,12 +45,14 @@ use futures_util::StreamExt;
 
 use crate::agents::{AgentDefinition, AgentRecord, Agents, PortRange};
 use crate::context::Context;
+use crate::engine::metered::Metered;
 use crate::engine::Backends;
 use crate::engine::{
     Engine, EngineErrorKind, ExecOutput, ExecRequest, Handle, LogChunk, LogRequest, LogStream, NetworkInfo, Phase,
     Selector, StdioSession, Stream, Usage, WorkloadInfo,
 };
 use crate::lifetime::reaper::Reaper;
+use crate::metrics::Metrics;
 use crate::model::ids::Clock;
 use crate::model::sandbox::{SandboxRecord, SandboxState};
 use crate::observe::{EndingFuture, LogsRead, Target};
@@ -171,12 +174,14 @@ pub struct Background {
     reaping: tokio::task::JoinHandle<()>,
     upkeep: Option<tokio::task::JoinHandle<()>>,
     spares: Option<tokio::task::JoinHandle<()>>,
+    gauges: tokio::task::JoinHandle<()>,
 }
 
 impl Background {
     /// Ends the background tasks.
     pub fn stop(self) {
         self.reaping.abort();
+        self.gauges.abort();
         for task in [self.upkeep, self.spares].into_iter().flatten() {
             task.abort();
         }
@@ -200,6 +205,7 @@ pub struct Core {
     /// The warm pools, when configured (and admitted by the policy).
     pools: Option<Arc<Pools>>,
     runtimes: Vec<RuntimeProbe>,
+    metrics: Arc<Metrics>,
 }
 
 /// Containers sampled at once by [`Core::running_usage`].
@@ -222,6 +228,10 @@ impl Core {
     pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
     pub fn new(ctx: Context, options: Options) -> Self {
+        // Every engine call the core's parts make is counted and timed.
+        let metrics = ctx.metrics.clone();
+        let backends = ctx.backends.clone().map(|engine| Arc::new(Metered::new(engine, metrics.clone())));
+        let ctx = Context { backends, ..ctx };
         let pools = options.pools.clone().and_then(|config| {
             Pools::new(&ctx, config)
                 .inspect_err(|e| tracing::error!(%e, "warm pools refused by policy; every run takes the cold path"))
@@ -238,12 +248,13 @@ impl Core {
         let relics = Relics::new(&ctx);
         let sandboxes = Sandboxes::new(&ctx, options.sandboxes.clone());
         let reaper = Reaper::new(&ctx, ctx.policy.config.max_lifetime);
-        let Context { backends, policy, store, clock, .. } = ctx;
+        let Context { backends, policy, store, clock, metrics, .. } = ctx;
         Core {
             backends,
             store,
             policy,
             clock,
+            metrics,
             runs: Arc::new(runs),
             agents: Arc::new(agents),
             relics: Arc::new(relics),
@@ -257,9 +268,18 @@ impl Core {
     /// Starts the reaper (every `reap_every`) and the warm pools' upkeep
     /// (every `upkeep_every`: members replaced before they expire, demand
     /// pools grown, shrunk and dropped; spare sandboxes made and replaced,
-    /// then also whenever one is taken).
+    /// then also whenever one is taken; the metrics' gauges refreshed).
     pub fn spawn_background(&self, reap_every: Duration, upkeep_every: Duration) -> Background {
+        let (backends, store, metrics) = (self.backends.clone(), self.store.clone(), self.metrics.clone());
+        let gauges = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(upkeep_every);
+            loop {
+                tick.tick().await;
+                metrics.set_gauges(&count_gauges(&backends, &store).await);
+            }
+        });
         Background {
+            gauges,
             reaping: self.reaper.clone().spawn(reap_every),
             upkeep: self.pools.as_ref().map(|p| p.spawn_upkeep(upkeep_every)),
             spares: self.sandboxes.spawn_spares(upkeep_every),
@@ -323,6 +343,17 @@ impl Core {
 
     /// Every warm pool's numbers, the sandbox templates' spares last
     /// (empty when pools are off and no template keeps spares).
+    /// berth's own numbers, for a scraper to encode ([`metrics`]).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Sets the gauges of what exists now ([`count_gauges`]); the
+    /// background does so every upkeep round.
+    pub async fn refresh_gauges(&self) {
+        self.metrics.set_gauges(&count_gauges(&self.backends, &self.store).await);
+    }
+
     pub fn pool_stats(&self) -> Vec<PoolStats> {
         let mut stats = self.pools.as_ref().map(|p| p.stats()).unwrap_or_default();
         stats.extend(self.sandboxes.spare_stats());
@@ -1026,6 +1057,43 @@ async fn node_addresses(engine: &Arc<dyn Engine>) -> BTreeMap<String, String> {
 /// The address of the node agent `record` runs on, among `addresses`.
 fn address_of(record: &AgentRecord, addresses: &BTreeMap<String, String>) -> Option<String> {
     addresses.get(record.placement.node()?).cloned()
+}
+
+/// What exists now: berth's workloads on every engine by kind and state,
+/// open sessions, sandbox records by state, a cluster's nodes by state. An
+/// engine that does not answer is left out of the count.
+async fn count_gauges(backends: &Backends, store: &Store) -> metrics::Gauges {
+    let mut found = metrics::Gauges::default();
+    let mut workloads: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+    let mut nodes: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for engine in backends.distinct() {
+        match engine.list(&Selector::all()).await {
+            Ok(listed) => {
+                for w in listed {
+                    let kind = w.labels.get(labels::KIND).and_then(|k| Kind::from_word(k));
+                    let kind = kind.map_or("other", Kind::as_str).to_owned();
+                    *workloads.entry((engine.name().to_owned(), kind, w.phase.as_str().to_owned())).or_default() += 1;
+                }
+            }
+            Err(e) => tracing::debug!(engine = engine.name(), %e, "workloads not counted"),
+        }
+        if let Some(isolation) = engine.isolation() {
+            let sessions = Selector::all().kind_word(sessions::SESSION_NETWORK);
+            if let Ok(networks) = isolation.list_networks(&sessions).await {
+                found.sessions += networks.len() as i64;
+            }
+        }
+        for node in engine.nodes().await.unwrap_or_default() {
+            *nodes.entry((node.state.as_str().to_owned(), node.availability.as_str().to_owned())).or_default() += 1;
+        }
+    }
+    found.workloads = workloads.into_iter().collect();
+    found.nodes = nodes.into_iter().collect();
+    match store.count_objects_by(sandboxes::RECORD_KIND, "state") {
+        Ok(by_state) => found.sandboxes = by_state,
+        Err(e) => tracing::debug!(%e, "sandboxes not counted"),
+    }
+    found
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ impl Dialect {
 
     /// The dialect's routes over the core.
     pub fn router(self, app: AppState, env: Arc<SeedEnv>) -> Router {
-        let state = DialectState { app, env };
+        let state = DialectState { app: app.clone(), env };
         let router = match self {
             Dialect::Lais => lais::routes(),
             Dialect::Cortex => cortex::routes(),
@@ -77,7 +77,7 @@ impl Dialect {
             Dialect::Spawner => spawner::routes(),
             Dialect::Coderunner => coderunner::routes(),
         };
-        crate::native::layered(router.fallback(not_found).with_state(state))
+        crate::native::layered(router.fallback(not_found).with_state(state), self.name(), &app)
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod agents;
 pub mod error;
+pub mod exposition;
 pub mod follow;
 pub mod observe;
 pub mod ops;
@@ -17,6 +18,7 @@ pub mod relics;
 pub mod runs;
 pub mod sandboxes;
 pub mod sessions;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,11 +51,18 @@ pub struct AppState {
     pub core: Arc<Core>,
     pub tokens: Arc<Tokens>,
     pub keepalive: Duration,
+    /// The requests every front end over this state served.
+    pub traffic: Arc<traffic::Traffic>,
 }
 
 impl AppState {
     pub fn new(core: Arc<Core>, tokens: Tokens) -> Self {
-        AppState { core, tokens: Arc::new(tokens), keepalive: DEFAULT_KEEPALIVE }
+        AppState {
+            core,
+            tokens: Arc::new(tokens),
+            keepalive: DEFAULT_KEEPALIVE,
+            traffic: Arc::new(traffic::Traffic::default()),
+        }
     }
 }
 
@@ -199,9 +208,11 @@ async fn fallback() -> ApiError {
 }
 
 /// Request ids, an access log and the error-shaped 404 around any router.
-pub fn layered(router: Router) -> Router {
+pub fn layered(router: Router, api: &'static str, state: &AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    let traffic = state.traffic.clone();
     router
+        .layer(axum::middleware::from_fn(move |request, next| traffic::count(traffic.clone(), api, request, next)))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
@@ -218,6 +229,6 @@ pub fn app(state: AppState) -> Router {
         .merge(ops::routes())
         .route("/openapi.json", axum::routing::get(openapi))
         .fallback(fallback)
-        .with_state(state);
-    layered(router)
+        .with_state(state.clone());
+    layered(router, "native", &state)
 }

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::{AppState, Query, Tenant};
+use super::{exposition, AppState, Query, Tenant};
 use berth_core::pool::PoolStats;
 
 pub fn routes() -> Router<AppState> {
@@ -216,22 +216,33 @@ impl From<PoolStats> for PoolView {
     }
 }
 
-/// The content type of the OpenMetrics text format.
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The warm pools' numbers in the OpenMetrics text format, for a scraper:
-/// gauges of members (`berth_pool_idle`, `_creating`, `_min`, `_max`), the
-/// counters (`berth_pool_hits_total`, `_misses_total`, `_refills_total`,
+/// berth's numbers in the OpenMetrics text format, for a scraper (README.md
+/// lists them): runs started and finished and each phase's latency, engine
+/// calls, what exists now (workloads, sessions, sandboxes, nodes), the
+/// requests served, and the warm pools: gauges of members
+/// (`berth_pool_idle`, `_creating`, `_min`, `_max`), the counters
+/// (`berth_pool_hits_total`, `_misses_total`, `_refills_total`,
 /// `_refill_failures_total`, `_lost_total`) and the last refill's time,
-/// each labelled with its pool and its origin.
+/// each labelled with its pool and its origin. `Accept: text/plain` alone
+/// gets the Prometheus text format instead ([`exposition`]).
 #[utoipa::path(get, path = "/v1/metrics",
     responses((status = 200, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
               (status = 401, body = ErrorBody)))]
-pub async fn metrics(State(s): State<AppState>, Tenant(_): Tenant) -> Result<impl IntoResponse, ApiError> {
-    let text = exposition(&s.core.pool_stats()).map_err(|_| {
+pub async fn metrics(
+    State(s): State<AppState>,
+    Tenant(_): Tenant,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let pools = pool_registry(&s.core.pool_stats());
+    let text = exposition(&[s.core.metrics().registry(), &pools, s.traffic.registry()]).map_err(|_| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the metrics could not be written")
     })?;
-    Ok(([(axum::http::header::CONTENT_TYPE, OPENMETRICS)], text))
+    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    Ok(if exposition::wants_prometheus_text(accept) {
+        ([(axum::http::header::CONTENT_TYPE, exposition::PROMETHEUS_TEXT)], exposition::prometheus_text(&text))
+    } else {
+        ([(axum::http::header::CONTENT_TYPE, exposition::OPENMETRICS)], text)
+    })
 }
 
 /// The labels of a pool's samples.
@@ -262,9 +273,19 @@ impl<M: EncodeMetric> EncodeMetric for Described<M> {
     }
 }
 
+/// `registries` in one exposition, ended once.
+fn exposition(registries: &[&Registry]) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    for registry in registries {
+        encode_registry(&mut out, registry)?;
+    }
+    encode_eof(&mut out)?;
+    Ok(out)
+}
+
 /// One family per number, one sample per pool, in a registry made for this
 /// scrape from the pools' numbers of now.
-fn exposition(stats: &[PoolStats]) -> Result<String, std::fmt::Error> {
+fn pool_registry(stats: &[PoolStats]) -> Registry {
     type Read = fn(&PoolStats) -> u64;
     // The registry adds the `_total` of counters and the `.` of help texts.
     let gauges: [(&str, &str, Read); 4] = [
@@ -307,9 +328,7 @@ fn exposition(stats: &[PoolStats]) -> Result<String, std::fmt::Error> {
         Unit::Seconds,
         Described(last_refill),
     );
-    let mut out = String::new();
-    encode(&mut out, &registry)?;
-    Ok(out)
+    registry
 }
 
 #[cfg(test)]
@@ -333,7 +352,7 @@ mod tests {
             lost: 0,
             last_refill_ms: last,
         };
-        let text = exposition(&[pool("tool:a\"b\\c\nd", Some(250)), pool("sh", None)]).unwrap();
+        let text = exposition(&[&pool_registry(&[pool("tool:a\"b\\c\nd", Some(250)), pool("sh", None)])]).unwrap();
         let tool = "{pool=\"tool:a\\\"b\\\\c\\nd\",origin=\"demand\"}";
         assert!(text.contains("# TYPE berth_pool_hits counter\n"), "{text}");
         assert!(text.contains("# HELP berth_pool_hits Runs served by a member.\n"), "{text}");
@@ -362,7 +381,7 @@ mod tests {
 
     #[test]
     fn without_pools_every_family_is_described_and_has_no_sample() {
-        let text = exposition(&[]).unwrap();
+        let text = exposition(&[&pool_registry(&[])]).unwrap();
         assert!(text.contains("# TYPE berth_pool_hits counter\n"), "{text}");
         assert!(text.contains("# TYPE berth_pool_idle gauge\n"), "{text}");
         assert!(text.contains("# UNIT berth_pool_last_refill_seconds seconds\n"), "{text}");

@@ -157,6 +157,29 @@ impl Backends {
 
     /// Each engine once, the primary first: what a sweep over every
     /// workload berth made walks.
+    /// The same backends with each engine passed through `wrap` once,
+    /// however many kinds share it (so the shared stay shared).
+    pub fn map(self, mut wrap: impl FnMut(Arc<dyn Engine>) -> Arc<dyn Engine>) -> Backends {
+        let mut done: Vec<(Arc<dyn Engine>, Arc<dyn Engine>)> = Vec::new();
+        let mut one = |engine: Arc<dyn Engine>| {
+            if let Some((_, wrapped)) = done.iter().find(|(seen, _)| Arc::ptr_eq(seen, &engine)) {
+                return wrapped.clone();
+            }
+            let wrapped = wrap(engine.clone());
+            done.push((engine, wrapped.clone()));
+            wrapped
+        };
+        Backends {
+            agent: one(self.agent),
+            tool: one(self.tool),
+            code: one(self.code),
+            relic: one(self.relic),
+            sandbox: one(self.sandbox),
+            sealed: self.sealed.into_iter().map(&mut one).collect(),
+            engine_runtimes: self.engine_runtimes.into_iter().map(&mut one).collect(),
+        }
+    }
+
     pub fn distinct(&self) -> Vec<&Arc<dyn Engine>> {
         let mut out: Vec<&Arc<dyn Engine>> = Vec::new();
         for engine in [&self.agent, &self.relic, &self.sandbox, &self.tool, &self.code].into_iter().chain(&self.sealed)
@@ -173,6 +196,18 @@ impl Backends {
 mod tests {
     use super::*;
     use crate::engine::fake::FakeEngine;
+
+    #[test]
+    fn a_mapped_engine_shared_by_every_kind_is_wrapped_once() {
+        let main: Arc<dyn Engine> = Arc::new(FakeEngine::new());
+        let other: Arc<dyn Engine> = Arc::new(FakeEngine::new());
+        let mut wrapped = 0;
+        let mapped = Backends::shared(main).with(Kind::Agent, other).map(|e| {
+            wrapped += 1;
+            e
+        });
+        assert_eq!((wrapped, mapped.distinct().len()), (2, 2));
+    }
 
     #[test]
     fn a_shared_engine_is_walked_once_and_a_kind_sent_elsewhere_is_walked_too() {

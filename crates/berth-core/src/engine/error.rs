@@ -22,6 +22,20 @@ pub enum EngineErrorKind {
     Lost,
 }
 
+impl EngineErrorKind {
+    /// The kind as a word, for a metric's label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineErrorKind::NotFound => "not_found",
+            EngineErrorKind::Conflict => "conflict",
+            EngineErrorKind::Invalid => "invalid",
+            EngineErrorKind::Unavailable => "unavailable",
+            EngineErrorKind::Failed => "failed",
+            EngineErrorKind::Lost => "lost",
+        }
+    }
+}
+
 /// A failed engine operation.
 #[derive(Debug, Clone)]
 pub struct EngineError {

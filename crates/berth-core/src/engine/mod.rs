@@ -25,6 +25,7 @@ pub mod events;
 pub mod fake;
 pub mod io;
 pub mod isolation;
+pub mod metered;
 pub mod node;
 pub mod select;
 #[cfg(test)]

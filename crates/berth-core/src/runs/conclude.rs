@@ -90,6 +90,7 @@ impl Runs {
         }
         record.finished_at = Some(self.clock.now());
         self.store_update(flight, &record)?;
+        self.metrics.run_finished(&self.run_labels(&record), record.status.as_str(), &flight.phases());
         self.audit(&record.tenant, "run", &record.id.0, record.status.as_str());
         Ok(record)
     }

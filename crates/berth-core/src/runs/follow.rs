@@ -15,7 +15,9 @@ impl Runs {
     /// to whoever follows the run.
     pub(super) fn store_update(&self, flight: &Flight<'_>, record: &RunRecord) -> Result<(), StoreError> {
         self.store.put_run(record)?;
-        flight.publish(record);
+        if flight.publish(record) {
+            self.metrics.run_started(&self.run_labels(record));
+        }
         Ok(())
     }
 

@@ -8,12 +8,14 @@
 //! returned, an early `?` left it, or whoever polled it dropped it.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::run::{RunId, RunRecord};
+use crate::metrics::RunPhase;
+use crate::model::run::{RunId, RunRecord, RunStatus};
 
 /// The runs in progress, by id.
 #[derive(Default)]
@@ -40,6 +42,30 @@ pub(super) struct Flight<'a> {
     id: RunId,
     token: CancellationToken,
     updates: watch::Sender<RunRecord>,
+    clock: PhaseClock,
+}
+
+/// When a run reached each of its phases' ends ([`RunPhase`]), on a
+/// monotonic clock.
+struct PhaseClock {
+    begun: Instant,
+    admitted: OnceLock<Instant>,
+    running: OnceLock<Instant>,
+}
+
+impl PhaseClock {
+    /// How long each phase the run went through took, ending at `ended`.
+    fn phases(&self, ended: Instant) -> Vec<(RunPhase, Duration)> {
+        let mut out = vec![(RunPhase::Total, ended - self.begun)];
+        if let Some(&admitted) = self.admitted.get() {
+            out.push((RunPhase::Admission, admitted - self.begun));
+            if let Some(&running) = self.running.get() {
+                out.push((RunPhase::Start, running.saturating_duration_since(admitted)));
+                out.push((RunPhase::Execution, ended.saturating_duration_since(running)));
+            }
+        }
+        out
+    }
 }
 
 impl InFlight {
@@ -61,7 +87,8 @@ impl InFlight {
         };
         let id = record.id.clone();
         self.lock().insert(id.clone(), entry);
-        Flight { in_flight: self, id, token, updates }
+        let clock = PhaseClock { begun: Instant::now(), admitted: OnceLock::new(), running: OnceLock::new() };
+        Flight { in_flight: self, id, token, updates, clock }
     }
 
     /// A watch of the record of run `id` of `tenant`, while it is in flight.
@@ -114,8 +141,20 @@ impl Flight<'_> {
     }
 
     /// Shows `record`, just stored, to whoever watches the run.
-    pub fn publish(&self, record: &RunRecord) {
+    /// Publishes `record`; true when it is the first to say the run runs.
+    pub fn publish(&self, record: &RunRecord) -> bool {
         self.updates.send_replace(record.clone());
+        record.status == RunStatus::Running && self.clock.running.set(Instant::now()).is_ok()
+    }
+
+    /// Notes that the run has its slot: its admission is over.
+    pub fn admitted(&self) {
+        let _ = self.clock.admitted.set(Instant::now());
+    }
+
+    /// How long each phase the run went through took, until now.
+    pub fn phases(&self) -> Vec<(RunPhase, Duration)> {
+        self.clock.phases(Instant::now())
     }
 
     /// Notes the end marker of the run's hand-off to a member.

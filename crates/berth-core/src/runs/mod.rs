@@ -46,6 +46,7 @@ use self::slots::Slots;
 use crate::context::Context;
 use crate::engine::Backends;
 use crate::engine::{Engine, EngineError};
+use crate::metrics::{Metrics, RunLabels};
 use crate::model::ids::{Clock, IdSource};
 pub use crate::model::run::{RunId, RunRecord, RunStatus, RunUsage};
 use crate::policy::{Policy, PolicyViolation};
@@ -84,6 +85,7 @@ pub struct Runs {
     slots: Slots,
     /// Warm sandboxes for code runs, when configured.
     pools: Option<Arc<Pools>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Runs {
@@ -98,6 +100,7 @@ impl Runs {
             in_flight: InFlight::default(),
             slots: Slots::new(max_concurrent),
             pools: None,
+            metrics: ctx.metrics.clone(),
         }
     }
 
@@ -109,6 +112,17 @@ impl Runs {
     /// The engine that ran (or runs) a recorded run.
     pub(crate) fn engine_of(&self, record: &RunRecord) -> &Arc<dyn Engine> {
         self.backends.of_runtime(record.kind.unwrap_or(Kind::Tool), record.runtime.as_deref())
+    }
+
+    /// A run as the metrics count it: bounded words only.
+    pub(crate) fn run_labels(&self, record: &RunRecord) -> RunLabels {
+        let engine = self.engine_of(record);
+        RunLabels {
+            kind: record.kind.map_or("unknown", Kind::as_str).to_owned(),
+            path: record.path.clone(),
+            backend: engine.name().to_owned(),
+            runtime: record.runtime.clone().unwrap_or_else(|| engine.runtime().to_owned()),
+        }
     }
 
     /// Serves code runs that fit a pool from its warm members.
@@ -230,6 +244,7 @@ impl Runs {
             let _ = recorded.send(record.clone());
         }
         let _slot = self.slots.acquire(&req.tenant).await?;
+        flight.admitted();
 
         // The pooled path, while a member is there and the run fits its pool.
         let pooled = match &pool {

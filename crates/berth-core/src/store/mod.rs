@@ -289,6 +289,17 @@ impl Store {
         Ok(out)
     }
 
+    /// How many objects of `kind`, over every tenant, have each value of
+    /// their record's `field` (a top-level field: `state`, `status`).
+    pub fn count_objects_by(&self, kind: &str, field: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT COALESCE(json_extract(record, ?2), ''), COUNT(*) FROM objects WHERE kind = ?1 GROUP BY 1 ORDER BY 1",
+        )?;
+        let rows = stmt.query_map(params![kind, format!("$.{field}")], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn delete_object(&self, kind: &str, tenant: &str, id: &str) -> Result<bool, StoreError> {
         let n = self
             .conn()

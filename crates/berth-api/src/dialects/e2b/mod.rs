@@ -48,13 +48,13 @@ impl Default for Listeners {
 
 /// The control plane's router.
 pub fn api_router(app: AppState) -> axum::Router {
-    crate::native::layered(control::routes().with_state(app))
+    crate::native::layered(control::routes().with_state(app.clone()), "e2b", &app)
 }
 
 /// The in-sandbox API's router.
 pub fn envd_router(app: AppState) -> axum::Router {
     let routes = envd::routes().layer(axum::middleware::from_fn_with_state(app.clone(), envd::ports));
-    crate::native::layered(routes.with_state(app))
+    crate::native::layered(routes.with_state(app.clone()), "e2b-envd", &app)
 }
 
 /// An error as E2B's APIs answer it: `{"code": <status>, "message": …}`.
