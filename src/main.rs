@@ -22,8 +22,18 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "berth", version, about = "A container orchestrator for AI agents and their tools")]
 struct Cli {
+    /// How berth's own logs are written on stderr: text for people, json for
+    /// a collector (one object per line, a request's id in each of its lines).
+    #[arg(long, global = true, env = "BERTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -120,11 +130,18 @@ fn docker_backend() -> anyhow::Result<Arc<dyn Engine>> {
 // chunk hops threads (see the benchmark table in README.md).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // RUST_LOG says what is logged; a request's span is always on, so that
+    // whatever is logged while it is served names it.
+    let filter = tracing_subscriber::EnvFilter::from_default_env()
+        .add_directive(format!("{}=info", berth_api::native::REQUEST_SPAN_TARGET).parse()?);
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        // The spans' fields (a request's id among them) in every line.
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+    }
+    match cli.command {
         Command::Engine => {
             let docker = engine_api::Docker::from_env()?;
             let api = docker.api_version().await?;

@@ -28,3 +28,46 @@ fn berth_engine_refuses_an_unsupported_docker_host() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported scheme"));
 }
+
+/// `berth --log-format json serve`: its log lines are JSON objects, and each
+/// line logged while a request is served carries that request's id (the
+/// one the client sent, which the answer echoes).
+#[test]
+fn json_logs_carry_a_requests_id_in_every_line_logged_while_it_is_served() {
+    use std::io::Read;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = berth()
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .env("RUST_LOG", "tower_http=debug")
+        .env("BERTH_SPARES", "")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (said, addr) = test_support::serve::until_listening(&mut stderr);
+    let addr = addr.unwrap_or_else(|| panic!("berth serve did not listen: {said}"));
+    for (id, path) in [("req-json-1", "/v1/health"), ("req-json-2", "/v1/no-such-route")] {
+        let out = Command::new("curl")
+            .args(["-s", "-D", "-", "-o", "/dev/null", "-H", &format!("x-request-id: {id}")])
+            .arg(format!("http://{addr}{path}"))
+            .output()
+            .unwrap();
+        let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        assert!(head.contains(&format!("x-request-id: {id}")), "{head}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let lines: Vec<serde_json::Value> =
+        rest.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    for id in ["req-json-1", "req-json-2"] {
+        let of_it: Vec<&serde_json::Value> = lines.iter().filter(|l| l["span"]["request_id"] == id).collect();
+        assert!(of_it.len() >= 2, "the request's start and end, in:\n{rest}");
+        assert!(of_it.iter().all(|l| l["level"].is_string() && l["fields"]["message"].is_string()), "{rest}");
+    }
+    let served: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["target"].as_str().is_some_and(|t| t.starts_with("tower_http"))).collect();
+    assert!(served.iter().all(|l| l["span"]["request_id"].is_string()), "{rest}");
+}

@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use tracing::Instrument;
 
 use crate::agents::{AgentDefinition, AgentRecord, Agents, PortRange};
 use crate::context::Context;
@@ -388,7 +389,7 @@ impl Core {
         recorded: Option<tokio::sync::oneshot::Sender<RunRecord>>,
     ) -> Result<RunRecord, Error> {
         let runs = self.runs.clone();
-        let task = tokio::spawn(async move { runs.execute_reporting(req, recorded).await });
+        let task = tokio::spawn(async move { runs.execute_reporting(req, recorded).await }.in_current_span());
         Ok(task.await.map_err(|e| Error::internal(format!("the run's task failed: {e}")))??)
     }
 
@@ -546,7 +547,7 @@ impl Core {
     pub async fn start_agent(&self, tenant: &str, id: &str) -> Result<Agent, Error> {
         let agents = self.agents.clone();
         let (t, i) = (tenant.to_owned(), id.to_owned());
-        let started = tokio::spawn(async move { agents.start(&t, &i).await })
+        let started = tokio::spawn(async move { agents.start(&t, &i).await }.in_current_span())
             .await
             .map_err(|e| Error::internal(format!("the agent's start failed: {e}")))??;
         Ok(self.with_status(started).await)
@@ -622,7 +623,7 @@ impl Core {
     /// check, in a task of its own.
     pub async fn start_relic(&self, req: RelicRequest) -> Result<RelicRecord, Error> {
         let relics = self.relics.clone();
-        let task = tokio::spawn(async move { relics.start(req).await });
+        let task = tokio::spawn(async move { relics.start(req).await }.in_current_span());
         Ok(task.await.map_err(|e| Error::internal(format!("the relic's start failed: {e}")))??)
     }
 
@@ -741,7 +742,7 @@ impl Core {
     /// Makes a workspace sandbox from a template and waits until its helper answers.
     pub async fn create_sandbox(&self, req: SandboxRequest) -> Result<SandboxRecord, Error> {
         let sandboxes = self.sandboxes.clone();
-        let task = tokio::spawn(async move { sandboxes.create(req).await });
+        let task = tokio::spawn(async move { sandboxes.create(req).await }.in_current_span());
         Ok(task.await.map_err(|e| Error::internal(format!("the sandbox's task failed: {e}")))??)
     }
 

@@ -214,8 +214,20 @@ pub fn layered(router: Router, api: &'static str, state: &AppState) -> Router {
     router
         .layer(axum::middleware::from_fn(move |request, next| traffic::count(traffic.clone(), api, request, next)))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// The target of [`request_span`]: a log filter keeps it on whatever else
+/// it turns off (`berth serve` does), so every line names its request.
+pub const REQUEST_SPAN_TARGET: &str = "berth::request";
+
+/// The span of one request: its method, path and id (set by the layer
+/// outside it), so that every line logged while it is served names it.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (method, path) = (request.method(), request.uri().path());
+    tracing::info_span!(target: REQUEST_SPAN_TARGET, "request", %method, %path, request_id = %id)
 }
 
 /// The native API.
