@@ -19,6 +19,8 @@ use berth_docker::DockerBackend;
 use berth_oci::OciDryRun;
 use clap::{Parser, Subcommand};
 
+mod doctor;
+
 #[derive(Parser)]
 #[command(name = "berth", version, about = "A container orchestrator for AI agents and their tools")]
 struct Cli {
@@ -76,21 +78,15 @@ enum Command {
     },
     /// Serve the native HTTP API and the enabled seed dialects.
     Serve {
-        /// A TOML file (see README.md, "Configuration").
-        #[arg(long, env = "BERTH_CONFIG")]
-        config: Option<PathBuf>,
-        /// Address of the native API (default 127.0.0.1:8787).
-        #[arg(long, env = "BERTH_LISTEN")]
-        listen: Option<std::net::SocketAddr>,
-        /// Folder of berth's store (default berth-data).
-        #[arg(long, env = "BERTH_DATA")]
-        data: Option<PathBuf>,
-        /// auto (docker when an engine answers, else oci-dry-run), docker or oci-dry-run.
-        #[arg(long, env = "BERTH_BACKEND")]
-        backend: Option<BackendChoice>,
-        /// A seed dialect to serve, NAME[=ADDR]: lais, cortex, warder, spawner, coderunner (repeatable).
-        #[arg(long = "dialect", value_name = "NAME[=ADDR]")]
-        dialects: Vec<String>,
+        #[command(flatten)]
+        served: Served,
+    },
+    /// Check what `berth serve` with the same configuration needs here (engines and
+    /// their API, clocks, images, cgroups, OCI runtimes, ports, the data folder),
+    /// each problem with its fix; exits 1 when one blocks.
+    Doctor {
+        #[command(flatten)]
+        served: Served,
     },
     /// Recover after a crash: fail interrupted runs and remove their containers and orphans.
     Recover {
@@ -100,6 +96,26 @@ enum Command {
         #[arg(long, env = "BERTH_ORPHANS", default_value = "remove")]
         orphans: Orphans,
     },
+}
+
+/// What `berth serve` serves, as flags (over the file and the environment).
+#[derive(clap::Args)]
+struct Served {
+    /// A TOML file (see README.md, "Configuration").
+    #[arg(long, env = "BERTH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address of the native API (default 127.0.0.1:8787).
+    #[arg(long, env = "BERTH_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Folder of berth's store (default berth-data).
+    #[arg(long, env = "BERTH_DATA")]
+    data: Option<PathBuf>,
+    /// auto (docker when an engine answers, else oci-dry-run), docker, swarm or oci-dry-run.
+    #[arg(long, env = "BERTH_BACKEND")]
+    backend: Option<BackendChoice>,
+    /// A seed dialect to serve, NAME[=ADDR]: lais, cortex, warder, spawner, coderunner (repeatable).
+    #[arg(long = "dialect", value_name = "NAME[=ADDR]")]
+    dialects: Vec<String>,
 }
 
 fn open_store(data: &std::path::Path) -> anyhow::Result<Arc<Store>> {
@@ -186,8 +202,13 @@ async fn main() -> anyhow::Result<()> {
             }
             println!("{}", serde_json::to_string_pretty(&plan.config)?);
         }
-        Command::Serve { config, listen, data, backend, dialects } => {
-            serve(config, Flags { listen, data, backend, dialects }).await?
+        Command::Serve { served } => serve(resolve(served)?).await?,
+        Command::Doctor { served } => {
+            let report = doctor::examine(&resolve(served)?).await;
+            print!("{}", report.render());
+            if report.blocking() {
+                std::process::exit(1);
+            }
         }
         Command::Recover { data, orphans } => {
             let store = open_store(&data)?;
@@ -220,7 +241,10 @@ fn sandbox_config(config: &ServeConfig) -> SandboxConfig {
     sandboxes
 }
 
-async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
+/// What `berth serve` would serve: the file, the environment and the flags.
+fn resolve(served: Served) -> anyhow::Result<ServeConfig> {
+    let Served { config, listen, data, backend, dialects } = served;
+    let flags = Flags { listen, data, backend, dialects };
     let file = match &config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -229,7 +253,10 @@ async fn serve(config: Option<PathBuf>, flags: Flags) -> anyhow::Result<()> {
         }
         None => FileConfig::default(),
     };
-    let config = ServeConfig::resolve(file, &std::env::vars().collect(), flags).map_err(|e| anyhow::anyhow!(e))?;
+    ServeConfig::resolve(file, &std::env::vars().collect(), flags).map_err(|e| anyhow::anyhow!(e))
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store = open_store(&config.data)?;
     let dry_run = || -> Arc<dyn Engine> { Arc::new(OciDryRun::new(config.data.join("bundles"))) };
     // The docker backend itself, when it serves: the engine's other

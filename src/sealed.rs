@@ -31,6 +31,41 @@ pub const RUNTIMES: [&str; 2] = ["runc", "runsc"];
 /// when the engine's configuration registers them (as `docker-<name>`).
 pub const ENGINE_RUNTIMES: [&str; 1] = ["runsc"];
 
+/// What passed the probe of a runtime: its binary, its folder under the
+/// data folder, its cgroup parent, and what to say of it.
+struct Probed {
+    binary: Binary,
+    root: PathBuf,
+    cgroup_parent: String,
+    detail: String,
+}
+
+/// Runtime `name` from `PATH`, its state under `data`, probed once for
+/// instance `instance`: what passed, or the refusal with why.
+async fn probe_run(name: &'static str, data: &Path, instance: &str) -> Result<Probed, RuntimeProbe> {
+    let refused = |detail: String| RuntimeProbe { runtime: name.into(), ok: false, detail };
+    let Some(path) = on_path(name) else {
+        return Err(refused(format!("{name} is not on PATH (Debian's {name} package)")));
+    };
+    let root = data.join("oci").join(name);
+    let binary = match name {
+        "runsc" => Binary::runsc(path, root.join("state")),
+        _ => Binary::runc(path, root.join("state")),
+    };
+    let cgroup_parent = format!("{}/{name}", cgroup_root(instance));
+    let report = probe::probe(&binary, Path::new(TINI), &root.join("probe"), &cgroup_parent).await;
+    if !report.ok {
+        return Err(refused(report.reason.unwrap_or_default()));
+    }
+    let detail = format!(
+        "{}, cgroup v{}, probe run {} ms",
+        report.version.unwrap_or_default(),
+        report.cgroup_version,
+        report.run_ms.unwrap_or_default()
+    );
+    Ok(Probed { binary, root, cgroup_parent, detail })
+}
+
 /// The backend of runtime `name` (`runc`, `runsc`) under `data` for
 /// instance `instance`, its images in `cache`, when its probe passes; what
 /// the probe found either way.
@@ -42,20 +77,10 @@ pub async fn runtime(
     cache: Arc<ImageCache>,
     output_cap: usize,
 ) -> (Option<Arc<dyn Engine>>, RuntimeProbe) {
-    let refused = |detail: String| RuntimeProbe { runtime: name.into(), ok: false, detail };
-    let Some(path) = on_path(name) else {
-        return (None, refused(format!("{name} is not on PATH (Debian's {name} package)")));
+    let Probed { binary, root, cgroup_parent, detail } = match probe_run(name, data, instance).await {
+        Ok(probed) => probed,
+        Err(refused) => return (None, refused),
     };
-    let root = data.join("oci").join(name);
-    let binary = match name {
-        "runsc" => Binary::runsc(path, root.join("state")),
-        _ => Binary::runc(path, root.join("state")),
-    };
-    let cgroup_parent = format!("{}/{name}", cgroup_root(instance));
-    let report = probe::probe(&binary, Path::new(TINI), &root.join("probe"), &cgroup_parent).await;
-    if !report.ok {
-        return (None, refused(report.reason.unwrap_or_default()));
-    }
     let config = RuntimeConfig {
         binary,
         bundles: root.join("bundles"),
@@ -68,15 +93,24 @@ pub async fn runtime(
     match backend.sweep_leftovers().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(n, "removed what an earlier berth left under the runtime"),
-        Err(e) => return (None, refused(format!("removing what an earlier berth left: {e}"))),
+        Err(e) => {
+            let why = format!("removing what an earlier berth left: {e}");
+            return (None, RuntimeProbe { runtime: name.into(), ok: false, detail: why });
+        }
     }
-    let detail = format!(
-        "{}, cgroup v{}, probe run {} ms",
-        report.version.unwrap_or_default(),
-        report.cgroup_version,
-        report.run_ms.unwrap_or_default()
-    );
     (Some(backend), RuntimeProbe { runtime: name.into(), ok: true, detail })
+}
+
+/// Whether runtime `name` works here, as `berth serve` would probe it
+/// under `data` (what `berth doctor` says); its cgroups go afterwards.
+pub async fn probe(name: &'static str, data: &Path) -> RuntimeProbe {
+    let instance = "doctor";
+    let found = probe_run(name, data, instance).await;
+    remove_cgroups(instance);
+    match found {
+        Ok(probed) => RuntimeProbe { runtime: name.into(), ok: true, detail: probed.detail },
+        Err(refused) => refused,
+    }
 }
 
 /// The cgroup under which instance `instance`'s runtimes keep theirs.

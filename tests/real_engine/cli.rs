@@ -71,3 +71,69 @@ fn json_logs_carry_a_requests_id_in_every_line_logged_while_it_is_served() {
         lines.iter().filter(|l| l["target"].as_str().is_some_and(|t| t.starts_with("tower_http"))).collect();
     assert!(served.iter().all(|l| l["span"]["request_id"].is_string()), "{rest}");
 }
+
+/// `berth doctor` with `args` and `config` (TOML) over a fresh data folder:
+/// its exit code and what it printed.
+fn doctor(args: &[&str], config: &str, docker_host: &str) -> (i32, String) {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("berth.toml");
+    std::fs::write(&file, config).unwrap();
+    let out = berth()
+        .arg("doctor")
+        .arg("--config")
+        .arg(&file)
+        .arg("--data")
+        .arg(data.path().join("data"))
+        .args(args)
+        .env("DOCKER_HOST", docker_host)
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), said)
+}
+
+#[test]
+fn berth_doctor_on_the_provisioned_machine_finds_nothing_blocking() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let (code, said) = doctor(&["--listen", &free], "", "unix:///var/run/docker.sock");
+    assert_eq!(code, 0, "{said}");
+    for line in [
+        "ok    engine      the engine at unix:///var/run/docker.sock: API 1.4",
+        "ok    clock ",
+        "ok    images ",
+        "ok    runtime     runc: runc version",
+    ] {
+        assert!(said.contains(line), "{line:?} in:\n{said}");
+    }
+    assert!(said.ends_with(" 0 blocking\n"), "{said}");
+}
+
+/// A machine with something missing: a template's image that is nowhere,
+/// the native API's address taken by another process, and (second run) no
+/// engine at all; each said with its fix, and the exit code is 1.
+#[test]
+fn berth_doctor_names_what_is_missing_with_its_fix_and_exits_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let config = "[templates.ghost]\nimage = \"berth/not-here:0\"\n";
+    let (code, said) = doctor(&["--listen", &addr], config, "unix:///var/run/docker.sock");
+    assert_eq!(code, 1, "{said}");
+    assert!(
+        said.contains(
+            "FAIL  images      the engine at unix:///var/run/docker.sock: missing berth/not-here:0 (template ghost)\n"
+        ),
+        "{said}"
+    );
+    assert!(said.contains(&format!("FAIL  listen      native API on {addr}: ")), "{said}");
+    assert!(said.contains("fix: docker pull (or docker load) each"), "{said}");
+    assert!(said.contains("fix: stop what listens there"), "{said}");
+    assert!(said.ends_with(" 2 blocking\n"), "{said}");
+
+    let (code, said) = doctor(&["--backend", "docker"], "", "unix:///nonexistent/berth-doctor.sock");
+    assert_eq!(code, 1, "{said}");
+    assert!(
+        said.contains("FAIL  engine      the engine at unix:///nonexistent/berth-doctor.sock does not answer"),
+        "{said}"
+    );
+    assert!(said.contains("fix: start the engine, or point DOCKER_HOST"), "{said}");
+}

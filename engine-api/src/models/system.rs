@@ -42,6 +42,8 @@ pub struct SystemInfo {
     pub docker_root_dir: Option<String>,
     #[serde(default, deserialize_with = "lenient::null_default")]
     pub security_options: Vec<String>,
+    /// The engine's clock, RFC 3339.
+    pub system_time: Option<String>,
     /// The OCI runtimes the engine's configuration registers, by name.
     #[serde(default, deserialize_with = "lenient::null_default")]
     pub runtimes: BTreeMap<String, serde_json::Value>,
