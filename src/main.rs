@@ -19,6 +19,7 @@ use berth_docker::DockerBackend;
 use berth_oci::OciDryRun;
 use clap::{Parser, Subcommand};
 
+mod client;
 mod doctor;
 
 #[derive(Parser)]
@@ -28,6 +29,9 @@ struct Cli {
     /// a collector (one object per line, a request's id in each of its lines).
     #[arg(long, global = true, env = "BERTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// The server the client commands talk to.
+    #[command(flatten)]
+    connection: client::Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,8 +46,14 @@ enum LogFormat {
 enum Command {
     /// Check the engine named by DOCKER_HOST: API version, server, storage and cgroups.
     Engine,
-    /// Run a code snippet to completion and print its record as JSON.
-    Run {
+    /// Create a run on the server, print its output as it comes and exit with its exit
+    /// code (README.md has the table of the others).
+    Run(client::RunArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
+    /// Run a code snippet to completion here, with no server (a core of its own over
+    /// DOCKER_HOST's engine), and print its record as JSON.
+    LocalRun {
         /// Folder of berth's store (created when missing).
         #[arg(long, env = "BERTH_DATA", default_value = "berth-data")]
         data: PathBuf,
@@ -169,7 +179,9 @@ async fn main() -> anyhow::Result<()> {
                 info.cgroup_version.as_deref().unwrap_or("?")
             );
         }
-        Command::Run { data, language, code, timeout, tenant } => {
+        Command::Run(args) => std::process::exit(client::run(&cli.connection, args).await),
+        Command::Client(command) => std::process::exit(client::main(&cli.connection, command).await),
+        Command::LocalRun { data, language, code, timeout, tenant } => {
             let store = open_store(&data)?;
             let runs = Runs::new(
                 &context::Context::new(

@@ -18,7 +18,7 @@ async fn runs_interrupted_by_a_killed_berth_end_failed_and_leave_no_container() 
     let mut children: Vec<_> = (0..3)
         .map(|i| {
             Command::new(env!("CARGO_BIN_EXE_berth"))
-                .args(["run", "--language", "sh", "--code", &format!("echo started {i}; sleep 60")])
+                .args(["local-run", "--language", "sh", "--code", &format!("echo started {i}; sleep 60")])
                 .arg("--data")
                 .arg(data.path())
                 .stdout(Stdio::null())

@@ -137,3 +137,115 @@ fn berth_doctor_names_what_is_missing_with_its_fix_and_exits_1() {
     );
     assert!(said.contains("fix: start the engine, or point DOCKER_HOST"), "{said}");
 }
+
+/// `berth serve` on the real engine with one token, for the client's
+/// commands; stopped when dropped.
+struct Server {
+    child: std::process::Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let config = data.path().join("berth.toml");
+        std::fs::write(&config, "pools = false\n[tokens]\ntok-cli = \"cli\"\n").unwrap();
+        let mut command = berth();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data")
+            .arg(data.path().join("d"));
+        let (child, said, addr) = test_support::serve::spawn(command.env("BERTH_SPARES", "").env("BERTH_OCI", "off"));
+        let addr = addr.unwrap_or_else(|| panic!("berth serve did not listen: {said}"));
+        Server { child, url: format!("http://{addr}"), _data: data }
+    }
+
+    /// `berth ARGS…` against this server with its token: exit code, stdout, stderr.
+    fn client(&self, args: &[&str]) -> (i32, String, String) {
+        let out = berth().args(args).env("BERTH_URL", &self.url).env("BERTH_TOKEN", "tok-cli").output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The client against a live `berth serve`: a run's output printed as it
+/// comes and its exit code as berth's; a timeout, a wrong token, a missing
+/// run and a server that is not there each with their own code; runs
+/// listed as a table and as JSON.
+#[test]
+fn berth_run_prints_the_runs_output_and_exits_with_its_code_and_every_other_end_has_its_own() {
+    let server = Server::start();
+    let (code, out, err) = server.client(&["run", "--language", "sh", "--code", "echo hi; echo oops >&2; exit 3"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (3, "hi\n", "oops\n"));
+    let (code, out, _) =
+        server.client(&["run", "--image", "busybox:1.35", "--param", "n=3", "--", "sh", "-c", "echo n=$PARAM_N"]);
+    assert_eq!((code, out.as_str()), (0, "n=3\n"));
+    let (code, _, err) = server.client(&["run", "--language", "sh", "--code", "sleep 30", "--timeout", "1"]);
+    assert_eq!(code, 124, "{err}");
+
+    let (code, table, _) = server.client(&["runs", "ls"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and the three runs:\n{table}");
+    assert!(lines[0].contains("ID") && lines[0].contains("STATUS") && lines[1].contains("timed_out"), "{table}");
+    let (code, json, _) = server.client(&["runs", "ls", "-o", "json"]);
+    let runs: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!((code, runs.as_array().map(Vec::len)), (0, Some(3)));
+    let id = runs[0]["id"].as_str().unwrap();
+    let (code, got, _) = server.client(&["runs", "get", id]);
+    assert!(code == 0 && got.contains(id) && got.contains("timed_out"), "{got}");
+
+    let (code, _, err) = server.client(&["runs", "get", "run_nope"]);
+    assert_eq!(code, 66, "{err}");
+    let wrong =
+        berth().args(["runs", "ls"]).env("BERTH_URL", &server.url).env("BERTH_TOKEN", "wrong").output().unwrap();
+    assert_eq!(wrong.status.code(), Some(77), "{}", String::from_utf8_lossy(&wrong.stderr));
+    let gone = berth().args(["runs", "ls", "--url", "http://127.0.0.1:1"]).output().unwrap();
+    assert_eq!(gone.status.code(), Some(69));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("berth is not reachable at http://127.0.0.1:1"));
+}
+
+/// An agent made, listed, read and removed through the client.
+#[test]
+fn an_agent_is_created_listed_read_and_removed_through_the_client() {
+    let server = Server::start();
+    let id = format!("cli-agent-{}", std::process::id());
+    let (code, made, err) = server.client(&[
+        "agents",
+        "create",
+        "--id",
+        &id,
+        "--image",
+        "busybox:1.35",
+        "--",
+        "sh",
+        "-c",
+        "echo up; sleep 60",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(made.contains(&id) && made.contains("running"), "{made}");
+    let (_, listed, _) = server.client(&["agents", "ls"]);
+    assert!(listed.lines().any(|l| l.contains(&id) && l.contains("busybox:1.35")), "{listed}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, logs, _) = server.client(&["agents", "logs", &id]);
+        if logs == "up\n" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{logs:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (code, removed, _) = server.client(&["agents", "rm", &id]);
+    assert_eq!((code, removed.trim()), (0, format!("removed {id}").as_str()));
+    let (code, _, _) = server.client(&["agents", "get", &id]);
+    assert_eq!(code, 66);
+}

@@ -420,19 +420,26 @@ impl Core {
     /// longer live is read from its record once that is final.
     pub async fn follow_run(&self, tenant: &str, id: &RunId, request: &LogRequest) -> Result<RunFollow, Error> {
         let mut record = self.runs.get(tenant, id)?;
-        let pooled = record.path == "pooled" && !record.status.is_terminal();
-        let marker = if pooled { self.runs.live_marker(id) } else { None };
-        if pooled && marker.is_none() {
-            record = settle(&self.runs, tenant, id, record, Duration::from_secs(10)).await?;
-        }
         // A run still being made (its task being placed on a cluster, its
-        // image checked) has no container to read yet: it is waited on until
-        // it has one, or has ended with its output in its record.
-        if record.handle().is_none() && !record.status.is_terminal() {
-            record = self.runs.placed_record(tenant, id, FOLLOW_PLACED_WITHIN).await?;
-            if record.handle().is_none() && !record.status.is_terminal() {
+        // image checked, its container made but not started, a member not
+        // yet taken) has no output to read yet: it is waited on until it
+        // runs, or has ended with its output in its record.
+        let running = |r: &RunRecord| r.status == runs::RunStatus::Running || r.status.is_terminal();
+        if !running(&record) {
+            record = self.runs.running_record(tenant, id, FOLLOW_PLACED_WITHIN).await?;
+            if !running(&record) {
                 record = self.runs.final_record(tenant, id, FOLLOW_PLACED_WITHIN).await?;
             }
+        }
+        // A member's log is its whole life: only the view of a live marker
+        // shows this run's part; without one, or on an engine whose logs do
+        // not follow (the oci backend keeps a run's output for its end), the
+        // run is read from its record once it ends.
+        let pooled = record.path == "pooled" && !record.status.is_terminal();
+        let marker = if pooled { self.runs.live_marker(id) } else { None };
+        let follows = self.runs.engine_of(&record).capabilities().follow_logs;
+        if pooled && marker.is_none() || !follows && !record.status.is_terminal() {
+            record = settle(&self.runs, tenant, id, record, RECORD_SETTLES).await?;
         }
         let live = !record.status.is_terminal() && !record.container_removed;
         let output = match (record.handle(), live, marker) {

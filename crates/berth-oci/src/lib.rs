@@ -183,6 +183,7 @@ impl Engine for OciDryRun {
         Capabilities {
             attach_before_start: false,
             attach_replays: false,
+            follow_logs: false,
             interactive_exec: false,
             tty: false,
             pause: false,

@@ -393,6 +393,7 @@ impl Engine for SwarmBackend {
             // A pool member's task starts as it is placed; its ready line
             // is replayed from its node's logs.
             attach_replays: true,
+            follow_logs: true,
             interactive_exec: true,
             tty: true,
             pause: false,

@@ -68,6 +68,10 @@ pub struct Capabilities {
     /// output is its ready line, not for a helper's binary frames.
     #[serde(default)]
     pub attach_replays: bool,
+    /// [`WorkloadIo::logs`] with `follow` streams what the workload writes
+    /// until it ends (an engine without it gives what it kept so far).
+    #[serde(default)]
+    pub follow_logs: bool,
     /// Processes with stdin started in a running workload.
     pub interactive_exec: bool,
     /// Processes with a terminal.
@@ -88,6 +92,7 @@ impl Capabilities {
     pub const CONTAINER_ENGINE: Capabilities = Capabilities {
         attach_before_start: true,
         attach_replays: false,
+        follow_logs: true,
         interactive_exec: true,
         tty: true,
         pause: true,

@@ -3,6 +3,7 @@
 //! follower waits on that watch instead of reading the store again and
 //! again. A run that is not in flight has its last word in the store.
 
+use crate::runs::RunStatus;
 use std::time::Duration;
 
 use super::in_flight::Flight;
@@ -29,11 +30,13 @@ impl Runs {
         self.record_when(tenant, id, at_most, |r| r.status.is_terminal()).await
     }
 
-    /// The record of run `id` of `tenant` once it has a container or is
-    /// final, waiting at most `at_most`: what a follower of a run still
-    /// being made needs before it can read the container's output.
-    pub async fn placed_record(&self, tenant: &str, id: &RunId, at_most: Duration) -> Result<RunRecord, RunError> {
-        self.record_when(tenant, id, at_most, |r| r.container_id.is_some() || r.status.is_terminal()).await
+    /// The record of run `id` of `tenant` once it runs (its container
+    /// started, or a member handed it) or is final, waiting at most
+    /// `at_most`: what a follower of a run still being made needs before it
+    /// can read the container's output. A container made but not started
+    /// has a log that has not begun, which a follow reads as ended.
+    pub async fn running_record(&self, tenant: &str, id: &RunId, at_most: Duration) -> Result<RunRecord, RunError> {
+        self.record_when(tenant, id, at_most, |r| r.status == RunStatus::Running || r.status.is_terminal()).await
     }
 
     /// The record of run `id` once `done` holds of it, within `at_most` (the

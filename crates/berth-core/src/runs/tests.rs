@@ -109,19 +109,19 @@ async fn a_run_lost_with_its_machine_fails_with_why_without_asking_the_machine_m
 }
 
 #[tokio::test]
-async fn a_follower_of_a_run_still_being_made_waits_until_it_has_its_container() {
+async fn a_follower_of_a_run_still_being_made_waits_until_it_runs() {
     let (made, gate) = oneshot::channel();
     let (runs, store) = runs_over(StandIn { create_gate: Mutex::new(Some(gate)), ..Default::default() });
     let (run, id) = spawned(&runs, &store).await;
-    let early = runs.placed_record("t1", &id, Duration::from_millis(50)).await.expect("its record");
+    let early = runs.running_record("t1", &id, Duration::from_millis(50)).await.expect("its record");
     assert_eq!(early.container_id, None, "no container while its creation waits");
-    let mut follower = Box::pin(runs.placed_record("t1", &id, Duration::from_secs(30)));
+    let mut follower = Box::pin(runs.running_record("t1", &id, Duration::from_secs(30)));
     tokio::select! {
         r = &mut follower => panic!("the follower did not wait: {r:?}"),
         () = tokio::task::yield_now() => {}
     }
     made.send(()).expect("the creation waits");
     let placed = follower.await.expect("its record");
-    assert!(placed.container_id.is_some() || placed.status.is_terminal(), "{placed:?}");
+    assert!(placed.status == RunStatus::Running || placed.status.is_terminal(), "{placed:?}");
     run.await.expect("the run's task").expect("the run");
 }

@@ -499,6 +499,7 @@ impl Engine for OciRuntime {
         Capabilities {
             attach_before_start: true,
             attach_replays: false,
+            follow_logs: false,
             interactive_exec: false,
             tty: false,
             pause: false,

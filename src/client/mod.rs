@@ -1,0 +1,448 @@
+//! `berth` as a client of a running `berth serve` (`BERTH_URL`, default
+//! `http://127.0.0.1:8787`, and `BERTH_TOKEN`): runs created and followed
+//! live, runs, agents, relics, sessions, sandboxes and pools listed and
+//! acted on, as tables for people or the server's JSON for scripts. Every
+//! command ends with an exit code of [`exit`]'s table.
+
+pub mod exit;
+pub mod http;
+pub mod render;
+
+use std::io::Write;
+
+use clap::{Args, Subcommand, ValueEnum};
+use hyper::Method;
+use serde_json::{json, Value};
+
+use self::http::{ClientError, Server};
+use self::render::Column;
+
+/// Where the server is, and how the answers are shown.
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// The server (`http://host:port`).
+    #[arg(long, global = true, env = "BERTH_URL", default_value = "http://127.0.0.1:8787")]
+    pub url: String,
+    /// A bearer token of the server's `[tokens]`.
+    #[arg(long, global = true, env = "BERTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// `table` for people, `json` (the server's own) for scripts.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// A run to create.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// A language of the server's code table (`sh`, `python`).
+    #[arg(long, conflicts_with = "image", requires = "code")]
+    pub language: Option<String>,
+    /// The code to run.
+    #[arg(long)]
+    pub code: Option<String>,
+    /// A tool image to run, its command after `--` (the image's own without).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Seconds before the run is killed.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// A memory limit such as `256m`.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// A parameter, `NAME=VALUE` (its value JSON when it parses, else a string); repeatable.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// The tool's command.
+    #[arg(last = true)]
+    pub argv: Vec<String>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum RunsCommand {
+    /// The latest runs.
+    Ls {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    Get {
+        id: String,
+    },
+    Cancel {
+        id: String,
+    },
+    /// A run's output (`-f`: as it comes, until the run ends).
+    Logs {
+        id: String,
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum AgentsCommand {
+    /// Defines and starts an agent of `--image` (its command after `--`).
+    Create {
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        image: String,
+        /// A container port to publish on a port of the server's pool; repeatable.
+        #[arg(long = "port")]
+        ports: Vec<u16>,
+        #[arg(long)]
+        memory: Option<String>,
+        #[arg(last = true)]
+        argv: Vec<String>,
+    },
+    Ls,
+    Get {
+        id: String,
+    },
+    /// An agent's output (`-f`: as it comes).
+    Logs {
+        id: String,
+        #[arg(short, long)]
+        follow: bool,
+    },
+    Stats {
+        id: String,
+    },
+    Start {
+        id: String,
+    },
+    Stop {
+        id: String,
+    },
+    Rm {
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum ObjectsCommand {
+    Ls,
+    Get { id: String },
+    Rm { id: String },
+}
+
+/// The client's commands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum ClientCommand {
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    #[command(subcommand)]
+    Sessions(ObjectsCommand),
+    #[command(subcommand)]
+    Sandboxes(ObjectsCommand),
+    /// The relics of a session.
+    Relics {
+        #[arg(long)]
+        session: String,
+    },
+    /// The warm pools and the sandboxes' spares.
+    Pools,
+}
+
+/// Runs a client command; its exit code.
+pub async fn main(connection: &Connection, command: ClientCommand) -> i32 {
+    finish(async {
+        let server = Server::new(&connection.url, connection.token.clone())?;
+        let out = connection.output;
+        match command {
+            ClientCommand::Runs(c) => runs(&server, out, c).await,
+            ClientCommand::Agents(c) => agents(&server, out, c).await,
+            ClientCommand::Sessions(c) => objects(&server, out, "/v1/sessions", render::SESSIONS, c).await,
+            ClientCommand::Sandboxes(c) => objects(&server, out, "/v1/sandboxes", render::SANDBOXES, c).await,
+            ClientCommand::Relics { session } => {
+                let path = format!("/v1/relics?session_id={}", query_value(&session));
+                show(out, &server.call(Method::GET, &path, None).await?.json()?, render::RELICS);
+                Ok(0)
+            }
+            ClientCommand::Pools => {
+                show(out, &server.call(Method::GET, "/v1/pools", None).await?.json()?, render::POOLS);
+                Ok(0)
+            }
+        }
+    })
+    .await
+}
+
+/// `berth run`: creates the run, prints its output as it comes (stdout to
+/// stdout, stderr to stderr; with `--output json`, the final record
+/// instead) and ends with the run's exit code.
+pub async fn run(connection: &Connection, args: RunArgs) -> i32 {
+    finish(async {
+        let server = Server::new(&connection.url, connection.token.clone())?;
+        let body = run_body(&args)?;
+        let made = server.call(Method::POST, "/v1/runs", Some(&body)).await?.json()?;
+        let id = made["id"].as_str().ok_or_else(|| ClientError::Garbled(format!("a run without an id: {made}")))?;
+        if connection.output == Output::Table {
+            follow_output(&server, &format!("/v1/runs/{id}/logs?follow=true")).await?;
+        }
+        // The record once it is final: the follow ends at the run's end.
+        let record = loop {
+            let record = server.call(Method::GET, &format!("/v1/runs/{id}"), None).await?.json()?;
+            if is_final(&record) {
+                break record;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        if connection.output == Output::Json {
+            println!("{}", serde_json::to_string_pretty(&record).unwrap_or_default());
+        } else if let Some(error) = record["error"].as_str() {
+            eprintln!("berth: run {id} {}: {error}", record["status"].as_str().unwrap_or("ended"));
+        }
+        Ok(exit::of_run(record["status"].as_str().unwrap_or(""), record["exit_code"].as_i64()))
+    })
+    .await
+}
+
+fn is_final(record: &Value) -> bool {
+    !matches!(record["status"].as_str(), Some("pending" | "running") | None)
+}
+
+/// The body of `POST /v1/runs` for `args`, answered before the run ends.
+fn run_body(args: &RunArgs) -> Result<Value, ClientError> {
+    let mut body = json!({"wait": false});
+    match (&args.language, &args.code, &args.image) {
+        (Some(language), Some(code), None) => {
+            body["language"] = json!(language);
+            body["code"] = json!(code);
+        }
+        (None, None, Some(image)) => {
+            body["image"] = json!(image);
+            if !args.argv.is_empty() {
+                body["command"] = json!(args.argv);
+            }
+        }
+        _ => {
+            return Err(ClientError::Refused {
+                status: 400,
+                code: "bad_request".into(),
+                message: "give --language and --code, or --image (and its command after --)".into(),
+            })
+        }
+    }
+    if let Some(t) = args.timeout {
+        body["timeout_seconds"] = json!(t);
+    }
+    if let Some(m) = &args.memory {
+        body["memory"] = json!(m);
+    }
+    let mut parameters = serde_json::Map::new();
+    for p in &args.params {
+        let (name, value) = p.split_once('=').ok_or_else(|| ClientError::Refused {
+            status: 400,
+            code: "bad_request".into(),
+            message: format!("--param {p:?}: NAME=VALUE"),
+        })?;
+        parameters.insert(name.to_owned(), serde_json::from_str(value).unwrap_or_else(|_| json!(value)));
+    }
+    if !parameters.is_empty() {
+        body["parameters"] = Value::Object(parameters);
+    }
+    Ok(body)
+}
+
+/// Prints a followed output stream's pieces as they come, to stdout or
+/// stderr by their stream, until its exit event (or its end).
+async fn follow_output(server: &Server, path: &str) -> Result<(), ClientError> {
+    let mut stream = server.follow(path).await?;
+    while let Some(line) = stream.next_line().await? {
+        let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
+        match event["event"].as_str() {
+            Some("log") => {
+                let data = event["data"].as_str().unwrap_or_default();
+                let written = match event["stream"].as_str() {
+                    Some("stderr") => std::io::stderr().write_all(data.as_bytes()),
+                    _ => std::io::stdout().write_all(data.as_bytes()).and_then(|()| std::io::stdout().flush()),
+                };
+                if written.is_err() {
+                    return Ok(());
+                }
+            }
+            Some("exit") => return Ok(()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn runs(server: &Server, out: Output, command: RunsCommand) -> Result<i32, ClientError> {
+    match command {
+        RunsCommand::Ls { limit } => {
+            show(out, &server.call(Method::GET, &format!("/v1/runs?limit={limit}"), None).await?.json()?, render::RUNS)
+        }
+        RunsCommand::Get { id } => show(
+            out,
+            &server.call(Method::GET, &format!("/v1/runs/{}", segment(&id)), None).await?.json()?,
+            render::RUNS,
+        ),
+        RunsCommand::Cancel { id } => {
+            let answer = server.call(Method::POST, &format!("/v1/runs/{}/cancel", segment(&id)), None).await?.json()?;
+            show_json_or(
+                out,
+                &answer,
+                if answer["cancelled"] == json!(true) { "cancelled" } else { "not in flight: nothing to cancel" },
+            );
+        }
+        RunsCommand::Logs { id, follow } => logs(server, &format!("/v1/runs/{}/logs", segment(&id)), follow).await?,
+    }
+    Ok(0)
+}
+
+async fn agents(server: &Server, out: Output, command: AgentsCommand) -> Result<i32, ClientError> {
+    let at = |id: &str, rest: &str| format!("/v1/agents/{}{rest}", segment(id));
+    match command {
+        AgentsCommand::Create { id, image, ports, memory, argv } => {
+            let mut body = json!({"image": image, "ports": ports});
+            if let Some(id) = id {
+                body["id"] = json!(id);
+            }
+            if let Some(m) = memory {
+                body["memory"] = json!(m);
+            }
+            if !argv.is_empty() {
+                body["command"] = json!(argv);
+            }
+            show(out, &server.call(Method::POST, "/v1/agents", Some(&body)).await?.json()?, render::AGENTS);
+        }
+        AgentsCommand::Ls => show(out, &server.call(Method::GET, "/v1/agents", None).await?.json()?, render::AGENTS),
+        AgentsCommand::Get { id } => {
+            show(out, &server.call(Method::GET, &at(&id, ""), None).await?.json()?, render::AGENTS)
+        }
+        AgentsCommand::Logs { id, follow } => logs(server, &at(&id, "/logs"), follow).await?,
+        AgentsCommand::Stats { id } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&server.call(Method::GET, &at(&id, "/stats"), None).await?.json()?)
+                    .unwrap_or_default()
+            );
+        }
+        AgentsCommand::Start { id } => {
+            show(out, &server.call(Method::POST, &at(&id, "/start"), None).await?.json()?, render::AGENTS)
+        }
+        AgentsCommand::Stop { id } => {
+            show(out, &server.call(Method::POST, &at(&id, "/stop"), None).await?.json()?, render::AGENTS)
+        }
+        AgentsCommand::Rm { id } => {
+            server.call(Method::DELETE, &at(&id, ""), None).await?;
+            show_json_or(out, &json!({"removed": id}), &format!("removed {id}"));
+        }
+    }
+    Ok(0)
+}
+
+async fn objects(
+    server: &Server,
+    out: Output,
+    base: &str,
+    columns: &[Column],
+    command: ObjectsCommand,
+) -> Result<i32, ClientError> {
+    match command {
+        ObjectsCommand::Ls => show(out, &server.call(Method::GET, base, None).await?.json()?, columns),
+        ObjectsCommand::Get { id } => {
+            let found = server.call(Method::GET, &format!("{base}/{}", segment(&id)), None).await?.json()?;
+            println!("{}", serde_json::to_string_pretty(&found).unwrap_or_default());
+        }
+        ObjectsCommand::Rm { id } => {
+            let answer = server.call(Method::DELETE, &format!("{base}/{}", segment(&id)), None).await?;
+            let json = answer.json().unwrap_or_else(|_| json!({"removed": id}));
+            show_json_or(out, &json, &format!("removed {id}"));
+        }
+    }
+    Ok(0)
+}
+
+/// A container's logs: read at once, or followed until it ends.
+async fn logs(server: &Server, path: &str, follow: bool) -> Result<(), ClientError> {
+    if follow {
+        return follow_output(server, &format!("{path}?follow=true")).await;
+    }
+    let read = server.call(Method::GET, path, None).await?.json()?;
+    print!("{}", read["stdout"].as_str().unwrap_or_default());
+    eprint!("{}", read["stderr"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+fn show(out: Output, value: &Value, columns: &[Column]) {
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+        Output::Table => print!("{}", render::table(value, columns)),
+    }
+}
+
+fn show_json_or(out: Output, value: &Value, said: &str) {
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+        Output::Table => println!("{said}"),
+    }
+}
+
+/// An id as one path segment: anything but what ids are made of is escaped.
+fn segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn query_value(value: &str) -> String {
+    segment(value)
+}
+
+/// A command's exit code, its error said on stderr.
+async fn finish(command: impl std::future::Future<Output = Result<i32, ClientError>>) -> i32 {
+    match command.await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            exit::of_error(&e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> RunArgs {
+        RunArgs { language: None, code: None, image: None, timeout: None, memory: None, params: vec![], argv: vec![] }
+    }
+
+    #[test]
+    fn a_code_run_or_a_tool_run_with_its_argv_and_parameters_is_asked_without_waiting() {
+        let code = RunArgs { language: Some("sh".into()), code: Some("exit 3".into()), timeout: Some(5), ..args() };
+        assert_eq!(
+            run_body(&code).unwrap(),
+            json!({"wait": false, "language": "sh", "code": "exit 3", "timeout_seconds": 5})
+        );
+        let tool = RunArgs {
+            image: Some("busybox:1.35".into()),
+            argv: vec!["echo".into(), "hi".into()],
+            params: vec!["n=3".into(), "who=ann".into()],
+            ..args()
+        };
+        let body = run_body(&tool).unwrap();
+        assert_eq!(body["command"], json!(["echo", "hi"]));
+        assert_eq!(body["parameters"], json!({"n": 3, "who": "ann"}));
+        assert!(run_body(&args()).is_err());
+    }
+
+    #[test]
+    fn an_id_is_one_path_segment() {
+        assert_eq!(segment("run_1a"), "run_1a");
+        assert_eq!(segment("a/b?c"), "a%2Fb%3Fc");
+    }
+}
