@@ -97,13 +97,16 @@ async fn runs_and_ops_routes_answer_over_a_recording() {
     let audit = send(&api, "GET", "/v1/audit", T, None).await;
     assert!(!audit.json.as_array().unwrap().is_empty(), "{}", audit.text);
 
-    // Pools are off in a fixture core: none listed, every family with no
-    // samples. These and the document never ask the engine.
+    // Pools are off in a fixture core: none listed, every pool family with
+    // no samples; the run above is counted. These and the document never
+    // ask the engine.
     assert_eq!(send(&api, "GET", "/v1/pools", T, None).await.json, json!([]));
     let metrics = send(&api, "GET", "/v1/metrics", T, None).await;
     assert_eq!(metrics.headers["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
     assert!(metrics.text.contains("# TYPE berth_pool_hits counter\n"), "{}", metrics.text);
-    assert!(metrics.text.lines().all(|l| l.starts_with('#')), "{}", metrics.text);
+    assert!(!metrics.text.lines().any(|l| l.starts_with("berth_pool_")), "{}", metrics.text);
+    let run = r#"berth_runs_finished_total{kind="code",path="cold",backend="docker",runtime="docker",status="succeeded"} 1"#;
+    assert!(metrics.text.lines().any(|l| l == run), "the recorded run, counted: {}", metrics.text);
     assert!(metrics.text.ends_with("# EOF\n"), "{}", metrics.text);
     let doc = send(&api, "GET", "/openapi.json", None, None).await;
     assert_eq!(doc.status, StatusCode::OK);
