@@ -8,7 +8,8 @@
 #   3. the hermetic tier again with DOCKER_HOST pointing at nothing, over the
 #      committed recordings and over a fresh recording made just now (freshness);
 #   4. the e2b SDK tier (scripts/e2b-sdk.sh): the real e2b Python SDK, unchanged,
-#      against berth serve --dialect e2b on the real engine;
+#      against berth serve --dialect e2b on the real engine; then berth in its own
+#      container (scripts/container.sh test);
 #   5. the benchmark binaries in quick mode, so they keep working (numbers in
 #      README.md come from full runs: cargo bench -p engine-api --bench engine,
 #      cargo bench -p berth --bench orchestration, cargo bench -p berth --bench pools,
@@ -73,6 +74,9 @@ BERTH_FIXTURES_DIR=$fresh hermetic
 step "the e2b SDK tier: e2b==2.63.0 from PyPI drives berth serve --dialect e2b"
 cargo build --bin berth
 bash scripts/e2b-sdk.sh
+
+step "berth in its own container (scripts/container.sh): built, run under compose, checked"
+bash scripts/container.sh test
 
 step "benchmarks (quick mode)"
 BERTH_BENCH_QUICK=1 cargo bench -p engine-api --bench engine

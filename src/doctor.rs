@@ -272,7 +272,11 @@ fn cgroups() -> Finding {
 /// passes here.
 async fn runtimes(config: &ServeConfig, engine_here: bool) -> Vec<Finding> {
     if config.oci == OciChoice::Off {
-        return vec![Finding::ok("runtime", "the oci backend is off (oci = \"off\")")];
+        let why = match Path::new("/.dockerenv").exists() {
+            true => "berth runs in a container, where making namespaces and cgroups of its own needs privileges it should not be given; sealed runs go to the engine",
+            false => "oci = \"off\"; sealed runs go to the engine",
+        };
+        return vec![Finding::ok("runtime", format!("the oci backend is off: {why}"))];
     }
     let mut out = Vec::new();
     for name in berth::sealed::RUNTIMES {
