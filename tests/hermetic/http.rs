@@ -105,7 +105,8 @@ async fn runs_and_ops_routes_answer_over_a_recording() {
     assert_eq!(metrics.headers["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
     assert!(metrics.text.contains("# TYPE berth_pool_hits counter\n"), "{}", metrics.text);
     assert!(!metrics.text.lines().any(|l| l.starts_with("berth_pool_")), "{}", metrics.text);
-    let run = r#"berth_runs_finished_total{kind="code",path="cold",backend="docker",runtime="docker",status="succeeded"} 1"#;
+    let run =
+        r#"berth_runs_finished_total{kind="code",path="cold",backend="docker",runtime="docker",status="succeeded"} 1"#;
     assert!(metrics.text.lines().any(|l| l == run), "the recorded run, counted: {}", metrics.text);
     assert!(metrics.text.ends_with("# EOF\n"), "{}", metrics.text);
     let doc = send(&api, "GET", "/openapi.json", None, None).await;
