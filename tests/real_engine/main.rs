@@ -18,6 +18,7 @@ mod oci_faults;
 mod oci_images;
 mod oci_pull;
 mod oci_runc;
+mod readme;
 mod reaper;
 mod relics;
 mod runs;
