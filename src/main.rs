@@ -51,6 +51,19 @@ enum Command {
     Run(client::RunArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
+    /// Run a command in an agent: `-i` forwards stdin, `-t` gives it a terminal
+    /// (`berth exec -it AGENT -- sh`); exits with the command's exit code.
+    Exec {
+        /// Forward this terminal's input to the command.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Give the command a terminal of this one's size (raw mode while it runs).
+        #[arg(short, long)]
+        tty: bool,
+        agent: String,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
     /// Run a code snippet to completion here, with no server (a core of its own over
     /// DOCKER_HOST's engine), and print its record as JSON.
     LocalRun {
@@ -181,6 +194,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Run(args) => std::process::exit(client::run(&cli.connection, args).await),
         Command::Client(command) => std::process::exit(client::main(&cli.connection, command).await),
+        Command::Exec { interactive, tty, agent, argv } => {
+            std::process::exit(client::terminal::exec(&cli.connection, &agent, argv, interactive, tty).await)
+        }
         Command::LocalRun { data, language, code, timeout, tenant } => {
             let store = open_store(&data)?;
             let runs = Runs::new(

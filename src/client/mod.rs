@@ -7,6 +7,7 @@
 pub mod exit;
 pub mod http;
 pub mod render;
+pub mod terminal;
 
 use std::io::Write;
 
@@ -389,7 +390,7 @@ fn show_json_or(out: Output, value: &Value, said: &str) {
 }
 
 /// An id as one path segment: anything but what ids are made of is escaped.
-fn segment(id: &str) -> String {
+pub(crate) fn segment(id: &str) -> String {
     id.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),

@@ -249,3 +249,64 @@ fn an_agent_is_created_listed_read_and_removed_through_the_client() {
     let (code, _, _) = server.client(&["agents", "get", &id]);
     assert_eq!(code, 66);
 }
+
+/// `berth exec` in an agent: its exit code and output without a terminal,
+/// stdin forwarded with `-i`, and under tmux with `-it` a terminal of the
+/// window's size that follows the window's resize, the shell's exit code
+/// coming back as berth's.
+#[test]
+fn berth_exec_gives_a_command_stdin_and_a_terminal_that_follows_the_window() {
+    let server = Server::start();
+    let id = format!("cli-exec-{}", std::process::id());
+    let (code, _, err) =
+        server.client(&["agents", "create", "--id", &id, "--image", "busybox:1.35", "--", "sleep", "600"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = server.client(&["exec", &id, "--", "sh", "-c", "echo hi; echo oops >&2; exit 5"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (5, "hi\n", "oops\n"));
+    let mut piped = berth()
+        .args(["exec", "-i", &id, "--", "sh"])
+        .env("BERTH_URL", &server.url)
+        .env("BERTH_TOKEN", "tok-cli")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    piped.stdin.take().unwrap().write_all(b"echo from stdin; exit 7\n").unwrap();
+    let done = piped.wait_with_output().unwrap();
+    assert_eq!((done.status.code(), String::from_utf8_lossy(&done.stdout).as_ref()), (Some(7), "from stdin\n"));
+
+    let session = format!("berth-exec-{}", std::process::id());
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux runs");
+    let shell = format!(
+        "BERTH_URL={} BERTH_TOKEN=tok-cli {} exec -it {id} -- sh; echo EXITED $?; sleep 60",
+        server.url,
+        env!("CARGO_BIN_EXE_berth")
+    );
+    assert!(tmux(&["new-session", "-d", "-s", &session, "-x", "100", "-y", "30", &shell]).status.success());
+    let screen = |want: &str| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let shown = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned();
+            if shown.contains(want) || std::time::Instant::now() > deadline {
+                return shown;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let shown = screen("/ #");
+    assert!(shown.contains("/ #"), "the shell's prompt: {shown}");
+    tmux(&["send-keys", "-t", &session, "stty size; tty; echo ok-$((6*7))", "Enter"]);
+    let shown = screen("ok-42");
+    assert!(shown.contains("30 100\n/dev/pts/") && shown.contains("ok-42"), "{shown}");
+    tmux(&["resize-window", "-t", &session, "-x", "120", "-y", "40"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    tmux(&["send-keys", "-t", &session, "stty size", "Enter"]);
+    let shown = screen("40 120");
+    assert!(shown.contains("40 120"), "the terminal follows the window: {shown}");
+    tmux(&["send-keys", "-t", &session, "exit 9", "Enter"]);
+    let shown = screen("EXITED 9");
+    tmux(&["kill-session", "-t", &session]);
+    assert!(shown.contains("EXITED 9"), "{shown}");
+    server.client(&["agents", "rm", &id]);
+}

@@ -50,7 +50,7 @@ use crate::engine::metered::Metered;
 use crate::engine::Backends;
 use crate::engine::{
     Engine, EngineErrorKind, ExecOutput, ExecRequest, Handle, LogChunk, LogRequest, LogStream, NetworkInfo, Phase,
-    Selector, StdioSession, Stream, Usage, WorkloadInfo,
+    ProcessId, Selector, StdioSession, Stream, TtySize, Usage, WorkloadInfo,
 };
 use crate::lifetime::reaper::Reaper;
 use crate::metrics::Metrics;
@@ -596,12 +596,25 @@ impl Core {
         tenant: &str,
         id: &str,
         request: &ExecRequest,
-    ) -> Result<StdioSession, Error> {
+    ) -> Result<(StdioSession, ProcessId), Error> {
         let (engine, h) = self.container_id(tenant, &Target::Agent(id.to_owned())).await?;
         let request = ExecRequest { stdin: true, ..request.clone() };
-        let session = engine.io(&h)?.exec(&h, &request).await?.stdio;
+        let session = engine.io(&h)?.exec(&h, &request).await?;
         self.store.note(self.clock.now(), tenant, "agent.exec", id, "interactive");
-        Ok(session)
+        Ok((session.stdio, session.process))
+    }
+
+    /// Resizes the terminal of `process`, a command started with one in
+    /// agent `id` ([`Core::exec_agent_interactive`]).
+    pub async fn resize_agent_exec(
+        &self,
+        tenant: &str,
+        id: &str,
+        process: &ProcessId,
+        size: TtySize,
+    ) -> Result<(), Error> {
+        let (engine, h) = self.container_id(tenant, &Target::Agent(id.to_owned())).await?;
+        Ok(engine.io(&h)?.resize(&h, process, size).await?)
     }
 
     /// The agent as its engine has it now; a record whose workload the

@@ -568,6 +568,13 @@ impl WorkloadIo for DockerBackend {
         let tty = request.tty.is_some();
         let (output, stdin): (LogStream, std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>) = if request.stdin {
             let attached = self.docker.start_exec_attached(&exec, tty).await.map_err(engine_err)?;
+            // API 1.41 takes no size at the exec's creation: the terminal
+            // gets it once the exec runs.
+            if let Some(size) = request.tty {
+                if let Err(e) = self.docker.resize_exec(&exec, u32::from(size.rows), u32::from(size.cols)).await {
+                    tracing::debug!(%e, "the exec's terminal was not sized");
+                }
+            }
             (attached_output(attached.output), Box::pin(attached.stdin))
         } else {
             // Without stdin, no upgrade: the output is a plain streamed answer.

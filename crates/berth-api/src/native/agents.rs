@@ -21,7 +21,7 @@ use super::error::{ApiError, ErrorBody};
 use super::observe::{self, LogQuery, LogsView, StatsQuery, UsageView};
 use super::{AppState, Body, Path, Query, Tenant};
 use berth_core::agents::{AgentDefinition, AgentRecord, Worktree};
-use berth_core::engine::{ExecOutput, ExecRequest, Stream};
+use berth_core::engine::{ExecOutput, ExecRequest, Stream, TtySize};
 use berth_core::observe::Target;
 use berth_core::{Agent, Core};
 
@@ -313,6 +313,26 @@ pub struct ExecBody {
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
+    /// A terminal of this size for the command (the interactive exec only):
+    /// its output then comes as one stream, and `{"resize":{…}}` resizes it.
+    pub tty: Option<TtyBody>,
+}
+
+/// A terminal's size in characters.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TtyBody {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+impl TtyBody {
+    fn size(self) -> Result<TtySize, ApiError> {
+        if self.cols == 0 || self.rows == 0 {
+            return Err(ApiError::unprocessable("tty: cols and rows are at least 1"));
+        }
+        Ok(TtySize { cols: self.cols, rows: self.rows })
+    }
 }
 
 impl ExecBody {
@@ -329,7 +349,7 @@ impl ExecBody {
             working_dir: self.workdir,
             user: self.user,
             stdin: false,
-            tty: None,
+            tty: self.tty.map(TtyBody::size).transpose()?,
         })
     }
 }
@@ -358,6 +378,9 @@ pub async fn agent_exec(
     Path(id): Path<String>,
     Body(body): Body<ExecBody>,
 ) -> Result<Json<ExecView>, ApiError> {
+    if body.tty.is_some() {
+        return Err(ApiError::unprocessable("tty: a terminal is for the interactive exec (/exec/ws)"));
+    }
     let request = body.request()?;
     Ok(Json(s.core.exec_agent(&tenant, &id, &request).await?.into()))
 }
@@ -393,17 +416,19 @@ pub async fn agent_exec_ws(
 }
 
 /// A control message of the interactive exec, sent as text among the stdin:
-/// `{"eof": true}` ends the command's input.
+/// `{"eof": true}` ends the command's input, `{"resize":{"cols","rows"}}`
+/// resizes its terminal.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Control {
-    eof: bool,
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum Control {
+    Eof(bool),
+    Resize(TtyBody),
 }
 
-/// Whether a text message is the control message that ends stdin, in any
-/// spacing; any other text is the command's input.
-fn ends_input(text: &str) -> bool {
-    serde_json::from_str::<Control>(text).is_ok_and(|c| c.eof)
+/// The control message a text message is, in any spacing; `None` for the
+/// command's input.
+fn control(text: &str) -> Option<Control> {
+    serde_json::from_str::<Control>(text).ok().filter(|c| !matches!(c, Control::Eof(false)))
 }
 
 fn event(ev: &super::follow::FollowEvent) -> Message {
@@ -438,7 +463,7 @@ async fn exec_over(
             return Err(e.to_string());
         }
     };
-    let berth_core::engine::StdioSession { mut output, mut stdin, exit } = session;
+    let (berth_core::engine::StdioSession { mut output, mut stdin, exit }, process) = session;
     let (mut tx, mut rx) = socket.split();
     use futures_util::SinkExt;
     // Stdin flows in while output flows out; either side may finish first.
@@ -446,8 +471,18 @@ async fn exec_over(
         while let Some(Ok(msg)) = rx.next().await {
             let bytes = match msg {
                 Message::Binary(b) => b,
-                Message::Text(t) if ends_input(&t) => break,
-                Message::Text(t) => bytes::Bytes::from(t.as_bytes().to_vec()),
+                Message::Text(t) => match control(&t) {
+                    Some(Control::Eof(_)) => break,
+                    Some(Control::Resize(size)) => {
+                        if let Ok(size) = size.size() {
+                            if let Err(e) = core.resize_agent_exec(&tenant, &agent, &process, size).await {
+                                tracing::debug!(%e, "the terminal was not resized");
+                            }
+                        }
+                        continue;
+                    }
+                    None => bytes::Bytes::from(t.as_bytes().to_vec()),
+                },
                 Message::Close(_) => break,
                 Message::Ping(_) | Message::Pong(_) => continue,
             };
@@ -524,7 +559,7 @@ mod tests {
     #[test]
     fn the_end_of_stdin_is_parsed_in_any_spacing_and_other_text_is_input() {
         for eof in [r#"{"eof": true}"#, r#"{"eof":true}"#, " {\n  \"eof\" :\ttrue\n}\n"] {
-            assert!(ends_input(eof), "{eof:?}");
+            assert!(matches!(control(eof), Some(Control::Eof(true))), "{eof:?}");
         }
         for input in [
             "hello\n",
@@ -534,8 +569,18 @@ mod tests {
             r#"{"eof": true, "data": "x"}"#,
             r#""{\"eof\": true}""#,
             r#"{"eof": true}{"eof": true}"#,
+            r#"{"resize": {"cols": 80}}"#,
         ] {
-            assert!(!ends_input(input), "{input:?}");
+            assert!(control(input).is_none(), "{input:?}");
         }
+    }
+
+    #[test]
+    fn a_resize_is_a_control_message_and_a_zero_size_is_refused() {
+        let Some(Control::Resize(size)) = control(r#"{"resize": {"cols": 120, "rows": 40}}"#) else {
+            panic!("a resize")
+        };
+        assert_eq!(size.size().unwrap(), TtySize { cols: 120, rows: 40 });
+        assert!(TtyBody { cols: 0, rows: 40 }.size().is_err());
     }
 }
