@@ -269,11 +269,15 @@ impl Core {
     /// Starts the reaper (every `reap_every`) and the warm pools' upkeep
     /// (every `upkeep_every`: members replaced before they expire, demand
     /// pools grown, shrunk and dropped; spare sandboxes made and replaced,
-    /// then also whenever one is taken; the metrics' gauges refreshed).
+    /// then also whenever one is taken; the metrics' gauges refreshed every
+    /// `reap_every`).
     pub fn spawn_background(&self, reap_every: Duration, upkeep_every: Duration) -> Background {
         let (backends, store, metrics) = (self.backends.clone(), self.store.clone(), self.metrics.clone());
+        // With the reaper's round, not the upkeep's: counting lists every
+        // engine's workloads, which on a swarm asks the manager for each
+        // service's task.
         let gauges = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(upkeep_every);
+            let mut tick = tokio::time::interval(reap_every);
             loop {
                 tick.tick().await;
                 metrics.set_gauges(&count_gauges(&backends, &store).await);
