@@ -346,19 +346,19 @@ impl Core {
         Ok(self.store.audit_trail(tenant, limit)?)
     }
 
-    /// Every warm pool's numbers, the sandbox templates' spares last
-    /// (empty when pools are off and no template keeps spares).
     /// berth's own numbers, for a scraper to encode ([`metrics`]).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
     /// Sets the gauges of what exists now ([`count_gauges`]); the
-    /// background does so every upkeep round.
+    /// background does so every reaper round.
     pub async fn refresh_gauges(&self) {
         self.metrics.set_gauges(&count_gauges(&self.backends, &self.store).await);
     }
 
+    /// Every warm pool's numbers, the sandbox templates' spares last
+    /// (empty when pools are off and no template keeps spares).
     pub fn pool_stats(&self) -> Vec<PoolStats> {
         let mut stats = self.pools.as_ref().map(|p| p.stats()).unwrap_or_default();
         stats.extend(self.sandboxes.spare_stats());

@@ -297,7 +297,6 @@ impl SwarmBackend {
         }
     }
 
-    /// Removes service `id`, a service already gone counting as removed.
     /// Removes `volumes` from `node` (what is left, its sweep removes).
     async fn remove_volumes(&self, node: &str, volumes: &[String]) {
         let Ok(engine) = self.node(node) else { return };
@@ -321,6 +320,7 @@ impl SwarmBackend {
         session
     }
 
+    /// Removes service `id`, a service already gone counting as removed.
     async fn remove_service(&self, id: &str) -> Result<(), EngineError> {
         match patiently(|| self.manager.remove_service(id)).await {
             Ok(()) | Err(engine_api::Error::NotFound { .. }) => Ok(()),

@@ -155,8 +155,6 @@ impl Backends {
         &self.agent
     }
 
-    /// Each engine once, the primary first: what a sweep over every
-    /// workload berth made walks.
     /// The same backends with each engine passed through `wrap` once,
     /// however many kinds share it (so the shared stay shared).
     pub fn map(self, mut wrap: impl FnMut(Arc<dyn Engine>) -> Arc<dyn Engine>) -> Backends {
@@ -180,6 +178,8 @@ impl Backends {
         }
     }
 
+    /// Each engine once, the primary first: what a sweep over every
+    /// workload berth made walks.
     pub fn distinct(&self) -> Vec<&Arc<dyn Engine>> {
         let mut out: Vec<&Arc<dyn Engine>> = Vec::new();
         for engine in [&self.agent, &self.relic, &self.sandbox, &self.tool, &self.code].into_iter().chain(&self.sealed)
