@@ -93,6 +93,9 @@ impl Report {
 struct Reached {
     name: String,
     docker: engine_api::Docker,
+    /// Whether tasks run on it, so its images matter (a swarm's manager
+    /// places them on its nodes).
+    runs_tasks: bool,
 }
 
 /// Checks everything `berth serve` with `config` needs.
@@ -120,7 +123,7 @@ async fn within<T>(call: impl std::future::Future<Output = Result<T, engine_api:
 
 /// The engines of the configured backend that answer, each found said.
 async fn engines(config: &ServeConfig, findings: &mut Vec<Finding>) -> Vec<Reached> {
-    let mut wanted: Vec<(String, Result<engine_api::Docker, String>)> = Vec::new();
+    let mut wanted: Vec<(String, Result<engine_api::Docker, String>, bool)> = Vec::new();
     match config.backend {
         BackendChoice::OciDryRun => {
             findings.push(Finding::ok("engine", "none needed: the oci-dry-run backend runs nothing"));
@@ -128,9 +131,9 @@ async fn engines(config: &ServeConfig, findings: &mut Vec<Finding>) -> Vec<Reach
         }
         BackendChoice::Swarm => match &config.swarm {
             Some(swarm) => {
-                wanted.push(("the swarm manager".into(), swarm.client(&swarm.manager, &swarm.manager_name)));
+                wanted.push(("the swarm manager".into(), swarm.client(&swarm.manager, &swarm.manager_name), false));
                 for (name, endpoint) in &swarm.nodes {
-                    wanted.push((format!("node {name}"), swarm.client(endpoint, name)));
+                    wanted.push((format!("node {name}"), swarm.client(endpoint, name), true));
                 }
             }
             None => {
@@ -145,11 +148,12 @@ async fn engines(config: &ServeConfig, findings: &mut Vec<Finding>) -> Vec<Reach
         },
         BackendChoice::Docker | BackendChoice::Auto => {
             let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-            wanted.push((format!("the engine at {host}"), engine_api::Docker::from_env().map_err(|e| e.to_string())));
+            let client = engine_api::Docker::from_env().map_err(|e| e.to_string());
+            wanted.push((format!("the engine at {host}"), client, true));
         }
     }
     let mut reached = Vec::new();
-    for (name, client) in wanted {
+    for (name, client, runs_tasks) in wanted {
         let answer = match client {
             Ok(docker) => within(docker.api_version()).await.map(|api| (docker, api)),
             Err(e) => Err(e),
@@ -167,7 +171,7 @@ async fn engines(config: &ServeConfig, findings: &mut Vec<Finding>) -> Vec<Reach
                         "upgrade the engine (Debian 12's docker.io speaks 1.41)",
                     ),
                 });
-                reached.push(Reached { name, docker });
+                reached.push(Reached { name, docker, runs_tasks });
             }
             Err(e) if config.backend == BackendChoice::Auto => findings.push(Finding::bad(
                 "engine",
@@ -222,11 +226,7 @@ async fn images(config: &ServeConfig, engines: &[Reached]) -> Vec<Finding> {
     templates.extend(config.templates.clone());
     wanted.extend(templates.into_iter().map(|(name, t)| (t.image, format!("template {name}"))));
     let mut out = Vec::new();
-    for engine in engines {
-        // The swarm's manager runs no task: its nodes are asked.
-        if config.backend == BackendChoice::Swarm && engine.name == "the swarm manager" {
-            continue;
-        }
+    for engine in engines.iter().filter(|e| e.runs_tasks) {
         let mut missing = Vec::new();
         for (image, of) in &wanted {
             if within(engine.docker.inspect_image(image)).await.is_err() {

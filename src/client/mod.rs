@@ -163,7 +163,7 @@ pub async fn main(connection: &Connection, command: ClientCommand) -> i32 {
             ClientCommand::Sessions(c) => objects(&server, out, "/v1/sessions", render::SESSIONS, c).await,
             ClientCommand::Sandboxes(c) => objects(&server, out, "/v1/sandboxes", render::SANDBOXES, c).await,
             ClientCommand::Relics { session } => {
-                let path = format!("/v1/relics?session_id={}", query_value(&session));
+                let path = format!("/v1/relics?session_id={}", segment(&session));
                 show(out, &server.call(Method::GET, &path, None).await?.json()?, render::RELICS);
                 Ok(0)
             }
@@ -185,10 +185,10 @@ pub async fn run(connection: &Connection, args: RunArgs) -> i32 {
         let body = run_body(&args)?;
         let made = server.call(Method::POST, "/v1/runs", Some(&body)).await?.json()?;
         let id = made["id"].as_str().ok_or_else(|| ClientError::Garbled(format!("a run without an id: {made}")))?;
-        if connection.output == Output::Table {
-            follow_output(&server, &format!("/v1/runs/{id}/logs?follow=true")).await?;
-        }
-        // The record once it is final: the follow ends at the run's end.
+        // The follow ends at the run's end; its output is shown unless the
+        // final record is what is printed.
+        follow_output(&server, &format!("/v1/runs/{id}/logs?follow=true"), connection.output == Output::Table).await?;
+        // The record once it is final: a moment after the follow's end.
         let record = loop {
             let record = server.call(Method::GET, &format!("/v1/runs/{id}"), None).await?.json()?;
             if is_final(&record) {
@@ -253,14 +253,15 @@ fn run_body(args: &RunArgs) -> Result<Value, ClientError> {
     Ok(body)
 }
 
-/// Prints a followed output stream's pieces as they come, to stdout or
-/// stderr by their stream, until its exit event (or its end).
-async fn follow_output(server: &Server, path: &str) -> Result<(), ClientError> {
+/// Reads a followed output stream until its exit event (or its end),
+/// printing its pieces as they come when `print`, to stdout or stderr by
+/// their stream.
+async fn follow_output(server: &Server, path: &str, print: bool) -> Result<(), ClientError> {
     let mut stream = server.follow(path).await?;
     while let Some(line) = stream.next_line().await? {
         let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
         match event["event"].as_str() {
-            Some("log") => {
+            Some("log") if print => {
                 let data = event["data"].as_str().unwrap_or_default();
                 let written = match event["stream"].as_str() {
                     Some("stderr") => std::io::stderr().write_all(data.as_bytes()),
@@ -367,7 +368,7 @@ async fn objects(
 /// A container's logs: read at once, or followed until it ends.
 async fn logs(server: &Server, path: &str, follow: bool) -> Result<(), ClientError> {
     if follow {
-        return follow_output(server, &format!("{path}?follow=true")).await;
+        return follow_output(server, &format!("{path}?follow=true"), true).await;
     }
     let read = server.call(Method::GET, path, None).await?.json()?;
     print!("{}", read["stdout"].as_str().unwrap_or_default());
@@ -397,10 +398,6 @@ pub(crate) fn segment(id: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-fn query_value(value: &str) -> String {
-    segment(value)
 }
 
 /// A command's exit code, its error said on stderr.
