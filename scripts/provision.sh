@@ -22,7 +22,8 @@ readonly DOCKERD_LOG=/var/log/berth-dockerd.log
 readonly REGISTRY_LOG=/var/log/berth-registry.log
 readonly DEFAULT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # iptables: dockerd bridge/NAT/isolation rules; iproute2: ss; procps: ps tools.
-readonly PACKAGES=(docker.io docker-compose tmux runc busybox-static docker-registry mmdebstrap curl iptables iproute2 procps mount tini runsc)
+# chromium: the console's headless browser test.
+readonly PACKAGES=(docker.io docker-compose tmux runc busybox-static docker-registry mmdebstrap curl iptables iproute2 procps mount tini runsc chromium)
 
 # Always talk to the local daemon this script manages, whatever the caller's env says.
 export DOCKER_HOST=unix:///var/run/docker.sock

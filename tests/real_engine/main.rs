@@ -7,7 +7,9 @@
 //! pools against their refill (pools) stays in a binary of its own.
 
 mod agents;
+mod browser;
 mod cli;
+mod console;
 mod dialects;
 mod exec;
 mod faults;

@@ -81,7 +81,12 @@ pub async fn send(router: &Router, method: &str, uri: &str, token: Option<&str>,
         }
         None => Body::empty(),
     };
-    let res = router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    answer(router, req.body(body).unwrap()).await
+}
+
+/// One request, as built, to `router`: the answer with its body read.
+pub async fn answer(router: &Router, request: Request<Body>) -> Answer {
+    let res = router.clone().oneshot(request).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();

@@ -53,6 +53,8 @@ pub struct AppState {
     pub keepalive: Duration,
     /// The requests every front end over this state served.
     pub traffic: Arc<traffic::Traffic>,
+    /// The console's passes (cookies that stand for a token, for reads).
+    pub passes: Arc<std::sync::Mutex<crate::console::passes::Passes>>,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
             tokens: Arc::new(tokens),
             keepalive: DEFAULT_KEEPALIVE,
             traffic: Arc::new(traffic::Traffic::default()),
+            passes: Arc::default(),
         }
     }
 }
@@ -86,8 +89,14 @@ impl Tenant {
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
+    /// A bearer token, or for a read without one, the console's pass.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Tenant::from_headers(&parts.headers, &state.tokens)
+        match Tenant::from_headers(&parts.headers, &state.tokens) {
+            Err(refused) if crate::console::reads_on_pass(parts) => {
+                crate::console::tenant_of_pass(&parts.headers, state).map(Tenant).ok_or(refused)
+            }
+            decided => decided,
+        }
     }
 }
 
@@ -239,6 +248,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sessions::routes())
         .merge(sandboxes::routes())
         .merge(ops::routes())
+        .merge(crate::console::routes())
         .route("/openapi.json", axum::routing::get(openapi))
         .fallback(fallback)
         .with_state(state.clone());
