@@ -21,6 +21,9 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod doctor;
+mod notice;
+
+use notice::notice;
 
 #[derive(Parser)]
 #[command(name = "berth", version, about = "A container orchestrator for AI agents and their tools")]
@@ -173,12 +176,16 @@ async fn main() -> anyhow::Result<()> {
     // RUST_LOG says what is logged; a request's span is always on, so that
     // whatever is logged while it is served names it.
     let filter = tracing_subscriber::EnvFilter::from_default_env()
-        .add_directive(format!("{}=info", berth_api::native::REQUEST_SPAN_TARGET).parse()?);
+        .add_directive(format!("{}=info", berth_api::native::REQUEST_SPAN_TARGET).parse()?)
+        .add_directive(format!("{}=info", notice::TARGET).parse()?);
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => logs.init(),
         // The spans' fields (a request's id among them) in every line.
-        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+        LogFormat::Json => {
+            logs.json().with_current_span(true).with_span_list(false).init();
+            notice::to_json_log();
+        }
     }
     match cli.command {
         Command::Engine => {
@@ -263,8 +270,8 @@ fn sandbox_config(config: &ServeConfig) -> SandboxConfig {
         .or_else(|| std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join("berth-sandboxd"))));
     match path.as_ref().map(|p| (p, std::fs::read(p))) {
         Some((_, Ok(bytes))) => sandboxes.helper = Some(Arc::new(bytes)),
-        Some((p, Err(e))) => eprintln!("berth: no sandboxes: the helper {} cannot be read ({e})", p.display()),
-        None => eprintln!("berth: no sandboxes: no helper binary is configured (sandbox_helper)"),
+        Some((p, Err(e))) => notice!("no sandboxes: the helper {} cannot be read ({e})", p.display()),
+        None => notice!("no sandboxes: no helper binary is configured (sandbox_helper)"),
     }
     sandboxes
 }
@@ -318,12 +325,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 "recovered"
             );
             match backend.name() {
-                berth_oci::NAME => eprintln!(
-                    "berth: oci-dry-run backend{}: nothing runs; runs end dry_run with the OCI bundle they would run",
+                berth_oci::NAME => notice!(
+                    "oci-dry-run backend{}: nothing runs; runs end dry_run with the OCI bundle they would run",
                     if config.backend == BackendChoice::Auto { " (no engine reachable)" } else { "" }
                 ),
-                "swarm" => eprintln!(
-                    "berth: swarm backend, manager reachable; nodes: {}",
+                "swarm" => notice!(
+                    "swarm backend, manager reachable; nodes: {}",
                     config
                         .swarm
                         .iter()
@@ -331,10 +338,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                _ => eprintln!("berth: docker backend, engine reachable"),
+                _ => notice!("docker backend, engine reachable"),
             }
         }
-        Err(e) => eprintln!("berth: {} backend, engine not reachable yet ({e})", backend.name()),
+        Err(e) => notice!("{} backend, engine not reachable yet ({e})", backend.name()),
     }
     let policy = Policy::new(PolicyConfig { bind_roots: config.bind_roots.clone(), ..Default::default() });
     // Sealed runs straight on runc beside a real engine, when its probe passes.
@@ -371,16 +378,15 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             )
             .await;
             match (&engine, name) {
-                (Some(_), "runc") => eprintln!(
-                    "berth: oci backend: code runs and tool runs with no network go to runc ({})",
-                    probe.detail
-                ),
-                (Some(_), _) => eprintln!("berth: oci backend: runs may ask for {name} ({})", probe.detail),
+                (Some(_), "runc") => {
+                    notice!("oci backend: code runs and tool runs with no network go to runc ({})", probe.detail)
+                }
+                (Some(_), _) => notice!("oci backend: runs may ask for {name} ({})", probe.detail),
                 (None, "runc") if config.oci == OciChoice::Required => {
                     anyhow::bail!("the oci backend is required: {}", probe.detail)
                 }
-                (None, "runc") => eprintln!("berth: oci backend off, every run goes to the engine: {}", probe.detail),
-                (None, _) => eprintln!("berth: oci backend: no {name} ({})", probe.detail),
+                (None, "runc") => notice!("oci backend off, every run goes to the engine: {}", probe.detail),
+                (None, _) => notice!("oci backend: no {name} ({})", probe.detail),
             }
             // runsc without runc would take every sealed run: it is only ever asked for.
             if name == "runc" && engine.is_none() {
@@ -399,7 +405,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         for name in berth::sealed::ENGINE_RUNTIMES {
             let ok = registered.iter().any(|r| r == name);
             let detail = if ok {
-                eprintln!("berth: docker backend: runs may ask for {name} through the engine (docker-{name})");
+                notice!("docker backend: runs may ask for {name} through the engine (docker-{name})");
                 engine_runtimes.push(Arc::new(docker.clone().with_runtime(name)));
                 "registered in the engine's configuration".to_owned()
             } else {
@@ -435,14 +441,14 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let native = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    eprintln!("berth: listening on http://{}", native.local_addr()?);
+    notice!("listening on http://{}", native.local_addr()?);
     servers.push((native, berth_api::native::app(state.clone())));
     let seeds = Arc::new(config.seeds.clone());
     for (dialect, addr) in &config.dialects {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("dialect {dialect}: cannot listen on {addr}"))?;
-        eprintln!("berth: dialect {dialect} listening on http://{}", listener.local_addr()?);
+        notice!("dialect {dialect} listening on http://{}", listener.local_addr()?);
         servers.push((listener, dialect.router(state.clone(), seeds.clone())));
     }
     if let Some(e2b) = config.e2b {
@@ -453,7 +459,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("dialect e2b ({what}): cannot listen on {addr}"))?;
-            eprintln!("berth: dialect e2b {what} listening on http://{}", listener.local_addr()?);
+            notice!("dialect e2b {what} listening on http://{}", listener.local_addr()?);
             servers.push((listener, router));
         }
     }
@@ -470,7 +476,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         });
     }
     shutdown().await;
-    eprintln!("berth: shutting down, finishing the requests in flight");
+    notice!("shutting down, finishing the requests in flight");
     let _ = stop_tx.send(true);
     while let Some(done) = tasks.join_next().await {
         done??;

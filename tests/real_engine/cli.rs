@@ -56,7 +56,8 @@ fn json_logs_carry_a_requests_id_in_every_line_logged_while_it_is_served() {
         let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
         assert!(head.contains(&format!("x-request-id: {id}")), "{head}");
     }
-    let _ = child.kill();
+    // A TERM, so that it says it is shutting down.
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let _ = child.wait();
     let mut rest = String::new();
     stderr.read_to_string(&mut rest).unwrap();
@@ -70,6 +71,11 @@ fn json_logs_carry_a_requests_id_in_every_line_logged_while_it_is_served() {
     let served: Vec<&serde_json::Value> =
         lines.iter().filter(|l| l["target"].as_str().is_some_and(|t| t.starts_with("tower_http"))).collect();
     assert!(served.iter().all(|l| l["span"]["request_id"].is_string()), "{rest}");
+    for line in said.lines().chain(rest.lines()) {
+        assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "every line is JSON, notices too: {line}");
+    }
+    assert!(said.lines().any(|l| l.contains(r#""target":"berth::notice""#) && l.contains("backend")), "{said}");
+    assert!(rest.contains("shutting down"), "the notice of the end too: {rest}");
 }
 
 /// `berth doctor` with `args` and `config` (TOML) over a fresh data folder:

@@ -4,7 +4,9 @@
 use std::io::BufRead;
 
 /// Reads a `berth serve`'s `stderr` up to its `berth: listening on
-/// http://ADDR` line, or its end: everything it said, and the address.
+/// http://ADDR` line (or with `--log-format json`, its JSON notice that
+/// says `listening on http://ADDR`), or its end: everything it said, and
+/// the address.
 pub fn until_listening(stderr: &mut impl BufRead) -> (String, Option<String>) {
     let mut said = String::new();
     loop {
@@ -13,9 +15,21 @@ pub fn until_listening(stderr: &mut impl BufRead) -> (String, Option<String>) {
             return (said, None);
         }
         said.push_str(&line);
-        if let Some(addr) = line.trim().strip_prefix("berth: listening on http://") {
-            return (said, Some(addr.to_owned()));
+        if let Some(addr) = notice(line.trim()).and_then(|n| n.strip_prefix("listening on http://").map(str::to_owned))
+        {
+            return (said, Some(addr));
         }
+    }
+}
+
+/// The text of a serve notice: a `berth: ` line's rest, or the message
+/// of a JSON line of target `berth::notice`.
+pub fn notice(line: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let event: serde_json::Value = serde_json::from_str(line).ok()?;
+        (event["target"] == "berth::notice").then(|| event["fields"]["message"].as_str().map(str::to_owned))?
+    } else {
+        line.strip_prefix("berth: ").map(str::to_owned)
     }
 }
 
