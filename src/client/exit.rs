@@ -36,6 +36,16 @@ pub fn of_run(status: &str, exit_code: Option<i64>) -> i32 {
     }
 }
 
+/// The exit code of a command run in a sandbox: its own, or as a shell
+/// reports a signal's end (128 and the signal).
+pub fn of_command(exit_code: Option<i64>, signal: Option<i64>) -> i32 {
+    match (exit_code, signal) {
+        (_, Some(signal)) => i32::try_from(128 + signal.clamp(1, 127)).unwrap_or(RUN_FAILED),
+        (Some(code), None) => i32::try_from(code.clamp(0, 255)).unwrap_or(RUN_FAILED),
+        (None, None) => RUN_FAILED,
+    }
+}
+
 /// The exit code of a command that could not do what it was asked.
 pub fn of_error(error: &ClientError) -> i32 {
     match error {
@@ -62,6 +72,14 @@ mod tests {
         assert_eq!(of_run("cancelled", None), CANCELLED);
         let codes = [TIMED_OUT, OOM_KILLED, CANCELLED, REFUSED, NOT_FOUND, UNREACHABLE, SERVER_FAILED, UNAUTHORIZED];
         assert_eq!(codes.iter().collect::<std::collections::BTreeSet<_>>().len(), codes.len());
+    }
+
+    #[test]
+    fn a_sandbox_command_exits_with_its_code_or_as_a_shell_says_its_signal() {
+        assert_eq!(of_command(Some(5), None), 5);
+        assert_eq!(of_command(None, Some(9)), 137);
+        assert_eq!(of_command(Some(-1), Some(15)), 143);
+        assert_eq!(of_command(None, None), RUN_FAILED);
     }
 
     #[test]

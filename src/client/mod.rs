@@ -126,10 +126,99 @@ pub enum AgentsCommand {
 }
 
 #[derive(Subcommand, Debug, Clone)]
-pub enum ObjectsCommand {
+pub enum SessionsCommand {
+    /// Opens a session (its private network is made when a relic or a run first joins it).
+    Create {
+        id: String,
+    },
     Ls,
-    Get { id: String },
-    Rm { id: String },
+    Get {
+        id: String,
+    },
+    /// Ends a session and removes its network; one with running
+    /// containers only with `--force`, which removes them too.
+    Rm {
+        id: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum RelicsCommand {
+    /// Starts a relic of `--image` in a session, its command after `--`;
+    /// answers once it is healthy (with `--health`) or running.
+    Start {
+        #[arg(long)]
+        session: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        image: String,
+        /// The port it serves on inside (default 8000).
+        #[arg(long)]
+        port: Option<u16>,
+        /// A path probed until it answers, such as `/health`.
+        #[arg(long)]
+        health: Option<String>,
+        #[arg(long)]
+        memory: Option<String>,
+        #[arg(last = true)]
+        argv: Vec<String>,
+    },
+    /// The relics of one session, or all.
+    Ls {
+        #[arg(long)]
+        session: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    /// A relic's output (`-f`: as it comes).
+    Logs {
+        id: String,
+        #[arg(short, long)]
+        follow: bool,
+    },
+    Stop {
+        id: String,
+    },
+    Rm {
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum SandboxesCommand {
+    /// Creates a sandbox of a template (`base` is built in).
+    Create {
+        #[arg(long, default_value = "base")]
+        template: String,
+        /// Seconds until it is removed (from now, and from each refresh).
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// `KEY=value` metadata; repeatable.
+        #[arg(long = "meta")]
+        metadata: Vec<String>,
+    },
+    Ls,
+    Get {
+        id: String,
+    },
+    /// Runs a command in a sandbox to its end (its argv after `--`): its
+    /// output, and its exit code as berth's.
+    Run {
+        id: String,
+        /// Killed after this many seconds (the server's default 60).
+        #[arg(long)]
+        timeout: Option<u64>,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// Kills a sandbox.
+    Rm {
+        id: String,
+    },
 }
 
 /// The client's commands.
@@ -140,14 +229,11 @@ pub enum ClientCommand {
     #[command(subcommand)]
     Agents(AgentsCommand),
     #[command(subcommand)]
-    Sessions(ObjectsCommand),
+    Sessions(SessionsCommand),
     #[command(subcommand)]
-    Sandboxes(ObjectsCommand),
-    /// The relics of a session.
-    Relics {
-        #[arg(long)]
-        session: String,
-    },
+    Relics(RelicsCommand),
+    #[command(subcommand)]
+    Sandboxes(SandboxesCommand),
     /// The warm pools and the sandboxes' spares.
     Pools,
 }
@@ -160,15 +246,11 @@ pub async fn main(connection: &Connection, command: ClientCommand) -> i32 {
         match command {
             ClientCommand::Runs(c) => runs(&server, out, c).await,
             ClientCommand::Agents(c) => agents(&server, out, c).await,
-            ClientCommand::Sessions(c) => objects(&server, out, "/v1/sessions", render::SESSIONS, c).await,
-            ClientCommand::Sandboxes(c) => objects(&server, out, "/v1/sandboxes", render::SANDBOXES, c).await,
-            ClientCommand::Relics { session } => {
-                let path = format!("/v1/relics?session_id={}", segment(&session));
-                show(out, &server.call(Method::GET, &path, None).await?.json()?, render::RELICS);
-                Ok(0)
-            }
+            ClientCommand::Sessions(c) => sessions(&server, out, c).await,
+            ClientCommand::Relics(c) => relics(&server, out, c).await,
+            ClientCommand::Sandboxes(c) => sandboxes(&server, out, c).await,
             ClientCommand::Pools => {
-                show(out, &server.call(Method::GET, "/v1/pools", None).await?.json()?, render::POOLS);
+                ask(&server, out, Method::GET, "/v1/pools", None, render::POOLS).await?;
                 Ok(0)
             }
         }
@@ -281,7 +363,7 @@ async fn follow_output(server: &Server, path: &str, print: bool) -> Result<(), C
 async fn runs(server: &Server, out: Output, command: RunsCommand) -> Result<i32, ClientError> {
     match command {
         RunsCommand::Ls { limit } => {
-            show(out, &server.call(Method::GET, &format!("/v1/runs?limit={limit}"), None).await?.json()?, render::RUNS)
+            ask(server, out, Method::GET, &format!("/v1/runs?limit={limit}"), None, render::RUNS).await?
         }
         RunsCommand::Get { id } => show(
             out,
@@ -306,18 +388,12 @@ async fn agents(server: &Server, out: Output, command: AgentsCommand) -> Result<
     match command {
         AgentsCommand::Create { id, image, ports, memory, argv } => {
             let mut body = json!({"image": image, "ports": ports});
-            if let Some(id) = id {
-                body["id"] = json!(id);
-            }
-            if let Some(m) = memory {
-                body["memory"] = json!(m);
-            }
-            if !argv.is_empty() {
-                body["command"] = json!(argv);
-            }
-            show(out, &server.call(Method::POST, "/v1/agents", Some(&body)).await?.json()?, render::AGENTS);
+            set(&mut body, "id", id);
+            set(&mut body, "memory", memory);
+            set(&mut body, "command", (!argv.is_empty()).then_some(argv));
+            ask(server, out, Method::POST, "/v1/agents", Some(&body), render::AGENTS).await?;
         }
-        AgentsCommand::Ls => show(out, &server.call(Method::GET, "/v1/agents", None).await?.json()?, render::AGENTS),
+        AgentsCommand::Ls => ask(server, out, Method::GET, "/v1/agents", None, render::AGENTS).await?,
         AgentsCommand::Get { id } => {
             show(out, &server.call(Method::GET, &at(&id, ""), None).await?.json()?, render::AGENTS)
         }
@@ -335,34 +411,104 @@ async fn agents(server: &Server, out: Output, command: AgentsCommand) -> Result<
         AgentsCommand::Stop { id } => {
             show(out, &server.call(Method::POST, &at(&id, "/stop"), None).await?.json()?, render::AGENTS)
         }
-        AgentsCommand::Rm { id } => {
-            server.call(Method::DELETE, &at(&id, ""), None).await?;
-            show_json_or(out, &json!({"removed": id}), &format!("removed {id}"));
+        AgentsCommand::Rm { id } => remove(server, out, &at(&id, ""), &id).await?,
+    }
+    Ok(0)
+}
+
+async fn sessions(server: &Server, out: Output, command: SessionsCommand) -> Result<i32, ClientError> {
+    let at = |id: &str| format!("/v1/sessions/{}", segment(id));
+    match command {
+        SessionsCommand::Create { id } => {
+            let made = server.call(Method::POST, "/v1/sessions", Some(&json!({"session_id": id}))).await?.json()?;
+            show_json_or(out, &made, &format!("session {id}"));
+        }
+        SessionsCommand::Ls => ask(server, out, Method::GET, "/v1/sessions", None, render::SESSIONS).await?,
+        SessionsCommand::Get { id } => print_json(&server.call(Method::GET, &at(&id), None).await?.json()?),
+        SessionsCommand::Rm { id, force } => {
+            let ended = server.call(Method::DELETE, &format!("{}?force={force}", at(&id)), None).await?.json()?;
+            show_json_or(out, &ended, &format!("ended {id}"));
         }
     }
     Ok(0)
 }
 
-async fn objects(
-    server: &Server,
-    out: Output,
-    base: &str,
-    columns: &[Column],
-    command: ObjectsCommand,
-) -> Result<i32, ClientError> {
+async fn relics(server: &Server, out: Output, command: RelicsCommand) -> Result<i32, ClientError> {
+    let at = |id: &str, rest: &str| format!("/v1/relics/{}{rest}", segment(id));
     match command {
-        ObjectsCommand::Ls => show(out, &server.call(Method::GET, base, None).await?.json()?, columns),
-        ObjectsCommand::Get { id } => {
-            let found = server.call(Method::GET, &format!("{base}/{}", segment(&id)), None).await?.json()?;
-            println!("{}", serde_json::to_string_pretty(&found).unwrap_or_default());
+        RelicsCommand::Start { session, name, image, port, health, memory, argv } => {
+            let mut body = json!({"session_id": session, "relic_name": name, "image": image});
+            set(&mut body, "port", port);
+            set(&mut body, "health_check_endpoint", health);
+            set(&mut body, "memory", memory);
+            set(&mut body, "command", (!argv.is_empty()).then_some(argv));
+            ask(server, out, Method::POST, "/v1/relics", Some(&body), render::RELICS).await?;
         }
-        ObjectsCommand::Rm { id } => {
-            let answer = server.call(Method::DELETE, &format!("{base}/{}", segment(&id)), None).await?;
-            let json = answer.json().unwrap_or_else(|_| json!({"removed": id}));
-            show_json_or(out, &json, &format!("removed {id}"));
+        RelicsCommand::Ls { session } => {
+            let path = match session {
+                Some(s) => format!("/v1/relics?session_id={}", segment(&s)),
+                None => "/v1/relics".to_owned(),
+            };
+            ask(server, out, Method::GET, &path, None, render::RELICS).await?;
+        }
+        RelicsCommand::Get { id } => {
+            show(out, &server.call(Method::GET, &at(&id, ""), None).await?.json()?, render::RELICS)
+        }
+        RelicsCommand::Logs { id, follow } => logs(server, &at(&id, "/logs"), follow).await?,
+        RelicsCommand::Stop { id } => {
+            show(out, &server.call(Method::POST, &at(&id, "/stop"), None).await?.json()?, render::RELICS)
+        }
+        RelicsCommand::Rm { id } => remove(server, out, &at(&id, ""), &id).await?,
+    }
+    Ok(0)
+}
+
+async fn sandboxes(server: &Server, out: Output, command: SandboxesCommand) -> Result<i32, ClientError> {
+    let at = |id: &str, rest: &str| format!("/v1/sandboxes/{}{rest}", segment(id));
+    match command {
+        SandboxesCommand::Create { template, timeout, metadata } => {
+            let mut body = json!({"template": template, "metadata": pairs("--meta", &metadata)?});
+            set(&mut body, "timeout_seconds", timeout);
+            ask(server, out, Method::POST, "/v1/sandboxes", Some(&body), render::SANDBOXES).await?;
+        }
+        SandboxesCommand::Ls => ask(server, out, Method::GET, "/v1/sandboxes", None, render::SANDBOXES).await?,
+        SandboxesCommand::Get { id } => print_json(&server.call(Method::GET, &at(&id, ""), None).await?.json()?),
+        SandboxesCommand::Run { id, timeout, argv } => {
+            let mut body = json!({"argv": argv});
+            set(&mut body, "timeout_seconds", timeout);
+            let done = server.call(Method::POST, &at(&id, "/commands"), Some(&body)).await?.json()?;
+            if out == Output::Json {
+                print_json(&done);
+            } else {
+                print!("{}", done["stdout"].as_str().unwrap_or_default());
+                eprint!("{}", done["stderr"].as_str().unwrap_or_default());
+            }
+            return Ok(exit::of_command(done["exit_code"].as_i64(), done["signal"].as_i64()));
+        }
+        SandboxesCommand::Rm { id } => {
+            let killed = server.call(Method::DELETE, &at(&id, ""), None).await?.json()?;
+            show_json_or(out, &killed, &format!("killed {id}"));
         }
     }
     Ok(0)
+}
+
+/// `KEY=value` arguments of `flag` as a JSON object.
+fn pairs(flag: &str, given: &[String]) -> Result<Value, ClientError> {
+    let mut map = serde_json::Map::new();
+    for pair in given {
+        let (key, value) = pair.split_once('=').ok_or_else(|| ClientError::Refused {
+            status: 400,
+            code: "bad_request".into(),
+            message: format!("{flag} {pair:?}: KEY=value"),
+        })?;
+        map.insert(key.to_owned(), json!(value));
+    }
+    Ok(Value::Object(map))
+}
+
+fn print_json(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
 /// A container's logs: read at once, or followed until it ends.
@@ -373,6 +519,33 @@ async fn logs(server: &Server, path: &str, follow: bool) -> Result<(), ClientErr
     let read = server.call(Method::GET, path, None).await?.json()?;
     print!("{}", read["stdout"].as_str().unwrap_or_default());
     eprint!("{}", read["stderr"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+/// Sets `key` of a request's body to a flag's value, when it was given.
+fn set(body: &mut Value, key: &str, value: Option<impl serde::Serialize>) {
+    if let Some(v) = value {
+        body[key] = json!(v);
+    }
+}
+
+/// Asks `method` of `path` and shows what it answers as `columns`.
+async fn ask(
+    server: &Server,
+    out: Output,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    columns: &[Column],
+) -> Result<(), ClientError> {
+    show(out, &server.call(method, path, body).await?.json()?, columns);
+    Ok(())
+}
+
+/// Removes what `path` names (`id`), and says so.
+async fn remove(server: &Server, out: Output, path: &str, id: &str) -> Result<(), ClientError> {
+    server.call(Method::DELETE, path, None).await?;
+    show_json_or(out, &json!({"removed": id}), &format!("removed {id}"));
     Ok(())
 }
 

@@ -35,8 +35,15 @@ pub const SANDBOXES: &[Column] = &[
     ("NODE", "/node"),
     ("EXPIRES", "/expires_at"),
 ];
-pub const RELICS: &[Column] =
-    &[("ID", "/id"), ("IMAGE", "/image"), ("STATUS", "/status"), ("SESSION", "/session_id"), ("NODE", "/node")];
+pub const RELICS: &[Column] = &[
+    ("ID", "/relic_id"),
+    ("NAME", "/relic_name"),
+    ("STATUS", "/status"),
+    ("HEALTHY", "/healthy"),
+    ("SESSION", "/session_id"),
+    ("URL", "/internal_url"),
+    ("NODE", "/node"),
+];
 pub const POOLS: &[Column] = &[
     ("NAME", "/name"),
     ("IMAGE", "/image"),

@@ -163,6 +163,7 @@ impl Server {
             .arg(&config)
             .arg("--data")
             .arg(data.path().join("d"));
+        command.env("BERTH_SANDBOX_HELPER", test_support::api::helper_path());
         let (child, said, addr) = test_support::serve::spawn(command.env("BERTH_SPARES", "").env("BERTH_OCI", "off"));
         let addr = addr.unwrap_or_else(|| panic!("berth serve did not listen: {said}"));
         Server { child, url: format!("http://{addr}"), _data: data }
@@ -254,6 +255,60 @@ fn an_agent_is_created_listed_read_and_removed_through_the_client() {
     assert_eq!((code, removed.trim()), (0, format!("removed {id}").as_str()));
     let (code, _, _) = server.client(&["agents", "get", &id]);
     assert_eq!(code, 66);
+}
+
+/// A session with a relic, and a sandbox with a command run in it, made,
+/// listed and removed through the client.
+#[test]
+fn sessions_relics_and_sandboxes_are_made_listed_and_removed_through_the_client() {
+    let server = Server::start();
+    let session = format!("cli-s-{}", std::process::id());
+    let (code, said, err) = server.client(&["sessions", "create", &session]);
+    assert_eq!((code, said.trim()), (0, format!("session {session}").as_str()), "{err}");
+    let (code, _, err) = server.client(&[
+        "relics",
+        "start",
+        "--session",
+        &session,
+        "--name",
+        "web",
+        "--image",
+        "busybox:1.35",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "8000",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (_, listed, _) = server.client(&["relics", "ls", "--session", &session]);
+    assert!(listed.lines().any(|l| l.contains("web") && l.contains("running")), "{listed}");
+    let (_, sessions, _) = server.client(&["sessions", "ls"]);
+    assert!(sessions.lines().any(|l| l.trim() == session), "{sessions}");
+    let (code, _, err) = server.client(&["sessions", "rm", &session]);
+    assert!(code == 65 && err.contains("force"), "a session with a running relic ends only by force: {err}");
+    let (code, ended, err) = server.client(&["sessions", "rm", "--force", &session]);
+    assert_eq!((code, ended.trim()), (0, format!("ended {session}").as_str()), "{err}");
+    let (_, listed, _) = server.client(&["-o", "json", "relics", "ls", "--session", &session]);
+    let relics: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(relics[0]["status"], "stopped", "the relic ended with it: {relics}");
+
+    let (code, made, err) =
+        server.client(&["-o", "json", "sandboxes", "create", "--meta", "who=cli", "--timeout", "120"]);
+    assert_eq!(code, 0, "{err}");
+    let made: serde_json::Value = serde_json::from_str(&made).unwrap();
+    let id = made["sandbox_id"].as_str().unwrap();
+    assert_eq!(made["metadata"], serde_json::json!({"who": "cli"}));
+    let (code, out, err) = server.client(&["sandboxes", "run", id, "--", "sh", "-c", "echo hi; echo oops >&2; exit 4"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (4, "hi\n", "oops\n"));
+    let (_, listed, _) = server.client(&["sandboxes", "ls"]);
+    assert!(listed.lines().any(|l| l.contains(id) && l.contains("running")), "{listed}");
+    let (code, _, err) = server.client(&["sandboxes", "create", "--meta", "no-equals"]);
+    assert_eq!(code, 65, "a malformed --meta is refused before asking: {err}");
+    let (code, _, _) = server.client(&["sandboxes", "rm", id]);
+    assert_eq!(code, 0);
+    let (_, after, _) = server.client(&["-o", "json", "sandboxes", "get", id]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&after).unwrap()["state"], "ended");
 }
 
 /// `berth exec` in an agent: its exit code and output without a terminal,
