@@ -69,6 +69,9 @@ impl Streaming {
                     if let Ok(data) = frame.into_data() {
                         self.pending.extend_from_slice(&data);
                     }
+                    if self.pending.len() > MAX_ANSWER {
+                        return Err(ClientError::Garbled(format!("a line of more than {MAX_ANSWER} bytes")));
+                    }
                 }
                 Some(Err(e)) => return Err(ClientError::Garbled(e.to_string())),
                 None if self.pending.is_empty() => return Ok(None),
@@ -138,7 +141,17 @@ impl Server {
 
     /// `GET path`, its body read line by line as it comes.
     pub async fn follow(&self, path: &str) -> Result<Streaming, ClientError> {
-        let answer = self.send(hyper::Method::GET, path, None).await?;
+        self.stream(hyper::Method::GET, path, None).await
+    }
+
+    /// `method path` with `body`, its body read line by line as it comes.
+    pub async fn stream(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Streaming, ClientError> {
+        let answer = self.send(method, path, body).await?;
         let status = answer.status().as_u16();
         if status >= 400 {
             let body = answer.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();

@@ -6,6 +6,7 @@
 
 pub mod exit;
 pub mod http;
+mod progress;
 pub mod render;
 pub mod terminal;
 
@@ -236,6 +237,14 @@ pub enum ClientCommand {
     Sandboxes(SandboxesCommand),
     /// The warm pools and the sandboxes' spares.
     Pools,
+    /// Pulls an image for the server's engine, with a bar of its progress
+    /// on a terminal (`-o json`: each progress event as a line).
+    Pull {
+        image: String,
+        /// Pull even when the image is there (a tag that may have moved).
+        #[arg(long)]
+        refresh: bool,
+    },
 }
 
 /// Runs a client command; its exit code.
@@ -249,6 +258,13 @@ pub async fn main(connection: &Connection, command: ClientCommand) -> i32 {
             ClientCommand::Sessions(c) => sessions(&server, out, c).await,
             ClientCommand::Relics(c) => relics(&server, out, c).await,
             ClientCommand::Sandboxes(c) => sandboxes(&server, out, c).await,
+            ClientCommand::Pull { image, refresh } => {
+                pull(&server, out, &image, refresh, true).await?;
+                if out == Output::Table {
+                    println!("pulled {image}");
+                }
+                Ok(0)
+            }
             ClientCommand::Pools => {
                 ask(&server, out, Method::GET, "/v1/pools", None, render::POOLS).await?;
                 Ok(0)
@@ -265,11 +281,18 @@ pub async fn run(connection: &Connection, args: RunArgs) -> i32 {
     finish(async {
         let server = Server::new(&connection.url, connection.token.clone())?;
         let body = run_body(&args)?;
+        if let Some(image) = &args.image {
+            pull(&server, connection.output, image, false, false).await?;
+        }
         let made = server.call(Method::POST, "/v1/runs", Some(&body)).await?.json()?;
         let id = made["id"].as_str().ok_or_else(|| ClientError::Garbled(format!("a run without an id: {made}")))?;
         // The follow ends at the run's end; its output is shown unless the
-        // final record is what is printed.
-        follow_output(&server, &format!("/v1/runs/{id}/logs?follow=true"), connection.output == Output::Table).await?;
+        // final record is what is printed. A spinner says what is awaited
+        // until the output begins (or, for the record, until the end).
+        let waiting = progress::spinner(&format!("waiting for {id}"));
+        let path = format!("/v1/runs/{id}/logs?follow=true");
+        follow_output(&server, &path, connection.output == Output::Table, Some(&waiting)).await?;
+        waiting.finish_and_clear();
         // The record once it is final: a moment after the follow's end.
         let record = loop {
             let record = server.call(Method::GET, &format!("/v1/runs/{id}"), None).await?.json()?;
@@ -338,12 +361,20 @@ fn run_body(args: &RunArgs) -> Result<Value, ClientError> {
 /// Reads a followed output stream until its exit event (or its end),
 /// printing its pieces as they come when `print`, to stdout or stderr by
 /// their stream.
-async fn follow_output(server: &Server, path: &str, print: bool) -> Result<(), ClientError> {
+async fn follow_output(
+    server: &Server,
+    path: &str,
+    print: bool,
+    waiting: Option<&indicatif::ProgressBar>,
+) -> Result<(), ClientError> {
     let mut stream = server.follow(path).await?;
     while let Some(line) = stream.next_line().await? {
         let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
         match event["event"].as_str() {
             Some("log") if print => {
+                if let Some(w) = waiting.filter(|w| !w.is_finished()) {
+                    w.finish_and_clear();
+                }
                 let data = event["data"].as_str().unwrap_or_default();
                 let written = match event["stream"].as_str() {
                     Some("stderr") => std::io::stderr().write_all(data.as_bytes()),
@@ -391,6 +422,7 @@ async fn agents(server: &Server, out: Output, command: AgentsCommand) -> Result<
             set(&mut body, "id", id);
             set(&mut body, "memory", memory);
             set(&mut body, "command", (!argv.is_empty()).then_some(argv));
+            pull(server, out, &image, false, false).await?;
             ask(server, out, Method::POST, "/v1/agents", Some(&body), render::AGENTS).await?;
         }
         AgentsCommand::Ls => ask(server, out, Method::GET, "/v1/agents", None, render::AGENTS).await?,
@@ -442,6 +474,7 @@ async fn relics(server: &Server, out: Output, command: RelicsCommand) -> Result<
             set(&mut body, "health_check_endpoint", health);
             set(&mut body, "memory", memory);
             set(&mut body, "command", (!argv.is_empty()).then_some(argv));
+            pull(server, out, &image, false, false).await?;
             ask(server, out, Method::POST, "/v1/relics", Some(&body), render::RELICS).await?;
         }
         RelicsCommand::Ls { session } => {
@@ -514,12 +547,47 @@ fn print_json(value: &Value) {
 /// A container's logs: read at once, or followed until it ends.
 async fn logs(server: &Server, path: &str, follow: bool) -> Result<(), ClientError> {
     if follow {
-        return follow_output(server, &format!("{path}?follow=true"), true).await;
+        return follow_output(server, &format!("{path}?follow=true"), true, None).await;
     }
     let read = server.call(Method::GET, path, None).await?.json()?;
     print!("{}", read["stdout"].as_str().unwrap_or_default());
     eprint!("{}", read["stderr"].as_str().unwrap_or_default());
     Ok(())
+}
+
+/// Pulls `image` through the server, drawing a bar of its progress on a
+/// terminal, or with `-o json` and `echo` printing each event as its line
+/// (without `echo`, before a workload of the image is asked for, a
+/// script's output stays the workload's). The bar appears only once bytes
+/// move, so an image that is there draws nothing.
+async fn pull(server: &Server, out: Output, image: &str, refresh: bool, echo: bool) -> Result<(), ClientError> {
+    let body = json!({"image": image, "refresh": refresh});
+    let mut stream = server.stream(Method::POST, "/v1/images/pull", Some(&body)).await?;
+    let mut bar: Option<progress::PullBar> = None;
+    let ended = loop {
+        let Some(line) = stream.next_line().await? else {
+            break Err(ClientError::Garbled("the pull's stream ended before it said how".into()));
+        };
+        let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
+        if out == Output::Json && echo && event["event"] != "keepalive" {
+            println!("{line}");
+        }
+        match event["event"].as_str() {
+            Some("progress") if out == Output::Table => {
+                bar.get_or_insert_with(|| progress::PullBar::new(image)).step(&event)
+            }
+            Some("pulled") => break Ok(()),
+            Some("error") => {
+                let message = event["message"].as_str().unwrap_or("the pull failed").to_owned();
+                break Err(ClientError::Refused { status: 502, code: "pull_failed".into(), message });
+            }
+            _ => {}
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    ended
 }
 
 /// Sets `key` of a request's body to a flag's value, when it was given.

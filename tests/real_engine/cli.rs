@@ -337,37 +337,170 @@ fn berth_exec_gives_a_command_stdin_and_a_terminal_that_follows_the_window() {
     let done = piped.wait_with_output().unwrap();
     assert_eq!((done.status.code(), String::from_utf8_lossy(&done.stdout).as_ref()), (Some(7), "from stdin\n"));
 
-    let session = format!("berth-exec-{}", std::process::id());
-    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux runs");
     let shell = format!(
         "BERTH_URL={} BERTH_TOKEN=tok-cli {} exec -it {id} -- sh; echo EXITED $?; sleep 60",
         server.url,
         env!("CARGO_BIN_EXE_berth")
     );
-    assert!(tmux(&["new-session", "-d", "-s", &session, "-x", "100", "-y", "30", &shell]).status.success());
-    let screen = |want: &str| -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let pane = Tmux::open("berth-exec", &shell, 100, 30);
+    let screen = |want: &str| pane.screen(want);
+    let shown = screen("/ #");
+    assert!(shown.contains("/ #"), "the shell's prompt: {shown}");
+    pane.send("stty size; tty; echo ok-$((6*7))");
+    let shown = screen("ok-42");
+    assert!(shown.contains("30 100\n/dev/pts/") && shown.contains("ok-42"), "{shown}");
+    pane.command(&["resize-window", "-x", "120", "-y", "40"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    pane.send("stty size");
+    let shown = screen("40 120");
+    assert!(shown.contains("40 120"), "the terminal follows the window: {shown}");
+    pane.send("exit 9");
+    let shown = screen("EXITED 9");
+    assert!(shown.contains("EXITED 9"), "{shown}");
+    server.client(&["agents", "rm", &id]);
+}
+
+/// An image of one random layer of 1 MiB pushed to the loopback registry
+/// (`scripts/provision.sh` runs it on 127.0.0.1:5000) and removed from the
+/// engine, so a pull of it moves bytes; its manifest is deleted at the end.
+struct PushedImage {
+    name: String,
+}
+
+impl PushedImage {
+    fn push() -> PushedImage {
+        let name = format!("127.0.0.1:5000/berth-pull-{}:1", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let mut random = vec![0u8; 1 << 20];
+        std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random)).unwrap();
+        std::fs::write(dir.path().join("noise"), random).unwrap();
+        let import = format!("tar -C {} -cf - . | docker import - {name} >/dev/null", dir.path().display());
+        assert!(Command::new("sh").args(["-c", &import]).status().unwrap().success(), "docker import");
+        let pushed = Command::new("docker").args(["push", &name]).output().unwrap();
+        assert!(pushed.status.success(), "the loopback registry takes it: {}", String::from_utf8_lossy(&pushed.stderr));
+        assert!(Command::new("docker").args(["rmi", &name]).output().unwrap().status.success());
+        PushedImage { name }
+    }
+}
+
+impl Drop for PushedImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", &self.name]).output();
+        let (repo, tag) = self.name.trim_start_matches("127.0.0.1:5000/").split_once(':').unwrap();
+        let manifest = format!("http://127.0.0.1:5000/v2/{repo}/manifests/{tag}");
+        let accept = "Accept: application/vnd.docker.distribution.manifest.v2+json";
+        let head = Command::new("curl").args(["-sI", "-H", accept, &manifest]).output().unwrap();
+        let head = String::from_utf8_lossy(&head.stdout).to_ascii_lowercase();
+        if let Some(digest) = head.lines().find_map(|l| l.strip_prefix("docker-content-digest: ")) {
+            let url = format!("http://127.0.0.1:5000/v2/{repo}/manifests/{}", digest.trim());
+            let _ = Command::new("curl").args(["-s", "-X", "DELETE", &url]).output();
+        }
+    }
+}
+
+/// `berth pull` through a live server: the engine's progress streamed as
+/// it goes (a layer's bytes of its size), then `pulled` and the image on
+/// the engine; a second pull answers at once; a missing image and a
+/// malformed reference each end with their own exit code.
+#[test]
+fn berth_pull_streams_the_pulls_progress_and_leaves_the_image_on_the_engine() {
+    let server = Server::start();
+    let image = PushedImage::push();
+    let (code, out, err) = server.client(&["-o", "json", "pull", &image.name]);
+    assert_eq!(code, 0, "{err}");
+    let events: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let downloading: Vec<&serde_json::Value> = events.iter().filter(|e| e["status"] == "Downloading").collect();
+    assert!(!downloading.is_empty(), "bytes moved: {out}");
+    assert!(downloading.iter().all(|e| e["total"].as_u64() > Some(1 << 20) && e["layer"].is_string()), "{out}");
+    assert!(events.iter().any(|e| e["status"] == "Pull complete"), "{out}");
+    assert_eq!(events.last().unwrap(), &serde_json::json!({"event": "pulled", "image": image.name}));
+    let there = Command::new("docker").args(["image", "inspect", &image.name]).output().unwrap();
+    assert!(there.status.success(), "the image is on the engine");
+
+    let (code, again, _) = server.client(&["-o", "json", "pull", &image.name]);
+    assert_eq!((code, again.lines().count()), (0, 1), "an image that is there is not pulled again: {again}");
+    let (code, said, _) = server.client(&["pull", &image.name]);
+    assert_eq!((code, said.trim()), (0, format!("pulled {}", image.name).as_str()));
+
+    let missing = format!("127.0.0.1:5000/berth-pull-missing-{}:1", std::process::id());
+    let (code, _, err) = server.client(&["pull", &missing]);
+    assert_eq!(code, 66, "{err}");
+    let (code, _, err) = server.client(&["pull", "not an image"]);
+    assert_eq!(code, 65, "{err}");
+    let trail = Command::new("curl")
+        .args(["-s", "-H", "Authorization: Bearer tok-cli", &format!("{}/v1/audit?limit=10", server.url)])
+        .output()
+        .unwrap();
+    let trail: serde_json::Value = serde_json::from_slice(&trail.stdout).unwrap();
+    let pulls: Vec<&str> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "image.pull" && e["target"] == image.name)
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(pulls, ["pulled"; 3], "each pull is audited");
+}
+
+/// `berth run` on a terminal (tmux) shows a spinner that says which run is
+/// awaited until the run's output begins, then only the output; the
+/// piped runs of the other tests show no spinner at all.
+#[test]
+fn berth_run_on_a_terminal_says_what_it_waits_for_until_the_output_begins() {
+    let server = Server::start();
+    let shell = format!(
+        "BERTH_URL={} BERTH_TOKEN=tok-cli {} run --language sh --code 'sleep 3; echo done'; echo EXITED $?; sleep 60",
+        server.url,
+        env!("CARGO_BIN_EXE_berth")
+    );
+    let pane = Tmux::open("berth-wait", &shell, 100, 10);
+    let screen = |want: &str| pane.screen(want);
+    let waiting = screen("waiting for run_");
+    let ended = screen("EXITED 0");
+    assert!(waiting.contains("waiting for run_") && !waiting.contains("done"), "{waiting}");
+    assert!(ended.contains("done\nEXITED 0") && !ended.contains("waiting for"), "the spinner is cleared: {ended}");
+}
+
+/// A detached tmux session running `shell` in a window of `x` by `y`,
+/// killed when dropped.
+struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    fn open(name: &str, shell: &str, x: u16, y: u16) -> Tmux {
+        let session = format!("{name}-{}", std::process::id());
+        let (x, y) = (x.to_string(), y.to_string());
+        let made = Command::new("tmux").args(["new-session", "-d", "-s", &session, "-x", &x, "-y", &y, shell]).output();
+        assert!(made.expect("tmux runs").status.success());
+        Tmux { session }
+    }
+
+    /// `tmux COMMAND -t SESSION ARGS…`.
+    fn command(&self, args: &[&str]) -> std::process::Output {
+        let (command, rest) = args.split_first().expect("a tmux command");
+        Command::new("tmux").arg(command).args(["-t", &self.session]).args(rest).output().expect("tmux runs")
+    }
+
+    fn send(&self, line: &str) {
+        self.command(&["send-keys", line, "Enter"]);
+    }
+
+    /// The pane's text once it shows `want`, or as it is after 20 s.
+    fn screen(&self, want: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
-            let shown = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned();
+            let shown = String::from_utf8_lossy(&self.command(&["capture-pane", "-p"]).stdout).into_owned();
             if shown.contains(want) || std::time::Instant::now() > deadline {
                 return shown;
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-    };
-    let shown = screen("/ #");
-    assert!(shown.contains("/ #"), "the shell's prompt: {shown}");
-    tmux(&["send-keys", "-t", &session, "stty size; tty; echo ok-$((6*7))", "Enter"]);
-    let shown = screen("ok-42");
-    assert!(shown.contains("30 100\n/dev/pts/") && shown.contains("ok-42"), "{shown}");
-    tmux(&["resize-window", "-t", &session, "-x", "120", "-y", "40"]);
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    tmux(&["send-keys", "-t", &session, "stty size", "Enter"]);
-    let shown = screen("40 120");
-    assert!(shown.contains("40 120"), "the terminal follows the window: {shown}");
-    tmux(&["send-keys", "-t", &session, "exit 9", "Enter"]);
-    let shown = screen("EXITED 9");
-    tmux(&["kill-session", "-t", &session]);
-    assert!(shown.contains("EXITED 9"), "{shown}");
-    server.client(&["agents", "rm", &id]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.command(&["kill-session"]);
+    }
 }

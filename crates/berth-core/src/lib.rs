@@ -50,7 +50,7 @@ use crate::engine::metered::Metered;
 use crate::engine::Backends;
 use crate::engine::{
     Engine, EngineErrorKind, ExecOutput, ExecRequest, Handle, LogChunk, LogRequest, LogStream, NetworkInfo, Phase,
-    ProcessId, Selector, StdioSession, Stream, TtySize, Usage, WorkloadInfo,
+    ProcessId, PullStream, Selector, StdioSession, Stream, TtySize, Usage, WorkloadInfo,
 };
 use crate::lifetime::reaper::Reaper;
 use crate::metrics::Metrics;
@@ -344,6 +344,42 @@ impl Core {
     /// The tenant's audit trail, newest first, at most `limit` entries.
     pub fn audit_trail(&self, tenant: &str, limit: usize) -> Result<Vec<AuditEntry>, Error> {
         Ok(self.store.audit_trail(tenant, limit)?)
+    }
+
+    /// Pulls `image` for the engine of tool runs and agents (again, with
+    /// `refresh`; else only when it is not there), reporting its progress
+    /// as it goes: what a client shows while it waits, before it asks for
+    /// a workload of an image that may be missing. The pull's end is
+    /// audited (`image.pull`), as is a refusal to start it.
+    pub async fn pull_image(&self, tenant: &str, image: &str, refresh: bool) -> Result<PullStream, Error> {
+        crate::policy::check_image(image)?;
+        let (store, clock) = (self.store.clone(), self.clock.clone());
+        let (tenant, image) = (tenant.to_owned(), image.to_owned());
+        let progress = match self.backends.of(Kind::Tool).pull_image(&image, refresh).await {
+            Ok(p) => p,
+            Err(e) => {
+                store.note(clock.now(), &tenant, "image.pull", &image, &format!("failed: {e}"));
+                return Err(e.into());
+            }
+        };
+        let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let seen = failure.clone();
+        let noted = futures_util::stream::once(async move {
+            let outcome = seen.lock().map(|f| f.clone()).unwrap_or_default();
+            let outcome = outcome.map_or_else(|| "pulled".to_owned(), |e| format!("failed: {e}"));
+            store.note(clock.now(), &tenant, "image.pull", &image, &outcome);
+            None
+        });
+        Ok(progress
+            .inspect(move |step| {
+                if let (Err(e), Ok(mut f)) = (step, failure.lock()) {
+                    *f = Some(e.to_string());
+                }
+            })
+            .map(Some)
+            .chain(noted)
+            .filter_map(futures_util::future::ready)
+            .boxed())
     }
 
     /// berth's own numbers, for a scraper to encode ([`metrics`]).
@@ -1184,6 +1220,26 @@ mod tests {
         assert_eq!(core.containers("t1", Some(Kind::Code)).await.unwrap().len(), 1);
         let logs = core.read_logs("t1", &Target::Managed(run.container_name.clone()), &LogRequest::default()).await;
         assert!(logs.is_ok(), "a code run's container is read on its own engine: {logs:?}");
+    }
+
+    #[tokio::test]
+    async fn an_image_pull_ends_in_the_audit_trail_and_a_bad_reference_is_refused_before_the_engine() {
+        let (fake, core) = core();
+        let pulled: Vec<_> = core.pull_image("t1", "tool:1", false).await.unwrap().collect().await;
+        assert!(pulled.is_empty(), "the fake reports no progress");
+        assert_eq!(fake.calls_of(Op::EnsureImage).len(), 1);
+        let trail = core.audit_trail("t1", 1).unwrap();
+        assert_eq!((trail[0].action.as_str(), trail[0].target.as_str()), ("image.pull", "tool:1"));
+        assert_eq!(trail[0].outcome, "pulled");
+
+        let refused = core.pull_image("t1", "a b", false).await.err().unwrap();
+        assert_eq!(refused.kind(), ErrorKind::Policy);
+        assert_eq!(fake.calls_of(Op::EnsureImage).len(), 1, "the engine was not asked");
+
+        fake.fail_next(Op::EnsureImage, EngineError::not_found("no such image"));
+        let missing = core.pull_image("t1", "gone:1", false).await.err().unwrap();
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        assert!(core.audit_trail("t1", 1).unwrap()[0].outcome.starts_with("failed: "));
     }
 
     #[tokio::test]

@@ -23,8 +23,9 @@ use futures_util::StreamExt;
 use berth_core::engine::state::{split_annotations, ANNOTATION_PREFIX};
 use berth_core::engine::{
     ByteStream, Capabilities, Engine, EngineError, ExecRequest, ExecSession, ExitWatch, Handle, Health, ImageCommand,
-    ImageInfo, Isolation, LogChunk, LogRequest, LogStream, NetworkInfo, Phase, ProcessId, Selector, StdioSession,
-    Stream, TtySize, Usage, UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo, WorkloadState,
+    ImageInfo, Isolation, LogChunk, LogRequest, LogStream, NetworkInfo, Phase, ProcessId, PullProgress, PullStream,
+    Selector, StdioSession, Stream, TtySize, Usage, UsageStream, WorkloadEvent, WorkloadInfo, WorkloadIo,
+    WorkloadState,
 };
 use berth_core::spec::{ContainerSpec, HealthCheck, Logs, Network, Stdin};
 
@@ -310,21 +311,39 @@ impl Engine for DockerBackend {
     }
 
     async fn ensure_image(&self, image: &str) -> Result<(), EngineError> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
-            Err(ClientError::NotFound { .. }) => {}
-            Err(e) => return Err(engine_err(e)),
+        let mut progress = self.pull_image(image, false).await?;
+        while let Some(line) = progress.next().await {
+            line?;
         }
-        let mut progress = self.docker.pull_image(image).await.map_err(|e| match e {
+        Ok(())
+    }
+
+    async fn pull_image(&self, image: &str, refresh: bool) -> Result<PullStream, EngineError> {
+        if !refresh {
+            match self.docker.inspect_image(image).await {
+                Ok(_) => return Ok(futures_util::stream::empty().boxed()),
+                Err(ClientError::NotFound { .. }) => {}
+                Err(e) => return Err(engine_err(e)),
+            }
+        }
+        let progress = self.docker.pull_image(image).await.map_err(|e| match e {
             ClientError::NotFound { ref message } => {
                 EngineError::not_found(format!("image {image}: {message}")).with_source(e)
             }
             other => engine_err(other),
         })?;
-        while let Some(line) = progress.next().await {
-            line.map_err(|e| EngineError::not_found(format!("image {image} could not be pulled: {e}")).with_source(e))?;
-        }
-        Ok(())
+        let image = image.to_owned();
+        Ok(progress
+            .map(move |line| match line {
+                Ok(line) => Ok(PullProgress {
+                    layer: line.id,
+                    status: line.status.unwrap_or_default(),
+                    current: line.progress_detail.as_ref().and_then(|d| d.current).and_then(|n| u64::try_from(n).ok()),
+                    total: line.progress_detail.as_ref().and_then(|d| d.total).and_then(|n| u64::try_from(n).ok()),
+                }),
+                Err(e) => Err(EngineError::not_found(format!("image {image} could not be pulled: {e}")).with_source(e)),
+            })
+            .boxed())
     }
 
     async fn image_command(&self, image: &str) -> Result<ImageCommand, EngineError> {

@@ -69,6 +69,19 @@ pub enum FollowEvent {
         #[schema(value_type = Object)]
         usage: serde_json::Value,
     },
+    /// A step of an image pull: a layer's status and, while its bytes
+    /// move, how many of how many (no layer: a line about the image).
+    Progress {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        layer: Option<String>,
+        status: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        current: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        total: Option<u64>,
+    },
+    /// The last event of a pull that succeeded: the image is there.
+    Pulled { image: String },
 }
 
 impl FollowEvent {
@@ -79,6 +92,8 @@ impl FollowEvent {
             FollowEvent::Exit { .. } => "exit",
             FollowEvent::Error { .. } => "error",
             FollowEvent::Stats { .. } => "stats",
+            FollowEvent::Progress { .. } => "progress",
+            FollowEvent::Pulled { .. } => "pulled",
         }
     }
 

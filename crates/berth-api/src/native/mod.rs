@@ -12,6 +12,7 @@ pub mod agents;
 pub mod error;
 pub mod exposition;
 pub mod follow;
+pub mod images;
 pub mod observe;
 pub mod ops;
 pub mod relics;
@@ -198,6 +199,7 @@ pub fn limits(memory: Option<&str>, cpu: Option<f64>) -> Result<(Option<ByteSize
         sessions::list_sessions,
         sessions::get_session,
         sessions::end_session,
+        images::pull_image,
         ops::health,
         ops::ready,
         ops::audit,
@@ -248,6 +250,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sessions::routes())
         .merge(sandboxes::routes())
         .merge(ops::routes())
+        .merge(images::routes())
         .merge(crate::console::routes())
         .route("/openapi.json", axum::routing::get(openapi))
         .fallback(fallback)

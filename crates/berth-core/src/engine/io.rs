@@ -60,6 +60,20 @@ pub struct LogChunk {
     pub data: Bytes,
 }
 
+/// One step of an image pull, as the engine reports it: a layer's status
+/// (`Downloading`, `Extracting`, `Pull complete`, …) and, while its bytes
+/// move, how many of how many; or a line about the whole image (no layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullProgress {
+    pub layer: Option<String>,
+    pub status: String,
+    pub current: Option<u64>,
+    pub total: Option<u64>,
+}
+
+/// An image pull's progress, ending when the pull has; an error ends it.
+pub type PullStream = BoxStream<'static, Result<PullProgress, EngineError>>;
+
 /// Which logs to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogRequest {

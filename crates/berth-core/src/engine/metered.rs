@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
 use super::io::{
-    ByteStream, ExecOutput, ExecRequest, ExecSession, LogRequest, LogStream, ProcessId, Signal, StdioSession, TtySize,
-    Usage, UsageStream,
+    ByteStream, ExecOutput, ExecRequest, ExecSession, LogRequest, LogStream, ProcessId, PullStream, Signal,
+    StdioSession, TtySize, Usage, UsageStream,
 };
 use super::{
     Capabilities, Engine, EngineError, ExitWatch, Handle, ImageCommand, ImageInfo, Isolation, NetworkInfo, NodeStatus,
@@ -74,6 +74,10 @@ impl Engine for Metered {
 
     async fn ensure_image(&self, image: &str) -> Result<(), EngineError> {
         self.timed("ensure_image", self.inner.ensure_image(image)).await
+    }
+
+    async fn pull_image(&self, image: &str, refresh: bool) -> Result<PullStream, EngineError> {
+        self.timed("pull_image", self.inner.pull_image(image, refresh)).await
     }
 
     async fn image_command(&self, image: &str) -> Result<ImageCommand, EngineError> {

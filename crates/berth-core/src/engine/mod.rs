@@ -43,8 +43,8 @@ use serde::{Deserialize, Serialize};
 pub use self::backends::{Backends, RouteError};
 pub use self::error::{EngineError, EngineErrorKind, GoneIsDone};
 pub use self::io::{
-    ByteStream, ExecOutput, ExecRequest, ExecSession, ExitFuture, LogChunk, LogRequest, LogStream, ProcessId, Signal,
-    StdioSession, Stream, TtySize, Usage, UsageStream, WorkloadIo,
+    ByteStream, ExecOutput, ExecRequest, ExecSession, ExitFuture, LogChunk, LogRequest, LogStream, ProcessId,
+    PullProgress, PullStream, Signal, StdioSession, Stream, TtySize, Usage, UsageStream, WorkloadIo,
 };
 pub use self::isolation::{Isolation, NetworkInfo};
 pub use self::node::{Availability, NodeState, NodeStatus};
@@ -175,6 +175,17 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Makes sure `image` is there, pulling it when it is not.
     async fn ensure_image(&self, image: &str) -> Result<(), EngineError>;
+
+    /// Pulls `image` (again, with `refresh`; else only when it is not
+    /// there) and reports how the pull goes, for a client to show while it
+    /// waits; the image is there when the stream ends without an error. A
+    /// backend that cannot report progress makes sure of the image and
+    /// reports nothing.
+    async fn pull_image(&self, image: &str, refresh: bool) -> Result<PullStream, EngineError> {
+        let _ = refresh;
+        self.ensure_image(image).await?;
+        Ok(Box::pin(futures_util::stream::empty()))
+    }
 
     /// The entrypoint and command of an image that is there.
     async fn image_command(&self, image: &str) -> Result<ImageCommand, EngineError>;

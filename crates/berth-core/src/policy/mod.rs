@@ -244,9 +244,7 @@ impl Policy {
         let c = &self.config;
         let d = self.defaults(req.kind);
         check_name(&req.name)?;
-        if req.image.trim().is_empty() || req.image.chars().any(char::is_whitespace) {
-            return Err(refuse("image", "must be an image reference without spaces"));
-        }
+        check_image(&req.image)?;
         if req.privileged {
             return Err(refuse("privileged", "privileged containers are never allowed"));
         }
@@ -407,6 +405,15 @@ fn is_root(user: &str) -> bool {
 }
 
 /// Container names as the engine accepts them, and no longer than 128 characters.
+/// An image reference as a request may give it: 1 to 512 characters, no
+/// spaces or control characters (the engine judges the rest).
+pub fn check_image(image: &str) -> Result<(), PolicyViolation> {
+    if image.trim().is_empty() || image.len() > 512 || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(refuse("image", "must be an image reference without spaces"));
+    }
+    Ok(())
+}
+
 fn check_name(name: &str) -> Result<(), PolicyViolation> {
     let mut chars = name.chars();
     let ok = name.len() <= 128
