@@ -153,10 +153,16 @@ struct Server {
 }
 
 impl Server {
+    /// A server with pools off and sealed runs on the engine.
     fn start() -> Server {
+        Server::start_with("pools = false\n", "off")
+    }
+
+    /// A server with `config` (TOML before its `[tokens]`) and `BERTH_OCI=oci`.
+    fn start_with(config_head: &str, oci: &str) -> Server {
         let data = tempfile::tempdir().unwrap();
         let config = data.path().join("berth.toml");
-        std::fs::write(&config, "pools = false\n[tokens]\ntok-cli = \"cli\"\n").unwrap();
+        std::fs::write(&config, format!("{config_head}[tokens]\ntok-cli = \"cli\"\n")).unwrap();
         let mut command = berth();
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
@@ -164,7 +170,7 @@ impl Server {
             .arg("--data")
             .arg(data.path().join("d"));
         command.env("BERTH_SANDBOX_HELPER", test_support::api::helper_path());
-        let (child, said, addr) = test_support::serve::spawn(command.env("BERTH_SPARES", "").env("BERTH_OCI", "off"));
+        let (child, said, addr) = test_support::serve::spawn(command.env("BERTH_SPARES", "").env("BERTH_OCI", oci));
         let addr = addr.unwrap_or_else(|| panic!("berth serve did not listen: {said}"));
         Server { child, url: format!("http://{addr}"), _data: data }
     }
@@ -219,6 +225,53 @@ fn berth_run_prints_the_runs_output_and_exits_with_its_code_and_every_other_end_
     let gone = berth().args(["runs", "ls", "--url", "http://127.0.0.1:1"]).output().unwrap();
     assert_eq!(gone.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&gone.stderr).contains("berth is not reachable at http://127.0.0.1:1"));
+}
+
+/// `berth run` of a run straight on runc prints its output while it runs,
+/// cold and from a warm pool: the first line is read while the run's
+/// record still says `running`.
+#[test]
+fn berth_run_prints_a_runc_runs_output_while_it_runs_cold_and_pooled() {
+    use std::io::BufRead;
+    for (config, path) in [("pools = false\n", "cold"), ("", "pooled")] {
+        let server = Server::start_with(config, "required");
+        if path == "pooled" {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let sh_ready = || {
+                let pools: serde_json::Value =
+                    serde_json::from_str(&server.client(&["-o", "json", "pools"]).1).unwrap();
+                pools.as_array().unwrap().iter().any(|p| p["name"] == "sh" && p["idle"].as_u64() >= Some(1))
+            };
+            while !sh_ready() {
+                assert!(std::time::Instant::now() < deadline, "the pools fill");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        let mut child = berth()
+            .args(["run", "--language", "sh", "--code", "echo one; sleep 2; echo two"])
+            .env("BERTH_URL", &server.url)
+            .env("BERTH_TOKEN", "tok-cli")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        let (_, runs, _) = server.client(&["-o", "json", "runs", "ls", "--limit", "1"]);
+        let runs: serde_json::Value = serde_json::from_str(&runs).unwrap();
+        assert_eq!(first, "one\n");
+        assert_eq!(
+            (runs[0]["status"].as_str(), runs[0]["runtime"].as_str()),
+            (Some("running"), Some("runc")),
+            "{path}"
+        );
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        assert_eq!((rest.as_str(), child.wait().unwrap().code()), ("two\n", Some(0)), "{path}");
+        let (_, done, _) = server.client(&["-o", "json", "runs", "ls", "--limit", "1"]);
+        let done: serde_json::Value = serde_json::from_str(&done).unwrap();
+        assert_eq!((done[0]["path"].as_str(), done[0]["stdout"].as_str()), (Some(path), Some("one\ntwo\n")));
+    }
 }
 
 /// An agent made, listed, read and removed through the client.

@@ -108,8 +108,7 @@ async fn the_console_shows_runs_and_agents_and_follows_a_runs_output_live_in_chr
     let agents = browser.eval(&rows_of("agents")).await;
     assert_eq!(row(&agents, &agent)["cells"][1], "running");
 
-    // On the docker runtime: output of a run straight on runc is read once it ends.
-    let ticking = json!({"language": "sh", "wait": false, "runtime": "docker",
+    let ticking = json!({"language": "sh", "wait": false,
                          "code": "for i in 1 2 3 4; do echo tick$i; sleep 1; done"});
     let live = curl(&addr, "POST", "/v1/runs", Some(ticking));
     let live_id = live["id"].as_str().unwrap().to_owned();

@@ -473,8 +473,8 @@ impl Core {
         }
         // A member's log is its whole life: only the view of a live marker
         // shows this run's part; without one, or on an engine whose logs do
-        // not follow (the oci backend keeps a run's output for its end), the
-        // run is read from its record once it ends.
+        // not follow (the dry run), the run is read from its record once it
+        // ends.
         let pooled = record.path == "pooled" && !record.status.is_terminal();
         let marker = if pooled { self.runs.live_marker(id) } else { None };
         let follows = self.runs.engine_of(&record).capabilities().follow_logs;

@@ -110,6 +110,8 @@ struct Live {
     overlay: bool,
     cgroup: Cgroup,
     kept: Arc<Mutex<Kept>>,
+    /// Counts the pieces of output kept, so a follower wakes for each.
+    grown: watch::Sender<u64>,
     ended: watch::Sender<Option<Ended>>,
     last: Option<Usage>,
 }
@@ -258,8 +260,9 @@ impl OciRuntime {
             let mut inner = self.inner();
             inner.state.start(&h.id.0)?;
             let live = inner.live.get(&h.id).ok_or_else(|| EngineError::not_found(h.id.0.clone()))?;
-            (live.bundle.clone(), live.kept.clone(), live.ended.clone(), live.cgroup.clone())
+            (live.bundle.clone(), (live.kept.clone(), live.grown.clone()), live.ended.clone(), live.cgroup.clone())
         };
+        let (kept, grown) = kept;
         let mut cmd = self.config.binary.run(&bundle, &h.id.0);
         cmd.stdin(if attach { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = match cmd.spawn() {
@@ -272,12 +275,11 @@ impl OciRuntime {
         };
         let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let (live_tx, live_rx) = mpsc::channel(64);
-        let sink = |_: Stream| {
-            if attach {
-                Sink::Live(live_tx.clone())
-            } else {
-                Sink::Keep(kept.clone(), self.config.output_cap)
-            }
+        let sink = |_: Stream| Sink {
+            kept: kept.clone(),
+            cap: self.config.output_cap,
+            grown: grown.clone(),
+            live: attach.then(|| live_tx.clone()),
         };
         let readers = [
             stdout.map(|p| tokio::spawn(output::drain(p, Stream::Stdout, sink(Stream::Stdout)))),
@@ -493,13 +495,13 @@ impl Engine for OciRuntime {
         self.config.binary.name
     }
 
-    /// Attach before start (warm pools) and nothing else: no exec, no
-    /// networks, no ports, no pause.
+    /// Attach before start (warm pools) and followed logs, nothing else:
+    /// no exec, no networks, no ports, no pause.
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             attach_before_start: true,
             attach_replays: false,
-            follow_logs: false,
+            follow_logs: true,
             interactive_exec: false,
             tty: false,
             pause: false,
@@ -573,6 +575,7 @@ impl Engine for OciRuntime {
                     overlay,
                     cgroup: self.layout.cgroup(&self.cgroup_path(&id.0)),
                     kept: Arc::default(),
+                    grown: watch::channel(0).0,
                     ended: watch::channel(None).0,
                     last: None,
                 },
@@ -750,20 +753,48 @@ impl OciRuntime {
 
 #[async_trait]
 impl WorkloadIo for OciRuntime {
-    /// What the container wrote, kept to the output bound (no follow: a
-    /// run's output is read once it has ended).
+    /// What the container wrote, kept to the output bound: what was kept so far; followed, then each piece as it is kept
+    /// until the container has ended and its pipes are read (`tail=0`:
+    /// from now on). Output past the bound is neither kept nor followed.
     async fn logs(&self, h: &Handle, request: &LogRequest) -> Result<LogStream, EngineError> {
-        let chunks = {
+        let (kept, grown, ended) = {
             let inner = self.inner();
             let c = inner.state.container(&h.id.0)?;
             let live = inner.live.get(&c.id).ok_or_else(|| EngineError::not_found(h.id.0.clone()))?;
-            let chunks = live.kept.lock().unwrap_or_else(|p| p.into_inner()).chunks();
-            chunks
+            (live.kept.clone(), live.grown.subscribe(), live.ended.subscribe())
         };
-        if request.tail == Some(0) {
-            return Ok(futures_util::stream::empty().boxed());
+        let read = |from: [usize; 2]| kept.lock().unwrap_or_else(|p| p.into_inner()).since(from);
+        let from = if request.tail == Some(0) { read([0, 0]).1 } else { [0, 0] };
+        if !request.follow {
+            let chunks = if request.tail == Some(0) { Vec::new() } else { read(from).0 };
+            return Ok(futures_util::stream::iter(chunks.into_iter().map(Ok)).boxed());
         }
-        Ok(futures_util::stream::iter(chunks.into_iter().map(Ok)).boxed())
+        let followed = futures_util::stream::unfold(
+            (kept, grown, ended, from, false),
+            |(kept, mut grown, mut ended, from, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    // Whether it had ended is asked before the read: its pipes are read by then.
+                    let over = ended.borrow_and_update().is_some();
+                    let (chunks, to) = kept.lock().unwrap_or_else(|p| p.into_inner()).since(from);
+                    if !chunks.is_empty() || over {
+                        return Some((chunks, (kept, grown, ended, to, over)));
+                    }
+                    let woke = tokio::select! {
+                        changed = grown.changed() => changed.is_ok(),
+                        changed = ended.changed() => changed.is_ok(),
+                    };
+                    if !woke {
+                        // The container was removed: what was kept is all there is.
+                        let (chunks, to) = kept.lock().unwrap_or_else(|p| p.into_inner()).since(from);
+                        return Some((chunks, (kept, grown, ended, to, true)));
+                    }
+                }
+            },
+        );
+        Ok(followed.flat_map(|chunks| futures_util::stream::iter(chunks.into_iter().map(Ok))).boxed())
     }
 
     async fn usage(&self, h: &Handle) -> Result<Usage, EngineError> {

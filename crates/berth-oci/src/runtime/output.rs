@@ -31,42 +31,53 @@ impl Kept {
 
     /// The kept output as log chunks, stdout first.
     pub fn chunks(&self) -> Vec<LogChunk> {
-        [(Stream::Stdout, &self.stdout), (Stream::Stderr, &self.stderr)]
+        self.since([0, 0]).0
+    }
+
+    /// What was kept past `from` (bytes of stdout, of stderr) as chunks,
+    /// stdout first, and where the kept output now ends: a follower's
+    /// next piece.
+    pub fn since(&self, from: [usize; 2]) -> (Vec<LogChunk>, [usize; 2]) {
+        let chunks = [(Stream::Stdout, &self.stdout, from[0]), (Stream::Stderr, &self.stderr, from[1])]
             .into_iter()
-            .filter(|(_, b)| !b.is_empty())
-            .map(|(stream, b)| LogChunk { stream, data: Bytes::copy_from_slice(b) })
-            .collect()
+            .filter(|(_, b, at)| b.len() > *at)
+            .map(|(stream, b, at)| LogChunk { stream, data: Bytes::copy_from_slice(&b[at..]) })
+            .collect();
+        (chunks, self.ends())
+    }
+
+    /// Where the kept output ends (bytes of stdout, of stderr).
+    pub fn ends(&self) -> [usize; 2] {
+        [self.stdout.len(), self.stderr.len()]
     }
 }
 
-/// Where a pipe's bytes go.
-pub enum Sink {
-    Keep(std::sync::Arc<std::sync::Mutex<Kept>>, usize),
-    /// Live to an attached reader; once it has gone, the rest is dropped.
-    Live(mpsc::Sender<LogChunk>),
+/// Where a pipe's bytes go: kept within the bound (what `logs` reads and
+/// follows, as the engine keeps a container's log), and when a reader is
+/// attached, handed on to it live as well.
+pub struct Sink {
+    pub kept: std::sync::Arc<std::sync::Mutex<Kept>>,
+    pub cap: usize,
+    /// Counts the pieces kept, so a follower wakes for each.
+    pub grown: tokio::sync::watch::Sender<u64>,
+    /// The attached reader; once it has gone, the rest is only kept.
+    pub live: Option<mpsc::Sender<LogChunk>>,
 }
 
 /// Reads `pipe` to its end into `sink`.
-pub async fn drain(mut pipe: impl tokio::io::AsyncRead + Unpin, stream: Stream, sink: Sink) {
+pub async fn drain(mut pipe: impl tokio::io::AsyncRead + Unpin, stream: Stream, mut sink: Sink) {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut live = match &sink {
-        Sink::Live(tx) => Some(tx.clone()),
-        Sink::Keep(..) => None,
-    };
     loop {
         let n = match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        match &sink {
-            Sink::Keep(kept, cap) => kept.lock().unwrap_or_else(|p| p.into_inner()).push(stream, &buf[..n], *cap),
-            Sink::Live(_) => {
-                if let Some(tx) = &live {
-                    let chunk = LogChunk { stream, data: Bytes::copy_from_slice(&buf[..n]) };
-                    if tx.send(chunk).await.is_err() {
-                        live = None;
-                    }
-                }
+        sink.kept.lock().unwrap_or_else(|p| p.into_inner()).push(stream, &buf[..n], sink.cap);
+        sink.grown.send_modify(|pieces| *pieces += 1);
+        if let Some(tx) = &sink.live {
+            let chunk = LogChunk { stream, data: Bytes::copy_from_slice(&buf[..n]) };
+            if tx.send(chunk).await.is_err() {
+                sink.live = None;
             }
         }
     }
@@ -134,8 +145,24 @@ mod tests {
     async fn a_pipe_is_drained_to_its_end_even_past_the_bound() {
         let kept = std::sync::Arc::new(std::sync::Mutex::new(Kept::default()));
         let data = vec![b'x'; 300_000];
-        drain(&data[..], Stream::Stdout, Sink::Keep(kept.clone(), 1000)).await;
+        let (grown, seen) = tokio::sync::watch::channel(0);
+        drain(&data[..], Stream::Stdout, Sink { kept: kept.clone(), cap: 1000, grown, live: None }).await;
         let k = kept.lock().unwrap();
         assert_eq!((k.stdout.len(), k.dropped[0]), (1000, 299_000));
+        assert!(*seen.borrow() >= 1, "a follower heard of it");
+    }
+
+    #[test]
+    fn a_follower_gets_what_was_kept_since_its_last_piece() {
+        let mut kept = Kept::default();
+        kept.push(Stream::Stdout, b"one\n", 100);
+        let (first, at) = kept.since([0, 0]);
+        assert_eq!((first.len(), at), (1, [4, 0]));
+        kept.push(Stream::Stderr, b"oops\n", 100);
+        kept.push(Stream::Stdout, b"two\n", 100);
+        let (next, at) = kept.since(at);
+        let pieces: Vec<(Stream, &[u8])> = next.iter().map(|c| (c.stream, &c.data[..])).collect();
+        assert_eq!(pieces, [(Stream::Stdout, &b"two\n"[..]), (Stream::Stderr, &b"oops\n"[..])]);
+        assert_eq!(kept.since(at), (vec![], [8, 5]), "nothing new");
     }
 }
