@@ -289,10 +289,10 @@ pub async fn run(connection: &Connection, args: RunArgs) -> i32 {
         // The follow ends at the run's end; its output is shown unless the
         // final record is what is printed. A spinner says what is awaited
         // until the output begins (or, for the record, until the end).
-        let waiting = progress::spinner(&format!("waiting for {id}"));
+        let waiting = progress::Spinner::new(&format!("waiting for {id}"));
         let path = format!("/v1/runs/{id}/logs?follow=true");
         follow_output(&server, &path, connection.output == Output::Table, Some(&waiting)).await?;
-        waiting.finish_and_clear();
+        waiting.clear();
         // The record once it is final: a moment after the follow's end.
         let record = loop {
             let record = server.call(Method::GET, &format!("/v1/runs/{id}"), None).await?.json()?;
@@ -365,15 +365,15 @@ async fn follow_output(
     server: &Server,
     path: &str,
     print: bool,
-    waiting: Option<&indicatif::ProgressBar>,
+    waiting: Option<&progress::Spinner>,
 ) -> Result<(), ClientError> {
     let mut stream = server.follow(path).await?;
     while let Some(line) = stream.next_line().await? {
         let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
         match event["event"].as_str() {
             Some("log") if print => {
-                if let Some(w) = waiting.filter(|w| !w.is_finished()) {
-                    w.finish_and_clear();
+                if let Some(w) = waiting {
+                    w.clear();
                 }
                 let data = event["data"].as_str().unwrap_or_default();
                 let written = match event["stream"].as_str() {
@@ -563,31 +563,25 @@ async fn logs(server: &Server, path: &str, follow: bool) -> Result<(), ClientErr
 async fn pull(server: &Server, out: Output, image: &str, refresh: bool, echo: bool) -> Result<(), ClientError> {
     let body = json!({"image": image, "refresh": refresh});
     let mut stream = server.stream(Method::POST, "/v1/images/pull", Some(&body)).await?;
-    let mut bar: Option<progress::PullBar> = None;
-    let ended = loop {
+    let mut bar = progress::PullBar::new(image);
+    loop {
         let Some(line) = stream.next_line().await? else {
-            break Err(ClientError::Garbled("the pull's stream ended before it said how".into()));
+            return Err(ClientError::Garbled("the pull's stream ended before it said how".into()));
         };
         let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
         if out == Output::Json && echo && event["event"] != "keepalive" {
             println!("{line}");
         }
         match event["event"].as_str() {
-            Some("progress") if out == Output::Table => {
-                bar.get_or_insert_with(|| progress::PullBar::new(image)).step(&event)
-            }
-            Some("pulled") => break Ok(()),
+            Some("progress") if out == Output::Table => bar.step(&event),
+            Some("pulled") => return Ok(()),
             Some("error") => {
                 let message = event["message"].as_str().unwrap_or("the pull failed").to_owned();
-                break Err(ClientError::Refused { status: 502, code: "pull_failed".into(), message });
+                return Err(ClientError::Refused { status: 502, code: "pull_failed".into(), message });
             }
             _ => {}
         }
-    };
-    if let Some(bar) = bar {
-        bar.finish();
     }
-    ended
 }
 
 /// Sets `key` of a request's body to a flag's value, when it was given.

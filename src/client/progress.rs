@@ -71,45 +71,76 @@ impl PullTally {
     }
 }
 
-/// A bar of an image pull on stderr (hidden when it is not a terminal).
+/// A bar of an image pull on stderr (hidden when it is not a terminal),
+/// drawn once the pull has bytes to move: an image that is there, or
+/// layers that all exist already, draw nothing. Cleared when dropped.
 pub struct PullBar {
-    bar: ProgressBar,
+    image: String,
+    bar: Option<ProgressBar>,
     tally: PullTally,
 }
 
 impl PullBar {
     pub fn new(image: &str) -> PullBar {
-        let bar = ProgressBar::new(0);
-        let style = ProgressStyle::with_template("{spinner} pulling {prefix}: {bar:30} {bytes}/{total_bytes} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar.set_prefix(image.to_owned());
-        bar.enable_steady_tick(TICK);
-        PullBar { bar, tally: PullTally::default() }
+        PullBar { image: image.to_owned(), bar: None, tally: PullTally::default() }
     }
 
     pub fn step(&mut self, event: &Value) {
         self.tally.step(event);
         let ((got, of), (done, layers)) = (self.tally.bytes(), self.tally.layers());
-        self.bar.set_length(of);
-        self.bar.set_position(got);
-        self.bar.set_message(format!("{done}/{layers} layers"));
-    }
-
-    pub fn finish(self) {
-        self.bar.finish_and_clear();
+        if of == 0 {
+            return;
+        }
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar = ProgressBar::new(of);
+            let style =
+                ProgressStyle::with_template("{spinner} pulling {prefix}: {bar:30} {bytes}/{total_bytes} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.set_prefix(self.image.clone());
+            bar.enable_steady_tick(TICK);
+            bar
+        });
+        bar.set_length(of);
+        bar.set_position(got);
+        bar.set_message(format!("{done}/{layers} layers"));
     }
 }
 
-/// A spinner on stderr that says what is awaited and for how long.
-pub fn spinner(waiting_for: &str) -> ProgressBar {
-    let spinner = ProgressBar::new_spinner();
-    let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner());
-    spinner.set_style(style);
-    spinner.set_message(waiting_for.to_owned());
-    spinner.enable_steady_tick(TICK);
-    spinner
+impl Drop for PullBar {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// A spinner on stderr that says what is awaited and for how long,
+/// cleared when it is told or dropped (an error's return included).
+pub struct Spinner(ProgressBar);
+
+impl Spinner {
+    pub fn new(waiting_for: &str) -> Spinner {
+        let spinner = ProgressBar::new_spinner();
+        let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        spinner.set_style(style);
+        spinner.set_message(waiting_for.to_owned());
+        spinner.enable_steady_tick(TICK);
+        Spinner(spinner)
+    }
+
+    pub fn clear(&self) {
+        if !self.0.is_finished() {
+            self.0.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.clear();
+    }
 }
 
 #[cfg(test)]

@@ -218,6 +218,12 @@ async fn a_console_pass_serves_reads_only_and_ends_with_its_logout() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(answer(&router, upgrade).await.status, StatusCode::UNAUTHORIZED, "a pass opens no terminal");
+    let port = request("GET", "/v1/sandboxes/sbx1/ports/8000/index.html", Some(&cookie)).body(Body::empty()).unwrap();
+    assert_eq!(
+        answer(&router, port).await.status,
+        StatusCode::UNAUTHORIZED,
+        "a pass does not reach a sandbox's server"
+    );
     let forged =
         answer(&router, request("GET", "/v1/runs", Some("berth_console=forged")).body(Body::empty()).unwrap()).await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED);

@@ -114,6 +114,7 @@ async fn health_readiness_and_the_openapi_document_cover_every_route() {
         "/v1/agents/{id}/stop",
         "/v1/audit",
         "/v1/health",
+        "/v1/images/pull",
         "/v1/metrics",
         "/v1/pools",
         "/v1/ready",

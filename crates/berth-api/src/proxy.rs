@@ -31,6 +31,32 @@ const DROPPED: &[&str] = &[
     "e2b-traffic-access-token",
 ];
 
+/// Takes the console's pass out of a request's cookies: a sandbox's server
+/// is the tenant's code, and a pass is berth's. The sandbox's own cookies
+/// stay; an answer's `Set-Cookie` of a pass is dropped on the way back.
+fn keep_the_pass_out(headers: &mut axum::http::HeaderMap) {
+    let theirs: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && !is_pass(pair))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if let Ok(value) = theirs.join("; ").parse() {
+        if !theirs.is_empty() {
+            headers.insert(header::COOKIE, value);
+        }
+    }
+}
+
+/// Whether a cookie pair (or a `Set-Cookie` value) is the console's pass.
+fn is_pass(cookie: &str) -> bool {
+    cookie.split_once('=').is_some_and(|(name, _)| name.trim() == crate::console::passes::COOKIE)
+}
+
 /// Why a request did not reach the port.
 pub fn unreachable(message: impl Into<String>) -> Response {
     let message = message.into();
@@ -88,13 +114,42 @@ pub async fn forward(core: &Core, tenant: &str, id: &str, port: u16, path: &str,
     for name in DROPPED {
         parts.headers.remove(HeaderName::from_static(name));
     }
+    keep_the_pass_out(&mut parts.headers);
     parts.headers.insert(header::HOST, format!("localhost:{port}").parse().expect("a host header value"));
     parts.uri = match path.parse() {
         Ok(uri) => uri,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("the path {path:?}: {e}")).into_response(),
     };
     match sender.send_request(Request::from_parts(parts, body)).await {
-        Ok(answer) => answer.map(Body::new).into_response(),
+        Ok(mut answer) => {
+            let passes = |v: &header::HeaderValue| v.to_str().is_ok_and(is_pass);
+            let theirs: Vec<_> =
+                answer.headers_mut().get_all(header::SET_COOKIE).iter().filter(|v| !passes(v)).cloned().collect();
+            answer.headers_mut().remove(header::SET_COOKIE);
+            for cookie in theirs {
+                answer.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            answer.map(Body::new).into_response()
+        }
         Err(e) => unreachable(format!("The sandbox {id} port {port} answered no HTTP: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sandboxs_server_gets_its_own_cookies_and_never_the_consoles_pass() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.append(header::COOKIE, "app=1; berth_console=secret".parse().unwrap());
+        headers.append(header::COOKIE, "theme=dark".parse().unwrap());
+        keep_the_pass_out(&mut headers);
+        assert_eq!(headers.get_all(header::COOKIE).iter().collect::<Vec<_>>(), ["app=1; theme=dark"]);
+        let mut only_pass = axum::http::HeaderMap::new();
+        only_pass.insert(header::COOKIE, "berth_console=secret".parse().unwrap());
+        keep_the_pass_out(&mut only_pass);
+        assert!(only_pass.get(header::COOKIE).is_none());
+        assert!(is_pass("berth_console=x; HttpOnly") && !is_pass("berth_consoles=x") && !is_pass("app=berth_console"));
     }
 }

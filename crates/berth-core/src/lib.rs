@@ -349,37 +349,43 @@ impl Core {
     /// Pulls `image` for the engine of tool runs and agents (again, with
     /// `refresh`; else only when it is not there), reporting its progress
     /// as it goes: what a client shows while it waits, before it asks for
-    /// a workload of an image that may be missing. The pull's end is
-    /// audited (`image.pull`), as is a refusal to start it.
+    /// a workload of an image that may be missing. Every pull is audited
+    /// (`image.pull`) as it ends: `pulled`, `failed: …` (a refusal to
+    /// start, or a failure partway) or `failed: cancelled` (its reader
+    /// went away first).
     pub async fn pull_image(&self, tenant: &str, image: &str, refresh: bool) -> Result<PullStream, Error> {
         crate::policy::check_image(image)?;
-        let (store, clock) = (self.store.clone(), self.clock.clone());
-        let (tenant, image) = (tenant.to_owned(), image.to_owned());
-        let progress = match self.backends.of(Kind::Tool).pull_image(&image, refresh).await {
+        let mut note = PullNote {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            tenant: tenant.to_owned(),
+            image: image.to_owned(),
+            noted: false,
+        };
+        let progress = match self.backends.of(Kind::Tool).pull_image(image, refresh).await {
             Ok(p) => p,
             Err(e) => {
-                store.note(clock.now(), &tenant, "image.pull", &image, &format!("failed: {e}"));
+                note.end(&format!("failed: {e}"));
                 return Err(e.into());
             }
         };
-        let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
-        let seen = failure.clone();
-        let noted = futures_util::stream::once(async move {
-            let outcome = seen.lock().map(|f| f.clone()).unwrap_or_default();
-            let outcome = outcome.map_or_else(|| "pulled".to_owned(), |e| format!("failed: {e}"));
-            store.note(clock.now(), &tenant, "image.pull", &image, &outcome);
-            None
-        });
-        Ok(progress
-            .inspect(move |step| {
-                if let (Err(e), Ok(mut f)) = (step, failure.lock()) {
-                    *f = Some(e.to_string());
+        Ok(futures_util::stream::unfold((progress, note), |(mut progress, mut note)| async move {
+            if note.noted {
+                return None;
+            }
+            match progress.next().await {
+                Some(Ok(step)) => Some((Ok(step), (progress, note))),
+                Some(Err(e)) => {
+                    note.end(&format!("failed: {e}"));
+                    Some((Err(e), (progress, note)))
                 }
-            })
-            .map(Some)
-            .chain(noted)
-            .filter_map(futures_util::future::ready)
-            .boxed())
+                None => {
+                    note.end("pulled");
+                    None
+                }
+            }
+        })
+        .boxed())
     }
 
     /// berth's own numbers, for a scraper to encode ([`metrics`]).
@@ -1157,6 +1163,31 @@ async fn count_gauges(backends: &Backends, store: &Store) -> metrics::Gauges {
     found
 }
 
+/// The audit entry of one image pull, written once as the pull ends
+/// however it ends: a pull whose reader goes away first is `failed:
+/// cancelled`.
+struct PullNote {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    tenant: String,
+    image: String,
+    noted: bool,
+}
+
+impl PullNote {
+    fn end(&mut self, outcome: &str) {
+        if !std::mem::replace(&mut self.noted, true) {
+            self.store.note(self.clock.now(), &self.tenant, "image.pull", &self.image, outcome);
+        }
+    }
+}
+
+impl Drop for PullNote {
+    fn drop(&mut self) {
+        self.end("failed: cancelled");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1240,6 +1271,10 @@ mod tests {
         let missing = core.pull_image("t1", "gone:1", false).await.err().unwrap();
         assert_eq!(missing.kind(), ErrorKind::NotFound);
         assert!(core.audit_trail("t1", 1).unwrap()[0].outcome.starts_with("failed: "));
+
+        drop(core.pull_image("t1", "tool:2", false).await.unwrap());
+        assert_eq!(core.audit_trail("t1", 1).unwrap()[0].outcome, "failed: cancelled", "its reader went away");
+        assert_eq!(core.audit_trail("t1", 10).unwrap().len(), 3, "one entry per pull that started or failed");
     }
 
     #[tokio::test]

@@ -40,10 +40,12 @@ impl Docker {
         self.json(Call::get("/images/json").query(q)).await
     }
 
-    /// Pulls `image` (`name[:tag]` or `name@digest`), streaming progress.
+    /// Pulls `image` (`name[:tag]` or `name@digest`), streaming progress;
+    /// a name without a tag or digest is `name:latest`, as the CLI takes
+    /// it (the daemon, given no tag, pulls every tag of the repository).
     /// Drain the stream to the end: the pull is done when it ends without error.
     pub async fn pull_image(&self, image: &str) -> Result<impl Stream<Item = Result<ImageProgress>> + Send + 'static> {
-        let (name, tag) = split_tag(image);
+        let (name, tag) = pull_reference(image);
         let mut q = Query::new();
         q.push("fromImage", name).opt("tag", tag);
         let res = self.send(Call::post("/images/create").query(q)).await?;
@@ -95,6 +97,13 @@ pub fn split_tag(reference: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// What a pull asks for: the name, and the tag (`latest` when a name
+/// has neither a tag nor a digest).
+fn pull_reference(image: &str) -> (&str, Option<&str>) {
+    let (name, tag) = split_tag(image);
+    (name, tag.or((!image.contains('@')).then_some("latest")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +126,12 @@ mod tests {
         assert_eq!(split_tag("127.0.0.1:5000/berth/busybox"), ("127.0.0.1:5000/berth/busybox", None));
         assert_eq!(split_tag("127.0.0.1:5000/berth/busybox:1.35"), ("127.0.0.1:5000/berth/busybox", Some("1.35")));
         assert_eq!(split_tag("img@sha256:abc"), ("img@sha256:abc", None));
+    }
+
+    #[test]
+    fn a_pull_of_a_name_without_a_tag_asks_for_latest_not_every_tag() {
+        assert_eq!(pull_reference("127.0.0.1:5000/berth/busybox"), ("127.0.0.1:5000/berth/busybox", Some("latest")));
+        assert_eq!(pull_reference("busybox:1.35"), ("busybox", Some("1.35")));
+        assert_eq!(pull_reference("img@sha256:abc"), ("img@sha256:abc", None));
     }
 }

@@ -16,6 +16,10 @@ pub const PASS_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 /// How many passes are held at once.
 pub const MAX_PASSES: usize = 1024;
 
+/// How many passes one tenant holds at once: its logins past these end
+/// its own oldest, never another tenant's.
+pub const MAX_PASSES_PER_TENANT: usize = 16;
+
 /// The name of the cookie that carries a pass.
 pub const COOKIE: &str = "berth_console";
 
@@ -33,16 +37,26 @@ pub struct Passes {
 
 impl Passes {
     /// Gives `key` to `tenant` until `now + PASS_LIFETIME`, dropping expired
-    /// passes first and, if the table is still full, the one nearest its end.
+    /// passes first; a tenant at its own bound loses its pass nearest its
+    /// end, and a full table the pass nearest its end.
     pub fn issue(&mut self, key: String, tenant: String, now: Instant) {
         self.by_key.retain(|_, p| p.expires > now);
-        if self.by_key.len() >= MAX_PASSES {
-            let nearest = self.by_key.iter().min_by_key(|(_, p)| p.expires).map(|(k, _)| k.clone());
-            if let Some(k) = nearest {
-                self.by_key.remove(&k);
-            }
+        let own = self.by_key.values().filter(|p| p.tenant == tenant).count();
+        if own >= MAX_PASSES_PER_TENANT {
+            self.drop_nearest(|p| p.tenant == tenant);
+        } else if self.by_key.len() >= MAX_PASSES {
+            self.drop_nearest(|_| true);
         }
         self.by_key.insert(key, Pass { tenant, expires: now + PASS_LIFETIME });
+    }
+
+    /// Drops the pass nearest its end among those `among` picks.
+    fn drop_nearest(&mut self, among: impl Fn(&Pass) -> bool) {
+        let nearest =
+            self.by_key.iter().filter(|(_, p)| among(p)).min_by_key(|(_, p)| p.expires).map(|(k, _)| k.clone());
+        if let Some(k) = nearest {
+            self.by_key.remove(&k);
+        }
     }
 
     /// The tenant `key` stands for, if it is held and has not expired.
@@ -97,16 +111,30 @@ mod tests {
     }
 
     #[test]
+    fn a_tenants_logins_past_its_bound_end_its_own_oldest_pass_only() {
+        let t0 = Instant::now();
+        let mut passes = Passes::default();
+        passes.issue("other".into(), "beta".into(), t0);
+        for i in 0..=MAX_PASSES_PER_TENANT {
+            passes.issue(format!("k{i}"), "acme".into(), t0 + Duration::from_millis(1 + i as u64));
+        }
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(passes.len(), MAX_PASSES_PER_TENANT + 1);
+        assert_eq!(passes.tenant("k0", later), None, "acme's oldest made room");
+        assert_eq!(passes.tenant("other", later).as_deref(), Some("beta"), "beta's pass stays");
+    }
+
+    #[test]
     fn a_full_table_drops_the_pass_nearest_its_end() {
         let t0 = Instant::now();
         let mut passes = Passes::default();
         for i in 0..MAX_PASSES {
-            passes.issue(format!("k{i}"), "acme".into(), t0 + Duration::from_millis(i as u64));
+            passes.issue(format!("k{i}"), format!("tenant{}", i % 100), t0 + Duration::from_millis(i as u64));
         }
         passes.issue("new".into(), "beta".into(), t0 + Duration::from_secs(1));
         assert_eq!(passes.len(), MAX_PASSES);
         assert_eq!(passes.tenant("k0", t0 + Duration::from_secs(1)), None, "the oldest made room");
-        assert_eq!(passes.tenant("k1", t0 + Duration::from_secs(1)).as_deref(), Some("acme"));
+        assert_eq!(passes.tenant("k1", t0 + Duration::from_secs(1)).as_deref(), Some("tenant1"));
         assert_eq!(passes.tenant("new", t0 + Duration::from_secs(1)).as_deref(), Some("beta"));
     }
 

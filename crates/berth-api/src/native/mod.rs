@@ -101,6 +101,19 @@ impl FromRequestParts<AppState> for Tenant {
     }
 }
 
+/// The caller's tenant by its bearer token alone, never by the console's
+/// pass: for routes whose answer is not berth's but a sandbox's server's
+/// (its HTML would run in berth's origin, with the pass's reach).
+pub struct BearerTenant(pub String);
+
+impl FromRequestParts<AppState> for BearerTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Tenant::from_headers(&parts.headers, &state.tokens).map(|t| BearerTenant(t.0))
+    }
+}
+
 /// A JSON body whose rejections answer in the API's error shape.
 pub struct Body<T>(pub T);
 

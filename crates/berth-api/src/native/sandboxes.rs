@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::follow::{self, FollowEvent, Format};
-use super::{AppState, Body, Path, Query, Tenant};
+use super::{AppState, BearerTenant, Body, Path, Query, Tenant};
 use berth_core::engine::Stream;
 use berth_core::model::sandbox::SandboxRecord;
 use berth_core::policy::NetworkRequest;
@@ -50,14 +50,15 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sandboxes/{id}/ports/{port}/{*path}", any(port_path))
 }
 
-/// HTTP to a port a sandbox's process listens on, for the sandbox's tenant.
+/// HTTP to a port a sandbox's process listens on, for the sandbox's tenant
+/// (by its bearer token: a console pass does not reach a sandbox's server).
 #[utoipa::path(get, path = "/v1/sandboxes/{id}/ports/{port}/{path}",
     params(("id" = String, Path), ("port" = u16, Path), ("path" = String, Path)),
     responses((status = 200, description = "what the sandbox's server answers (any method)"),
               (status = 404, body = ErrorBody), (status = 502, description = "nothing listens there")))]
 pub async fn port_path(
     State(s): State<AppState>,
-    Tenant(tenant): Tenant,
+    BearerTenant(tenant): BearerTenant,
     Path((id, port, path)): Path<(String, u16, String)>,
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
@@ -68,7 +69,7 @@ pub async fn port_path(
 
 pub async fn port_root(
     State(s): State<AppState>,
-    Tenant(tenant): Tenant,
+    BearerTenant(tenant): BearerTenant,
     Path((id, port)): Path<(String, u16)>,
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {

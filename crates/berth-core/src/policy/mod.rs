@@ -404,16 +404,19 @@ fn is_root(user: &str) -> bool {
     name == "0" || name.eq_ignore_ascii_case("root")
 }
 
-/// Container names as the engine accepts them, and no longer than 128 characters.
 /// An image reference as a request may give it: 1 to 512 characters, no
 /// spaces or control characters (the engine judges the rest).
 pub fn check_image(image: &str) -> Result<(), PolicyViolation> {
-    if image.trim().is_empty() || image.len() > 512 || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if image.trim().is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(refuse("image", "must be an image reference without spaces"));
+    }
+    if image.len() > 512 {
+        return Err(refuse("image", "must be at most 512 characters"));
     }
     Ok(())
 }
 
+/// Container names as the engine accepts them, and no longer than 128 characters.
 fn check_name(name: &str) -> Result<(), PolicyViolation> {
     let mut chars = name.chars();
     let ok = name.len() <= 128

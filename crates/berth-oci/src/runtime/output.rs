@@ -18,8 +18,8 @@ pub struct Kept {
 }
 
 impl Kept {
-    /// Adds what `stream` said, within `cap`.
-    pub fn push(&mut self, stream: Stream, data: &[u8], cap: usize) {
+    /// Adds what `stream` said, within `cap`; whether any of it was kept.
+    pub fn push(&mut self, stream: Stream, data: &[u8], cap: usize) -> bool {
         let (buf, dropped) = match stream {
             Stream::Stderr => (&mut self.stderr, &mut self.dropped[1]),
             _ => (&mut self.stdout, &mut self.dropped[0]),
@@ -27,6 +27,7 @@ impl Kept {
         let room = cap.saturating_sub(buf.len()).min(data.len());
         buf.extend_from_slice(&data[..room]);
         *dropped += (data.len() - room) as u64;
+        room > 0
     }
 
     /// The kept output as log chunks, stdout first.
@@ -72,8 +73,9 @@ pub async fn drain(mut pipe: impl tokio::io::AsyncRead + Unpin, stream: Stream, 
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        sink.kept.lock().unwrap_or_else(|p| p.into_inner()).push(stream, &buf[..n], sink.cap);
-        sink.grown.send_modify(|pieces| *pieces += 1);
+        if sink.kept.lock().unwrap_or_else(|p| p.into_inner()).push(stream, &buf[..n], sink.cap) {
+            sink.grown.send_modify(|pieces| *pieces += 1);
+        }
         if let Some(tx) = &sink.live {
             let chunk = LogChunk { stream, data: Bytes::copy_from_slice(&buf[..n]) };
             if tx.send(chunk).await.is_err() {
