@@ -48,6 +48,9 @@ rig_down() { bash scripts/swarm-rig.sh down >/dev/null 2>&1 || true; }
 trap rig_down EXIT
 cargo test --workspace --lib --bins --tests
 rig_down
+# The console's Chromium test leaves its screenshot here.
+test -f target/console.png
+echo "test.sh: the console as Chromium showed it: $(pwd)/target/console.png"
 
 # The hermetic tier, with DOCKER_HOST pointing at nothing; every replay
 # first checks that nothing answers there (BERTH_REQUIRE_NO_DAEMON).

@@ -279,6 +279,7 @@ fn berth_run_prints_a_runc_runs_output_while_it_runs_cold_and_pooled() {
 fn an_agent_is_created_listed_read_and_removed_through_the_client() {
     let server = Server::start();
     let id = format!("cli-agent-{}", std::process::id());
+    let _leftovers = test_support::leftovers::Leftovers::new().labelled("io.berth.object", &id);
     let (code, made, err) = server.client(&[
         "agents",
         "create",
@@ -316,6 +317,7 @@ fn an_agent_is_created_listed_read_and_removed_through_the_client() {
 fn sessions_relics_and_sandboxes_are_made_listed_and_removed_through_the_client() {
     let server = Server::start();
     let session = format!("cli-s-{}", std::process::id());
+    let _leftovers = test_support::leftovers::Leftovers::new().labelled("io.berth.session", &session);
     let (code, said, err) = server.client(&["sessions", "create", &session]);
     assert_eq!((code, said.trim()), (0, format!("session {session}").as_str()), "{err}");
     let (code, _, err) = server.client(&[
@@ -351,6 +353,7 @@ fn sessions_relics_and_sandboxes_are_made_listed_and_removed_through_the_client(
     assert_eq!(code, 0, "{err}");
     let made: serde_json::Value = serde_json::from_str(&made).unwrap();
     let id = made["sandbox_id"].as_str().unwrap();
+    let _sandbox = test_support::leftovers::Leftovers::new().labelled("io.berth.object", id);
     assert_eq!(made["metadata"], serde_json::json!({"who": "cli"}));
     let (code, out, err) = server.client(&["sandboxes", "run", id, "--", "sh", "-c", "echo hi; echo oops >&2; exit 4"]);
     assert_eq!((code, out.as_str(), err.as_str()), (4, "hi\n", "oops\n"));
@@ -372,6 +375,7 @@ fn sessions_relics_and_sandboxes_are_made_listed_and_removed_through_the_client(
 fn berth_exec_gives_a_command_stdin_and_a_terminal_that_follows_the_window() {
     let server = Server::start();
     let id = format!("cli-exec-{}", std::process::id());
+    let _leftovers = test_support::leftovers::Leftovers::new().labelled("io.berth.object", &id);
     let (code, _, err) =
         server.client(&["agents", "create", "--id", &id, "--image", "busybox:1.35", "--", "sleep", "600"]);
     assert_eq!(code, 0, "{err}");

@@ -52,15 +52,17 @@ fn row<'a>(rows: &'a Value, id: &str) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_runs_and_agents_and_follows_a_runs_output_live_in_chromium() {
     let data = tempfile::tempdir().unwrap();
-    let (mut server, said, addr) = test_support::serve::spawn(
+    let (server, said, addr) = test_support::serve::spawn(
         Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data.path())
             .env("BERTH_TOKENS", format!("{TOKEN}=acme"))
             .env("BERTH_SPARES", ""),
     );
+    let server = Killed(server);
     let addr = addr.unwrap_or_else(|| panic!("berth serve did not listen: {said}"));
     let agent = test_support::api::unique("console-agent");
+    let _leftovers = test_support::leftovers::Leftovers::new().labelled("io.berth.object", &agent);
 
     let ok = curl(&addr, "POST", "/v1/runs", Some(json!({"language": "sh", "code": "echo one"})));
     let failed = curl(&addr, "POST", "/v1/runs", Some(json!({"language": "sh", "code": "echo two; exit 3"})));
@@ -159,8 +161,17 @@ async fn the_console_shows_runs_and_agents_and_follows_a_runs_output_live_in_chr
     browser.wait_for("the login on reload", "!document.getElementById('login').hidden", Duration::from_secs(10)).await;
 
     curl(&addr, "DELETE", &format!("/v1/agents/{agent}"), None);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
+}
+
+/// A `berth serve` killed when dropped, however the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn request(method: &str, uri: &str, cookie: Option<&str>) -> axum::http::request::Builder {

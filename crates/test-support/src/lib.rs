@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod leftovers;
 pub mod serve;
 
 /// The core's recording, failing engine in memory (its `Op`, `Exit` and
