@@ -65,6 +65,15 @@ pub struct RunArgs {
     pub argv: Vec<String>,
 }
 
+/// Which output to show: a run's, an agent's or a relic's.
+#[derive(Args, Debug, Clone)]
+pub struct LogsArgs {
+    pub id: String,
+    /// As it comes, until it ends.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
 #[derive(Subcommand, Debug, Clone)]
 pub enum RunsCommand {
     /// The latest runs.
@@ -79,11 +88,7 @@ pub enum RunsCommand {
         id: String,
     },
     /// A run's output (`-f`: as it comes, until the run ends).
-    Logs {
-        id: String,
-        #[arg(short, long)]
-        follow: bool,
-    },
+    Logs(LogsArgs),
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -107,11 +112,7 @@ pub enum AgentsCommand {
         id: String,
     },
     /// An agent's output (`-f`: as it comes).
-    Logs {
-        id: String,
-        #[arg(short, long)]
-        follow: bool,
-    },
+    Logs(LogsArgs),
     Stats {
         id: String,
     },
@@ -176,11 +177,7 @@ pub enum RelicsCommand {
         id: String,
     },
     /// A relic's output (`-f`: as it comes).
-    Logs {
-        id: String,
-        #[arg(short, long)]
-        follow: bool,
-    },
+    Logs(LogsArgs),
     Stop {
         id: String,
     },
@@ -396,11 +393,9 @@ async fn runs(server: &Server, out: Output, command: RunsCommand) -> Result<i32,
         RunsCommand::Ls { limit } => {
             ask(server, out, Method::GET, &format!("/v1/runs?limit={limit}"), None, render::RUNS).await?
         }
-        RunsCommand::Get { id } => show(
-            out,
-            &server.call(Method::GET, &format!("/v1/runs/{}", segment(&id)), None).await?.json()?,
-            render::RUNS,
-        ),
+        RunsCommand::Get { id } => {
+            ask(server, out, Method::GET, &format!("/v1/runs/{}", segment(&id)), None, render::RUNS).await?
+        }
         RunsCommand::Cancel { id } => {
             let answer = server.call(Method::POST, &format!("/v1/runs/{}/cancel", segment(&id)), None).await?.json()?;
             show_json_or(
@@ -409,7 +404,7 @@ async fn runs(server: &Server, out: Output, command: RunsCommand) -> Result<i32,
                 if answer["cancelled"] == json!(true) { "cancelled" } else { "not in flight: nothing to cancel" },
             );
         }
-        RunsCommand::Logs { id, follow } => logs(server, &format!("/v1/runs/{}/logs", segment(&id)), follow).await?,
+        RunsCommand::Logs(l) => logs(server, &format!("/v1/runs/{}/logs", segment(&l.id)), l.follow).await?,
     }
     Ok(0)
 }
@@ -426,10 +421,8 @@ async fn agents(server: &Server, out: Output, command: AgentsCommand) -> Result<
             ask(server, out, Method::POST, "/v1/agents", Some(&body), render::AGENTS).await?;
         }
         AgentsCommand::Ls => ask(server, out, Method::GET, "/v1/agents", None, render::AGENTS).await?,
-        AgentsCommand::Get { id } => {
-            show(out, &server.call(Method::GET, &at(&id, ""), None).await?.json()?, render::AGENTS)
-        }
-        AgentsCommand::Logs { id, follow } => logs(server, &at(&id, "/logs"), follow).await?,
+        AgentsCommand::Get { id } => ask(server, out, Method::GET, &at(&id, ""), None, render::AGENTS).await?,
+        AgentsCommand::Logs(l) => logs(server, &at(&l.id, "/logs"), l.follow).await?,
         AgentsCommand::Stats { id } => {
             println!(
                 "{}",
@@ -437,12 +430,8 @@ async fn agents(server: &Server, out: Output, command: AgentsCommand) -> Result<
                     .unwrap_or_default()
             );
         }
-        AgentsCommand::Start { id } => {
-            show(out, &server.call(Method::POST, &at(&id, "/start"), None).await?.json()?, render::AGENTS)
-        }
-        AgentsCommand::Stop { id } => {
-            show(out, &server.call(Method::POST, &at(&id, "/stop"), None).await?.json()?, render::AGENTS)
-        }
+        AgentsCommand::Start { id } => ask(server, out, Method::POST, &at(&id, "/start"), None, render::AGENTS).await?,
+        AgentsCommand::Stop { id } => ask(server, out, Method::POST, &at(&id, "/stop"), None, render::AGENTS).await?,
         AgentsCommand::Rm { id } => remove(server, out, &at(&id, ""), &id).await?,
     }
     Ok(0)
@@ -484,13 +473,9 @@ async fn relics(server: &Server, out: Output, command: RelicsCommand) -> Result<
             };
             ask(server, out, Method::GET, &path, None, render::RELICS).await?;
         }
-        RelicsCommand::Get { id } => {
-            show(out, &server.call(Method::GET, &at(&id, ""), None).await?.json()?, render::RELICS)
-        }
-        RelicsCommand::Logs { id, follow } => logs(server, &at(&id, "/logs"), follow).await?,
-        RelicsCommand::Stop { id } => {
-            show(out, &server.call(Method::POST, &at(&id, "/stop"), None).await?.json()?, render::RELICS)
-        }
+        RelicsCommand::Get { id } => ask(server, out, Method::GET, &at(&id, ""), None, render::RELICS).await?,
+        RelicsCommand::Logs(l) => logs(server, &at(&l.id, "/logs"), l.follow).await?,
+        RelicsCommand::Stop { id } => ask(server, out, Method::POST, &at(&id, "/stop"), None, render::RELICS).await?,
         RelicsCommand::Rm { id } => remove(server, out, &at(&id, ""), &id).await?,
     }
     Ok(0)

@@ -175,6 +175,17 @@ impl Server {
         Server { child, url: format!("http://{addr}"), _data: data }
     }
 
+    /// `berth ARGS` (shell words) against this server in a tmux window of
+    /// `x` by `y`, which says `EXITED <code>` when it ends.
+    fn in_tmux(&self, name: &str, args: &str, x: u16, y: u16) -> Tmux {
+        let shell = format!(
+            "BERTH_URL={} BERTH_TOKEN=tok-cli {} {args}; echo EXITED $?; sleep 60",
+            self.url,
+            env!("CARGO_BIN_EXE_berth")
+        );
+        Tmux::open(name, &shell, x, y)
+    }
+
     /// `berth ARGS…` against this server with its token: exit code, stdout, stderr.
     fn client(&self, args: &[&str]) -> (i32, String, String) {
         let out = berth().args(args).env("BERTH_URL", &self.url).env("BERTH_TOKEN", "tok-cli").output().unwrap();
@@ -394,12 +405,7 @@ fn berth_exec_gives_a_command_stdin_and_a_terminal_that_follows_the_window() {
     let done = piped.wait_with_output().unwrap();
     assert_eq!((done.status.code(), String::from_utf8_lossy(&done.stdout).as_ref()), (Some(7), "from stdin\n"));
 
-    let shell = format!(
-        "BERTH_URL={} BERTH_TOKEN=tok-cli {} exec -it {id} -- sh; echo EXITED $?; sleep 60",
-        server.url,
-        env!("CARGO_BIN_EXE_berth")
-    );
-    let pane = Tmux::open("berth-exec", &shell, 100, 30);
+    let pane = server.in_tmux("berth-exec", &format!("exec -it {id} -- sh"), 100, 30);
     let screen = |want: &str| pane.screen(want);
     let shown = screen("/ #");
     assert!(shown.contains("/ #"), "the shell's prompt: {shown}");
@@ -505,12 +511,7 @@ fn berth_pull_streams_the_pulls_progress_and_leaves_the_image_on_the_engine() {
 #[test]
 fn berth_run_on_a_terminal_says_what_it_waits_for_until_the_output_begins() {
     let server = Server::start();
-    let shell = format!(
-        "BERTH_URL={} BERTH_TOKEN=tok-cli {} run --language sh --code 'sleep 3; echo done'; echo EXITED $?; sleep 60",
-        server.url,
-        env!("CARGO_BIN_EXE_berth")
-    );
-    let pane = Tmux::open("berth-wait", &shell, 100, 10);
+    let pane = server.in_tmux("berth-wait", "run --language sh --code 'sleep 3; echo done'", 100, 10);
     let screen = |want: &str| pane.screen(want);
     let waiting = screen("waiting for run_");
     let ended = screen("EXITED 0");

@@ -45,10 +45,11 @@ fn keep_the_pass_out(headers: &mut axum::http::HeaderMap) {
         .map(str::to_owned)
         .collect();
     headers.remove(header::COOKIE);
+    if theirs.is_empty() {
+        return;
+    }
     if let Ok(value) = theirs.join("; ").parse() {
-        if !theirs.is_empty() {
-            headers.insert(header::COOKIE, value);
-        }
+        headers.insert(header::COOKIE, value);
     }
 }
 

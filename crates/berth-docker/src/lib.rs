@@ -335,12 +335,16 @@ impl Engine for DockerBackend {
         let image = image.to_owned();
         Ok(progress
             .map(move |line| match line {
-                Ok(line) => Ok(PullProgress {
-                    layer: line.id,
-                    status: line.status.unwrap_or_default(),
-                    current: line.progress_detail.as_ref().and_then(|d| d.current).and_then(|n| u64::try_from(n).ok()),
-                    total: line.progress_detail.as_ref().and_then(|d| d.total).and_then(|n| u64::try_from(n).ok()),
-                }),
+                Ok(line) => {
+                    let detail = line.progress_detail.unwrap_or_default();
+                    let bytes = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok());
+                    Ok(PullProgress {
+                        layer: line.id,
+                        status: line.status.unwrap_or_default(),
+                        current: bytes(detail.current),
+                        total: bytes(detail.total),
+                    })
+                }
                 Err(e) => Err(EngineError::not_found(format!("image {image} could not be pulled: {e}")).with_source(e)),
             })
             .boxed())

@@ -91,8 +91,7 @@ async fn login(State(s): State<AppState>, jar: CookieJar, Body(body): Body<Login
     }
     let tenant = s
         .tokens
-        .0
-        .get(body.token.trim())
+        .tenant(&body.token)
         .cloned()
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "no such token"))?;
     let key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());

@@ -41,6 +41,13 @@ use error::ApiError;
 #[derive(Debug, Clone, Default)]
 pub struct Tokens(pub BTreeMap<String, String>);
 
+impl Tokens {
+    /// The tenant `token` belongs to (space around it ignored).
+    pub fn tenant(&self, token: &str) -> Option<&String> {
+        self.0.get(token.trim())
+    }
+}
+
 /// The tenant of an anonymous request when no tokens are configured.
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -83,7 +90,7 @@ impl Tenant {
             || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
         let header = headers.get(axum::http::header::AUTHORIZATION).ok_or_else(unauthorized)?;
         let token = header.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(unauthorized)?;
-        tokens.0.get(token.trim()).map(|t| Tenant(t.clone())).ok_or_else(unauthorized)
+        tokens.tenant(token).map(|t| Tenant(t.clone())).ok_or_else(unauthorized)
     }
 }
 

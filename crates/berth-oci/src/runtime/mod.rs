@@ -256,13 +256,12 @@ impl OciRuntime {
 
     /// Starts container `h` under the runtime; its stdin piped when `attach`.
     async fn launch(self: &Arc<Self>, h: &Handle, attach: bool) -> Result<Launched, EngineError> {
-        let (bundle, kept, ended_tx, cgroup) = {
+        let (bundle, kept, grown, ended_tx, cgroup) = {
             let mut inner = self.inner();
             inner.state.start(&h.id.0)?;
             let live = inner.live.get(&h.id).ok_or_else(|| EngineError::not_found(h.id.0.clone()))?;
-            (live.bundle.clone(), (live.kept.clone(), live.grown.clone()), live.ended.clone(), live.cgroup.clone())
+            (live.bundle.clone(), live.kept.clone(), live.grown.clone(), live.ended.clone(), live.cgroup.clone())
         };
-        let (kept, grown) = kept;
         let mut cmd = self.config.binary.run(&bundle, &h.id.0);
         cmd.stdin(if attach { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = match cmd.spawn() {
@@ -753,9 +752,10 @@ impl OciRuntime {
 
 #[async_trait]
 impl WorkloadIo for OciRuntime {
-    /// What the container wrote, kept to the output bound: what was kept so far; followed, then each piece as it is kept
-    /// until the container has ended and its pipes are read (`tail=0`:
-    /// from now on). Output past the bound is neither kept nor followed.
+    /// What the container wrote, kept to the output bound: what was kept
+    /// so far (`tail=0`: nothing); followed, then each piece as it is kept
+    /// until the container has ended and its pipes are read, or it is
+    /// removed. Output past the bound is neither kept nor followed.
     async fn logs(&self, h: &Handle, request: &LogRequest) -> Result<LogStream, EngineError> {
         let (kept, grown, ended) = {
             let inner = self.inner();
@@ -763,34 +763,30 @@ impl WorkloadIo for OciRuntime {
             let live = inner.live.get(&c.id).ok_or_else(|| EngineError::not_found(h.id.0.clone()))?;
             (live.kept.clone(), live.grown.subscribe(), live.ended.subscribe())
         };
-        let read = |from: [usize; 2]| kept.lock().unwrap_or_else(|p| p.into_inner()).since(from);
-        let from = if request.tail == Some(0) { read([0, 0]).1 } else { [0, 0] };
+        let since = |kept: &Mutex<Kept>, from| kept.lock().unwrap_or_else(|p| p.into_inner()).since(from);
+        let from = if request.tail == Some(0) { kept.lock().unwrap_or_else(|p| p.into_inner()).ends() } else { [0, 0] };
         if !request.follow {
-            let chunks = if request.tail == Some(0) { Vec::new() } else { read(from).0 };
-            return Ok(futures_util::stream::iter(chunks.into_iter().map(Ok)).boxed());
+            return Ok(futures_util::stream::iter(since(&kept, from).0.into_iter().map(Ok)).boxed());
         }
         let followed = futures_util::stream::unfold(
             (kept, grown, ended, from, false),
-            |(kept, mut grown, mut ended, from, done)| async move {
+            move |(kept, mut grown, mut ended, from, done)| async move {
                 if done {
                     return None;
                 }
+                // A sender gone means the container was removed: what was kept is all there is.
+                let mut removed = false;
                 loop {
                     // Whether it had ended is asked before the read: its pipes are read by then.
-                    let over = ended.borrow_and_update().is_some();
-                    let (chunks, to) = kept.lock().unwrap_or_else(|p| p.into_inner()).since(from);
+                    let over = removed || ended.borrow_and_update().is_some();
+                    let (chunks, to) = since(&kept, from);
                     if !chunks.is_empty() || over {
                         return Some((chunks, (kept, grown, ended, to, over)));
                     }
-                    let woke = tokio::select! {
+                    removed = !tokio::select! {
                         changed = grown.changed() => changed.is_ok(),
                         changed = ended.changed() => changed.is_ok(),
                     };
-                    if !woke {
-                        // The container was removed: what was kept is all there is.
-                        let (chunks, to) = kept.lock().unwrap_or_else(|p| p.into_inner()).since(from);
-                        return Some((chunks, (kept, grown, ended, to, true)));
-                    }
                 }
             },
         );
