@@ -395,8 +395,18 @@ fn a_sessions_relic_is_health_gated_and_reached_by_its_alias_from_another_node()
     let fetch = format!(
         "import urllib.request; print(urllib.request.urlopen('{url}/health', timeout=5).read().decode(), end='')"
     );
-    let (got, status) =
-        berth.post_json("/v1/agents/sw-peer/exec", &serde_json::json!({"cmd": ["python3", "-c", fetch]}));
+    // The overlay learns a new endpoint on another node by gossip: the
+    // first fetch may time out before it has (seen once in a clean run),
+    // so the fetch is tried for up to 30 s and its last answer judged.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (got, status) = loop {
+        let (got, status) =
+            berth.post_json("/v1/agents/sw-peer/exec", &serde_json::json!({"cmd": ["python3", "-c", fetch]}));
+        if got["stdout"] == "ok\n" || std::time::Instant::now() > deadline {
+            break (got, status);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert_eq!(
         (status, got["stdout"].as_str()),
         (200, Some("ok\n")),
