@@ -391,13 +391,30 @@ fn a_sessions_relic_is_health_gated_and_reached_by_its_alias_from_another_node()
     }
     assert_eq!(relic_on.len(), 1, "the relic and its peer on two nodes: the peer on {}", peer["node"]);
 
+    // The overlay teaches each node its peers' endpoints by gossip, which
+    // a loaded machine delays: the alias resolves on the peer's node only
+    // once the relic's service is in that node's view of the network.
+    let peer_node = peer["node"].as_str().expect("the peer's node").to_owned();
+    let knows_relic = |view: &serde_json::Value| {
+        view["Services"].as_object().is_some_and(|services| {
+            services.iter().any(|(name, s)| {
+                name.starts_with("berth-relic-") && s["Tasks"].as_array().is_some_and(|t| !t.is_empty())
+            })
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut view = rig::overlay_view(&peer_node, &network);
+    while !knows_relic(&view) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        view = rig::overlay_view(&peer_node, &network);
+    }
+    assert!(knows_relic(&view), "{peer_node} never learned the relic on {}: {view}", relic_on[0]);
     // busybox's wget, a static glibc build, crashes on these nodes.
     let fetch = format!(
         "import urllib.request; print(urllib.request.urlopen('{url}/health', timeout=5).read().decode(), end='')"
     );
-    // The overlay learns a new endpoint on another node by gossip: the
-    // first fetch may time out before it has (seen once in a clean run),
-    // so the fetch is tried for up to 30 s and its last answer judged.
+    // The view may lead the node's resolver by a moment, so the fetch is
+    // tried for up to 30 s and its last answer judged.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let (got, status) = loop {
         let (got, status) =

@@ -251,3 +251,16 @@ pub fn port_answers(address: &str, port: u64, expected: u16) -> u16 {
     }
     answered
 }
+
+/// Node `node`'s own view of overlay `network` (`GET /networks/ID?verbose=true`
+/// on its engine): the services and tasks its share of the overlay's gossip
+/// has taught it, by service name. An alias resolves on a node only once its
+/// service is here.
+pub fn overlay_view(node: &str, network: &str) -> serde_json::Value {
+    let socket = format!("/run/bsw/{}.sock", node.trim_start_matches("bsw-"));
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--unix-socket", &socket, &format!("http://node/networks/{network}?verbose=true")])
+        .output()
+        .expect("curl runs");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
