@@ -13,11 +13,15 @@ pub const NODES: [&str; 3] = ["bsw-n1", "bsw-n2", "bsw-n3"];
 
 pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/swarm-rig.sh");
 
+/// The path of node `name`'s engine socket (`scripts/swarm-rig.sh`).
+fn node_socket(name: &str) -> String {
+    format!("/run/bsw/{}.sock", name.trim_start_matches("bsw-"))
+}
+
 /// Node `name`'s engine over its Unix socket (reachable from the host's
 /// namespace even while the node is cut off).
 pub fn node_docker(name: &str) -> Docker {
-    let socket = format!("unix:///run/bsw/{}.sock", name.trim_start_matches("bsw-"));
-    let endpoint = engine_api::host::Endpoint::parse(&socket).expect("a rig socket");
+    let endpoint = engine_api::host::Endpoint::parse(&format!("unix://{}", node_socket(name))).expect("a rig socket");
     Docker::new(engine_api::transport::SocketTransport::new(endpoint))
 }
 
@@ -257,9 +261,8 @@ pub fn port_answers(address: &str, port: u64, expected: u16) -> u16 {
 /// has taught it, by service name. An alias resolves on a node only once its
 /// service is here.
 pub fn overlay_view(node: &str, network: &str) -> serde_json::Value {
-    let socket = format!("/run/bsw/{}.sock", node.trim_start_matches("bsw-"));
     let out = std::process::Command::new("curl")
-        .args(["-s", "--unix-socket", &socket, &format!("http://node/networks/{network}?verbose=true")])
+        .args(["-s", "--unix-socket", &node_socket(node), &format!("http://node/networks/{network}?verbose=true")])
         .output()
         .expect("curl runs");
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
